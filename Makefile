@@ -1,0 +1,88 @@
+# pgtenant build. `./configure && make` as usual; a bare `make` (or `make check`)
+# on a fresh checkout installs missing Debian packages, runs autoconf and
+# ./configure itself, so README's two commands work with nothing done by hand.
+
+-include config.mk
+
+SRCS      := $(wildcard src/*.c)
+OBJS      := $(SRCS:src/%.c=build/%.o)
+LIB_OBJS  := $(filter-out build/main.o,$(OBJS))
+UNIT_SRCS := $(wildcard test/unit/*_test.c)
+UNIT_BINS := $(UNIT_SRCS:test/unit/%.c=build/unit/%)
+
+WARN      := -Wall -Wextra -Werror -Wshadow -Wno-unused-parameter -Wno-missing-field-initializers
+OPT       ?= -O2
+ALL_CFLAGS = -std=gnu11 $(OPT) -g $(WARN) -Iinclude $(DEP_CFLAGS) $(CFLAGS_USER) $(EXTRA_CFLAGS) \
+             -MMD -MP -DPGTENANT_VERSION=\"$(VERSION)\"
+ALL_LDFLAGS = $(LDFLAGS_USER) $(EXTRA_LDFLAGS)
+LIBS       = $(DEP_LIBS) -lm
+
+PYTEST    := /usr/bin/python3 -m pytest
+
+.PHONY: all deps check unit-check integration-check check-asan bench install clean format lint demo fuzz
+
+all: pgtenant
+
+deps:
+	@./scripts/deps.sh
+
+configure: configure.ac
+	@./scripts/deps.sh
+	autoconf
+
+config.mk: configure config.mk.in
+	./configure
+
+pgtenant: config.mk $(OBJS)
+	$(CC) $(ALL_LDFLAGS) -o $@ $(OBJS) $(LIBS)
+
+build/%.o: src/%.c config.mk
+	@mkdir -p build
+	$(CC) $(ALL_CFLAGS) -c -o $@ $<
+
+build/unit/%: test/unit/%.c $(LIB_OBJS) test/unit/unit.h
+	@mkdir -p build/unit
+	$(CC) $(ALL_CFLAGS) -Itest/unit -o $@ $< $(LIB_OBJS) $(ALL_LDFLAGS) $(LIBS)
+
+unit-check: $(UNIT_BINS)
+	@set -e; for t in $(UNIT_BINS); do echo "== $$t"; $$t; done
+
+integration-check: pgtenant
+	$(PYTEST) -q -p no:cacheprovider test/integration $(PYTEST_ARGS)
+
+# The README's test command: installs what is missing, builds, runs every test.
+check: deps
+	$(MAKE) pgtenant
+	$(MAKE) unit-check
+	$(MAKE) integration-check
+
+check-asan: deps
+	$(MAKE) clean
+	$(MAKE) OPT=-O1 EXTRA_CFLAGS="-fsanitize=address,undefined -fno-omit-frame-pointer" \
+		EXTRA_LDFLAGS="-fsanitize=address,undefined" pgtenant unit-check integration-check
+
+bench: pgtenant
+	./bench/run.sh
+
+demo: pgtenant
+	./scripts/demo.sh
+
+install: pgtenant
+	install -d $(DESTDIR)$(bindir) $(DESTDIR)$(mandir)/man1 $(DESTDIR)$(mandir)/man5 $(DESTDIR)$(mandir)/man7
+	install -m 755 pgtenant $(DESTDIR)$(bindir)/pgtenant
+	install -m 644 man/pgtenant.1 $(DESTDIR)$(mandir)/man1/
+	install -m 644 man/pgtenant.ini.5 $(DESTDIR)$(mandir)/man5/
+	-install -m 644 man/pgtenant-admin.7 $(DESTDIR)$(mandir)/man7/
+
+format:
+	clang-format -i src/*.c include/*.h test/unit/*.c test/unit/*.h
+
+lint:
+	cppcheck --quiet --error-exitcode=1 --enable=warning,performance,portability \
+		--suppress=missingIncludeSystem -Iinclude src
+	clang-tidy --quiet src/*.c -- -std=gnu11 -Iinclude $(DEP_CFLAGS)
+
+clean:
+	rm -rf build pgtenant
+
+-include $(OBJS:.o=.d)

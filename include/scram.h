@@ -1,0 +1,64 @@
+/*
+ * scram: SCRAM-SHA-256 (RFC 5802, RFC 7677) as PostgreSQL speaks it, both
+ * as the server (authenticating pgtenant's clients) and as the client
+ * (logging in to PostgreSQL). Crypto is OpenSSL's (HMAC, SHA-256, PBKDF2).
+ *
+ * Messages are parsed from untrusted bytes with explicit lengths; nothing
+ * here assumes NUL termination of input. Output strings are malloc'd and
+ * owned by the caller.
+ */
+#ifndef PGTENANT_SCRAM_H
+#define PGTENANT_SCRAM_H
+
+#include "common.h"
+
+#define SCRAM_KEY_LEN 32
+#define SCRAM_DEFAULT_ITERATIONS 4096
+
+typedef struct ScramServer {
+	/* from the secret */
+	int iterations;
+	uint8_t salt[64];
+	int salt_len;
+	uint8_t stored_key[SCRAM_KEY_LEN];
+	uint8_t server_key[SCRAM_KEY_LEN];
+	/* exchange state */
+	char *client_first_bare;
+	char *server_first;
+	char *client_nonce;
+	char *server_nonce; /* full nonce: client's + ours */
+	int step;
+} ScramServer;
+
+typedef struct ScramClient {
+	char *client_nonce;
+	char *client_first_bare;
+	char *server_first;
+	uint8_t salted_password[SCRAM_KEY_LEN];
+	char *auth_message;
+	int step;
+} ScramClient;
+
+/*
+ * Server side. secret is plain text (a verifier is derived with a random
+ * salt) or a SCRAM-SHA-256$ verifier; an md5 secret cannot be used (false).
+ */
+bool scram_server_init(ScramServer *s, const char *secret);
+/* client-first-message (the SASLInitialResponse data) -> server-first-message. */
+bool scram_server_first(ScramServer *s, const uint8_t *msg, size_t len, char **out, char *err, size_t errlen);
+/* client-final-message -> server-final-message ("v=..."); false when the proof is wrong. */
+bool scram_server_final(ScramServer *s, const uint8_t *msg, size_t len, char **out, char *err, size_t errlen);
+void scram_server_free(ScramServer *s);
+
+/* Client side, with the plain password. */
+bool scram_client_first(ScramClient *c, char **out);
+bool scram_client_final(ScramClient *c, const char *password, const uint8_t *server_first, size_t len,
+			char **out, char *err, size_t errlen);
+/* Checks the server's signature in server-final-message. */
+bool scram_client_verify(ScramClient *c, const uint8_t *server_final, size_t len, char *err, size_t errlen);
+void scram_client_free(ScramClient *c);
+
+/* Builds a SCRAM-SHA-256$iter:salt$StoredKey:ServerKey verifier from a password (tests, tooling). */
+char *scram_build_verifier(const char *password, const uint8_t *salt, int salt_len, int iterations);
+
+#endif

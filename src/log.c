@@ -1,0 +1,50 @@
+/*
+ * log: writes one line per call with a wall-clock timestamp and pid.
+ * SIGHUP reopens log_file (so logrotate works) through log_open().
+ */
+#include "log.h"
+
+#include <stdarg.h>
+#include <stdio.h>
+#include <sys/time.h>
+#include <time.h>
+#include <unistd.h>
+
+int g_log_level = LOG_LVL_INFO;
+static FILE *log_fp;
+
+static const char *const level_names[] = {"ERROR", "WARNING", "LOG", "DEBUG", "TRACE"};
+
+void log_open(const char *path)
+{
+	if (log_fp && log_fp != stderr)
+		fclose(log_fp);
+	log_fp = NULL;
+	if (path && *path) {
+		log_fp = fopen(path, "a");
+		if (!log_fp)
+			fprintf(stderr, "pgtenant: cannot open log_file %s; logging to stderr\n", path);
+		else
+			setvbuf(log_fp, NULL, _IOLBF, 0);
+	}
+}
+
+void log_write(LogLevel lvl, const char *fmt, ...)
+{
+	FILE *fp = log_fp ? log_fp : stderr;
+	struct timeval tv;
+	struct tm tm;
+	char ts[32];
+	va_list ap;
+
+	gettimeofday(&tv, NULL);
+	localtime_r(&tv.tv_sec, &tm);
+	strftime(ts, sizeof(ts), "%Y-%m-%d %H:%M:%S", &tm);
+	flockfile(fp);
+	fprintf(fp, "%s.%03d [%d] %s ", ts, (int)(tv.tv_usec / 1000), (int)getpid(), level_names[lvl]);
+	va_start(ap, fmt);
+	vfprintf(fp, fmt, ap);
+	va_end(ap);
+	fputc('\n', fp);
+	funlockfile(fp);
+}
