@@ -12,7 +12,7 @@ UNIT_BINS := $(UNIT_SRCS:test/unit/%.c=build/unit/%)
 
 WARN      := -Wall -Wextra -Werror -Wshadow -Wno-unused-parameter -Wno-missing-field-initializers
 OPT       ?= -O2
-ALL_CFLAGS = -std=gnu11 $(OPT) -g $(WARN) -Iinclude $(DEP_CFLAGS) $(CFLAGS_USER) $(EXTRA_CFLAGS) \
+ALL_CFLAGS = -std=gnu11 -D_GNU_SOURCE $(OPT) -g $(WARN) -Iinclude $(DEP_CFLAGS) $(CFLAGS_USER) $(EXTRA_CFLAGS) \
              -MMD -MP -DPGTENANT_VERSION=\"$(VERSION)\"
 ALL_LDFLAGS = $(LDFLAGS_USER) $(EXTRA_LDFLAGS)
 LIBS       = $(DEP_LIBS) -lm
@@ -28,7 +28,7 @@ deps:
 
 configure: configure.ac
 	@./scripts/deps.sh
-	autoconf
+	aclocal && autoconf
 
 config.mk: configure config.mk.in
 	./configure

@@ -8,7 +8,11 @@
  *
  * Durations are stored in microseconds. Per-tenant overrides use -1 (or
  * NULL for strings) for "inherit the global value"; config_tenant_*()
- * resolve them.
+ * resolve them. A string key left empty is NULL (never ""), in every
+ * section; an inheriting tenant string set explicitly empty is "" (so
+ * "shared_schemas =" means none, "users =" means nobody).
+ * After a successful load every backend's pool_size is resolved, every
+ * replica has a port and every tenant's backend_index is valid.
  */
 #ifndef PGTENANT_CONFIG_H
 #define PGTENANT_CONFIG_H
@@ -185,6 +189,15 @@ typedef struct ConfigKey {
 	const char *const *enum_names; /* KEY_ENUM: NULL-terminated, index = stored value */
 	bool reloadable;
 	const char *help;
+	/*
+	 * Added: inherit = the key starts unset (-1, or NULL for strings) and
+	 * def only describes where the value comes from ("(global)",
+	 * "(required)"...), so def is never NULL. min/max bound KEY_INT,
+	 * KEY_DURATION (usec), KEY_SIZE and KEY_DOUBLE (min only); for
+	 * KEY_STRING min = 1 means "may not be empty".
+	 */
+	bool inherit;
+	int64_t min, max;
 } ConfigKey;
 
 extern const ConfigKey config_keys[];
@@ -205,6 +218,8 @@ void config_errors_free(ConfigErrors *errs);
 const ConfigKey *config_find_key(SectionKind section, const char *name);
 /* Formats a key's current value in cfg (global keys) the way SHOW CONFIG prints it. */
 void config_format_value(const Config *cfg, const ConfigKey *key, char *out, size_t outlen);
+/* Same for any section: base is a Config, BackendConf or TenantConf matching key->section. */
+void config_format_field(const ConfigKey *key, const void *base, char *out, size_t outlen);
 /* Sets a global key from text (console SET). false + message in err when the value is bad. */
 bool config_set_global(Config *cfg, const char *name, const char *value, char *err, size_t errlen);
 
@@ -223,7 +238,16 @@ usec_t config_tenant_client_idle_timeout(const Config *cfg, const TenantConf *t)
 ReadRouting config_tenant_read_routing(const Config *cfg, const TenantConf *t);
 const char *config_tenant_schema(const TenantConf *t);
 const char *config_tenant_id(const TenantConf *t);
-const char *config_tenant_users(const Config *cfg, const TenantConf *t);
+const char *config_tenant_users(const Config *cfg, const TenantConf *t); /* never NULL */
+const char *config_tenant_shared_schemas(const TenantConf *t);          /* "public" unless set */
+/* NULL: as the backend has it NULL (the client's user name / the client user). */
+const char *config_tenant_dbname(const Config *cfg, const TenantConf *t);
+const char *config_tenant_server_user(const Config *cfg, const TenantConf *t);
+/* A tenant with its own server_user uses only its own server_password (NULL: auth_file). */
+const char *config_tenant_server_password(const Config *cfg, const TenantConf *t);
+usec_t config_read_your_writes(const Config *cfg); /* -1 resolves to max_replica_lag */
+int config_backend_replica_pool_size(const BackendConf *b);
+ServerTlsMode config_backend_server_tls_mode(const Config *cfg, const BackendConf *b);
 
 /* Is user in a comma list ("*" matches everyone)? Whitespace around items ignored. */
 bool config_list_contains(const char *list, const char *user);

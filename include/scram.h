@@ -14,11 +14,15 @@
 
 #define SCRAM_KEY_LEN 32
 #define SCRAM_DEFAULT_ITERATIONS 4096
+/* Largest salt accepted in a stored verifier (PostgreSQL writes 16 bytes). */
+#define SCRAM_MAX_SALT_LEN 64
+/* Iteration counts above this are refused: each login would cost seconds of CPU. */
+#define SCRAM_MAX_ITERATIONS 10000000
 
 typedef struct ScramServer {
 	/* from the secret */
 	int iterations;
-	uint8_t salt[64];
+	uint8_t salt[SCRAM_MAX_SALT_LEN];
 	int salt_len;
 	uint8_t stored_key[SCRAM_KEY_LEN];
 	uint8_t server_key[SCRAM_KEY_LEN];
@@ -27,6 +31,7 @@ typedef struct ScramServer {
 	char *server_first;
 	char *client_nonce;
 	char *server_nonce; /* full nonce: client's + ours */
+	char gs2_flag;      /* 'n' or 'y': the client-final "c=" must echo this gs2 header */
 	int step;
 } ScramServer;
 
@@ -60,5 +65,13 @@ void scram_client_free(ScramClient *c);
 
 /* Builds a SCRAM-SHA-256$iter:salt$StoredKey:ServerKey verifier from a password (tests, tooling). */
 char *scram_build_verifier(const char *password, const uint8_t *salt, int salt_len, int iterations);
+/*
+ * Parses a SCRAM-SHA-256$iter:salt$StoredKey:ServerKey verifier; salt must
+ * hold SCRAM_MAX_SALT_LEN bytes. false when it is malformed in any way.
+ */
+bool scram_parse_verifier(const char *secret, int *iterations, uint8_t *salt, int *salt_len,
+			  uint8_t stored_key[SCRAM_KEY_LEN], uint8_t server_key[SCRAM_KEY_LEN]);
+/* Checks a cleartext password against a verifier, in constant time (auth_plain_verify). */
+bool scram_verify_password(const char *verifier, const char *password);
 
 #endif

@@ -2,7 +2,7 @@
 # Installs the Debian packages pgtenant needs to build, test and benchmark,
 # only those that are missing. Safe to run again; does nothing when all are there.
 set -e
-PKGS="gcc make autoconf pkg-config libevent-dev libssl-dev libpq-dev libinih-dev
+PKGS="gcc make autoconf automake pkg-config libevent-dev libssl-dev libpq-dev libinih-dev
       postgresql postgresql-client postgresql-contrib pgbouncer openssl
       python3-pytest python3-psycopg procps"
 missing=""

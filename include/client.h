@@ -1,0 +1,104 @@
+/*
+ * client: one application connection — startup, authentication, then the
+ * client half of the data path: framing the client's messages, acquiring
+ * a server connection for them and forwarding them.
+ *
+ * States and the list each lives on:
+ *   CL_LOGIN         g_login_clients       startup and authentication
+ *   CL_WELCOME_WAIT  pool->welcome_wait    authenticated; waiting for server parameters
+ *   CL_IDLE          g_idle_clients        no server, nothing to send
+ *   CL_WAITING       pool->waiting         has messages, waits for a server
+ *   CL_ACTIVE        g_active_clients      linked to a server
+ */
+#ifndef PGTENANT_CLIENT_H
+#define PGTENANT_CLIENT_H
+
+#include "conn.h"
+#include "list.h"
+#include "param.h"
+#include "scram.h"
+#include "types.h"
+
+typedef enum {
+	CL_FREE = 0,
+	CL_LOGIN,
+	CL_WELCOME_WAIT,
+	CL_IDLE,
+	CL_WAITING,
+	CL_ACTIVE,
+} ClientState;
+
+typedef enum {
+	LOGIN_STARTUP = 0, /* waiting for the startup packet (or SSL/GSS/cancel request) */
+	LOGIN_PASSWORD,    /* sent AuthenticationCleartext/MD5, waiting for PasswordMessage */
+	LOGIN_SASL_INIT,   /* sent AuthenticationSASL */
+	LOGIN_SASL_FINAL,  /* sent AuthenticationSASLContinue */
+} LoginStage;
+
+struct Client {
+	List node; /* on exactly one list, by state */
+	ClientState state;
+	Conn conn;
+	Tenant *tenant;
+	Pool *pool;
+	ServerConn *server;
+
+	char user[64];      /* the user that authenticated (tenant suffix removed) */
+	char addr[64];
+	int port;
+	usec_t connect_time;
+	usec_t wait_start;
+	usec_t xact_start;
+	usec_t query_start;
+
+	/* cancel key handed to the client; hashed in client.c */
+	uint32_t cancel_pid;
+	uint32_t cancel_key;
+	Client *cancel_next;
+
+	Params params;
+	bool params_have_defaults;
+
+	LoginStage login_stage;
+	const char *secret; /* from the auth file; not owned */
+	uint8_t md5_salt[4];
+	ScramServer scram;
+	bool fake_auth; /* unknown user: go through the motions, then fail */
+	struct LoginCtx *login_ctx;
+
+	size_t fwd_remain;     /* bytes of the current message still to pass through */
+	bool skip_until_sync;  /* an error was sent for a batch; drop messages until Sync */
+	bool skip_query_tail;  /* an error was sent for a Query still arriving; drop its rest */
+	char tx_status;        /* last ReadyForQuery status the client saw */
+	bool close_after_flush;
+	bool closing;
+};
+
+extern List g_login_clients;
+extern List g_idle_clients;
+extern List g_active_clients;
+extern int g_n_clients;
+
+void client_accept(int fd);
+/* A server was linked to this waiting client: continue forwarding its messages. */
+void client_resume(Client *c);
+/* The pool could not give a server in time: error the pending batch, session goes on. */
+void client_wait_failed(Client *c, const char *sqlstate, const char *msg);
+/* The server under this client died: error, then the session goes on without it. */
+void client_server_lost(Client *c, const char *why);
+/* Finishes login: AuthenticationOk, ParameterStatus, BackendKeyData, ReadyForQuery. */
+void client_welcome(Client *c, const Params *server_params);
+/* Sends FATAL and closes once it is flushed. */
+void client_fatal(Client *c, const char *sqlstate, const char *msg, const char *hint);
+void client_close(Client *c, const char *reason);
+void client_set_state(Client *c, ClientState st);
+/* Flushes the client's output; closes it if the peer is gone. Returns false if closed. */
+bool client_flush(Client *c);
+/* After the server's output to this client drained below the low-water mark. */
+void client_output_drained(Client *c);
+void client_maintain(void);
+/* Shutdown: closes clients that are not inside a transaction. */
+void client_close_idle_for_shutdown(void);
+const char *client_state_name(ClientState st);
+
+#endif

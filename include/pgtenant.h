@@ -1,0 +1,16 @@
+/*
+ * The process-wide state shared by the modules: the configuration in
+ * force, the auth file, and the shutdown flag. Defined in main.c.
+ */
+#ifndef PGTENANT_PGTENANT_H
+#define PGTENANT_PGTENANT_H
+
+#include "auth.h"
+#include "config.h"
+
+extern Config *g_cfg;
+extern AuthFile *g_auth;
+extern bool g_shutdown;       /* SIGTERM/SIGINT seen: no new clients, finish transactions */
+extern usec_t g_shutdown_deadline;
+
+#endif

@@ -1,0 +1,73 @@
+/*
+ * tenant: the runtime side of [tenant] sections — a hash table by name,
+ * the resolution of a client's tenant from its startup packet (SPEC §3),
+ * and per-tenant counters.
+ */
+#ifndef PGTENANT_TENANT_H
+#define PGTENANT_TENANT_H
+
+#include "config.h"
+#include "list.h"
+#include "types.h"
+
+typedef struct TenantStats {
+	uint64_t queries;
+	uint64_t xacts;
+	uint64_t query_time_us;
+	uint64_t xact_time_us;
+	uint64_t wait_time_us;
+	uint64_t waits;
+	uint64_t bytes_in;
+	uint64_t bytes_out;
+	uint64_t query_timeouts;
+	uint64_t rate_limited;
+	uint64_t refused;
+} TenantStats;
+
+struct Tenant {
+	char *name;
+	const TenantConf *conf; /* points into g_cfg */
+	Pool *pool;
+	int n_clients;
+	int n_servers; /* server connections linked to this tenant's clients */
+	bool disabled;
+	TenantStats stats;
+	Tenant *hash_next;
+};
+
+/* Why resolution failed; the caller turns it into the SPEC §8 error. */
+typedef enum {
+	TENANT_OK = 0,
+	TENANT_NONE,      /* no source named a tenant: 3D000 */
+	TENANT_UNKNOWN,   /* a name that is no tenant: 3D000 */
+	TENANT_MISMATCH,  /* two sources, two tenants: 28000 */
+} TenantResult;
+
+typedef struct TenantQuery {
+	const char *user;     /* startup user, as sent */
+	const char *database; /* startup database */
+	const char *options_tenant; /* from -c pgtenant.tenant=, or NULL */
+	const char *sni;            /* TLS server name, or NULL */
+} TenantQuery;
+
+/* (Re)builds the runtime tenant table from cfg; keeps counters of tenants that stay. */
+void tenant_registry_build(const Config *cfg);
+Tenant *tenant_lookup(const char *name);
+int tenant_count(void);
+void tenant_foreach(void (*fn)(Tenant *t, void *arg), void *arg);
+
+/*
+ * Resolves the tenant of a client. auth_user receives the user name that
+ * authenticates (the startup user minus its tenant suffix when the suffix
+ * names a tenant). unknown_name points at the offending name for TENANT_UNKNOWN.
+ */
+TenantResult tenant_resolve(const Config *cfg, const TenantQuery *q, Tenant **out, char *auth_user,
+			    size_t auth_user_len, const char **unknown_name, size_t *unknown_len);
+
+/* The pool a client of t logging in as user uses (created on first use); NULL without credentials. */
+Pool *tenant_pool_for(Tenant *t, const char *user);
+
+/* Splits user at the last tenant_separator: returns the suffix or NULL. */
+const char *tenant_user_suffix(const char *user, const char *sep, size_t *prefix_len);
+
+#endif

@@ -1,0 +1,187 @@
+#!/bin/bash
+# pgtenant demo: a local PostgreSQL 15 with two tenant databases (acme and
+# globex) and a pgtenant in front of them, in the foreground. Ctrl-C stops
+# pgtenant and then the demo PostgreSQL.
+#
+# Meant for a fresh Debian machine as root (`make demo`): PostgreSQL runs as
+# the unprivileged `postgres` account, which is created when missing. Run as
+# another user, everything runs as that user. Everything lives in DEMO_DIR and
+# listens on 127.0.0.1 only. A demo PostgreSQL left running by an earlier run
+# is reused.
+set -eu
+
+ROOT=$(cd "$(dirname "$0")/.." && pwd)
+DEMO_DIR=${DEMO_DIR:-/tmp/pgtenant-demo}
+PG_BIN=${PG_BIN:-/usr/lib/postgresql/15/bin}
+PG_PORT=${PG_PORT:-15432}
+LISTEN_PORT=${LISTEN_PORT:-6432}
+PGTENANT=${PGTENANT:-$ROOT/pgtenant}
+
+PGDATA=$DEMO_DIR/pgdata
+SOCK_DIR=$DEMO_DIR/run
+PG_LOG=$DEMO_DIR/postgresql.log
+INI=$DEMO_DIR/pgtenant.ini
+AUTH_FILE=$DEMO_DIR/userlist.txt
+
+say() { printf 'demo: %s\n' "$*" >&2; }
+die() { printf 'demo: error: %s\n' "$*" >&2; exit 1; }
+
+# Missing packages (postgresql, pgbouncer, build tools) are installed first;
+# deps.sh does nothing when everything is there.
+"$ROOT/scripts/deps.sh"
+[ -x "$PG_BIN/postgres" ] || die "PostgreSQL 15 not found in $PG_BIN (apt-get install postgresql-15, or set PG_BIN)"
+if [ ! -x "$PGTENANT" ]; then
+	say "building pgtenant"
+	make -C "$ROOT" pgtenant >&2
+fi
+
+# PostgreSQL refuses to run as root, so as root it runs as `postgres`.
+if [ "$(id -u)" = 0 ]; then
+	PG_USER=postgres
+	if ! id "$PG_USER" >/dev/null 2>&1; then
+		say "creating the system user $PG_USER"
+		useradd --system --user-group --home-dir /var/lib/postgresql --shell /bin/sh "$PG_USER"
+	fi
+	as_pg() { (cd / && runuser -u "$PG_USER" -- "$@"); }
+else
+	PG_USER=$(id -un)
+	as_pg() { (cd / && "$@"); }
+fi
+
+mkdir -p "$DEMO_DIR"
+chmod 755 "$DEMO_DIR"
+mkdir -p "$SOCK_DIR"
+[ "$(id -u)" = 0 ] && chown "$PG_USER": "$SOCK_DIR"
+
+pg_running() { as_pg "$PG_BIN/pg_ctl" status -D "$PGDATA" >/dev/null 2>&1; }
+
+stop_pg() {
+	if pg_running; then
+		say "stopping the demo PostgreSQL"
+		as_pg "$PG_BIN/pg_ctl" stop -D "$PGDATA" -m fast -w >/dev/null 2>&1 || true
+	fi
+}
+
+if pg_running; then
+	say "reusing the demo PostgreSQL already running in $PGDATA"
+else
+	if [ ! -f "$PGDATA/PG_VERSION" ]; then
+		say "creating a PostgreSQL cluster in $PGDATA"
+		rm -rf "$PGDATA"
+		mkdir -p "$PGDATA"
+		[ "$(id -u)" = 0 ] && chown "$PG_USER": "$PGDATA"
+		chmod 700 "$PGDATA"
+		# Local socket: peer (only the setup below uses it). TCP: SCRAM.
+		as_pg "$PG_BIN/initdb" -D "$PGDATA" -U postgres --encoding=UTF8 --locale=C \
+			--auth-local=peer --auth-host=scram-sha-256 >/dev/null
+		cat >>"$PGDATA/postgresql.conf" <<-EOF
+
+			# pgtenant demo
+			listen_addresses = '127.0.0.1'
+			port = $PG_PORT
+			unix_socket_directories = '$SOCK_DIR'
+			password_encryption = 'scram-sha-256'
+		EOF
+	fi
+	say "starting PostgreSQL on 127.0.0.1:$PG_PORT"
+	: >"$PG_LOG"
+	[ "$(id -u)" = 0 ] && chown "$PG_USER": "$PG_LOG"
+	as_pg "$PG_BIN/pg_ctl" start -D "$PGDATA" -l "$PG_LOG" -w -t 60 >/dev/null ||
+		{ tail -n 20 "$PG_LOG" >&2; die "PostgreSQL did not start (log: $PG_LOG)"; }
+fi
+trap stop_pg EXIT
+
+psql_admin() {
+	as_pg "$PG_BIN/psql" -X -q -v ON_ERROR_STOP=1 -h "$SOCK_DIR" -p "$PG_PORT" -U postgres "$@"
+}
+
+# Idempotent, so a reused cluster ends up the same as a new one.
+psql_admin -d postgres >/dev/null <<-'EOF'
+	SELECT 'CREATE ROLE app LOGIN' WHERE NOT EXISTS (SELECT FROM pg_roles WHERE rolname = 'app') \gexec
+	ALTER ROLE app PASSWORD 'apppass';
+	SELECT 'CREATE DATABASE acme OWNER app' WHERE NOT EXISTS (SELECT FROM pg_database WHERE datname = 'acme') \gexec
+	SELECT 'CREATE DATABASE globex OWNER app' WHERE NOT EXISTS (SELECT FROM pg_database WHERE datname = 'globex') \gexec
+EOF
+
+# The same table in both tenants' databases, with different rows: what a
+# client sees tells which tenant it reached.
+seed() { # dbname, then rows as SQL VALUES
+	psql_admin -d "$1" >/dev/null <<-EOF
+		SET client_min_messages = warning;
+		SET ROLE app;
+		CREATE TABLE IF NOT EXISTS customers (id int PRIMARY KEY, name text NOT NULL, city text NOT NULL);
+		INSERT INTO customers VALUES $2 ON CONFLICT (id) DO NOTHING;
+	EOF
+}
+seed acme "(1, 'Wile E. Coyote', 'Mesa'), (2, 'Road Runner', 'Desert Rd'), (3, 'Acme Labs', 'Tucson')"
+seed globex "(1, 'Hank Scorpio', 'Cypress Creek'), (2, 'Homer Simpson', 'Springfield')"
+
+cat >"$AUTH_FILE" <<-'EOF'
+	"app" "apppass"
+EOF
+chmod 600 "$AUTH_FILE"
+
+cat >"$INI" <<-EOF
+	; pgtenant demo configuration, written by scripts/demo.sh.
+	; Every key is described in etc/pgtenant.ini and pgtenant.ini(5).
+	[pgtenant]
+	listen_addr = 127.0.0.1
+	listen_port = $LISTEN_PORT
+	auth_type = scram-sha-256
+	auth_file = $AUTH_FILE
+	; every user of auth_file may connect as any tenant below
+	tenant_users = *
+	shutdown_timeout = 5s
+
+	[backend main]
+	host = 127.0.0.1
+	port = $PG_PORT
+	user = app
+	password = apppass
+	dbname = acme
+
+	; database mode: each tenant has a database of its own on the backend's server
+	[tenant acme]
+	mode = database
+	backend = main
+	dbname = acme
+
+	[tenant globex]
+	mode = database
+	backend = main
+	dbname = globex
+EOF
+
+"$PGTENANT" --check "$INI" || die "pgtenant --check rejected $INI"
+
+cat <<EOF
+
+  pgtenant demo
+  -------------
+  PostgreSQL 15 : 127.0.0.1:$PG_PORT  (data $PGDATA, log $PG_LOG)
+  pgtenant      : 127.0.0.1:$LISTEN_PORT  (config $INI)
+
+  Connect, in another terminal, as a client of tenant acme or of tenant globex:
+
+    psql "host=127.0.0.1 port=$LISTEN_PORT user=app.acme dbname=acme password=apppass"
+    psql "host=127.0.0.1 port=$LISTEN_PORT user=app.globex dbname=globex password=apppass"
+
+  and run  SELECT * FROM customers;  in each: the rows differ, because each
+  tenant reaches only its own database. The tenant can also come from the
+  database name alone:
+
+    psql "host=127.0.0.1 port=$LISTEN_PORT user=app dbname=globex password=apppass"
+
+  Ctrl-C stops pgtenant and the demo PostgreSQL.
+
+EOF
+
+# In the foreground, not exec'd, so the EXIT trap stops PostgreSQL after
+# pgtenant has shut down. Ctrl-C reaches pgtenant directly (same process
+# group); a second Ctrl-C makes it close at once.
+set +e
+"$PGTENANT" "$INI"
+rc=$?
+set -e
+# 130 = ended by SIGINT, the normal way out.
+case $rc in 0 | 130) exit 0 ;; *) say "pgtenant exited with status $rc"; exit "$rc" ;; esac

@@ -1,0 +1,933 @@
+/*
+ * client: see include/client.h.
+ *
+ * The data path starts here: client_on_read() -> client_forward() frames
+ * the client's messages, acquires a server connection when the client has
+ * none (pool_acquire), and appends the bytes to the server's output. Only
+ * the message type and length are looked at; bodies stream through, so a
+ * 1 GB COPY never sits in memory whole.
+ *
+ * Invariant: a client's messages reach a server only while the client is
+ * CL_ACTIVE and linked to it, and the server's expect_rfq counts every
+ * Query, Sync and FunctionCall forwarded, so the server is released only
+ * after all of them were answered.
+ */
+#include "client.h"
+
+#include "log.h"
+#include "net.h"
+#include "pgtenant.h"
+#include "pool.h"
+#include "proto.h"
+#include "server.h"
+#include "tenant.h"
+
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+List g_login_clients = {&g_login_clients, &g_login_clients};
+List g_idle_clients = {&g_idle_clients, &g_idle_clients};
+List g_active_clients = {&g_active_clients, &g_active_clients};
+int g_n_clients;
+
+/* Closed clients are freed at the end of the loop turn, so callers up the stack stay valid. */
+static List free_later = {&free_later, &free_later};
+
+#define CANCEL_HASH_SIZE 4096
+static Client *cancel_hash[CANCEL_HASH_SIZE];
+
+static void client_on_read(evutil_socket_t fd, short what, void *arg);
+static void client_on_write(evutil_socket_t fd, short what, void *arg);
+static void client_forward(Client *c);
+static void login_process(Client *c);
+
+static const char *const state_names[] = {"free", "login", "welcome", "idle", "waiting", "active"};
+
+const char *client_state_name(ClientState st)
+{
+	return state_names[st];
+}
+
+#define client_log(lvl, c, fmt, ...)                                                               \
+	log_at(lvl, "C-%p %s/%s@%s:%d " fmt, (void *)(c), (c)->tenant ? (c)->tenant->name : "-",    \
+	       (c)->user[0] ? (c)->user : "-", (c)->addr, (c)->port, ##__VA_ARGS__)
+
+/* The one place a client changes state: unlink from the old list, link to the new one. */
+void client_set_state(Client *c, ClientState st)
+{
+	Pool *p = c->pool;
+
+	if (c->state == CL_WAITING && p)
+		p->n_waiting--;
+	list_del(&c->node);
+	c->state = st;
+	switch (st) {
+	case CL_LOGIN:
+		list_append(&g_login_clients, &c->node);
+		break;
+	case CL_WELCOME_WAIT:
+		list_append(&p->welcome_wait, &c->node);
+		break;
+	case CL_IDLE:
+		list_append(&g_idle_clients, &c->node);
+		break;
+	case CL_WAITING:
+		list_append(&p->waiting, &c->node);
+		p->n_waiting++;
+		break;
+	case CL_ACTIVE:
+		list_append(&g_active_clients, &c->node);
+		break;
+	case CL_FREE:
+		break;
+	}
+}
+
+static void cancel_hash_add(Client *c)
+{
+	Client **slot;
+	do {
+		if (!auth_random_bytes((uint8_t *)&c->cancel_pid, 4) ||
+		    !auth_random_bytes((uint8_t *)&c->cancel_key, 4)) {
+			c->cancel_pid = (uint32_t)random();
+			c->cancel_key = (uint32_t)random();
+		}
+		c->cancel_pid &= 0x7fffffff; /* a positive "pid", as clients expect */
+		slot = &cancel_hash[c->cancel_pid % CANCEL_HASH_SIZE];
+		Client *o;
+		for (o = *slot; o; o = o->cancel_next)
+			if (o->cancel_pid == c->cancel_pid)
+				break;
+		if (!o)
+			break;
+	} while (1);
+	c->cancel_next = *slot;
+	*slot = c;
+}
+
+static void cancel_hash_del(Client *c)
+{
+	Client **pp = &cancel_hash[c->cancel_pid % CANCEL_HASH_SIZE];
+	for (; *pp; pp = &(*pp)->cancel_next) {
+		if (*pp == c) {
+			*pp = c->cancel_next;
+			c->cancel_next = NULL;
+			return;
+		}
+	}
+}
+
+void client_accept(int fd)
+{
+	Client *c = xcalloc(1, sizeof(*c));
+
+	list_init(&c->node);
+	conn_init(&c->conn, fd, client_on_read, client_on_write, c);
+	net_peer_name(fd, c->addr, sizeof(c->addr), &c->port);
+	c->connect_time = g_now;
+	c->tx_status = 'I';
+	params_init(&c->params);
+	g_n_clients++;
+	client_set_state(c, CL_LOGIN);
+	conn_want_read(&c->conn, true);
+}
+
+bool client_flush(Client *c)
+{
+	if (c->closing)
+		return false;
+	if (conn_flush(&c->conn) == IO_ERROR) {
+		client_close(c, "client connection lost");
+		return false;
+	}
+	if (c->close_after_flush && !buf_avail(&c->conn.out)) {
+		client_close(c, NULL);
+		return false;
+	}
+	return true;
+}
+
+void client_fatal(Client *c, const char *sqlstate, const char *msg, const char *hint)
+{
+	if (c->closing)
+		return;
+	client_log(LOG_LVL_INFO, c, "closing: %s (%s)", msg, sqlstate);
+	proto_error(&c->conn.out, "FATAL", sqlstate, msg, hint);
+	c->close_after_flush = true;
+	conn_want_read(&c->conn, false);
+	client_flush(c);
+}
+
+/* What to do with the server of a client that goes away. */
+static void detach_server(Client *c)
+{
+	ServerConn *s = c->server;
+	bool clean;
+
+	if (!s)
+		return;
+	clean = s->expect_rfq == 0 && s->swallow_rfq == 0 && s->tx_status == 'I' && c->fwd_remain == 0 &&
+		!s->dirty;
+	if (!clean) {
+		/* Mid-query or mid-transaction: the connection cannot be trusted for anyone else. */
+		s->client = NULL;
+		c->server = NULL;
+		if (s->tenant) {
+			s->tenant->n_servers--;
+			s->tenant = NULL;
+		}
+		server_close(s, "client went away mid-transaction");
+		return;
+	}
+	if (config_tenant_pool_mode(g_cfg, c->tenant->conf) == POOL_MODE_SESSION) {
+		s->client = NULL;
+		c->server = NULL;
+		s->tenant->n_servers--;
+		s->tenant = NULL;
+		server_reset(s);
+	} else {
+		pool_release(s);
+	}
+}
+
+void client_close(Client *c, const char *reason)
+{
+	if (c->closing)
+		return;
+	c->closing = true;
+	if (reason && (!g_cfg || g_cfg->log_disconnections) && c->state != CL_LOGIN)
+		client_log(LOG_LVL_INFO, c, "closing: %s", reason);
+	if (c->state == CL_WAITING)
+		pool_unwait(c);
+	detach_server(c);
+	if (c->cancel_pid)
+		cancel_hash_del(c);
+	if (c->tenant && c->state != CL_LOGIN)
+		c->tenant->n_clients--;
+	client_set_state(c, CL_FREE);
+	conn_close(&c->conn);
+	scram_server_free(&c->scram);
+	params_free(&c->params);
+	free(c->login_ctx);
+	c->login_ctx = NULL;
+	g_n_clients--;
+	list_append(&free_later, &c->node);
+}
+
+/* Frees clients closed during this loop turn. */
+void client_maintain(void)
+{
+	List *it, *tmp;
+	list_for_each_safe(it, &free_later, tmp)
+	{
+		list_del(it);
+		free(list_entry(it, Client, node));
+	}
+}
+
+static void client_on_write(evutil_socket_t fd, short what, void *arg)
+{
+	Client *c = arg;
+	time_update();
+	if (!client_flush(c))
+		return;
+	if (buf_avail(&c->conn.out) < CONN_LOW_WATER && c->server)
+		server_output_drained(c->server);
+	client_maintain();
+}
+
+static void client_on_read(evutil_socket_t fd, short what, void *arg)
+{
+	Client *c = arg;
+	IoStatus st;
+
+	time_update();
+	st = conn_read(&c->conn);
+	if (st == IO_EOF || st == IO_ERROR) {
+		client_close(c, st == IO_EOF ? "client closed connection" : "client read error");
+	} else if (st == IO_OK) {
+		if (c->state == CL_LOGIN)
+			login_process(c);
+		else if (c->state == CL_WELCOME_WAIT)
+			conn_want_read(&c->conn, false); /* nothing is expected before the welcome */
+		else
+			client_forward(c);
+	}
+	client_maintain();
+}
+
+/* ---------------------------------------------------------------------------------------
+ * Login: startup packet, authentication, tenant checks.
+ */
+
+static bool parse_options(Client *c, const char *options, const char **tenant_opt, char *tenant_buf,
+			  size_t tenant_len)
+{
+	/* "-c name=value" and "--name=value", separated by spaces; "\ " escapes a space. */
+	const char *p = options;
+	char word[1024];
+
+	*tenant_opt = NULL;
+	while (*p) {
+		size_t n = 0;
+		while (*p == ' ' || *p == '\t')
+			p++;
+		if (!*p)
+			break;
+		while (*p && *p != ' ' && *p != '\t' && n < sizeof(word) - 1) {
+			if (*p == '\\' && p[1])
+				p++;
+			word[n++] = *p++;
+		}
+		word[n] = '\0';
+		const char *setting = NULL;
+		if (strcmp(word, "-c") == 0) {
+			n = 0;
+			while (*p == ' ' || *p == '\t')
+				p++;
+			while (*p && *p != ' ' && *p != '\t' && n < sizeof(word) - 1) {
+				if (*p == '\\' && p[1])
+					p++;
+				word[n++] = *p++;
+			}
+			word[n] = '\0';
+			setting = word;
+		} else if (strncmp(word, "-c", 2) == 0) {
+			setting = word + 2;
+		} else if (strncmp(word, "--", 2) == 0) {
+			setting = word + 2;
+		} else {
+			client_fatal(c, "08P01", "unsupported startup option; only -c name=value is accepted", NULL);
+			return false;
+		}
+		char *eq = strchr(setting, '=');
+		if (!eq || eq == setting) {
+			client_fatal(c, "08P01", "invalid -c option in startup options", NULL);
+			return false;
+		}
+		*eq = '\0';
+		/* "--name" uses '-' where GUC names use '_' */
+		for (char *q = (char *)setting; *q; q++)
+			if (*q == '-')
+				*q = '_';
+		if (strcasecmp(setting, "pgtenant.tenant") == 0) {
+			strlcpy_safe(tenant_buf, eq + 1, tenant_len);
+			*tenant_opt = tenant_buf;
+		} else {
+			params_set(&c->params, setting, eq + 1);
+		}
+	}
+	return true;
+}
+
+static bool forbidden_param(Client *c, const char *name)
+{
+	TenantMode mode = c->tenant->conf->mode;
+	if (mode == TENANT_MODE_DATABASE)
+		return false;
+	return strcasecmp(name, "search_path") == 0 || strcasecmp(name, "role") == 0 ||
+	       strcasecmp(name, "session_authorization") == 0 ||
+	       strcasecmp(name, g_cfg->tenant_guc) == 0;
+}
+
+static void login_finish(Client *c);
+
+static void start_password_auth(Client *c)
+{
+	AuthType at = g_cfg->auth_type;
+	SecretKind kind = auth_secret_kind(c->secret);
+
+	if (at == AUTH_TRUST) {
+		login_finish(c);
+		return;
+	}
+	if (at == AUTH_CERT) {
+		client_fatal(c, "28000", "certificate authentication requires a TLS connection", NULL);
+		return;
+	}
+	/* md5 cannot be answered from a SCRAM verifier; SCRAM cannot use an md5 hash. */
+	bool use_scram = (at == AUTH_SCRAM && kind != SECRET_MD5) || (at == AUTH_MD5 && kind == SECRET_SCRAM);
+	if (use_scram) {
+		static const char mech[] = "SCRAM-SHA-256\0";
+		proto_auth_request(&c->conn.out, AUTH_REQ_SASL, mech, sizeof(mech));
+		c->login_stage = LOGIN_SASL_INIT;
+	} else {
+		if (!auth_random_bytes(c->md5_salt, 4)) {
+			client_fatal(c, "XX000", "could not generate random salt", NULL);
+			return;
+		}
+		proto_auth_request(&c->conn.out, AUTH_REQ_MD5, c->md5_salt, 4);
+		c->login_stage = LOGIN_PASSWORD;
+	}
+	client_flush(c);
+}
+
+static void auth_failed(Client *c)
+{
+	char msg[200];
+	snprintf(msg, sizeof(msg), "password authentication failed for user \"%s\"", c->user);
+	if (c->tenant)
+		c->tenant->stats.refused++;
+	c->tenant = NULL; /* not counted as the tenant's client */
+	client_fatal(c, "28P01", msg, NULL);
+}
+
+static void handle_password_message(Client *c, const uint8_t *body, size_t len)
+{
+	MsgReader r;
+	msg_reader_init(&r, body, len);
+
+	if (c->login_stage == LOGIN_PASSWORD) {
+		const char *resp;
+		if (!msg_get_cstr(&r, &resp)) {
+			client_fatal(c, "08P01", "invalid password packet", NULL);
+			return;
+		}
+		if (c->fake_auth || !auth_md5_verify(c->secret, c->user, c->md5_salt, resp)) {
+			auth_failed(c);
+			return;
+		}
+		login_finish(c);
+		return;
+	}
+	if (c->login_stage == LOGIN_SASL_INIT) {
+		const char *mech;
+		uint32_t n;
+		const uint8_t *data;
+		char *out = NULL;
+		char err[160];
+		if (!msg_get_cstr(&r, &mech) || !msg_get_u32(&r, &n) || n == 0xffffffffu ||
+		    !msg_get_bytes(&r, n, &data)) {
+			client_fatal(c, "08P01", "malformed SASLInitialResponse", NULL);
+			return;
+		}
+		if (strcmp(mech, "SCRAM-SHA-256") != 0) {
+			client_fatal(c, "28000", "client selected an invalid SASL authentication mechanism", NULL);
+			return;
+		}
+		if (!scram_server_init(&c->scram, c->secret) ||
+		    !scram_server_first(&c->scram, data, n, &out, err, sizeof(err))) {
+			client_fatal(c, "08P01", out ? "malformed SCRAM message" : "malformed SCRAM message", NULL);
+			free(out);
+			return;
+		}
+		proto_auth_request(&c->conn.out, AUTH_REQ_SASL_CONTINUE, out, strlen(out));
+		free(out);
+		c->login_stage = LOGIN_SASL_FINAL;
+		client_flush(c);
+		return;
+	}
+	if (c->login_stage == LOGIN_SASL_FINAL) {
+		char *out = NULL;
+		char err[160];
+		if (!scram_server_final(&c->scram, body, len, &out, err, sizeof(err)) || c->fake_auth) {
+			free(out);
+			auth_failed(c);
+			return;
+		}
+		proto_auth_request(&c->conn.out, AUTH_REQ_SASL_FINAL, out, strlen(out));
+		free(out);
+		scram_server_free(&c->scram);
+		login_finish(c);
+		return;
+	}
+	client_fatal(c, "08P01", "unexpected password message", NULL);
+}
+
+static void handle_cancel(const uint8_t *p)
+{
+	uint32_t pid = read_u32be(p + 8), key = read_u32be(p + 12);
+	for (Client *o = cancel_hash[pid % CANCEL_HASH_SIZE]; o; o = o->cancel_next) {
+		if (o->cancel_pid == pid) {
+			if (auth_ct_equal(&o->cancel_key, &key, 4) && o->server)
+				server_cancel(o->server);
+			return;
+		}
+	}
+}
+
+/* What the startup packet settled, kept until authentication is done. */
+struct LoginCtx {
+	TenantResult result;
+	char bad[128];
+	bool bound; /* the auth_file entry was "user.tenant": a credential for that tenant only */
+	char bound_tenant[CONFIG_NAME_MAX + 1];
+};
+
+static void handle_startup(Client *c, const uint8_t *body, size_t len)
+{
+	Startup st;
+	const char *why = NULL;
+	char tenant_opt_buf[128];
+	const char *tenant_opt = NULL;
+
+	if (!proto_parse_startup(body, len, &st, &why)) {
+		client_fatal(c, "08P01", why, NULL);
+		return;
+	}
+	if ((st.version >> 16) != 3) {
+		client_fatal(c, "0A000", "unsupported frontend protocol", NULL);
+		return;
+	}
+	if ((st.version & 0xffff) > 0 || st.n_pq_ext > 0)
+		proto_negotiate_version(&c->conn.out, PROTO_V3, st.pq_ext, st.n_pq_ext);
+	strlcpy_safe(c->user, st.user, sizeof(c->user));
+	if (st.replication) {
+		client_fatal(c, "08P01", "replication connections are not supported by pgtenant", NULL);
+		return;
+	}
+	if (g_shutdown) {
+		client_fatal(c, "57P03", "pgtenant is shutting down", NULL);
+		return;
+	}
+	if (g_n_clients > g_cfg->max_client_conn) {
+		client_fatal(c, "53300", "too many clients already", NULL);
+		return;
+	}
+	if (strcmp(st.database, g_cfg->admin_db) == 0) {
+		client_fatal(c, "0A000", "the admin console is not available in this build", NULL);
+		return;
+	}
+	for (int i = 0; i < st.n_params; i++)
+		params_set(&c->params, st.params[i].name, st.params[i].value);
+	if (st.options && !parse_options(c, st.options, &tenant_opt, tenant_opt_buf, sizeof(tenant_opt_buf)))
+		return;
+
+	TenantQuery q = {.user = st.user, .database = st.database, .options_tenant = tenant_opt, .sni = NULL};
+	char auth_user[64];
+	const char *bad = NULL;
+	size_t bad_len = 0;
+	Tenant *t = NULL;
+	TenantResult res = tenant_resolve(g_cfg, &q, &t, auth_user, sizeof(auth_user), &bad, &bad_len);
+
+	/* Credential lookup: "user.tenant" first (a credential for that tenant only), then the user. */
+	const char *secret = g_auth ? authfile_lookup(g_auth, st.user) : NULL;
+	bool bound = false;
+	if (secret && strcmp(st.user, auth_user) != 0) {
+		bound = true;
+	} else {
+		secret = g_auth ? authfile_lookup(g_auth, auth_user) : NULL;
+	}
+	strlcpy_safe(c->user, auth_user, sizeof(c->user));
+
+	struct LoginCtx *ctx = xcalloc(1, sizeof(*ctx));
+	ctx->result = res;
+	if (bad)
+		snprintf(ctx->bad, sizeof(ctx->bad), "%.*s", (int)(bad_len < 100 ? bad_len : 100), bad);
+	ctx->bound = bound;
+	if (bound) {
+		size_t plen;
+		const char *suffix = tenant_user_suffix(st.user, g_cfg->tenant_separator, &plen);
+		strlcpy_safe(ctx->bound_tenant, suffix ? suffix : "", sizeof(ctx->bound_tenant));
+	}
+	c->tenant = t; /* may be NULL; checked after authentication */
+	c->pool = NULL;
+	c->secret = secret;
+	c->fake_auth = false;
+	if (!secret && g_cfg->auth_type != AUTH_TRUST) {
+		/* Unknown user: run the exchange against a random secret so nothing is revealed. */
+		static char fake[33];
+		uint8_t rnd[16];
+		if (!auth_random_bytes(rnd, sizeof(rnd)))
+			memset(rnd, 7, sizeof(rnd));
+		for (int i = 0; i < 16; i++)
+			snprintf(fake + 2 * i, 3, "%02x", rnd[i]);
+		c->secret = fake;
+		c->fake_auth = true;
+	}
+	free(c->login_ctx);
+	c->login_ctx = ctx;
+	start_password_auth(c);
+}
+
+static void login_process(Client *c)
+{
+	Buf *in = &c->conn.in;
+
+	while (!c->closing && c->state == CL_LOGIN) {
+		if (c->login_stage == LOGIN_STARTUP) {
+			uint32_t len;
+			if (buf_avail(in) < 4)
+				return;
+			len = read_u32be(buf_head(in));
+			if (len < 8 || len > STARTUP_MAX_LEN) {
+				client_fatal(c, "08P01", "invalid length of startup packet", NULL);
+				return;
+			}
+			if (buf_avail(in) < len)
+				return;
+			uint32_t code = read_u32be(buf_head(in) + 4);
+			if (code == PROTO_SSL || code == PROTO_GSSENC) {
+				if (len != 8) {
+					client_fatal(c, "08P01", "invalid length of encryption request", NULL);
+					return;
+				}
+				buf_consume(in, len);
+				buf_append(&c->conn.out, "N", 1);
+				if (!client_flush(c))
+					return;
+				continue;
+			}
+			if (code == PROTO_CANCEL) {
+				if (len == 16)
+					handle_cancel(buf_head(in));
+				client_close(c, NULL);
+				return;
+			}
+			/* copy: parsing keeps pointers into the packet, which is consumed below */
+			uint8_t pkt[STARTUP_MAX_LEN];
+			memcpy(pkt, buf_head(in) + 4, len - 4);
+			buf_consume(in, len);
+			handle_startup(c, pkt, len - 4);
+			continue;
+		}
+		/* authentication messages: 'p' + length + body */
+		if (buf_avail(in) < MSG_HEADER_LEN)
+			return;
+		uint8_t type = buf_head(in)[0];
+		uint32_t len = read_u32be(buf_head(in) + 1);
+		if (type != 'p' || len < 4 || len > 65536) {
+			client_fatal(c, "08P01", "expected password response", NULL);
+			return;
+		}
+		if (buf_avail(in) < 1 + (size_t)len)
+			return;
+		uint8_t body[65536];
+		memcpy(body, buf_head(in) + MSG_HEADER_LEN, len - 4);
+		buf_consume(in, 1 + (size_t)len);
+		handle_password_message(c, body, len - 4);
+	}
+}
+
+static void login_finish(Client *c)
+{
+	struct LoginCtx *ctx = c->login_ctx;
+	Tenant *t = c->tenant;
+	char msg[300];
+
+	c->login_ctx = NULL;
+	c->secret = NULL;
+	if (!ctx) {
+		client_fatal(c, "XX000", "internal error: no login context", NULL);
+		return;
+	}
+	switch (ctx->result) {
+	case TENANT_NONE:
+		client_fatal(c, "3D000", "no tenant given",
+			     "Name the tenant in the user (user.tenant), the database name, or options=-c pgtenant.tenant=NAME.");
+		free(ctx);
+		return;
+	case TENANT_UNKNOWN:
+		snprintf(msg, sizeof(msg), "tenant \"%s\" does not exist", ctx->bad);
+		client_fatal(c, "3D000", msg, NULL);
+		free(ctx);
+		return;
+	case TENANT_MISMATCH:
+		client_fatal(c, "28000", "tenant mismatch: the connection names two different tenants", NULL);
+		free(ctx);
+		return;
+	case TENANT_OK:
+		break;
+	}
+	if (ctx->bound && strcmp(ctx->bound_tenant, t->name) != 0) {
+		client_fatal(c, "28000", "tenant mismatch: this credential belongs to another tenant", NULL);
+		free(ctx);
+		return;
+	}
+	free(ctx);
+	if (!config_list_contains(config_tenant_users(g_cfg, t->conf), c->user)) {
+		snprintf(msg, sizeof(msg), "user \"%s\" may not connect to tenant \"%s\"", c->user, t->name);
+		t->stats.refused++;
+		client_fatal(c, "28000", msg, NULL);
+		return;
+	}
+	if (t->disabled || t->conf->disabled) {
+		snprintf(msg, sizeof(msg), "tenant \"%s\" is disabled", t->name);
+		t->stats.refused++;
+		client_fatal(c, "55000", msg, NULL);
+		return;
+	}
+	if (t->conf->max_client_conn > 0 && t->n_clients >= t->conf->max_client_conn) {
+		snprintf(msg, sizeof(msg), "too many clients for tenant \"%s\"", t->name);
+		t->stats.refused++;
+		client_fatal(c, "53300", msg, NULL);
+		return;
+	}
+	for (int i = 0; i < c->params.n; i++) {
+		if (forbidden_param(c, c->params.items[i].name)) {
+			snprintf(msg, sizeof(msg), "parameter \"%s\" is set by pgtenant for tenant \"%s\"",
+				 c->params.items[i].name, t->name);
+			client_fatal(c, "42501", msg, NULL);
+			return;
+		}
+	}
+	c->pool = tenant_pool_for(t, c->user);
+	if (!c->pool) {
+		snprintf(msg, sizeof(msg), "no server credentials for tenant \"%s\"", t->name);
+		client_fatal(c, "28000", msg, NULL);
+		return;
+	}
+	t->n_clients++;
+	if (g_cfg->log_connections)
+		client_log(LOG_LVL_INFO, c, "login");
+	if (c->pool->welcome_ready) {
+		client_welcome(c, &c->pool->welcome);
+		return;
+	}
+	client_set_state(c, CL_WELCOME_WAIT);
+	conn_want_read(&c->conn, false);
+	if (c->pool->failing && g_now < c->pool->next_connect_at)
+		client_welcome(c, NULL);
+	else
+		pool_maybe_connect(c->pool);
+}
+
+static void merge_defaults(Client *c, const Params *server_params)
+{
+	for (int i = 0; i < server_params->n; i++) {
+		const Param *sp = &server_params->items[i];
+		if (param_is_reported(sp->name) && !params_get(&c->params, sp->name))
+			params_set(&c->params, sp->name, sp->value);
+	}
+	c->params_have_defaults = true;
+}
+
+void client_welcome(Client *c, const Params *server_params)
+{
+	Buf *out = &c->conn.out;
+
+	proto_auth_request(out, AUTH_REQ_OK, NULL, 0);
+	if (server_params) {
+		for (int i = 0; i < server_params->n; i++) {
+			const Param *sp = &server_params->items[i];
+			const char *mine = params_get(&c->params, sp->name);
+			proto_parameter_status(out, sp->name, mine && !param_is_readonly(sp->name) ? mine : sp->value);
+		}
+		merge_defaults(c, server_params);
+	} else {
+		/* The backend is unreachable: tell the client what it asked for plus safe defaults. */
+		static const char *const defaults[][2] = {{"server_encoding", "UTF8"},
+							  {"client_encoding", "UTF8"},
+							  {"DateStyle", "ISO, MDY"},
+							  {"integer_datetimes", "on"},
+							  {"standard_conforming_strings", "on"}};
+		for (size_t i = 0; i < ARRAY_SIZE(defaults); i++) {
+			const char *mine = params_get(&c->params, defaults[i][0]);
+			proto_parameter_status(out, defaults[i][0], mine ? mine : defaults[i][1]);
+		}
+	}
+	for (int i = 0; i < c->params.n; i++) {
+		const Param *cp = &c->params.items[i];
+		if (param_is_reported(cp->name) && (!server_params || !params_get(server_params, cp->name)))
+			proto_parameter_status(out, cp->name, cp->value);
+	}
+	cancel_hash_add(c);
+	proto_backend_key(out, c->cancel_pid, c->cancel_key);
+	proto_ready(out, 'I');
+	client_set_state(c, CL_IDLE);
+	if (!client_flush(c))
+		return;
+	conn_want_read(&c->conn, true);
+	if (buf_avail(&c->conn.in))
+		client_forward(c);
+}
+
+/* ---------------------------------------------------------------------------------------
+ * The data path, client side.
+ */
+
+static bool known_frontend_type(uint8_t t)
+{
+	switch (t) {
+	case 'Q': case 'P': case 'B': case 'E': case 'D': case 'C': case 'S': case 'H':
+	case 'F': case 'd': case 'c': case 'f': case 'X': case 'p':
+		return true;
+	default:
+		return false;
+	}
+}
+
+static void client_forward(Client *c)
+{
+	Buf *in = &c->conn.in;
+	ServerConn *s;
+
+	while (buf_avail(in) && !c->closing) {
+		s = c->server;
+		if (c->fwd_remain) {
+			size_t n = buf_avail(in) < c->fwd_remain ? buf_avail(in) : c->fwd_remain;
+			if (s)
+				buf_append(&s->conn.out, buf_head(in), n);
+			buf_consume(in, n);
+			c->fwd_remain -= n;
+			if (!c->fwd_remain && c->skip_query_tail) {
+				c->skip_query_tail = false;
+				proto_ready(&c->conn.out, c->tx_status);
+			}
+			continue;
+		}
+		if (buf_avail(in) < MSG_HEADER_LEN)
+			break;
+		uint8_t type = buf_head(in)[0];
+		uint32_t len = read_u32be(buf_head(in) + 1);
+		if (len < 4 || (int64_t)len > g_cfg->max_packet_size || !known_frontend_type(type)) {
+			client_fatal(c, "08P01",
+				     known_frontend_type(type) ? "invalid message length" : "invalid frontend message type",
+				     NULL);
+			return;
+		}
+		size_t total = 1 + (size_t)len;
+		if (type == 'X') {
+			client_close(c, "client closed connection");
+			return;
+		}
+		if (c->skip_until_sync) {
+			/* After an error pgtenant raised for a batch, drop until Sync, as PostgreSQL does. */
+			if (type == 'S') {
+				if (buf_avail(in) < total)
+					break;
+				buf_consume(in, total);
+				c->skip_until_sync = false;
+				proto_ready(&c->conn.out, c->tx_status);
+				continue;
+			}
+			size_t n = buf_avail(in) < total ? buf_avail(in) : total;
+			buf_consume(in, n);
+			c->fwd_remain = total - n;
+			continue;
+		}
+		if (!s) {
+			if (!pool_acquire(c)) {
+				/* queued: stop reading until a server is linked (client_resume) */
+				conn_want_read(&c->conn, false);
+				return;
+			}
+			s = c->server;
+		}
+		switch (type) {
+		case 'Q':
+			c->query_start = g_now;
+			c->tenant->stats.queries++;
+			s->expect_rfq++;
+			break;
+		case 'S':
+		case 'F':
+			s->expect_rfq++;
+			break;
+		case 'E':
+			c->tenant->stats.queries++;
+			break;
+		default:
+			break;
+		}
+		size_t n = buf_avail(in) < total ? buf_avail(in) : total;
+		buf_append(&s->conn.out, buf_head(in), n);
+		buf_consume(in, n);
+		c->fwd_remain = total - n;
+		c->tenant->stats.bytes_in += n;
+		if (conn_out_full(&s->conn)) {
+			conn_want_read(&c->conn, false);
+			break;
+		}
+	}
+	if (c->closing)
+		return;
+	s = c->server;
+	if (s && buf_avail(&s->conn.out))
+		server_flush(s);
+	if (!buf_avail(in))
+		conn_shrink(&c->conn);
+}
+
+void client_resume(Client *c)
+{
+	if (c->closing)
+		return;
+	if (!conn_out_full(&c->server->conn))
+		conn_want_read(&c->conn, true);
+	client_forward(c);
+}
+
+/* The server's output drained: take more from the client. */
+void client_output_drained(Client *c)
+{
+	if (c->closing || c->state == CL_LOGIN || c->state == CL_WELCOME_WAIT || c->state == CL_WAITING)
+		return;
+	conn_want_read(&c->conn, true);
+	if (buf_avail(&c->conn.in))
+		client_forward(c);
+}
+
+void client_wait_failed(Client *c, const char *sqlstate, const char *msg)
+{
+	Buf *in = &c->conn.in;
+
+	if (c->closing)
+		return;
+	client_log(LOG_LVL_WARNING, c, "%s", msg);
+	proto_error(&c->conn.out, "ERROR", sqlstate, msg, NULL);
+	if (buf_avail(in) >= MSG_HEADER_LEN && buf_head(in)[0] == 'Q') {
+		size_t total = 1 + (size_t)read_u32be(buf_head(in) + 1);
+		size_t n = buf_avail(in) < total ? buf_avail(in) : total;
+		buf_consume(in, n);
+		c->fwd_remain = total - n;
+		c->skip_until_sync = false;
+		/* a Query whose tail has not arrived yet is dropped as it comes */
+		if (c->fwd_remain == 0)
+			proto_ready(&c->conn.out, 'I');
+		else
+			c->skip_query_tail = true;
+	} else {
+		c->skip_until_sync = true;
+	}
+	client_set_state(c, CL_IDLE);
+	if (!client_flush(c))
+		return;
+	conn_want_read(&c->conn, true);
+	client_forward(c);
+}
+
+void client_server_lost(Client *c, const char *why)
+{
+	ServerConn *s = c->server;
+	int pending = s ? s->expect_rfq : 0;
+	bool mid_message = c->fwd_remain > 0;
+
+	c->server = NULL;
+	if (c->closing)
+		return;
+	if (mid_message || c->tx_status != 'I' || pending == 0) {
+		/* Mid-message, mid-transaction or idle: the protocol has no place for an ERROR. */
+		client_set_state(c, CL_IDLE);
+		client_fatal(c, "08006", why, NULL);
+		return;
+	}
+	proto_error(&c->conn.out, "ERROR", "08006", why, NULL);
+	for (int i = 0; i < pending; i++)
+		proto_ready(&c->conn.out, 'I');
+	client_set_state(c, CL_IDLE);
+	if (!client_flush(c))
+		return;
+	conn_want_read(&c->conn, true);
+	if (buf_avail(&c->conn.in))
+		client_forward(c);
+}
+
+void client_close_idle_for_shutdown(void)
+{
+	List *it, *tmp;
+	list_for_each_safe(it, &g_idle_clients, tmp)
+	{
+		Client *c = list_entry(it, Client, node);
+		client_fatal(c, "57P01", "pgtenant is shutting down", NULL);
+	}
+	list_for_each_safe(it, &g_login_clients, tmp)
+	{
+		Client *c = list_entry(it, Client, node);
+		client_close(c, "shutdown");
+	}
+}

@@ -1,0 +1,311 @@
+/*
+ * main: command line, signals, the event loop and its periodic tick.
+ *
+ * The tick (every 100 ms) drives every timeout by walking the heads of
+ * time-ordered lists — login clients, waiting clients, idle servers — so an
+ * idle client costs nothing between ticks and 10,000 clients cost no timers.
+ */
+#include "client.h"
+#include "config.h"
+#include "conn.h"
+#include "listener.h"
+#include "log.h"
+#include "pgtenant.h"
+#include "pool.h"
+#include "server.h"
+#include "tenant.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <getopt.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/resource.h>
+#include <unistd.h>
+
+Config *g_cfg;
+AuthFile *g_auth;
+bool g_shutdown;
+usec_t g_shutdown_deadline;
+
+static const char *config_path;
+static struct event *tick_ev;
+
+static void usage(FILE *fp)
+{
+	fprintf(fp, "pgtenant %s - a tenant-aware PostgreSQL connection pooler\n\n"
+		    "Usage: pgtenant [options] CONFIG.ini\n\n"
+		    "Options:\n"
+		    "  -d, --daemon    run in the background (writes pid_file)\n"
+		    "  -v              more logging (repeat for more)\n"
+		    "  -q              log errors only\n"
+		    "      --check     validate CONFIG and its include_dir, print problems, exit\n"
+		    "  -V, --version   print the version and exit\n"
+		    "  -h, --help      print this help and exit\n",
+		PGTENANT_VERSION);
+}
+
+static void print_errors(const ConfigErrors *errs, FILE *fp)
+{
+	for (int i = 0; i < errs->n; i++)
+		fprintf(fp, "%s\n", errs->msgs[i]);
+}
+
+static AuthFile *load_auth(const Config *cfg, char *err, size_t errlen)
+{
+	if (!cfg->auth_file || !*cfg->auth_file)
+		return NULL;
+	return authfile_load(cfg->auth_file, err, errlen);
+}
+
+static void raise_fd_limit(const Config *cfg)
+{
+	struct rlimit rl;
+	rlim_t want = (rlim_t)cfg->max_client_conn + 64;
+	for (int i = 0; i < cfg->n_backends; i++)
+		want += (rlim_t)(cfg->backends[i].pool_size > 0 ? cfg->backends[i].pool_size : cfg->default_pool_size) *
+			(rlim_t)(1 + cfg->backends[i].n_replicas) * 2;
+	if (getrlimit(RLIMIT_NOFILE, &rl) != 0 || rl.rlim_cur >= want)
+		return;
+	if (rl.rlim_max != RLIM_INFINITY && rl.rlim_max < want) {
+		log_warning("open-file hard limit %lu is below the %lu max_client_conn needs",
+			    (unsigned long)rl.rlim_max, (unsigned long)want);
+		want = rl.rlim_max;
+	}
+	rl.rlim_cur = want;
+	if (setrlimit(RLIMIT_NOFILE, &rl) != 0)
+		log_warning("could not raise the open-file limit: %s", strerror(errno));
+}
+
+static void reload(void)
+{
+	ConfigErrors errs = {0};
+	char err[512] = "";
+	Config *cfg = config_load(config_path, &errs);
+	if (!cfg) {
+		log_error("reload failed; the old configuration stays in force:");
+		for (int i = 0; i < errs.n; i++)
+			log_error("  %s", errs.msgs[i]);
+		config_errors_free(&errs);
+		return;
+	}
+	AuthFile *af = load_auth(cfg, err, sizeof(err));
+	if (cfg->auth_file && *cfg->auth_file && !af) {
+		log_error("reload failed; the old configuration stays in force: %s", err);
+		config_free(cfg);
+		return;
+	}
+	/* The old Config is not freed: tenants removed by the reload may still point into it. */
+	g_cfg = cfg;
+	if (g_auth)
+		authfile_free(g_auth);
+	g_auth = af;
+	pool_backends_build(cfg);
+	tenant_registry_build(cfg);
+	log_open(cfg->log_file);
+	log_info("configuration reloaded: %d backends, %d tenants", cfg->n_backends, cfg->n_tenants);
+}
+
+static void begin_shutdown(void)
+{
+	if (g_shutdown) {
+		log_info("second shutdown signal: closing everything now");
+		event_base_loopbreak(g_base);
+		return;
+	}
+	log_info("shutting down: waiting up to %lld ms for running transactions",
+		 (long long)(g_cfg->shutdown_timeout / USEC_PER_MS));
+	g_shutdown = true;
+	g_shutdown_deadline = g_now + g_cfg->shutdown_timeout;
+	listener_stop();
+	client_close_idle_for_shutdown();
+}
+
+static void on_signal(evutil_socket_t sig, short what, void *arg)
+{
+	time_update();
+	if (sig == SIGHUP)
+		reload();
+	else
+		begin_shutdown();
+	client_maintain();
+}
+
+static void expire_logins(void)
+{
+	List *it, *tmp;
+	list_for_each_safe(it, &g_login_clients, tmp)
+	{
+		Client *c = list_entry(it, Client, node);
+		if (g_now - c->connect_time < g_cfg->client_login_timeout)
+			break; /* the list is in connect order */
+		client_fatal(c, "08P01", "client_login_timeout reached", NULL);
+		if (!c->closing)
+			client_close(c, "client_login_timeout");
+	}
+}
+
+static void on_tick(evutil_socket_t fd, short what, void *arg)
+{
+	time_update();
+	expire_logins();
+	pool_maintain();
+	server_maintain();
+	if (g_shutdown) {
+		client_close_idle_for_shutdown();
+		if (g_n_clients == 0 || g_now >= g_shutdown_deadline)
+			event_base_loopbreak(g_base);
+	}
+	client_maintain();
+}
+
+static bool daemonize(void)
+{
+	pid_t pid = fork();
+	if (pid < 0)
+		return false;
+	if (pid > 0)
+		_exit(0);
+	setsid();
+	pid = fork();
+	if (pid < 0)
+		return false;
+	if (pid > 0)
+		_exit(0);
+	int fd = open("/dev/null", O_RDWR);
+	if (fd >= 0) {
+		dup2(fd, 0);
+		dup2(fd, 1);
+		if (g_cfg->log_file && *g_cfg->log_file)
+			dup2(fd, 2);
+		if (fd > 2)
+			close(fd);
+	}
+	return true;
+}
+
+static void write_pid_file(const char *path)
+{
+	FILE *fp;
+	if (!path || !*path)
+		return;
+	fp = fopen(path, "w");
+	if (!fp) {
+		log_warning("cannot write pid_file %s: %s", path, strerror(errno));
+		return;
+	}
+	fprintf(fp, "%d\n", (int)getpid());
+	fclose(fp);
+}
+
+int main(int argc, char **argv)
+{
+	static const struct option opts[] = {{"daemon", no_argument, NULL, 'd'},
+					     {"check", no_argument, NULL, 'C'},
+					     {"version", no_argument, NULL, 'V'},
+					     {"help", no_argument, NULL, 'h'},
+					     {NULL, 0, NULL, 0}};
+	bool check = false, daemon = false;
+	int verbosity = 0, opt;
+	ConfigErrors errs = {0};
+	char err[512] = "";
+
+	while ((opt = getopt_long(argc, argv, "dvqVh", opts, NULL)) != -1) {
+		switch (opt) {
+		case 'd':
+			daemon = true;
+			break;
+		case 'v':
+			verbosity++;
+			break;
+		case 'q':
+			verbosity = -1;
+			break;
+		case 'C':
+			check = true;
+			break;
+		case 'V':
+			printf("pgtenant %s\n", PGTENANT_VERSION);
+			return 0;
+		case 'h':
+			usage(stdout);
+			return 0;
+		default:
+			usage(stderr);
+			return 1;
+		}
+	}
+	if (optind != argc - 1) {
+		usage(stderr);
+		return 1;
+	}
+	config_path = argv[optind];
+	g_log_level = verbosity < 0 ? LOG_LVL_ERROR : LOG_LVL_INFO + verbosity;
+	if (g_log_level > LOG_LVL_TRACE)
+		g_log_level = LOG_LVL_TRACE;
+	time_update();
+
+	g_cfg = config_load(config_path, &errs);
+	if (!g_cfg) {
+		print_errors(&errs, check ? stdout : stderr);
+		config_errors_free(&errs);
+		return 1;
+	}
+	g_auth = load_auth(g_cfg, err, sizeof(err));
+	if (g_cfg->auth_file && *g_cfg->auth_file && !g_auth) {
+		fprintf(check ? stdout : stderr, "%s\n", err);
+		return 1;
+	}
+	if (check) {
+		printf("%s: configuration is valid (%d backends, %d tenants)\n", config_path, g_cfg->n_backends,
+		       g_cfg->n_tenants);
+		return 0;
+	}
+
+	signal(SIGPIPE, SIG_IGN);
+	if (daemon && !daemonize()) {
+		fprintf(stderr, "pgtenant: cannot daemonize: %s\n", strerror(errno));
+		return 1;
+	}
+	log_open(g_cfg->log_file);
+	raise_fd_limit(g_cfg);
+	g_base = event_base_new();
+	if (!g_base) {
+		log_error("cannot create the event loop");
+		return 1;
+	}
+	pool_backends_build(g_cfg);
+	tenant_registry_build(g_cfg);
+	if (!listener_start(g_cfg))
+		return 1;
+	write_pid_file(g_cfg->pid_file);
+
+	struct event *sig_hup = evsignal_new(g_base, SIGHUP, on_signal, NULL);
+	struct event *sig_term = evsignal_new(g_base, SIGTERM, on_signal, NULL);
+	struct event *sig_int = evsignal_new(g_base, SIGINT, on_signal, NULL);
+	evsignal_add(sig_hup, NULL);
+	evsignal_add(sig_term, NULL);
+	evsignal_add(sig_int, NULL);
+	tick_ev = event_new(g_base, -1, EV_PERSIST, on_tick, NULL);
+	struct timeval tv = {0, 100 * 1000};
+	event_add(tick_ev, &tv);
+
+	log_info("pgtenant %s started: %d backends, %d tenants, %s pooling", PGTENANT_VERSION, g_cfg->n_backends,
+		 g_cfg->n_tenants, g_cfg->pool_mode == POOL_MODE_SESSION ? "session" : "transaction");
+	event_base_dispatch(g_base);
+
+	listener_stop();
+	pool_close_all();
+	server_free_closed();
+	if (g_cfg->pid_file && *g_cfg->pid_file)
+		unlink(g_cfg->pid_file);
+	log_info("pgtenant stopped");
+	event_free(tick_ev);
+	event_free(sig_hup);
+	event_free(sig_term);
+	event_free(sig_int);
+	event_base_free(g_base);
+	return 0;
+}

@@ -1,0 +1,177 @@
+/*
+ * param: see include/param.h. Lists are short (a dozen entries), so they
+ * are arrays searched linearly; they change only at login and when the
+ * server reports a new value, never per query.
+ */
+#include "param.h"
+
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+
+void params_init(Params *p)
+{
+	memset(p, 0, sizeof(*p));
+}
+
+void params_clear(Params *p)
+{
+	for (int i = 0; i < p->n; i++) {
+		free(p->items[i].name);
+		free(p->items[i].value);
+	}
+	p->n = 0;
+}
+
+void params_free(Params *p)
+{
+	params_clear(p);
+	free(p->items);
+	params_init(p);
+}
+
+static int params_index(const Params *p, const char *name)
+{
+	for (int i = 0; i < p->n; i++)
+		if (strcasecmp(p->items[i].name, name) == 0)
+			return i;
+	return -1;
+}
+
+const char *params_get(const Params *p, const char *name)
+{
+	int i = params_index(p, name);
+	return i < 0 ? NULL : p->items[i].value;
+}
+
+bool params_set(Params *p, const char *name, const char *value)
+{
+	int i = params_index(p, name);
+	if (i >= 0) {
+		if (strcmp(p->items[i].value, value) == 0)
+			return false;
+		free(p->items[i].value);
+		p->items[i].value = xstrdup(value);
+		return true;
+	}
+	if (p->n == p->cap) {
+		p->cap = p->cap ? p->cap * 2 : 8;
+		p->items = xrealloc(p->items, sizeof(Param) * (size_t)p->cap);
+	}
+	p->items[p->n].name = xstrdup(name);
+	p->items[p->n].value = xstrdup(value);
+	p->n++;
+	return true;
+}
+
+void params_remove(Params *p, const char *name)
+{
+	int i = params_index(p, name);
+	if (i < 0)
+		return;
+	free(p->items[i].name);
+	free(p->items[i].value);
+	p->items[i] = p->items[--p->n];
+}
+
+void params_copy(Params *dst, const Params *src)
+{
+	params_clear(dst);
+	for (int i = 0; i < src->n; i++)
+		params_set(dst, src->items[i].name, src->items[i].value);
+}
+
+static const char *const readonly_params[] = {
+	"server_version", "server_encoding", "integer_datetimes", "is_superuser",
+	"session_authorization", "in_hot_standby", "default_transaction_read_only",
+	"scram_iterations", NULL};
+
+static const char *const reported_params[] = {"client_encoding", "DateStyle", "TimeZone",
+					      "IntervalStyle", "application_name",
+					      "standard_conforming_strings", NULL};
+
+static bool in_list(const char *const *list, const char *name)
+{
+	for (; *list; list++)
+		if (strcasecmp(*list, name) == 0)
+			return true;
+	return false;
+}
+
+bool param_is_readonly(const char *name)
+{
+	return in_list(readonly_params, name);
+}
+
+bool param_is_reported(const char *name)
+{
+	return in_list(reported_params, name);
+}
+
+void param_quote_literal(Buf *sql, const char *s)
+{
+	bool backslash = strchr(s, '\\') != NULL;
+	if (backslash)
+		buf_append(sql, "E", 1);
+	buf_append(sql, "'", 1);
+	for (; *s; s++) {
+		if (*s == '\'' || *s == '\\')
+			buf_append(sql, s, 1);
+		buf_append(sql, s, 1);
+	}
+	buf_append(sql, "'", 1);
+}
+
+void param_quote_ident(Buf *sql, const char *s)
+{
+	buf_append(sql, "\"", 1);
+	for (; *s; s++) {
+		if (*s == '"')
+			buf_append(sql, s, 1);
+		buf_append(sql, s, 1);
+	}
+	buf_append(sql, "\"", 1);
+}
+
+static bool value_equal(const char *name, const char *a, const char *b)
+{
+	/* Reported values come back normalised (utf8 -> UTF8); compare those loosely. */
+	return param_is_reported(name) ? strcasecmp(a, b) == 0 : strcmp(a, b) == 0;
+}
+
+bool param_sync_sql(const Params *client, Params *server, Buf *sql)
+{
+	bool any = false;
+
+	for (int i = 0; i < client->n; i++) {
+		const Param *cp = &client->items[i];
+		const char *sv;
+		if (param_is_readonly(cp->name))
+			continue;
+		sv = params_get(server, cp->name);
+		if (sv && value_equal(cp->name, cp->value, sv))
+			continue;
+		buf_append(sql, "SET ", 4);
+		param_quote_ident(sql, cp->name);
+		buf_append(sql, " = ", 3);
+		param_quote_literal(sql, cp->value);
+		buf_append(sql, ";", 1);
+		params_set(server, cp->name, cp->value);
+		any = true;
+	}
+	/* Unreported values an earlier client set: back to the server default. */
+	for (int i = 0; i < server->n;) {
+		const Param *sp = &server->items[i];
+		if (!param_is_reported(sp->name) && !param_is_readonly(sp->name) &&
+		    !params_get(client, sp->name)) {
+			buf_append(sql, "RESET ", 6);
+			param_quote_ident(sql, sp->name);
+			buf_append(sql, ";", 1);
+			params_remove(server, sp->name);
+			any = true;
+			continue;
+		}
+		i++;
+	}
+	return any;
+}

@@ -1,0 +1,158 @@
+/*
+ * pktbuf: see include/pktbuf.h. Buffers compact lazily: consumed bytes are
+ * only moved when the tail lacks room, so forwarding a stream of small
+ * messages never memmoves per message.
+ */
+#include "pktbuf.h"
+
+#include <stdlib.h>
+#include <string.h>
+
+void buf_init(Buf *b)
+{
+	memset(b, 0, sizeof(*b));
+}
+
+void buf_free(Buf *b)
+{
+	free(b->data);
+	memset(b, 0, sizeof(*b));
+}
+
+void buf_reserve(Buf *b, size_t n)
+{
+	if (b->cap - b->len >= n)
+		return;
+	if (b->off > 0) {
+		size_t live = b->len - b->off;
+		if (live)
+			memmove(b->data, b->data + b->off, live);
+		b->len = live;
+		b->off = 0;
+		if (b->cap - b->len >= n)
+			return;
+	}
+	size_t cap = b->cap ? b->cap : 1024;
+	while (cap - b->len < n)
+		cap *= 2;
+	b->data = xrealloc(b->data, cap);
+	b->cap = cap;
+}
+
+void buf_consume(Buf *b, size_t n)
+{
+	b->off += n;
+	if (b->off >= b->len)
+		b->off = b->len = 0;
+}
+
+void buf_reset(Buf *b, size_t keep)
+{
+	b->off = b->len = 0;
+	b->failed = false;
+	if (b->cap > keep) {
+		free(b->data);
+		b->data = NULL;
+		b->cap = 0;
+	}
+}
+
+void buf_append(Buf *b, const void *p, size_t n)
+{
+	if (!n)
+		return;
+	buf_reserve(b, n);
+	memcpy(b->data + b->len, p, n);
+	b->len += n;
+}
+
+void pkt_begin(Buf *b, uint8_t type, size_t *start)
+{
+	if (type)
+		buf_append(b, &type, 1);
+	*start = b->len;
+	pkt_put_u32(b, 0); /* length, patched by pkt_finish */
+}
+
+void pkt_finish(Buf *b, size_t start)
+{
+	uint32_t n = (uint32_t)(b->len - start);
+	uint8_t *p = b->data + start;
+	p[0] = (uint8_t)(n >> 24);
+	p[1] = (uint8_t)(n >> 16);
+	p[2] = (uint8_t)(n >> 8);
+	p[3] = (uint8_t)n;
+}
+
+void pkt_put_u8(Buf *b, uint8_t v)
+{
+	buf_append(b, &v, 1);
+}
+
+void pkt_put_u16(Buf *b, uint16_t v)
+{
+	uint8_t p[2] = {(uint8_t)(v >> 8), (uint8_t)v};
+	buf_append(b, p, 2);
+}
+
+void pkt_put_u32(Buf *b, uint32_t v)
+{
+	uint8_t p[4] = {(uint8_t)(v >> 24), (uint8_t)(v >> 16), (uint8_t)(v >> 8), (uint8_t)v};
+	buf_append(b, p, 4);
+}
+
+void pkt_put_bytes(Buf *b, const void *p, size_t n)
+{
+	buf_append(b, p, n);
+}
+
+void pkt_put_cstr(Buf *b, const char *s)
+{
+	buf_append(b, s, strlen(s) + 1);
+}
+
+bool msg_get_u8(MsgReader *r, uint8_t *v)
+{
+	if (msg_remaining(r) < 1)
+		return false;
+	*v = r->p[r->pos++];
+	return true;
+}
+
+bool msg_get_u16(MsgReader *r, uint16_t *v)
+{
+	if (msg_remaining(r) < 2)
+		return false;
+	*v = (uint16_t)((r->p[r->pos] << 8) | r->p[r->pos + 1]);
+	r->pos += 2;
+	return true;
+}
+
+bool msg_get_u32(MsgReader *r, uint32_t *v)
+{
+	if (msg_remaining(r) < 4)
+		return false;
+	*v = read_u32be(r->p + r->pos);
+	r->pos += 4;
+	return true;
+}
+
+bool msg_get_bytes(MsgReader *r, size_t n, const uint8_t **out)
+{
+	if (msg_remaining(r) < n)
+		return false;
+	*out = r->p + r->pos;
+	r->pos += n;
+	return true;
+}
+
+bool msg_get_cstr(MsgReader *r, const char **out)
+{
+	const uint8_t *start = r->p + r->pos;
+	const uint8_t *nul = memchr(start, 0, msg_remaining(r));
+	if (!nul)
+		return false;
+	*out = (const char *)start;
+	r->pos += (size_t)(nul - start) + 1;
+	return true;
+}

@@ -1,0 +1,328 @@
+/*
+ * pool: see include/pool.h.
+ *
+ * Hand-out: a client that needs a server takes the most recently used idle
+ * one (warm caches, and the oldest idle ones age out), or waits FIFO. A
+ * server that becomes free goes to the first waiting client whose tenant
+ * is below its pool_size, else back to idle. New connections are opened
+ * only for waiting clients, within the backend's pool_size, and not while
+ * the backend is in its server_login_retry back-off.
+ */
+#include "pool.h"
+
+#include "client.h"
+#include "log.h"
+#include "pgtenant.h"
+#include "server.h"
+#include "tenant.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+List g_pools = {&g_pools, &g_pools};
+static Backend *backends;
+
+void pool_backends_build(const Config *cfg)
+{
+	for (int i = 0; i < cfg->n_backends; i++) {
+		const BackendConf *bc = &cfg->backends[i];
+		Backend *be = pool_backend(bc->name);
+		if (!be) {
+			be = xcalloc(1, sizeof(*be));
+			be->name = xstrdup(bc->name);
+			be->next = backends;
+			backends = be;
+		} else {
+			free(be->host);
+		}
+		be->host = xstrdup(bc->host);
+		be->port = bc->port;
+		be->pool_size = bc->pool_size > 0 ? bc->pool_size : cfg->default_pool_size;
+		be->min_pool_size = bc->min_pool_size;
+	}
+}
+
+Backend *pool_backend(const char *name)
+{
+	for (Backend *be = backends; be; be = be->next)
+		if (strcmp(be->name, name) == 0)
+			return be;
+	return NULL;
+}
+
+Pool *pool_get(Backend *be, const char *dbname, const char *user, const char *password)
+{
+	List *it;
+	list_for_each(it, &g_pools)
+	{
+		Pool *p = list_entry(it, Pool, node);
+		if (p->backend == be && strcmp(p->dbname, dbname) == 0 && strcmp(p->user, user) == 0) {
+			if (password && (!p->password || strcmp(p->password, password) != 0)) {
+				free(p->password);
+				p->password = xstrdup(password);
+			}
+			return p;
+		}
+	}
+	Pool *p = xcalloc(1, sizeof(*p));
+	p->backend = be;
+	p->dbname = xstrdup(dbname);
+	p->user = xstrdup(user);
+	p->password = password ? xstrdup(password) : NULL;
+	list_init(&p->idle);
+	list_init(&p->active);
+	list_init(&p->login);
+	list_init(&p->busy);
+	list_init(&p->waiting);
+	list_init(&p->welcome_wait);
+	params_init(&p->welcome);
+	list_append(&g_pools, &p->node);
+	return p;
+}
+
+static int tenant_limit(const Tenant *t)
+{
+	return config_tenant_pool_size(g_cfg, t->conf);
+}
+
+static int list_count(const List *l)
+{
+	int n = 0;
+	const List *it;
+	list_for_each(it, l) n++;
+	return n;
+}
+
+bool pool_acquire(Client *c)
+{
+	Pool *p = c->pool;
+
+	if (!list_empty(&p->idle) && list_empty(&p->waiting) && c->tenant->n_servers < tenant_limit(c->tenant)) {
+		ServerConn *s = list_entry(p->idle.prev, ServerConn, node);
+		server_link(s, c);
+		return true;
+	}
+	c->wait_start = g_now;
+	client_set_state(c, CL_WAITING);
+	pool_maybe_connect(p);
+	return false;
+}
+
+void pool_unwait(Client *c)
+{
+	if (c->state == CL_WAITING) {
+		c->tenant->stats.wait_time_us += (uint64_t)(g_now - c->wait_start);
+		client_set_state(c, CL_IDLE);
+	}
+}
+
+/* Gives s to the first waiting client whose tenant may take one more server. */
+static bool hand_to_waiter(ServerConn *s)
+{
+	Pool *p = s->pool;
+	List *it;
+	list_for_each(it, &p->waiting)
+	{
+		Client *c = list_entry(it, Client, node);
+		if (c->tenant->n_servers >= tenant_limit(c->tenant))
+			continue;
+		c->tenant->stats.wait_time_us += (uint64_t)(g_now - c->wait_start);
+		c->tenant->stats.waits++;
+		server_link(s, c);
+		client_resume(c);
+		return true;
+	}
+	return false;
+}
+
+void pool_server_ready(ServerConn *s)
+{
+	Pool *p = s->pool;
+
+	if (s->dirty || g_shutdown) {
+		server_close(s, s->dirty ? "state unknown" : "shutdown");
+		return;
+	}
+	if (g_cfg->server_lifetime > 0 && g_now - s->connect_time > g_cfg->server_lifetime) {
+		server_close(s, "server_lifetime reached");
+		pool_maybe_connect(p);
+		return;
+	}
+	if (hand_to_waiter(s))
+		return;
+	s->last_used = g_now;
+	server_set_state(s, SV_IDLE);
+}
+
+void pool_release(ServerConn *s)
+{
+	Client *c = s->client;
+
+	if (c) {
+		c->server = NULL;
+		if (!c->closing)
+			client_set_state(c, CL_IDLE);
+	}
+	if (s->tenant) {
+		s->tenant->n_servers--;
+		s->tenant = NULL;
+	}
+	s->client = NULL;
+	if (s->cancels_in_flight > 0) {
+		server_set_state(s, SV_CANCEL_WAIT);
+		return;
+	}
+	pool_server_ready(s);
+}
+
+void pool_server_gone(ServerConn *s, bool failed_login, const char *why)
+{
+	Pool *p = s->pool;
+
+	p->n_servers--;
+	p->backend->n_servers--;
+	if (failed_login) {
+		p->failing = true;
+		p->next_connect_at = g_now + g_cfg->server_login_retry;
+		if (why && !p->last_error[0])
+			strlcpy_safe(p->last_error, why, sizeof(p->last_error));
+		/* clients waiting for their welcome get it now, with defaults */
+		List *it, *tmp;
+		list_for_each_safe(it, &p->welcome_wait, tmp)
+		{
+			Client *c = list_entry(it, Client, node);
+			client_welcome(c, NULL);
+		}
+	}
+}
+
+void pool_set_welcome(Pool *p, const Params *server_params)
+{
+	List *it, *tmp;
+
+	params_copy(&p->welcome, server_params);
+	p->welcome_ready = true;
+	p->last_error[0] = '\0';
+	list_for_each_safe(it, &p->welcome_wait, tmp)
+	{
+		Client *c = list_entry(it, Client, node);
+		client_welcome(c, &p->welcome);
+	}
+}
+
+void pool_maybe_connect(Pool *p)
+{
+	Backend *be = p->backend;
+	int wanted = p->n_waiting + (list_empty(&p->welcome_wait) ? 0 : 1);
+	int connecting = list_count(&p->login);
+
+	if (g_shutdown)
+		return;
+	if (p->n_servers < be->min_pool_size && wanted == 0)
+		wanted = be->min_pool_size - p->n_servers;
+	if (wanted <= connecting)
+		return;
+	if (p->failing && g_now < p->next_connect_at)
+		return;
+	if (be->n_servers >= be->pool_size) {
+		/* full: an idle server of another pool of this backend makes room */
+		List *it;
+		list_for_each(it, &g_pools)
+		{
+			Pool *o = list_entry(it, Pool, node);
+			if (o != p && o->backend == be && !list_empty(&o->idle)) {
+				server_close(list_entry(o->idle.next, ServerConn, node), "making room for another pool");
+				break;
+			}
+		}
+		if (be->n_servers >= be->pool_size)
+			return;
+	}
+	server_connect(p);
+}
+
+static void fail_waiters(Pool *p)
+{
+	List *it, *tmp;
+	char msg[512];
+
+	list_for_each_safe(it, &p->waiting, tmp)
+	{
+		Client *c = list_entry(it, Client, node);
+		usec_t limit = config_tenant_query_wait_timeout(g_cfg, c->tenant->conf);
+		if (limit <= 0 || g_now - c->wait_start < limit)
+			continue;
+		pool_unwait(c);
+		if (p->failing) {
+			snprintf(msg, sizeof(msg), "backend \"%s\" is not reachable: %s", p->backend->name,
+				 p->last_error[0] ? p->last_error : "connection failed");
+			client_wait_failed(c, "57P03", msg);
+		} else {
+			snprintf(msg, sizeof(msg),
+				 "tenant \"%s\": no server connection became free within query_wait_timeout",
+				 c->tenant->name);
+			c->tenant->stats.refused++;
+			client_wait_failed(c, "53300", msg);
+		}
+	}
+}
+
+void pool_maintain(void)
+{
+	List *pit;
+	list_for_each(pit, &g_pools)
+	{
+		Pool *p = list_entry(pit, Pool, node);
+		List *it, *tmp;
+
+		fail_waiters(p);
+		list_for_each_safe(it, &p->login, tmp)
+		{
+			ServerConn *s = list_entry(it, ServerConn, node);
+			if (g_now - s->connect_time > g_cfg->server_connect_timeout) {
+				strlcpy_safe(p->last_error, "server_connect_timeout reached", sizeof(p->last_error));
+				server_close(s, "server_connect_timeout reached");
+			}
+		}
+		list_for_each_safe(it, &p->idle, tmp)
+		{
+			ServerConn *s = list_entry(it, ServerConn, node);
+			if (g_shutdown) {
+				server_close(s, "shutdown");
+				continue;
+			}
+			if (g_cfg->server_lifetime > 0 && g_now - s->connect_time > g_cfg->server_lifetime) {
+				server_close(s, "server_lifetime reached");
+				continue;
+			}
+			if (g_cfg->server_idle_timeout > 0 && g_now - s->last_used > g_cfg->server_idle_timeout &&
+			    p->n_servers > p->backend->min_pool_size)
+				server_close(s, "server_idle_timeout reached");
+		}
+		if (p->n_waiting || !list_empty(&p->welcome_wait))
+			pool_maybe_connect(p);
+	}
+}
+
+void pool_close_all(void)
+{
+	List *pit;
+	list_for_each(pit, &g_pools)
+	{
+		Pool *p = list_entry(pit, Pool, node);
+		List *lists[] = {&p->idle, &p->active, &p->login, &p->busy};
+		for (size_t i = 0; i < ARRAY_SIZE(lists); i++) {
+			List *it, *tmp;
+			list_for_each_safe(it, lists[i], tmp) server_close(list_entry(it, ServerConn, node), NULL);
+		}
+	}
+}
+
+int pool_total_servers(void)
+{
+	int n = 0;
+	List *it;
+	list_for_each(it, &g_pools) n += list_entry(it, Pool, node)->n_servers;
+	return n;
+}

@@ -1,0 +1,700 @@
+/*
+ * server: see include/server.h.
+ *
+ * The data path returns here: server_on_read() -> server_forward() frames
+ * the server's messages and appends them to the linked client's output.
+ * ReadyForQuery is where transactions end: when it says idle and every
+ * Query/Sync the client sent has been answered (expect_rfq == 0), the
+ * server goes back to the pool in transaction mode.
+ *
+ * Replies to statements pgtenant sends itself (parameter SETs, the reset
+ * query) are counted in swallow_rfq and dropped up to their ReadyForQuery;
+ * they always precede the client's own statements on the wire, so the
+ * client's replies are never mistaken for them.
+ */
+#include "server.h"
+
+#include "client.h"
+#include "log.h"
+#include "net.h"
+#include "pgtenant.h"
+#include "pool.h"
+#include "proto.h"
+#include "tenant.h"
+
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+static void server_on_read(evutil_socket_t fd, short what, void *arg);
+static void server_on_write(evutil_socket_t fd, short what, void *arg);
+static void server_forward(ServerConn *s);
+static void login_process(ServerConn *s);
+
+static List free_later = {&free_later, &free_later};
+
+static const char *const state_names[] = {"free", "connecting", "login", "idle", "active", "reset", "cancel_wait"};
+
+const char *server_state_name(ServerState st)
+{
+	return state_names[st];
+}
+
+#define server_log(lvl, s, fmt, ...)                                                               \
+	log_at(lvl, "S-%p %s/%s@%s:%d " fmt, (void *)(s), (s)->pool->dbname, (s)->pool->user,       \
+	       (s)->pool->backend->host, (s)->pool->backend->port, ##__VA_ARGS__)
+
+/* The one place a server changes state (and list). */
+void server_set_state(ServerConn *s, ServerState st)
+{
+	Pool *p = s->pool;
+	list_del(&s->node);
+	s->state = st;
+	switch (st) {
+	case SV_CONNECTING:
+	case SV_LOGIN:
+		list_append(&p->login, &s->node);
+		break;
+	case SV_IDLE:
+		list_append(&p->idle, &s->node);
+		break;
+	case SV_ACTIVE:
+		list_append(&p->active, &s->node);
+		break;
+	case SV_RESET:
+	case SV_CANCEL_WAIT:
+		list_append(&p->busy, &s->node);
+		break;
+	case SV_FREE:
+		break;
+	}
+}
+
+static void send_startup(ServerConn *s)
+{
+	Pool *p = s->pool;
+	Buf *out = &s->conn.out;
+	size_t start;
+
+	pkt_begin(out, 0, &start);
+	pkt_put_u32(out, PROTO_V3);
+	pkt_put_cstr(out, "user");
+	pkt_put_cstr(out, p->user);
+	pkt_put_cstr(out, "database");
+	pkt_put_cstr(out, p->dbname);
+	pkt_put_u8(out, 0);
+	pkt_finish(out, start);
+	server_set_state(s, SV_LOGIN);
+	conn_want_read(&s->conn, true);
+	server_flush(s);
+}
+
+ServerConn *server_connect(Pool *p)
+{
+	char err[256];
+	bool in_progress;
+	int fd = net_connect(p->backend->host, p->backend->port, &in_progress, err, sizeof(err));
+
+	if (fd < 0) {
+		strlcpy_safe(p->last_error, err, sizeof(p->last_error));
+		p->failing = true;
+		p->next_connect_at = g_now + g_cfg->server_login_retry;
+		log_warning("backend %s: %s", p->backend->name, err);
+		return NULL;
+	}
+	if (p->backend->host[0] != '/')
+		net_tune(fd, g_cfg->tcp_keepalive, g_cfg->tcp_user_timeout);
+
+	ServerConn *s = xcalloc(1, sizeof(*s));
+	list_init(&s->node);
+	s->pool = p;
+	s->tx_status = 'I';
+	s->connect_time = g_now;
+	s->last_used = g_now;
+	params_init(&s->params);
+	conn_init(&s->conn, fd, server_on_read, server_on_write, s);
+	p->n_servers++;
+	p->backend->n_servers++;
+	server_set_state(s, SV_CONNECTING);
+	log_debug("S-%p connecting to %s:%d", (void *)s, p->backend->host, p->backend->port);
+	if (in_progress) {
+		/* writability tells the connect finished */
+		event_add(&s->conn.ev_write, NULL);
+		s->conn.write_armed = true;
+	} else {
+		send_startup(s);
+	}
+	return s;
+}
+
+bool server_flush(ServerConn *s)
+{
+	if (s->state == SV_FREE)
+		return false;
+	if (conn_flush(&s->conn) == IO_ERROR) {
+		server_close(s, "server connection lost");
+		return false;
+	}
+	return true;
+}
+
+void server_close(ServerConn *s, const char *reason)
+{
+	Client *c = s->client;
+	bool failed_login = s->state == SV_CONNECTING || s->state == SV_LOGIN;
+
+	if (s->state == SV_FREE)
+		return;
+	if (reason)
+		server_log(failed_login ? LOG_LVL_WARNING : LOG_LVL_INFO, s, "closing: %s", reason);
+	if (c) {
+		char msg[300];
+		snprintf(msg, sizeof(msg), "server connection to backend \"%s\" lost: %s", s->pool->backend->name,
+			 reason ? reason : "closed");
+		s->client = NULL;
+		if (s->tenant) {
+			s->tenant->n_servers--;
+			s->tenant = NULL;
+		}
+		client_server_lost(c, msg);
+	}
+	pool_server_gone(s, failed_login, reason);
+	server_set_state(s, SV_FREE);
+	conn_close(&s->conn);
+	params_free(&s->params);
+	scram_client_free(&s->scram);
+	list_append(&free_later, &s->node);
+	server_cancel_forget(s);
+}
+
+void server_free_closed(void)
+{
+	List *it, *tmp;
+	list_for_each_safe(it, &free_later, tmp)
+	{
+		list_del(it);
+		free(list_entry(it, ServerConn, node));
+	}
+}
+
+static void server_on_write(evutil_socket_t fd, short what, void *arg)
+{
+	ServerConn *s = arg;
+
+	time_update();
+	if (s->state == SV_CONNECTING) {
+		int err = net_socket_error(s->conn.fd);
+		event_del(&s->conn.ev_write);
+		s->conn.write_armed = false;
+		if (err) {
+			char msg[200];
+			snprintf(msg, sizeof(msg), "cannot connect to %s:%d: %s", s->pool->backend->host,
+				 s->pool->backend->port, strerror(err));
+			strlcpy_safe(s->pool->last_error, msg, sizeof(s->pool->last_error));
+			server_close(s, msg);
+		} else {
+			send_startup(s);
+		}
+		client_maintain();
+		return;
+	}
+	if (!server_flush(s))
+		return;
+	if (s->client && buf_avail(&s->conn.out) < CONN_LOW_WATER)
+		client_output_drained(s->client);
+	client_maintain();
+}
+
+static void server_on_read(evutil_socket_t fd, short what, void *arg)
+{
+	ServerConn *s = arg;
+	IoStatus st;
+
+	time_update();
+	st = conn_read(&s->conn);
+	if (st == IO_EOF || st == IO_ERROR) {
+		server_close(s, st == IO_EOF ? "server closed the connection" : "server read error");
+	} else if (st == IO_OK) {
+		if (s->state == SV_LOGIN)
+			login_process(s);
+		else
+			server_forward(s);
+	}
+	client_maintain();
+}
+
+/* ---------------------------------------------------------------------------------------
+ * Login to PostgreSQL.
+ */
+
+static void login_failed(ServerConn *s, const char *msg)
+{
+	strlcpy_safe(s->pool->last_error, msg, sizeof(s->pool->last_error));
+	server_close(s, msg);
+}
+
+static void send_password_message(ServerConn *s, const void *data, size_t n, bool cstr)
+{
+	size_t start;
+	pkt_begin(&s->conn.out, 'p', &start);
+	pkt_put_bytes(&s->conn.out, data, n);
+	if (cstr)
+		pkt_put_u8(&s->conn.out, 0);
+	pkt_finish(&s->conn.out, start);
+}
+
+static bool handle_auth(ServerConn *s, MsgReader *r)
+{
+	Pool *p = s->pool;
+	uint32_t code;
+	char err[200];
+	char *out = NULL;
+
+	if (!msg_get_u32(r, &code)) {
+		login_failed(s, "malformed authentication request from server");
+		return false;
+	}
+	switch (code) {
+	case AUTH_REQ_OK:
+		return true;
+	case AUTH_REQ_CLEARTEXT:
+		if (!p->password) {
+			login_failed(s, "server asked for a password and none is configured");
+			return false;
+		}
+		send_password_message(s, p->password, strlen(p->password), true);
+		break;
+	case AUTH_REQ_MD5: {
+		const uint8_t *salt;
+		char resp[36];
+		if (!msg_get_bytes(r, 4, &salt)) {
+			login_failed(s, "malformed md5 request from server");
+			return false;
+		}
+		if (!p->password || !auth_md5_response(p->password, p->user, salt, resp)) {
+			login_failed(s, "server asked for an md5 password and no usable password is configured");
+			return false;
+		}
+		send_password_message(s, resp, strlen(resp), true);
+		break;
+	}
+	case AUTH_REQ_SASL: {
+		bool found = false;
+		const char *mech;
+		while (msg_get_cstr(r, &mech) && *mech)
+			if (strcmp(mech, "SCRAM-SHA-256") == 0)
+				found = true;
+		if (!found) {
+			login_failed(s, "server offered no SASL mechanism pgtenant supports");
+			return false;
+		}
+		if (!p->password || auth_secret_kind(p->password) != SECRET_PLAIN) {
+			login_failed(s, "server asked for SCRAM and no plain-text password is configured");
+			return false;
+		}
+		if (!scram_client_first(&s->scram, &out)) {
+			login_failed(s, "SCRAM client error");
+			return false;
+		}
+		size_t start, n = strlen(out);
+		pkt_begin(&s->conn.out, 'p', &start);
+		pkt_put_cstr(&s->conn.out, "SCRAM-SHA-256");
+		pkt_put_u32(&s->conn.out, (uint32_t)n);
+		pkt_put_bytes(&s->conn.out, out, n);
+		pkt_finish(&s->conn.out, start);
+		free(out);
+		break;
+	}
+	case AUTH_REQ_SASL_CONTINUE:
+		if (!scram_client_final(&s->scram, p->password, r->p + r->pos, msg_remaining(r), &out, err,
+					sizeof(err))) {
+			login_failed(s, err);
+			return false;
+		}
+		send_password_message(s, out, strlen(out), false);
+		free(out);
+		break;
+	case AUTH_REQ_SASL_FINAL:
+		if (!scram_client_verify(&s->scram, r->p + r->pos, msg_remaining(r), err, sizeof(err))) {
+			login_failed(s, err);
+			return false;
+		}
+		s->sasl_done = true;
+		return true;
+	default:
+		snprintf(err, sizeof(err), "server asked for unsupported authentication method %u", code);
+		login_failed(s, err);
+		return false;
+	}
+	return server_flush(s);
+}
+
+static void login_process(ServerConn *s)
+{
+	Buf *in = &s->conn.in;
+
+	while (s->state == SV_LOGIN && buf_avail(in) >= MSG_HEADER_LEN) {
+		uint8_t type = buf_head(in)[0];
+		uint32_t len = read_u32be(buf_head(in) + 1);
+		if (len < 4 || len > 1024 * 1024) {
+			login_failed(s, "invalid message length from server during login");
+			return;
+		}
+		if (buf_avail(in) < 1 + (size_t)len)
+			return;
+		MsgReader r;
+		msg_reader_init(&r, buf_head(in) + MSG_HEADER_LEN, len - 4);
+		switch (type) {
+		case 'R':
+			if (!handle_auth(s, &r))
+				return;
+			break;
+		case 'S': {
+			const char *name, *value;
+			if (msg_get_cstr(&r, &name) && msg_get_cstr(&r, &value))
+				params_set(&s->params, name, value);
+			break;
+		}
+		case 'K': {
+			uint32_t pid, key;
+			if (msg_get_u32(&r, &pid) && msg_get_u32(&r, &key)) {
+				s->be_pid = pid;
+				s->be_key = key;
+			}
+			break;
+		}
+		case 'E': {
+			const char *code, *msg;
+			char text[300];
+			proto_error_fields(r.p, r.len, &code, &msg);
+			snprintf(text, sizeof(text), "login failed: %s (%s)", msg ? msg : "?", code ? code : "?");
+			login_failed(s, text);
+			return;
+		}
+		case 'Z': {
+			uint8_t st = 'I';
+			if (!msg_get_u8(&r, &st)) {
+				login_failed(s, "malformed ReadyForQuery");
+				return;
+			}
+			buf_consume(in, 1 + (size_t)len);
+			s->tx_status = (char)st;
+			scram_client_free(&s->scram);
+			server_log(LOG_LVL_DEBUG, s, "login done, backend pid %u", s->be_pid);
+			if (!s->pool->welcome_ready)
+				pool_set_welcome(s->pool, &s->params);
+			s->pool->failing = false;
+			pool_server_ready(s);
+			return;
+		}
+		default: /* NoticeResponse, NegotiateProtocolVersion: nothing to do */
+			break;
+		}
+		buf_consume(in, 1 + (size_t)len);
+	}
+}
+
+/* ---------------------------------------------------------------------------------------
+ * The data path, server side.
+ */
+
+void server_link(ServerConn *s, Client *c)
+{
+	static Buf sql; /* scratch for SET statements; keeps its memory, so no allocation per link */
+
+	s->client = c;
+	s->tenant = c->tenant;
+	c->server = s;
+	c->tenant->n_servers++;
+	server_set_state(s, SV_ACTIVE);
+	client_set_state(c, CL_ACTIVE);
+	s->last_used = g_now;
+	if (!c->params_have_defaults && s->pool->welcome_ready) {
+		const Params *w = &s->pool->welcome;
+		for (int i = 0; i < w->n; i++)
+			if (param_is_reported(w->items[i].name) && !params_get(&c->params, w->items[i].name))
+				params_set(&c->params, w->items[i].name, w->items[i].value);
+		c->params_have_defaults = true;
+	}
+	sql.off = sql.len = 0;
+	if (param_sync_sql(&c->params, &s->params, &sql)) {
+		buf_append(&sql, "", 1);
+		proto_simple_query(&s->conn.out, (const char *)sql.data);
+		s->swallow_rfq++;
+	}
+}
+
+void server_reset(ServerConn *s)
+{
+	const char *q = g_cfg->server_reset_query;
+
+	server_set_state(s, SV_RESET);
+	if (!q || !*q) {
+		pool_server_ready(s);
+		return;
+	}
+	/* DISCARD ALL / RESET ALL return every setting to its default: forget what we SET. */
+	for (int i = 0; i < s->params.n;) {
+		if (!param_is_reported(s->params.items[i].name) && !param_is_readonly(s->params.items[i].name)) {
+			params_remove(&s->params, s->params.items[i].name);
+			continue;
+		}
+		i++;
+	}
+	proto_simple_query(&s->conn.out, q);
+	s->swallow_rfq++;
+	server_flush(s);
+}
+
+static void note_parameter(ServerConn *s, const uint8_t *body, size_t len)
+{
+	MsgReader r;
+	const char *name, *value;
+	msg_reader_init(&r, body, len);
+	if (!msg_get_cstr(&r, &name) || !msg_get_cstr(&r, &value))
+		return;
+	params_set(&s->params, name, value);
+	if (s->client && !param_is_readonly(name))
+		params_set(&s->client->params, name, value);
+}
+
+/* Is this message one pgtenant must see whole (not just stream through)? */
+static inline bool must_inspect(uint8_t type)
+{
+	return type == 'Z' || type == 'S' || type == 'E';
+}
+
+static void server_forward(ServerConn *s)
+{
+	Buf *in = &s->conn.in;
+	bool release = false;
+
+	while (buf_avail(in) && s->state != SV_FREE) {
+		Client *c = s->client;
+		if (s->fwd_remain) {
+			size_t n = buf_avail(in) < s->fwd_remain ? buf_avail(in) : s->fwd_remain;
+			if (c && !s->fwd_drop)
+				buf_append(&c->conn.out, buf_head(in), n);
+			buf_consume(in, n);
+			s->fwd_remain -= n;
+			continue;
+		}
+		if (buf_avail(in) < MSG_HEADER_LEN)
+			break;
+		uint8_t type = buf_head(in)[0];
+		uint32_t len = read_u32be(buf_head(in) + 1);
+		size_t total = 1 + (size_t)len;
+		if (len < 4 || len > 0x40000000u) {
+			server_close(s, "invalid message length from server");
+			return;
+		}
+		if (must_inspect(type) && buf_avail(in) < total) {
+			buf_reserve(in, total - buf_avail(in));
+			break;
+		}
+		const uint8_t *body = buf_head(in) + MSG_HEADER_LEN;
+		bool drop = s->swallow_rfq > 0 || !c;
+
+		if (type == 'S')
+			note_parameter(s, body, len - 4);
+		if (type == 'Z') {
+			s->tx_status = (char)body[0];
+			if (s->swallow_rfq > 0) {
+				s->swallow_rfq--;
+				if (s->swallow_rfq == 0 && s->state == SV_RESET) {
+					buf_consume(in, total);
+					pool_server_ready(s);
+					return;
+				}
+			} else if (c) {
+				if (s->expect_rfq > 0)
+					s->expect_rfq--;
+				c->tx_status = s->tx_status;
+				if (s->tx_status == 'I')
+					c->tenant->stats.xacts++;
+				if (s->expect_rfq == 0 && s->tx_status == 'I' && c->fwd_remain == 0 &&
+				    (g_shutdown ||
+				     config_tenant_pool_mode(g_cfg, c->tenant->conf) == POOL_MODE_TRANSACTION))
+					release = true;
+			} else {
+				drop = true;
+			}
+		} else if (type == 'E' && drop) {
+			const char *code, *msg;
+			proto_error_fields(body, len - 4, &code, &msg);
+			server_log(LOG_LVL_WARNING, s, "error in a statement of pgtenant's: %s (%s)",
+				   msg ? msg : "?", code ? code : "?");
+			if (!c && s->swallow_rfq == 0) {
+				server_close(s, "server sent an error while idle");
+				return;
+			}
+		} else if (!c && type != 'N' && type != 'S' && type != 'A') {
+			server_close(s, "unexpected message from an idle server");
+			return;
+		}
+		/* ParameterStatus is legal at any time; pass it on even around pgtenant's own queries. */
+		if (type == 'S' && c)
+			drop = false;
+		size_t n = buf_avail(in) < total ? buf_avail(in) : total;
+		if (!drop) {
+			buf_append(&c->conn.out, buf_head(in), n);
+			c->tenant->stats.bytes_out += n;
+		}
+		buf_consume(in, n);
+		s->fwd_remain = total - n;
+		s->fwd_drop = drop;
+		if (release)
+			break;
+		if (c && conn_out_full(&c->conn)) {
+			conn_want_read(&s->conn, false);
+			break;
+		}
+	}
+	if (s->state == SV_FREE)
+		return;
+	Client *c = s->client;
+	if (c) {
+		if (!client_flush(c))
+			return; /* closing the client released or closed s */
+		if (release && s->client == c) {
+			if (g_shutdown) {
+				client_close(c, "shutdown");
+				return;
+			}
+			pool_release(s);
+			/* the client may have pipelined its next transaction already */
+			if (!c->closing && buf_avail(&c->conn.in))
+				client_output_drained(c);
+		}
+	}
+	if (s->state != SV_FREE && !buf_avail(in))
+		conn_shrink(&s->conn);
+}
+
+void server_output_drained(ServerConn *s)
+{
+	if (s->state == SV_FREE)
+		return;
+	conn_want_read(&s->conn, true);
+	if (buf_avail(&s->conn.in))
+		server_forward(s);
+}
+
+/* ---------------------------------------------------------------------------------------
+ * Cancel requests: a short connection to the backend carrying the server's own key.
+ * The target is not reused until the cancel has been delivered (the backend closes the
+ * cancel connection once it has signalled the query).
+ */
+
+typedef struct CancelConn {
+	List node;
+	int fd;
+	struct event ev;
+	ServerConn *target;
+	uint8_t pkt[16];
+	size_t sent;
+	usec_t started;
+} CancelConn;
+
+static List cancels = {&cancels, &cancels};
+
+static void cancel_settled(CancelConn *k)
+{
+	ServerConn *s = k->target;
+	event_del(&k->ev);
+	close(k->fd);
+	list_del(&k->node);
+	free(k);
+	if (!s)
+		return;
+	s->cancels_in_flight--;
+	if (s->cancels_in_flight == 0 && s->state == SV_CANCEL_WAIT)
+		pool_server_ready(s);
+}
+
+static void cancel_on_event(evutil_socket_t fd, short what, void *arg)
+{
+	CancelConn *k = arg;
+	time_update();
+	if (k->sent < sizeof(k->pkt)) {
+		if (net_socket_error(fd)) {
+			cancel_settled(k);
+			return;
+		}
+		ssize_t n = send(fd, k->pkt + k->sent, sizeof(k->pkt) - k->sent, MSG_NOSIGNAL);
+		if (n < 0 && errno != EAGAIN && errno != EINTR) {
+			cancel_settled(k);
+			return;
+		}
+		if (n > 0)
+			k->sent += (size_t)n;
+		if (k->sent == sizeof(k->pkt)) {
+			event_del(&k->ev);
+			event_assign(&k->ev, g_base, fd, EV_READ | EV_PERSIST, cancel_on_event, k);
+			event_add(&k->ev, NULL);
+		}
+		return;
+	}
+	/* the backend closes the connection when it has processed the request */
+	uint8_t junk[64];
+	ssize_t n = recv(fd, junk, sizeof(junk), 0);
+	if (n == 0 || (n < 0 && errno != EAGAIN && errno != EINTR))
+		cancel_settled(k);
+	client_maintain();
+}
+
+void server_cancel(ServerConn *s)
+{
+	char err[200];
+	bool in_progress;
+	Buf b;
+	int fd = net_connect(s->pool->backend->host, s->pool->backend->port, &in_progress, err, sizeof(err));
+
+	if (fd < 0) {
+		server_log(LOG_LVL_WARNING, s, "cancel failed: %s", err);
+		return;
+	}
+	CancelConn *k = xcalloc(1, sizeof(*k));
+	k->fd = fd;
+	k->target = s;
+	k->started = g_now;
+	buf_init(&b);
+	proto_cancel_request(&b, s->be_pid, s->be_key);
+	memcpy(k->pkt, b.data, sizeof(k->pkt));
+	buf_free(&b);
+	list_append(&cancels, &k->node);
+	s->cancels_in_flight++;
+	event_assign(&k->ev, g_base, fd, EV_WRITE | EV_PERSIST, cancel_on_event, k);
+	event_add(&k->ev, NULL);
+	server_log(LOG_LVL_DEBUG, s, "cancel sent for backend pid %u", s->be_pid);
+}
+
+void server_cancel_forget(ServerConn *s)
+{
+	List *it;
+	list_for_each(it, &cancels)
+	{
+		CancelConn *k = list_entry(it, CancelConn, node);
+		if (k->target == s)
+			k->target = NULL;
+	}
+}
+
+/* Cancels that never settle (a backend gone silent) release their target after the connect timeout. */
+void server_maintain(void)
+{
+	List *it, *tmp;
+	list_for_each_safe(it, &cancels, tmp)
+	{
+		CancelConn *k = list_entry(it, CancelConn, node);
+		if (g_now - k->started > g_cfg->server_connect_timeout) {
+			if (k->target)
+				k->target->dirty = true;
+			cancel_settled(k);
+		}
+	}
+	server_free_closed();
+}

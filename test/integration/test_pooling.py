@@ -1,0 +1,346 @@
+"""Pooling through pgtenant: pgbench load, COPY, cancel, transaction-mode
+hand-out, session state following the client, pipelines, NOTICE and
+LISTEN/NOTIFY."""
+
+import hashlib
+import os
+import threading
+import time
+
+import psycopg
+import pytest
+
+import pgt
+
+
+@pytest.fixture(scope="module")
+def pgbench_acme(pg):
+    """pgbench tables (scale 1) in database acme, loaded directly as app."""
+    res = pgt.pgbench({"PGPASSWORD": pgt.APP_PASSWORD},
+                      ["-i", "-s", "1", "-q", "-h", pg.sockdir, "-p", str(pg.port), "-U", "app",
+                       "acme"])
+    assert res.returncode == 0, res.stdout + res.stderr
+    return "acme"
+
+
+def assert_pgbench_clean(res, expected_processed=None):
+    out = res.stdout + res.stderr
+    assert res.returncode == 0, f"pgbench exited {res.returncode}:\n{out[-4000:]}"
+    stats = pgt.parse_pgbench(res.stdout)
+    assert stats.get("failed") == 0, f"pgbench reported failures:\n{out[-4000:]}"
+    if expected_processed is not None:
+        assert stats.get("processed") == expected_processed, out[-4000:]
+    assert "error" not in res.stderr.lower(), res.stderr[-4000:]
+    return stats
+
+
+def test_pgbench_tpcb_50_clients_over_pool_of_10_has_no_failures(pg, pgtenant, pgbench_acme):
+    p = pgtenant({"pool_mode": "transaction", "default_pool_size": 10})
+    with pgt.ServerConnSampler(pg, "acme") as sampler:
+        res = pgt.pgbench(p.env(), ["-c", "50", "-j", "2", "-t", "40", "acme"])
+    assert_pgbench_clean(res, expected_processed=50 * 40)
+    assert sampler.error is None, sampler.error
+    assert sampler.samples > 0
+    assert 1 <= sampler.max <= 10, f"{sampler.max} server connections for a pool of 10"
+
+
+def test_pgbench_tpcb_50_clients_in_session_mode_with_pool_of_50_has_no_failures(
+        pg, pgtenant, pgbench_acme):
+    p = pgtenant({"pool_mode": "session", "default_pool_size": 50})
+    with pgt.ServerConnSampler(pg, "acme") as sampler:
+        res = pgt.pgbench(p.env(), ["-c", "50", "-j", "2", "-t", "20", "acme"])
+    assert_pgbench_clean(res, expected_processed=50 * 20)
+    assert sampler.error is None, sampler.error
+    assert 1 <= sampler.max <= 50, f"{sampler.max} server connections for a pool of 50"
+
+
+def test_pgbench_select_only_extended_protocol_has_no_failures(pgtenant, pgbench_acme):
+    p = pgtenant({"default_pool_size": 4})
+    res = pgt.pgbench(p.env(), ["-S", "-M", "extended", "-c", "8", "-j", "2", "-t", "300",
+                                "acme"])
+    assert_pgbench_clean(res, expected_processed=8 * 300)
+
+
+def test_pgbench_init_through_pgtenant_loads_scale_1(pg, pgtenant):
+    p = pgtenant()
+    res = pgt.pgbench(p.env(dbname="globex"), ["-i", "-s", "1", "globex"])
+    assert res.returncode == 0, res.stdout + res.stderr
+    with pg.connect(dbname="globex") as c:
+        assert c.execute("select count(*) from pgbench_accounts").fetchone()[0] == 100000
+        assert c.execute("select count(*) from pgbench_branches").fetchone()[0] == 1
+
+
+def test_psql_copy_out_and_in_100k_rows_round_trips_identical_data(pg, pgtenant, tmp_path):
+    p = pgtenant()
+    src = tmp_path / "rows.tsv"
+    lines = [f"{i}\t{hashlib.md5(str(i).encode()).hexdigest()}\t{i * 0.5}\ttext with\\ttab {i}"
+             for i in range(1, 100001)]
+    src.write_text("\n".join(lines) + "\n")
+    psql = os.path.join(pgt.PG_BIN, "psql")
+    base = [psql, "-X", "-v", "ON_ERROR_STOP=1", "-At"]
+    env = p.env()
+    pgt.run(base + ["-c", "drop table if exists copy_t",
+                    "-c", "create table copy_t (id int primary key, h text, n numeric, t text)"],
+            env=env, check=True)
+    res = pgt.run(base + ["-c", f"\\copy copy_t from '{src}'"], env=env, check=True)
+    assert "COPY 100000" in res.stdout
+
+    expect_sum = hashlib.md5("|".join(
+        f"{i},{hashlib.md5(str(i).encode()).hexdigest()},{i * 0.5},text with\ttab {i}"
+        for i in range(1, 100001)).encode()).hexdigest()
+    with pg.connect(dbname="acme") as c:
+        count, digest = c.execute(
+            "select count(*), md5(string_agg(id || ',' || h || ',' || n || ',' || t, '|' "
+            "order by id)) from copy_t").fetchone()
+    assert count == 100000
+    assert digest == expect_sum
+
+    out = tmp_path / "out.tsv"
+    res = pgt.run(base + ["-c", f"\\copy (select * from copy_t order by id) to '{out}'"],
+                  env=env, check=True)
+    assert "COPY 100000" in res.stdout
+    assert out.read_bytes() == src.read_bytes()
+    # the session used for COPY is fine afterwards, and the server too
+    res = pgt.run(base + ["-c", "select count(*) from copy_t"], env=env, check=True)
+    assert res.stdout.strip() == "100000"
+
+
+@pytest.mark.parametrize("pool_mode", ["transaction", "session"])
+def test_cancel_of_pg_sleep_returns_query_canceled_and_session_goes_on(pgtenant, pool_mode):
+    p = pgtenant({"pool_mode": pool_mode})
+    with p.connect() as conn, p.connect(dbname="globex") as bystander:
+        timer = threading.Timer(1.0, conn.cancel)
+        timer.start()
+        t0 = time.monotonic()
+        try:
+            with pytest.raises(psycopg.errors.QueryCanceled):
+                conn.execute("select pg_sleep(30)")
+        finally:
+            timer.cancel()
+        assert time.monotonic() - t0 < 15
+        assert conn.execute("select 41 + 1").fetchone()[0] == 42
+        assert bystander.execute("select 1").fetchone()[0] == 1
+
+
+def test_transaction_mode_pool_of_1_makes_second_client_wait_for_commit(pg, pgtenant):
+    p = pgtenant({"pool_mode": "transaction", "default_pool_size": 1})
+    a = p.connect()
+    b = p.connect()
+    try:
+        a.execute("begin")
+        assert a.execute("select 1").fetchone()[0] == 1
+        result = {}
+
+        def run_b():
+            try:
+                result["v"] = b.execute("select 42").fetchone()[0]
+            except Exception as e:
+                result["e"] = e
+
+        t = threading.Thread(target=run_b, daemon=True)
+        t.start()
+        t.join(1.5)
+        assert t.is_alive(), f"client B was answered while A held the only server: {result}"
+        assert len(pg.server_conns("acme")) == 1
+        a.execute("commit")
+        t.join(15)
+        assert not t.is_alive(), "client B still waiting after A committed"
+        assert result == {"v": 42}
+        # and the other way round, now without a transaction held
+        assert a.execute("select 2").fetchone()[0] == 2
+    finally:
+        a.close()
+        b.close()
+
+
+SETTINGS_SQL = ("select current_setting('TimeZone'), current_setting('DateStyle'), "
+                "current_setting('client_encoding'), current_setting('extra_float_digits'), "
+                "current_setting('application_name'), current_setting('IntervalStyle')")
+
+
+def test_startup_parameters_follow_each_client_across_a_shared_server_connection(pg, pgtenant):
+    p = pgtenant({"pool_mode": "transaction", "default_pool_size": 1})
+    pa = {"TimeZone": "America/New_York", "DateStyle": "SQL, DMY", "client_encoding": "LATIN1",
+          "extra_float_digits": "1", "application_name": "client_a",
+          "IntervalStyle": "sql_standard"}
+    pb = {"TimeZone": "Asia/Tokyo", "DateStyle": "German, DMY", "client_encoding": "UTF8",
+          "extra_float_digits": "3", "application_name": "client_b",
+          "IntervalStyle": "postgres"}
+    a = p.raw(params=pa)
+    b = p.raw(params=pb)
+    try:
+        keys = ["TimeZone", "DateStyle", "client_encoding", "extra_float_digits",
+                "application_name", "IntervalStyle"]
+        want_a = [pa[k] for k in keys]
+        want_b = [pb[k] for k in keys]
+        for _ in range(3):
+            assert a.query(SETTINGS_SQL) == [want_a]
+            assert b.query(SETTINGS_SQL) == [want_b]
+        assert a.scalar("show timezone") == "America/New_York"
+        assert b.scalar("show timezone") == "Asia/Tokyo"
+        # session SETs made by A stay with A, not with the server connection
+        a.query("set application_name = 'a2'")
+        a.query("set TimeZone = 'UTC'")
+        assert b.query(SETTINGS_SQL) == [want_b]
+        want_a2 = list(want_a)
+        want_a2[0], want_a2[4] = "UTC", "a2"
+        assert a.query(SETTINGS_SQL) == [want_a2]
+        assert b.query(SETTINGS_SQL) == [want_b]
+        assert a.params.get("application_name") in (None, "a2")
+        assert len(pg.server_conns("acme")) == 1
+    finally:
+        a.close()
+        b.close()
+
+
+def test_two_clients_with_different_timezones_alternating_over_pool_of_1(pgtenant):
+    p = pgtenant({"pool_mode": "transaction", "default_pool_size": 1})
+    with p.connect(options="-c TimeZone=Europe/Berlin") as a, \
+            p.connect(options="-c TimeZone=Australia/Sydney") as b:
+        for _ in range(5):
+            assert a.execute("show timezone").fetchone()[0] == "Europe/Berlin"
+            assert b.execute("show timezone").fetchone()[0] == "Australia/Sydney"
+
+
+def _psycopg_pipeline(conn, statements, sync_each):
+    """Runs statements in one psycopg pipeline; returns the SQLSTATEs raised
+    (when psycopg raises them depends on timing, so only the set counts)."""
+    raised = set()
+    curs = []
+    try:
+        with conn.pipeline() as pl:
+            for sql in statements:
+                curs.append(conn.cursor())
+                curs[-1].execute(sql)
+                if sync_each:
+                    pl.sync()
+    except psycopg.Error as e:
+        raised.add(e.sqlstate)
+    for c in curs:
+        try:
+            c.fetchall()
+        except psycopg.Error as e:
+            raised.add(e.sqlstate)
+    return raised
+
+
+@pytest.mark.parametrize("sync_each", [False, True], ids=["one_sync", "sync_each"])
+def test_psycopg_pipeline_with_failing_statement_behaves_like_direct_connection(
+        pg, pgtenant, sync_each):
+    p = pgtenant()
+    with pg.connect_tcp() as d:
+        d.execute("drop table if exists pipe_t")
+        d.execute("create table pipe_t (id int)")
+    stmts = ["insert into pipe_t values (1)", "select 1 as a", "select 1/0",
+             "insert into pipe_t values (2)", "select 3 as c"]
+
+    def scenario(conn):
+        with pg.connect_tcp() as d:
+            d.execute("truncate pipe_t")
+        raised = _psycopg_pipeline(conn, stmts, sync_each)
+        with pg.connect_tcp() as d:
+            ids = [r[0] for r in d.execute("select id from pipe_t order by id")]
+        after = conn.execute("select 'still usable'").fetchone()[0]
+        return "22012" in raised, ids, after
+
+    with pg.connect_tcp() as direct:
+        want = scenario(direct)
+    with p.connect() as via:
+        got = scenario(via)
+        got2 = scenario(via)  # the same client again
+    assert want[0] and want[2] == "still usable"
+    assert got == want
+    assert got2 == want
+
+
+def test_extended_protocol_batch_with_error_in_the_middle_matches_direct_connection(
+        pg, pgtenant):
+    p = pgtenant({"default_pool_size": 2})
+    with pg.connect_tcp() as d:
+        d.execute("drop table if exists batch_t")
+        d.execute("create table batch_t (id int)")
+    S = pgt.ext_statement
+    batch = (S("insert into batch_t values ($1)", [1]) + S("select 1/0") +
+             S("insert into batch_t values ($1)", [2]) + pgt.ext_sync() +
+             S("select $1::int + 1", [2]) + S("insert into batch_t values ($1)", [3]) +
+             pgt.ext_sync() +
+             S("select * from no_such_table") + pgt.ext_sync() +
+             pgt.ext_parse("begin") + pgt.ext_bind() + pgt.ext_execute() +
+             S("insert into batch_t values ($1)", [4]) + S("select 1/0") + pgt.ext_sync() +
+             pgt.ext_parse("rollback") + pgt.ext_bind() + pgt.ext_execute() + pgt.ext_sync() +
+             S("select count(*) from batch_t") + pgt.ext_sync())
+
+    def scenario(conn):
+        with pg.connect_tcp() as d:
+            d.execute("truncate batch_t")
+        msgs = pgt.run_batch(conn, batch, n_syncs=6)
+        after = conn.query("select 'usable'")
+        return msgs, after
+
+    direct = pgt.RawConn(pg.port)
+    direct.startup("app", "acme", pgt.APP_PASSWORD)
+    try:
+        want = scenario(direct)
+    finally:
+        direct.close()
+    assert ("Error", "22012") in want[0] and want[1] == [["usable"]]
+    via = p.raw()
+    try:
+        assert scenario(via) == want
+        assert scenario(via) == want
+    finally:
+        via.close()
+
+
+def test_many_pipelined_syncs_from_two_clients_over_pool_of_1_get_their_own_answers(pgtenant):
+    p = pgtenant({"default_pool_size": 1})
+    results, errors = {}, []
+
+    def client(tag):
+        try:
+            with p.connect() as conn:
+                curs = []
+                with conn.pipeline() as pl:
+                    for i in range(300):
+                        cur = conn.cursor()
+                        cur.execute("select %s::int, %s::text", [i, tag])
+                        curs.append(cur)
+                        pl.sync()
+                results[tag] = [c.fetchone() for c in curs]
+                assert conn.execute("select 7").fetchone()[0] == 7
+        except Exception as e:
+            errors.append((tag, e))
+
+    threads = [threading.Thread(target=client, args=(t,), daemon=True) for t in ("x", "y")]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(60)
+    assert not errors, errors
+    for tag in ("x", "y"):
+        assert results[tag] == [(i, tag) for i in range(300)]
+
+
+def test_notice_from_do_block_reaches_the_client(pgtenant):
+    p = pgtenant()
+    with p.connect() as conn:
+        notices = []
+        conn.add_notice_handler(lambda d: notices.append((d.severity, d.message_primary)))
+        conn.execute("do $$ begin raise notice 'hello from %', current_database(); end $$")
+        assert ("NOTICE", "hello from acme") in notices
+        assert conn.execute("select 1").fetchone()[0] == 1
+
+
+def test_listen_notify_in_session_mode_delivers_the_payload(pgtenant):
+    p = pgtenant({"pool_mode": "session"})
+    with p.connect() as listener, p.connect() as notifier:
+        got = []
+        listener.add_notify_handler(lambda n: got.append((n.channel, n.payload)))
+        listener.execute("listen chan")
+        notifier.execute("notify chan, 'payload-1'")
+
+        def received():
+            listener.execute("select 1")
+            return got
+        pgt.wait_for(received, timeout=10, period=0.1, what="the notification")
+        assert got == [("chan", "payload-1")]
