@@ -980,15 +980,10 @@ static void sections_init(void)
 			section_begin[s] = i;
 		section_end[s] = i + 1;
 	}
-	for (int i = 0; i < config_n_keys; i++) {
-		int s = (int)config_keys[i].section;
-		if (i < section_begin[s] || i >= section_end[s])
-			abort(); /* config_keys[] must keep each section's keys together */
-	}
 	for (int s = 0; s < 3; s++)
 		for (int i = section_begin[s]; i < section_end[s]; i++)
 			if (config_keys[i].section != (SectionKind)s)
-				abort();
+				abort(); /* config_keys[] must keep each section's keys together */
 	sections_ready = true;
 }
 

@@ -551,7 +551,7 @@ bool scram_server_final(ScramServer *s, const uint8_t *msg, size_t len, char **o
 	free(without_proof);
 
 	bool ok = scram_hmac(s->stored_key, auth_message, strlen(auth_message), sig);
-	for (int i = 0; i < SCRAM_KEY_LEN; i++)
+	for (int i = 0; ok && i < SCRAM_KEY_LEN; i++)
 		client_key[i] = proof[i] ^ sig[i];
 	ok = ok && scram_sha256(client_key, SCRAM_KEY_LEN, check) &&
 	     CRYPTO_memcmp(check, s->stored_key, SCRAM_KEY_LEN) == 0;
@@ -659,13 +659,14 @@ bool scram_client_final(ScramClient *c, const char *password, const uint8_t *ser
 	bool ok = scram_hmac(c->salted_password, "Client Key", 10, client_key) &&
 	          scram_sha256(client_key, SCRAM_KEY_LEN, stored) &&
 	          scram_hmac(stored, c->auth_message, strlen(c->auth_message), sig);
-	for (int i = 0; i < SCRAM_KEY_LEN; i++)
-		proof[i] = client_key[i] ^ sig[i];
-	OPENSSL_cleanse(client_key, sizeof(client_key));
 	if (!ok) {
+		OPENSSL_cleanse(client_key, sizeof(client_key));
 		free(without_proof);
 		return scram_client_fail(c, err, errlen, "SCRAM key derivation failed");
 	}
+	for (int i = 0; i < SCRAM_KEY_LEN; i++)
+		proof[i] = client_key[i] ^ sig[i];
+	OPENSSL_cleanse(client_key, sizeof(client_key));
 	char *proof64 = scram_b64_encode_alloc(proof, SCRAM_KEY_LEN);
 	*out = scram_concat(without_proof, ",p=", proof64, NULL, NULL);
 	free(proof64);

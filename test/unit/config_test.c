@@ -954,7 +954,8 @@ static void test_ten_thousand_tenants_load_quickly(void)
 	}
 	config_free(cfg);
 	if (!under_valgrind())
-		CHECK_MSG(secs < 0.5, "10,000 tenants took %.3fs", secs);
+		/* typically ~0.05s; the bound leaves room for a loaded CI machine or ASAN */
+		CHECK_MSG(secs < 1.0, "10,000 tenants took %.3fs", secs);
 	printf("config: 10,000 tenants loaded in %.3fs\n", secs);
 
 	/* one duplicate among them is found, with both places */
