@@ -63,5 +63,7 @@ void proto_cancel_request(Buf *b, uint32_t pid, uint32_t key);
 
 /* Pulls the SQLSTATE and message fields out of an ErrorResponse body (NULL when absent). */
 void proto_error_fields(const uint8_t *body, size_t len, const char **sqlstate, const char **msg);
+/* Is this ErrorResponse FATAL or PANIC (the server closes the connection after it)? */
+bool proto_error_is_fatal(const uint8_t *body, size_t len);
 
 #endif

@@ -166,3 +166,17 @@ void proto_error_fields(const uint8_t *body, size_t len, const char **sqlstate, 
 			*msg = val;
 	}
 }
+
+bool proto_error_is_fatal(const uint8_t *body, size_t len)
+{
+	MsgReader r;
+	msg_reader_init(&r, body, len);
+	for (;;) {
+		uint8_t code;
+		const char *val;
+		if (!msg_get_u8(&r, &code) || code == 0 || !msg_get_cstr(&r, &val))
+			return false;
+		if (code == 'V' || code == 'S')
+			return strcmp(val, "FATAL") == 0 || strcmp(val, "PANIC") == 0;
+	}
+}

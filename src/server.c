@@ -522,6 +522,15 @@ static void server_forward(ServerConn *s)
 			} else {
 				drop = true;
 			}
+		} else if (type == 'E' && proto_error_is_fatal(body, len - 4)) {
+			/* The server is going away; its client hears 08006 from server_close instead. */
+			const char *code, *msg;
+			char why[300];
+			proto_error_fields(body, len - 4, &code, &msg);
+			snprintf(why, sizeof(why), "%s (%s)", msg ? msg : "fatal error", code ? code : "?");
+			buf_consume(in, total);
+			server_close(s, why);
+			return;
 		} else if (type == 'E' && drop) {
 			const char *code, *msg;
 			proto_error_fields(body, len - 4, &code, &msg);
