@@ -1,0 +1,107 @@
+/*
+ * sqllex: a small, exact SQL lexer and the statement classifier built on it.
+ *
+ * It understands what PostgreSQL's scanner does about boundaries: -- and
+ * nested block comments, '' strings (standard_conforming_strings on),
+ * E'' strings with backslash escapes, U&'' strings, "quoted" identifiers
+ * (with "" inside), $tag$ dollar quotes, $n parameters, and top-level ';'.
+ * Keywords are never searched for with patterns in raw text: a keyword
+ * inside a comment, a string or a dollar-quoted body is not a keyword.
+ *
+ * sql_analyze() classifies a whole Query string or Parse text (all its
+ * statements) for the tenant guard (SPEC §4), for session-state tracking
+ * in transaction mode, and for read routing (SPEC §5).
+ */
+#ifndef PGTENANT_SQLLEX_H
+#define PGTENANT_SQLLEX_H
+
+#include "common.h"
+
+typedef enum {
+	SQLTOK_EOF = 0,
+	SQLTOK_IDENT,     /* unquoted identifier or keyword; compare case-insensitively */
+	SQLTOK_QIDENT,    /* "quoted identifier"; text excludes the quotes, "" not yet unescaped */
+	SQLTOK_STRING,    /* '...', E'...', U&'...', $$...$$; text excludes the quotes */
+	SQLTOK_NUMBER,
+	SQLTOK_PARAM,     /* $1 */
+	SQLTOK_SEMI,      /* ; at any depth (the lexer reports depth) */
+	SQLTOK_LPAREN,
+	SQLTOK_RPAREN,
+	SQLTOK_COMMA,
+	SQLTOK_DOT,
+	SQLTOK_OP,        /* any other operator or punctuation */
+	SQLTOK_ERROR      /* unterminated string, comment or quoted identifier */
+} SqlTokType;
+
+typedef struct SqlToken {
+	SqlTokType type;
+	const char *text; /* points into the input */
+	size_t len;
+	size_t offset;    /* of the token's first byte in the input */
+	int depth;        /* parenthesis depth before this token */
+	bool escaped_string; /* E'' string: backslash escapes inside */
+} SqlToken;
+
+typedef struct SqlLexer {
+	const char *s;
+	size_t len;
+	size_t pos;
+	int depth;
+	/* leading comment hints, e.g. / * pgtenant:replica * / before the first token */
+	bool hint_replica;
+	bool hint_primary;
+	bool seen_token;
+} SqlLexer;
+
+void sqllex_init(SqlLexer *lx, const char *s, size_t len);
+/* Next token; SQLTOK_EOF at the end, SQLTOK_ERROR when a quote or comment never ends. */
+SqlTokType sqllex_next(SqlLexer *lx, SqlToken *tok);
+/* Case-insensitive comparison of an IDENT token with a lower-case word. */
+bool sqltok_is(const SqlToken *tok, const char *word);
+
+/* What the tenant guard refuses (the first such statement wins). */
+typedef enum {
+	SQL_GUARD_OK = 0,
+	SQL_GUARD_SEARCH_PATH,     /* SET/RESET search_path, SET SCHEMA, set_config('search_path', ...) */
+	SQL_GUARD_TENANT_GUC,      /* SET/RESET <tenant_guc>, set_config('<tenant_guc>', ...) */
+	SQL_GUARD_ROLE,            /* SET ROLE, RESET ROLE, set_config('role', ...) */
+	SQL_GUARD_SESSION_AUTH     /* SET SESSION AUTHORIZATION, RESET SESSION AUTHORIZATION */
+} SqlGuard;
+
+/* Flags of sql_analyze(). */
+#define SQLF_STATE_UNKNOWN 0x0001 /* may have changed the tenant state: DO, CALL, LOAD, set_config with a
+				   * non-literal name, UPDATE of pg_settings, or a statement not classified */
+#define SQLF_RESETS_STATE 0x0002  /* DISCARD ALL or RESET ALL: allowed, tenant state must be re-applied */
+#define SQLF_SESSION_STATE 0x0004 /* leaves session state: CREATE TEMP ..., DECLARE ... WITH HOLD, SQL PREPARE,
+				   * LISTEN, session advisory locks, SET (not LOCAL) of another GUC,
+				   * set_config(..., false) of another GUC */
+#define SQLF_UNPARSED 0x0008      /* the lexer could not finish (unterminated quote or comment) */
+#define SQLF_TX_CONTROL 0x0010    /* BEGIN/START/COMMIT/END/ROLLBACK/ABORT/SAVEPOINT/RELEASE/PREPARE TRANSACTION */
+#define SQLF_READ_ONLY_TX 0x0020  /* BEGIN READ ONLY / START TRANSACTION READ ONLY / SET TRANSACTION READ ONLY */
+#define SQLF_SERIALIZABLE 0x0040  /* ISOLATION LEVEL SERIALIZABLE anywhere */
+#define SQLF_SHOW 0x0080          /* SHOW statement */
+
+typedef struct SqlInfo {
+	unsigned flags;
+	SqlGuard guard;
+	size_t guard_offset; /* byte offset of the refused statement's first token */
+	int n_statements;    /* non-empty statements */
+	int max_param;       /* highest $n */
+	bool read_only;      /* every statement is read-only for certain (SPEC §5) */
+	bool hint_replica;   /* leading comment / * pgtenant:replica * / */
+	bool hint_primary;   /* leading comment / * pgtenant:primary * / */
+} SqlInfo;
+
+/*
+ * Classifies sql (not NUL-terminated; len bytes). tenant_guc is the GUC
+ * name pgtenant sets for shared tenants (e.g. "app.tenant_id"), compared
+ * case-insensitively. extra_ro_functions is a comma list of function names
+ * that may also run on a replica (read_only_functions), or NULL.
+ */
+void sql_analyze(const char *sql, size_t len, const char *tenant_guc, const char *extra_ro_functions,
+		 SqlInfo *out);
+
+/* A short description of a guard verdict for error messages ("search_path", "role", ...). */
+const char *sql_guard_name(SqlGuard g, const char *tenant_guc);
+
+#endif
