@@ -1,4 +1,5 @@
 #!/bin/bash
+# shellcheck disable=SC2317  # functions run from traps look unreachable
 # pgtenant benchmark (`make bench`): pgbench select-only throughput straight to
 # PostgreSQL, through pgtenant and through PgBouncer, and each pooler's own CPU
 # time per transaction.
@@ -95,9 +96,9 @@ else
 fi
 
 stop_pid() { # pid: TERM, then KILL after 5 s
-	local pid=$1 i
+	local pid=$1 _
 	kill -TERM "$pid" 2>/dev/null || return 0
-	for i in $(seq 50); do
+	for _ in $(seq 50); do
 		kill -0 "$pid" 2>/dev/null || return 0
 		sleep 0.1
 	done
@@ -122,11 +123,11 @@ trap 'note "interrupted"; exit 130' INT TERM
 
 port_busy() { [ -n "$(ss -Hltn "sport = :$1" 2>/dev/null)" ]; }
 
-wait_ready() { # port pid: up to 10 s for something to accept connections
-	local i
-	for i in $(seq 100); do
+wait_ready() { # port pid user db: up to 10 s for the port to answer a startup packet
+	local _
+	for _ in $(seq 100); do
 		[ -n "$2" ] && ! kill -0 "$2" 2>/dev/null && return 1
-		"$PG_BIN/pg_isready" -q -h 127.0.0.1 -p "$1" -t 1 && return 0
+		"$PG_BIN/pg_isready" -q -h 127.0.0.1 -p "$1" -U "$3" -d "$4" -t 1 && return 0
 		sleep 0.1
 	done
 	return 1
@@ -217,7 +218,7 @@ start_pgbouncer() {
 	pgb_prepared_ok && echo "max_prepared_statements = 200" >>"$DIR/pgbouncer.ini"
 	"${AS_PG_EXEC[@]}" "$PGBOUNCER" "$DIR/pgbouncer.ini" >"$DIR/pgbouncer.log" 2>&1 &
 	PGB_PID=$!
-	if ! wait_ready "$PGB_PORT" "$PGB_PID" ||
+	if ! wait_ready "$PGB_PORT" "$PGB_PID" "$DB_USER" "$DB" ||
 		! timeout 15 "$PG_BIN/psql" -X -q -h 127.0.0.1 -p "$PGB_PORT" -U "$DB_USER" -d "$DB" \
 			-c 'SELECT 1' >/dev/null 2>>"$DIR/pgbouncer.log"; then
 		note "PgBouncer FAILED to start or to serve a query; its log:"
@@ -265,7 +266,7 @@ start_pgtenant() {
 	fi
 	"$PGTENANT" "$DIR/pgtenant.ini" >>"$DIR/pgtenant.log" 2>&1 &
 	PGT_PID=$!
-	if ! wait_ready "$PGT_PORT" "$PGT_PID"; then
+	if ! wait_ready "$PGT_PORT" "$PGT_PID" "$PGT_USER" "$PGT_DB"; then
 		note "pgtenant FAILED to start listening on 127.0.0.1:$PGT_PORT; its log:"
 		tail -n 20 "$DIR/pgtenant.log" >&2
 		return 1

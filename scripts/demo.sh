@@ -1,4 +1,5 @@
 #!/bin/bash
+# shellcheck disable=SC2317  # functions run from traps look unreachable
 # pgtenant demo: a local PostgreSQL 15 with two tenant databases (acme and
 # globex) and a pgtenant in front of them, in the foreground. Ctrl-C stops
 # pgtenant and then the demo PostgreSQL.

@@ -38,13 +38,13 @@ static const char *const auth_type_names[] = {"trust", "md5", "scram-sha-256", "
 static const char *const tenant_mode_names[] = {"shared", "schema", "database", NULL};
 static const char *const read_routing_names[] = {"off", "hint", "auto", NULL};
 static const char *const tls_mode_names[] = {"disable", "allow", "require", NULL};
-static const char *const server_tls_mode_names[] = {"disable", "prefer", "require", "verify-ca",
-						    "verify-full", NULL};
+static const char *const server_tls_mode_names[] = {"disable",   "prefer",      "require",
+                                                    "verify-ca", "verify-full", NULL};
 static const char *const tenant_source_names[] = {"sni", "user", "database", "options", NULL};
 
-#define NOMAX INT64_MAX
-#define US(x) ((int64_t)(x))
-#define SEC(x) ((int64_t)(x) * USEC_PER_SEC)
+#define NOMAX  INT64_MAX
+#define US(x)  ((int64_t)(x))
+#define SEC(x) ((int64_t)(x)*USEC_PER_SEC)
 
 /*
  * inherit = true: the key starts unset (-1 or NULL) and def only describes
@@ -53,8 +53,8 @@ static const char *const tenant_source_names[] = {"sni", "user", "database", "op
 #define KEY(sect, strct, nm, typ, fld, dflt, enums, rel, inh, mn, mx, hlp)                         \
 	{                                                                                          \
 		.name = nm, .section = sect, .type = typ, .offset = offsetof(strct, fld),          \
-		.def = dflt, .enum_names = enums, .reloadable = rel, .help = hlp,                  \
-		.inherit = inh, .min = mn, .max = mx                                               \
+		.def = dflt, .enum_names = enums, .reloadable = rel, .help = hlp, .inherit = inh,  \
+		.min = mn, .max = mx                                                               \
 	}
 #define G(nm, typ, dflt, enums, rel, mn, mx, hlp)                                                  \
 	KEY(SECTION_GLOBAL, Config, #nm, typ, nm, dflt, enums, rel, false, mn, mx, hlp)
@@ -66,171 +66,172 @@ static const char *const tenant_source_names[] = {"sni", "user", "database", "op
 	KEY(SECTION_TENANT, TenantConf, #nm, typ, nm, dflt, enums, true, inh, mn, mx, hlp)
 
 const ConfigKey config_keys[] = {
-	/* [pgtenant] */
-	G(listen_addr, KEY_STRING, "127.0.0.1", NULL, false, 0, 0,
-	  "addresses to listen on, comma separated; * = all"),
-	G(listen_port, KEY_INT, "6432", NULL, false, 1, 65535, "TCP port to listen on"),
-	G(unix_socket_dir, KEY_STRING, "", NULL, false, 0, 0,
-	  "also listen on DIR/.s.PGSQL.<port>; empty = no unix socket"),
-	G(pool_mode, KEY_ENUM, "transaction", pool_mode_names, true, 0, 0,
-	  "when a server connection returns to the pool: session or transaction"),
-	G(auth_type, KEY_ENUM, "scram-sha-256", auth_type_names, true, 0, 0,
-	  "client authentication: trust, md5, scram-sha-256 or cert"),
-	G(auth_file, KEY_STRING, "", NULL, true, 0, 0, "file of \"user\" \"secret\" lines"),
-	G(admin_users, KEY_STRING, "", NULL, true, 0, 0,
-	  "users allowed to run every console command, comma separated"),
-	G(stats_users, KEY_STRING, "", NULL, true, 0, 0,
-	  "users allowed to run SHOW on the console, comma separated"),
-	G(admin_db, KEY_STRING, "pgtenant", NULL, true, 1, 0,
-	  "database name that reaches the admin console"),
-	G(tenant_from, KEY_TENANT_FROM, "user, database", tenant_source_names, true, 0, 0,
-	  "ordered sources naming a client's tenant: sni, user, database, options"),
-	G(tenant_users, KEY_STRING, "", NULL, true, 0, 0,
-	  "default users list of every tenant; * = every user of auth_file"),
-	G(tenant_pool_size, KEY_INT, "5", NULL, true, 1, INT_MAX,
-	  "default pool_size of schema and shared tenants"),
-	G(tenant_separator, KEY_STRING, ".", NULL, true, 1, 0,
-	  "separates user and tenant in a startup user name (app.acme)"),
-	G(sni_suffix, KEY_STRING, "", NULL, true, 0, 0,
-	  "TLS server names end in this; the tenant is what comes before"),
-	G(max_client_conn, KEY_INT, "10000", NULL, true, 1, INT_MAX,
-	  "most client connections, all tenants together"),
-	G(default_pool_size, KEY_INT, "20", NULL, true, 1, INT_MAX,
-	  "pool_size of a backend that sets none"),
-	G(max_packet_size, KEY_SIZE, "1GB", NULL, true, 1024, 1024LL * 1024 * 1024,
-	  "largest protocol message accepted from a client"),
-	G(query_timeout, KEY_DURATION, "0", NULL, true, 0, NOMAX,
-	  "longest a statement may run before it is cancelled; 0 = no limit"),
-	G(query_wait_timeout, KEY_DURATION, "120s", NULL, true, 0, NOMAX,
-	  "longest a client waits for a server connection; 0 = forever"),
-	G(idle_transaction_timeout, KEY_DURATION, "0", NULL, true, 0, NOMAX,
-	  "longest a client may idle inside a transaction; 0 = no limit"),
-	G(client_idle_timeout, KEY_DURATION, "0", NULL, true, 0, NOMAX,
-	  "longest a client may idle outside a transaction; 0 = no limit"),
-	G(client_login_timeout, KEY_DURATION, "60s", NULL, true, 0, NOMAX,
-	  "longest startup and authentication may take; 0 = no limit"),
-	G(server_connect_timeout, KEY_DURATION, "15s", NULL, true, 0, NOMAX,
-	  "longest a server connection and login may take"),
-	G(server_idle_timeout, KEY_DURATION, "600s", NULL, true, 0, NOMAX,
-	  "idle server connections above min_pool_size are closed after this"),
-	G(server_lifetime, KEY_DURATION, "3600s", NULL, true, 0, NOMAX,
-	  "server connections older than this are closed when released"),
-	G(server_reset_query, KEY_STRING, "DISCARD ALL", NULL, true, 0, 0,
-	  "run on a server connection released in session mode"),
-	G(server_check_query, KEY_STRING, "select 1", NULL, true, 0, 0,
-	  "run on a server connection idle longer than server_check_delay"),
-	G(server_check_delay, KEY_DURATION, "30s", NULL, true, 0, NOMAX,
-	  "idle time after which a server connection is checked before reuse"),
-	G(server_login_retry, KEY_DURATION, "5s", NULL, true, 0, NOMAX,
-	  "wait before reconnecting to a backend that failed"),
-	G(tcp_keepalive, KEY_BOOL, "yes", NULL, true, 0, 0, "TCP keepalive on every socket"),
-	G(tcp_user_timeout, KEY_DURATION, "0", NULL, true, 0, SEC(INT_MAX / 1000),
-	  "TCP_USER_TIMEOUT on every socket; 0 = the system's"),
-	G(listen_backlog, KEY_INT, "128", NULL, false, 1, INT_MAX, "listen(2) backlog"),
-	G(so_reuseport, KEY_BOOL, "no", NULL, false, 0, 0,
-	  "SO_REUSEPORT on listening sockets, so several processes can share a port"),
-	G(stats_period, KEY_DURATION, "60s", NULL, true, SEC(1), NOMAX,
-	  "period of the per-tenant stats log line and averages"),
-	G(auth_user, KEY_STRING, "", NULL, true, 0, 0,
-	  "role that runs auth_query for users missing from auth_file"),
-	G(auth_query, KEY_STRING, "SELECT usename, passwd FROM pg_shadow WHERE usename=$1", NULL,
-	  true, 1, 0, "query returning a user's secret, run as auth_user"),
-	G(metrics_tenant_limit, KEY_INT, "100", NULL, true, 0, INT_MAX,
-	  "tenants with their own metric series; the rest add up under _other"),
-	G(shutdown_timeout, KEY_DURATION, "30s", NULL, true, 0, NOMAX,
-	  "on SIGTERM, how long running transactions may take to finish"),
-	G(tenant_guc, KEY_STRING, "app.tenant_id", NULL, false, 1, 0,
-	  "GUC that carries tenant_id for shared tenants (for RLS policies)"),
-	G(read_routing, KEY_ENUM, "off", read_routing_names, true, 0, 0,
-	  "which statements go to replicas: off, hint or auto"),
-	G(max_replica_lag, KEY_DURATION, "10s", NULL, true, 0, NOMAX,
-	  "replicas further behind get no reads"),
-	GI(read_your_writes, KEY_DURATION, "(max_replica_lag)", true, 0, NOMAX,
-	   "after a client's write its reads go to the primary this long; 0 = off"),
-	G(read_only_functions, KEY_STRING, "", NULL, true, 0, 0,
-	  "extra functions that may run on a replica, comma separated"),
-	G(health_check_period, KEY_DURATION, "5s", NULL, true, US(100000), NOMAX,
-	  "how often backends and replicas are checked"),
-	G(max_prepared_statements, KEY_INT, "200", NULL, true, 0, INT_MAX,
-	  "prepared statements kept per server connection in transaction mode"),
-	G(tls_mode, KEY_ENUM, "disable", tls_mode_names, true, 0, 0,
-	  "TLS towards clients: disable, allow or require"),
-	G(tls_cert_file, KEY_STRING, "", NULL, true, 0, 0, "certificate shown to clients"),
-	G(tls_key_file, KEY_STRING, "", NULL, true, 0, 0, "private key of tls_cert_file"),
-	G(tls_ca_file, KEY_STRING, "", NULL, true, 0, 0, "CA that client certificates must chain to"),
-	G(server_tls_mode, KEY_ENUM, "disable", server_tls_mode_names, true, 0, 0,
-	  "TLS towards backends: disable, prefer, require, verify-ca or verify-full"),
-	G(server_tls_ca_file, KEY_STRING, "", NULL, true, 0, 0,
-	  "CA that backend certificates must chain to"),
-	G(metrics_listen, KEY_STRING, "", NULL, false, 0, 0,
-	  "host:port of the Prometheus endpoint; empty = off"),
-	G(log_file, KEY_STRING, "", NULL, true, 0, 0, "log file; empty = stderr"),
-	G(pid_file, KEY_STRING, "", NULL, false, 0, 0, "pid file written with --daemon"),
-	G(log_connections, KEY_BOOL, "yes", NULL, true, 0, 0, "log each login with its tenant"),
-	G(log_disconnections, KEY_BOOL, "yes", NULL, true, 0, 0,
-	  "log each disconnection with its tenant"),
-	G(audit_log, KEY_STRING, "", NULL, false, 0, 0,
-	  "JSON-lines file of logins, refusals and console commands; empty = off"),
-	G(include_dir, KEY_STRING, "", NULL, true, 0, 0,
-	  "directory whose *.ini files are read after this file, in name order"),
+        /* [pgtenant] */
+        G(listen_addr, KEY_STRING, "127.0.0.1", NULL, false, 0, 0,
+          "addresses to listen on, comma separated; * = all"),
+        G(listen_port, KEY_INT, "6432", NULL, false, 1, 65535, "TCP port to listen on"),
+        G(unix_socket_dir, KEY_STRING, "", NULL, false, 0, 0,
+          "also listen on DIR/.s.PGSQL.<port>; empty = no unix socket"),
+        G(pool_mode, KEY_ENUM, "transaction", pool_mode_names, true, 0, 0,
+          "when a server connection returns to the pool: session or transaction"),
+        G(auth_type, KEY_ENUM, "scram-sha-256", auth_type_names, true, 0, 0,
+          "client authentication: trust, md5, scram-sha-256 or cert"),
+        G(auth_file, KEY_STRING, "", NULL, true, 0, 0, "file of \"user\" \"secret\" lines"),
+        G(admin_users, KEY_STRING, "", NULL, true, 0, 0,
+          "users allowed to run every console command, comma separated"),
+        G(stats_users, KEY_STRING, "", NULL, true, 0, 0,
+          "users allowed to run SHOW on the console, comma separated"),
+        G(admin_db, KEY_STRING, "pgtenant", NULL, true, 1, 0,
+          "database name that reaches the admin console"),
+        G(tenant_from, KEY_TENANT_FROM, "user, database", tenant_source_names, true, 0, 0,
+          "ordered sources naming a client's tenant: sni, user, database, options"),
+        G(tenant_users, KEY_STRING, "", NULL, true, 0, 0,
+          "default users list of every tenant; * = every user of auth_file"),
+        G(tenant_pool_size, KEY_INT, "5", NULL, true, 1, INT_MAX,
+          "default pool_size of schema and shared tenants"),
+        G(tenant_separator, KEY_STRING, ".", NULL, true, 1, 0,
+          "separates user and tenant in a startup user name (app.acme)"),
+        G(sni_suffix, KEY_STRING, "", NULL, true, 0, 0,
+          "TLS server names end in this; the tenant is what comes before"),
+        G(max_client_conn, KEY_INT, "10000", NULL, true, 1, INT_MAX,
+          "most client connections, all tenants together"),
+        G(default_pool_size, KEY_INT, "20", NULL, true, 1, INT_MAX,
+          "pool_size of a backend that sets none"),
+        G(max_packet_size, KEY_SIZE, "1GB", NULL, true, 1024, 1024LL * 1024 * 1024,
+          "largest protocol message accepted from a client"),
+        G(query_timeout, KEY_DURATION, "0", NULL, true, 0, NOMAX,
+          "longest a statement may run before it is cancelled; 0 = no limit"),
+        G(query_wait_timeout, KEY_DURATION, "120s", NULL, true, 0, NOMAX,
+          "longest a client waits for a server connection; 0 = forever"),
+        G(idle_transaction_timeout, KEY_DURATION, "0", NULL, true, 0, NOMAX,
+          "longest a client may idle inside a transaction; 0 = no limit"),
+        G(client_idle_timeout, KEY_DURATION, "0", NULL, true, 0, NOMAX,
+          "longest a client may idle outside a transaction; 0 = no limit"),
+        G(client_login_timeout, KEY_DURATION, "60s", NULL, true, 0, NOMAX,
+          "longest startup and authentication may take; 0 = no limit"),
+        G(server_connect_timeout, KEY_DURATION, "15s", NULL, true, 0, NOMAX,
+          "longest a server connection and login may take"),
+        G(server_idle_timeout, KEY_DURATION, "600s", NULL, true, 0, NOMAX,
+          "idle server connections above min_pool_size are closed after this"),
+        G(server_lifetime, KEY_DURATION, "3600s", NULL, true, 0, NOMAX,
+          "server connections older than this are closed when released"),
+        G(server_reset_query, KEY_STRING, "DISCARD ALL", NULL, true, 0, 0,
+          "run on a server connection released in session mode"),
+        G(server_check_query, KEY_STRING, "select 1", NULL, true, 0, 0,
+          "run on a server connection idle longer than server_check_delay"),
+        G(server_check_delay, KEY_DURATION, "30s", NULL, true, 0, NOMAX,
+          "idle time after which a server connection is checked before reuse"),
+        G(server_login_retry, KEY_DURATION, "5s", NULL, true, 0, NOMAX,
+          "wait before reconnecting to a backend that failed"),
+        G(tcp_keepalive, KEY_BOOL, "yes", NULL, true, 0, 0, "TCP keepalive on every socket"),
+        G(tcp_user_timeout, KEY_DURATION, "0", NULL, true, 0, SEC(INT_MAX / 1000),
+          "TCP_USER_TIMEOUT on every socket; 0 = the system's"),
+        G(listen_backlog, KEY_INT, "128", NULL, false, 1, INT_MAX, "listen(2) backlog"),
+        G(so_reuseport, KEY_BOOL, "no", NULL, false, 0, 0,
+          "SO_REUSEPORT on listening sockets, so several processes can share a port"),
+        G(stats_period, KEY_DURATION, "60s", NULL, true, SEC(1), NOMAX,
+          "period of the per-tenant stats log line and averages"),
+        G(auth_user, KEY_STRING, "", NULL, true, 0, 0,
+          "role that runs auth_query for users missing from auth_file"),
+        G(auth_query, KEY_STRING, "SELECT usename, passwd FROM pg_shadow WHERE usename=$1", NULL,
+          true, 1, 0, "query returning a user's secret, run as auth_user"),
+        G(metrics_tenant_limit, KEY_INT, "100", NULL, true, 0, INT_MAX,
+          "tenants with their own metric series; the rest add up under _other"),
+        G(shutdown_timeout, KEY_DURATION, "30s", NULL, true, 0, NOMAX,
+          "on SIGTERM, how long running transactions may take to finish"),
+        G(tenant_guc, KEY_STRING, "app.tenant_id", NULL, false, 1, 0,
+          "GUC that carries tenant_id for shared tenants (for RLS policies)"),
+        G(read_routing, KEY_ENUM, "off", read_routing_names, true, 0, 0,
+          "which statements go to replicas: off, hint or auto"),
+        G(max_replica_lag, KEY_DURATION, "10s", NULL, true, 0, NOMAX,
+          "replicas further behind get no reads"),
+        GI(read_your_writes, KEY_DURATION, "(max_replica_lag)", true, 0, NOMAX,
+           "after a client's write its reads go to the primary this long; 0 = off"),
+        G(read_only_functions, KEY_STRING, "", NULL, true, 0, 0,
+          "extra functions that may run on a replica, comma separated"),
+        G(health_check_period, KEY_DURATION, "5s", NULL, true, US(100000), NOMAX,
+          "how often backends and replicas are checked"),
+        G(max_prepared_statements, KEY_INT, "200", NULL, true, 0, INT_MAX,
+          "prepared statements kept per server connection in transaction mode"),
+        G(tls_mode, KEY_ENUM, "disable", tls_mode_names, true, 0, 0,
+          "TLS towards clients: disable, allow or require"),
+        G(tls_cert_file, KEY_STRING, "", NULL, true, 0, 0, "certificate shown to clients"),
+        G(tls_key_file, KEY_STRING, "", NULL, true, 0, 0, "private key of tls_cert_file"),
+        G(tls_ca_file, KEY_STRING, "", NULL, true, 0, 0,
+          "CA that client certificates must chain to"),
+        G(server_tls_mode, KEY_ENUM, "disable", server_tls_mode_names, true, 0, 0,
+          "TLS towards backends: disable, prefer, require, verify-ca or verify-full"),
+        G(server_tls_ca_file, KEY_STRING, "", NULL, true, 0, 0,
+          "CA that backend certificates must chain to"),
+        G(metrics_listen, KEY_STRING, "", NULL, false, 0, 0,
+          "host:port of the Prometheus endpoint; empty = off"),
+        G(log_file, KEY_STRING, "", NULL, true, 0, 0, "log file; empty = stderr"),
+        G(pid_file, KEY_STRING, "", NULL, false, 0, 0, "pid file written with --daemon"),
+        G(log_connections, KEY_BOOL, "yes", NULL, true, 0, 0, "log each login with its tenant"),
+        G(log_disconnections, KEY_BOOL, "yes", NULL, true, 0, 0,
+          "log each disconnection with its tenant"),
+        G(audit_log, KEY_STRING, "", NULL, false, 0, 0,
+          "JSON-lines file of logins, refusals and console commands; empty = off"),
+        G(include_dir, KEY_STRING, "", NULL, true, 0, 0,
+          "directory whose *.ini files are read after this file, in name order"),
 
-	/* [backend NAME] */
-	B("host", KEY_STRING, host, "(required)", NULL, true, 1, 0,
-	  "host name, address, or unix socket directory of the primary"),
-	B("port", KEY_INT, port, "5432", NULL, false, 1, 65535, "port of the primary"),
-	B("dbname", KEY_STRING, dbname, "", NULL, false, 0, 0,
-	  "database; empty = the client's user name"),
-	B("user", KEY_STRING, user, "", NULL, false, 0, 0,
-	  "server role; empty = the authenticated client user"),
-	B("password", KEY_STRING, password, "", NULL, false, 0, 0,
-	  "password of user; empty = from auth_file"),
-	B("pool_size", KEY_INT, pool_size, "(default_pool_size)", NULL, true, 1, INT_MAX,
-	  "most server connections to the primary, all pools together"),
-	B("min_pool_size", KEY_INT, min_pool_size, "0", NULL, false, 0, INT_MAX,
-	  "idle server connections kept open"),
-	B("replicas", KEY_HOSTPORT_LIST, replicas, "", NULL, false, 0, 0,
-	  "read replicas, comma separated host:port"),
-	B("replica_pool_size", KEY_INT, replica_pool_size, "(pool_size)", NULL, true, 1, INT_MAX,
-	  "most server connections to each replica"),
-	B("server_tls_mode", KEY_ENUM, server_tls_mode, "(global)", server_tls_mode_names, true, 0,
-	  0, "overrides the global server_tls_mode"),
+        /* [backend NAME] */
+        B("host", KEY_STRING, host, "(required)", NULL, true, 1, 0,
+          "host name, address, or unix socket directory of the primary"),
+        B("port", KEY_INT, port, "5432", NULL, false, 1, 65535, "port of the primary"),
+        B("dbname", KEY_STRING, dbname, "", NULL, false, 0, 0,
+          "database; empty = the client's user name"),
+        B("user", KEY_STRING, user, "", NULL, false, 0, 0,
+          "server role; empty = the authenticated client user"),
+        B("password", KEY_STRING, password, "", NULL, false, 0, 0,
+          "password of user; empty = from auth_file"),
+        B("pool_size", KEY_INT, pool_size, "(default_pool_size)", NULL, true, 1, INT_MAX,
+          "most server connections to the primary, all pools together"),
+        B("min_pool_size", KEY_INT, min_pool_size, "0", NULL, false, 0, INT_MAX,
+          "idle server connections kept open"),
+        B("replicas", KEY_HOSTPORT_LIST, replicas, "", NULL, false, 0, 0,
+          "read replicas, comma separated host:port"),
+        B("replica_pool_size", KEY_INT, replica_pool_size, "(pool_size)", NULL, true, 1, INT_MAX,
+          "most server connections to each replica"),
+        B("server_tls_mode", KEY_ENUM, server_tls_mode, "(global)", server_tls_mode_names, true, 0,
+          0, "overrides the global server_tls_mode"),
 
-	/* [tenant NAME] */
-	T(mode, KEY_ENUM, "(required)", tenant_mode_names, true, 0, 0,
-	  "isolation: shared, schema or database"),
-	T(backend, KEY_STRING, "(required)", NULL, true, 1, 0, "the [backend] serving this tenant"),
-	T(schema, KEY_STRING, "(tenant name)", NULL, true, 1, 0, "schema mode: the tenant's schema"),
-	T(shared_schemas, KEY_STRING, "public", NULL, true, 0, 0,
-	  "schema mode: appended to search_path after the tenant's schema"),
-	T(tenant_id, KEY_STRING, "(tenant name)", NULL, true, 1, 0,
-	  "shared mode: value given to tenant_guc"),
-	T(dbname, KEY_STRING, "(backend's)", NULL, true, 1, 0,
-	  "database mode: the tenant's own database"),
-	T(users, KEY_STRING, "(tenant_users)", NULL, true, 0, 0,
-	  "users allowed to connect as this tenant, comma separated; * = all"),
-	T(server_user, KEY_STRING, "(backend's)", NULL, true, 1, 0,
-	  "connect as this role; the tenant gets pools of its own"),
-	T(server_password, KEY_STRING, "(backend's)", NULL, true, 0, 0, "password of server_user"),
-	T(pool_size, KEY_INT, "(tenant_pool_size)", NULL, true, 1, INT_MAX,
-	  "most server connections this tenant holds at once"),
-	T(reserved_conns, KEY_INT, "0", NULL, false, 0, INT_MAX,
-	  "connections of the pool kept for this tenant alone"),
-	T(max_client_conn, KEY_INT, "0", NULL, false, 0, INT_MAX,
-	  "most client connections of this tenant; 0 = only the global limit"),
-	T(weight, KEY_INT, "1", NULL, false, 1, 1000000, "share of a contended pool"),
-	T(rate_limit, KEY_DOUBLE, "0", NULL, false, 0, NOMAX, "statements per second; 0 = off"),
-	T(pool_mode, KEY_ENUM, "(global)", pool_mode_names, true, 0, 0, "overrides pool_mode"),
-	T(query_timeout, KEY_DURATION, "(global)", NULL, true, 0, NOMAX,
-	  "overrides query_timeout"),
-	T(query_wait_timeout, KEY_DURATION, "(global)", NULL, true, 0, NOMAX,
-	  "overrides query_wait_timeout"),
-	T(idle_transaction_timeout, KEY_DURATION, "(global)", NULL, true, 0, NOMAX,
-	  "overrides idle_transaction_timeout"),
-	T(client_idle_timeout, KEY_DURATION, "(global)", NULL, true, 0, NOMAX,
-	  "overrides client_idle_timeout"),
-	T(read_routing, KEY_ENUM, "(global)", read_routing_names, true, 0, 0,
-	  "overrides read_routing"),
-	T(disabled, KEY_BOOL, "no", NULL, false, 0, 0, "refuse new logins, as DISABLE does"),
+        /* [tenant NAME] */
+        T(mode, KEY_ENUM, "(required)", tenant_mode_names, true, 0, 0,
+          "isolation: shared, schema or database"),
+        T(backend, KEY_STRING, "(required)", NULL, true, 1, 0, "the [backend] serving this tenant"),
+        T(schema, KEY_STRING, "(tenant name)", NULL, true, 1, 0,
+          "schema mode: the tenant's schema"),
+        T(shared_schemas, KEY_STRING, "public", NULL, true, 0, 0,
+          "schema mode: appended to search_path after the tenant's schema"),
+        T(tenant_id, KEY_STRING, "(tenant name)", NULL, true, 1, 0,
+          "shared mode: value given to tenant_guc"),
+        T(dbname, KEY_STRING, "(backend's)", NULL, true, 1, 0,
+          "database mode: the tenant's own database"),
+        T(users, KEY_STRING, "(tenant_users)", NULL, true, 0, 0,
+          "users allowed to connect as this tenant, comma separated; * = all"),
+        T(server_user, KEY_STRING, "(backend's)", NULL, true, 1, 0,
+          "connect as this role; the tenant gets pools of its own"),
+        T(server_password, KEY_STRING, "(backend's)", NULL, true, 0, 0, "password of server_user"),
+        T(pool_size, KEY_INT, "(tenant_pool_size)", NULL, true, 1, INT_MAX,
+          "most server connections this tenant holds at once"),
+        T(reserved_conns, KEY_INT, "0", NULL, false, 0, INT_MAX,
+          "connections of the pool kept for this tenant alone"),
+        T(max_client_conn, KEY_INT, "0", NULL, false, 0, INT_MAX,
+          "most client connections of this tenant; 0 = only the global limit"),
+        T(weight, KEY_INT, "1", NULL, false, 1, 1000000, "share of a contended pool"),
+        T(rate_limit, KEY_DOUBLE, "0", NULL, false, 0, NOMAX, "statements per second; 0 = off"),
+        T(pool_mode, KEY_ENUM, "(global)", pool_mode_names, true, 0, 0, "overrides pool_mode"),
+        T(query_timeout, KEY_DURATION, "(global)", NULL, true, 0, NOMAX, "overrides query_timeout"),
+        T(query_wait_timeout, KEY_DURATION, "(global)", NULL, true, 0, NOMAX,
+          "overrides query_wait_timeout"),
+        T(idle_transaction_timeout, KEY_DURATION, "(global)", NULL, true, 0, NOMAX,
+          "overrides idle_transaction_timeout"),
+        T(client_idle_timeout, KEY_DURATION, "(global)", NULL, true, 0, NOMAX,
+          "overrides client_idle_timeout"),
+        T(read_routing, KEY_ENUM, "(global)", read_routing_names, true, 0, 0,
+          "overrides read_routing"),
+        T(disabled, KEY_BOOL, "no", NULL, false, 0, 0, "refuse new logins, as DISABLE does"),
 };
 
 const int config_n_keys = (int)ARRAY_SIZE(config_keys);
@@ -290,7 +291,7 @@ typedef struct UnitMult {
 } UnitMult;
 
 static bool parse_with_units(const char *s, const UnitMult *units, double bare, double limit,
-			     int64_t *out)
+                             int64_t *out)
 {
 	char unit[8];
 	double num, mult = bare, v;
@@ -315,12 +316,8 @@ static bool parse_with_units(const char *s, const UnitMult *units, double bare, 
 
 bool config_parse_duration(const char *s, usec_t *out)
 {
-	static const UnitMult units[] = {{"us", 1},
-					 {"ms", 1e3},
-					 {"s", 1e6},
-					 {"min", 60e6},
-					 {"h", 3600e6},
-					 {NULL, 0}};
+	static const UnitMult units[] = {{"us", 1},     {"ms", 1e3},   {"s", 1e6},
+	                                 {"min", 60e6}, {"h", 3600e6}, {NULL, 0}};
 	/* ~31 years: far beyond any sensible timeout, far below overflow. */
 	return parse_with_units(s, units, 1e6, 1e15, out);
 }
@@ -328,10 +325,10 @@ bool config_parse_duration(const char *s, usec_t *out)
 bool config_parse_size(const char *s, int64_t *out)
 {
 	static const UnitMult units[] = {{"B", 1},
-					 {"kB", 1024.0},
-					 {"MB", 1024.0 * 1024},
-					 {"GB", 1024.0 * 1024 * 1024},
-					 {NULL, 0}};
+	                                 {"kB", 1024.0},
+	                                 {"MB", 1024.0 * 1024},
+	                                 {"GB", 1024.0 * 1024 * 1024},
+	                                 {NULL, 0}};
 	return parse_with_units(s, units, 1, 1e18, out);
 }
 
@@ -340,8 +337,8 @@ bool config_parse_bool(const char *s, bool *out)
 	static const struct {
 		const char *name;
 		bool value;
-	} words[] = {{"yes", true},  {"no", false},   {"on", true}, {"off", false},
-		     {"true", true}, {"false", false}, {"1", true},  {"0", false}};
+	} words[] = {{"yes", true},  {"no", false},    {"on", true}, {"off", false},
+	             {"true", true}, {"false", false}, {"1", true},  {"0", false}};
 	const char *p = skip_space(s);
 	size_t len = strlen(p);
 
@@ -376,7 +373,7 @@ static bool parse_int64(const char *s, int64_t *out)
 
 /* Splits a comma list into trimmed items; calls fn for each (empty items too). */
 static bool list_each(const char *list, bool (*fn)(void *ctx, const char *item, size_t len),
-		      void *ctx)
+                      void *ctx)
 {
 	const char *p = list;
 
@@ -471,15 +468,15 @@ static bool tenant_from_item(void *ctx, const char *item, size_t len)
 			break;
 	if (!tenant_source_names[idx]) {
 		snprintf(c->err, c->errlen,
-			 "\"%.*s\" is no tenant source: expected a comma list of sni, user, "
-			 "database, options",
-			 (int)len, item);
+		         "\"%.*s\" is no tenant source: expected a comma list of sni, user, "
+		         "database, options",
+		         (int)len, item);
 		return false;
 	}
 	for (int i = 0; i < c->v->n_tf; i++) {
 		if ((int)c->v->tf[i] == idx) {
 			snprintf(c->err, c->errlen, "tenant source \"%s\" is listed twice",
-				 tenant_source_names[idx]);
+			         tenant_source_names[idx]);
 			return false;
 		}
 	}
@@ -501,7 +498,8 @@ static bool hostport_item(void *ctx, const char *item, size_t len)
 	int port = 0;
 
 	if (len == 0) {
-		snprintf(c->err, c->errlen, "empty entry in replicas: expected a comma list of host:port");
+		snprintf(c->err, c->errlen,
+		         "empty entry in replicas: expected a comma list of host:port");
 		return false;
 	}
 	if (item[0] == '[') {
@@ -509,7 +507,7 @@ static bool hostport_item(void *ctx, const char *item, size_t len)
 		const char *close = memchr(item, ']', len);
 		if (!close || close == item + 1) {
 			snprintf(c->err, c->errlen, "\"%.*s\": unterminated [address]", (int)len,
-				 item);
+			         item);
 			return false;
 		}
 		host = item + 1;
@@ -517,7 +515,7 @@ static bool hostport_item(void *ctx, const char *item, size_t len)
 		if (close + 1 < item + len) {
 			if (close[1] != ':') {
 				snprintf(c->err, c->errlen, "\"%.*s\": expected host:port",
-					 (int)len, item);
+				         (int)len, item);
 				return false;
 			}
 			colon = close + 1;
@@ -546,7 +544,7 @@ static bool hostport_item(void *ctx, const char *item, size_t len)
 		}
 		if (port < 1 || port > 65535) {
 			snprintf(c->err, c->errlen, "\"%.*s\": port must be 1 to 65535", (int)len,
-				 item);
+			         item);
 			return false;
 		}
 	}
@@ -586,18 +584,17 @@ static void describe_expected(const ConfigKey *k, char *out, size_t outlen)
 		break;
 	case KEY_DURATION:
 		snprintf(out, outlen,
-			 "a duration such as 30s, 500ms, 2min or 1h; a bare number is seconds");
+		         "a duration such as 30s, 500ms, 2min or 1h; a bare number is seconds");
 		break;
 	case KEY_SIZE:
-		snprintf(out, outlen,
-			 "a size such as 512kB, 64MB or 1GB; a bare number is bytes");
+		snprintf(out, outlen, "a size such as 512kB, 64MB or 1GB; a bare number is bytes");
 		break;
 	case KEY_INT:
 		if (k->max == NOMAX || k->max == INT_MAX)
 			snprintf(out, outlen, "an integer of at least %lld", (long long)k->min);
 		else
 			snprintf(out, outlen, "an integer from %lld to %lld", (long long)k->min,
-				 (long long)k->max);
+			         (long long)k->max);
 		break;
 	case KEY_DOUBLE:
 		snprintf(out, outlen, "a number of at least %lld", (long long)k->min);
@@ -611,7 +608,9 @@ static void describe_expected(const ConfigKey *k, char *out, size_t outlen)
 			n += (size_t)snprintf(out + n, outlen - n, "one of ");
 		for (int i = 0; i < count && n < outlen; i++)
 			n += (size_t)snprintf(out + n, outlen - n, "%s%s", k->enum_names[i],
-					      i + 2 < count ? ", " : i + 1 < count ? " or " : "");
+			                      i + 2 < count   ? ", "
+			                      : i + 1 < count ? " or "
+			                                      : "");
 		break;
 	}
 	case KEY_STRING:
@@ -869,8 +868,9 @@ static void templates_init(void)
 		if (k->section == SECTION_GLOBAL)
 			continue;
 		if ((k->type == KEY_STRING || k->type == KEY_HOSTPORT_LIST) &&
-		    *(void **)field_ptr(k, k->section == SECTION_BACKEND ? (void *)&backend_template
-									 : (void *)&tenant_template))
+		    *(void **)field_ptr(k, k->section == SECTION_BACKEND
+		                                   ? (void *)&backend_template
+		                                   : (void *)&tenant_template))
 			abort(); /* a default that allocates cannot be shared */
 	}
 	templates_ready = true;
@@ -926,7 +926,7 @@ static void format_field(const ConfigKey *k, const void *base, char *out, size_t
 		size_t n = 0;
 		for (int i = 0; i < c->n_tenant_from && n < outlen; i++)
 			n += (size_t)snprintf(out + n, outlen - n, "%s%s", i ? ", " : "",
-					      tenant_source_names[c->tenant_from[i]]);
+			                      tenant_source_names[c->tenant_from[i]]);
 		break;
 	}
 	case KEY_HOSTPORT_LIST: {
@@ -936,8 +936,8 @@ static void format_field(const ConfigKey *k, const void *base, char *out, size_t
 			const HostPort *hp = &b->replicas[i];
 			bool v6 = strchr(hp->host, ':') != NULL;
 			n += (size_t)snprintf(out + n, outlen - n, "%s%s%s%s:%d", i ? ", " : "",
-					      v6 ? "[" : "", hp->host, v6 ? "]" : "",
-					      hp->port ? hp->port : b->port);
+			                      v6 ? "[" : "", hp->host, v6 ? "]" : "",
+			                      hp->port ? hp->port : b->port);
 		}
 		break;
 	}
@@ -1007,7 +1007,8 @@ static int global_check(const Config *c, GlobalReport report, void *ctx)
 	int problems = 0;
 
 	if (c->auth_type == AUTH_CERT && !c->tls_ca_file) {
-		report(ctx, "auth_type", "auth_type = cert needs tls_ca_file to verify client certificates");
+		report(ctx, "auth_type",
+		       "auth_type = cert needs tls_ca_file to verify client certificates");
 		problems++;
 	}
 	if (c->auth_type == AUTH_CERT && c->tls_mode == TLS_DISABLE) {
@@ -1015,7 +1016,8 @@ static int global_check(const Config *c, GlobalReport report, void *ctx)
 		problems++;
 	}
 	if (c->tls_mode != TLS_DISABLE && (!c->tls_cert_file || !c->tls_key_file)) {
-		report(ctx, "tls_mode", "tls_mode = allow or require needs tls_cert_file and tls_key_file");
+		report(ctx, "tls_mode",
+		       "tls_mode = allow or require needs tls_cert_file and tls_key_file");
 		problems++;
 	}
 	return problems;
@@ -1069,7 +1071,8 @@ typedef struct LoadState {
 	int cap_tenants, cap_backends;
 } LoadState;
 
-static void add_error(LoadState *st, int file_idx, int line, const char *fmt, ...) PRINTF_LIKE(4, 5);
+static void add_error(LoadState *st, int file_idx, int line, const char *fmt, ...)
+        PRINTF_LIKE(4, 5);
 
 static void add_error(LoadState *st, int file_idx, int line, const char *fmt, ...)
 {
@@ -1145,18 +1148,18 @@ static void finish_section(LoadState *st)
 		BackendConf *b = &st->cfg->backends[st->sect_index];
 		if (!seen_in_section(st, SECTION_BACKEND, "host"))
 			add_error(st, st->file_idx, b->line, "backend \"%s\": host is required",
-				  b->name);
+			          b->name);
 	} else if (st->sect == SECTION_TENANT) {
 		TenantConf *t = &st->cfg->tenants[st->sect_index];
 		if (!seen_in_section(st, SECTION_TENANT, "mode"))
 			add_error(st, st->file_idx, t->line,
-				  "tenant \"%s\": mode is required (shared, schema or database)",
-				  t->name);
+			          "tenant \"%s\": mode is required (shared, schema or database)",
+			          t->name);
 		if (!seen_in_section(st, SECTION_TENANT, "backend"))
 			add_error(st, st->file_idx, t->line,
-				  "tenant \"%s\": backend is required (the name of a [backend] "
-				  "section)",
-				  t->name);
+			          "tenant \"%s\": backend is required (the name of a [backend] "
+			          "section)",
+			          t->name);
 	}
 }
 
@@ -1172,7 +1175,7 @@ static void open_section(LoadState *st, SectionKind kind, const char *name)
 		if (cfg->n_backends == st->cap_backends) {
 			st->cap_backends = st->cap_backends ? st->cap_backends * 2 : 4;
 			cfg->backends = xrealloc(cfg->backends,
-						 sizeof(BackendConf) * (size_t)st->cap_backends);
+			                         sizeof(BackendConf) * (size_t)st->cap_backends);
 		}
 		BackendConf *b = &cfg->backends[cfg->n_backends];
 		templates_init();
@@ -1185,11 +1188,11 @@ static void open_section(LoadState *st, SectionKind kind, const char *name)
 		if (cfg->n_tenants == st->cap_tenants) {
 			st->cap_tenants = st->cap_tenants ? st->cap_tenants * 2 : 16;
 			cfg->tenants = xrealloc(cfg->tenants,
-						sizeof(TenantConf) * (size_t)st->cap_tenants);
+			                        sizeof(TenantConf) * (size_t)st->cap_tenants);
 			st->tenant_backend_line = xrealloc(st->tenant_backend_line,
-							   sizeof(int) * (size_t)st->cap_tenants);
+			                                   sizeof(int) * (size_t)st->cap_tenants);
 			st->tenant_reserved_line = xrealloc(st->tenant_reserved_line,
-							    sizeof(int) * (size_t)st->cap_tenants);
+			                                    sizeof(int) * (size_t)st->cap_tenants);
 		}
 		TenantConf *t = &cfg->tenants[cfg->n_tenants];
 		templates_init();
@@ -1229,7 +1232,7 @@ static void parse_section_header(LoadState *st, char *p)
 	rest = (char *)skip_space(close + 1);
 	if (*rest && *rest != ';' && *rest != '#') {
 		add_error(st, st->file_idx, st->lineno, "unexpected text after section header: %s",
-			  rest);
+		          rest);
 		return;
 	}
 	*close = '\0';
@@ -1251,19 +1254,19 @@ static void parse_section_header(LoadState *st, char *p)
 		SectionKind sk = kind[0] == 'b' ? SECTION_BACKEND : SECTION_TENANT;
 		if (!*name)
 			add_error(st, st->file_idx, st->lineno,
-				  "section [%s] needs a name: [%s NAME]", kind, kind);
+			          "section [%s] needs a name: [%s NAME]", kind, kind);
 		else if (!valid_name(name))
 			add_error(st, st->file_idx, st->lineno,
-				  "invalid %s name \"%s\" (use letters, digits, _ and -, at most "
-				  "%d characters)",
-				  kind, name, CONFIG_NAME_MAX);
+			          "invalid %s name \"%s\" (use letters, digits, _ and -, at most "
+			          "%d characters)",
+			          kind, name, CONFIG_NAME_MAX);
 		else
 			open_section(st, sk, name);
 	} else {
 		add_error(st, st->file_idx, st->lineno,
-			  "unknown section [%s%s%s] (expected [pgtenant], [backend NAME] or "
-			  "[tenant NAME])",
-			  kind, *name ? " " : "", name);
+		          "unknown section [%s%s%s] (expected [pgtenant], [backend NAME] or "
+		          "[tenant NAME])",
+		          kind, *name ? " " : "", name);
 	}
 }
 
@@ -1325,8 +1328,8 @@ static char *config_reader(char *buf, int num, void *stream)
 			was_space = isspace((unsigned char)*q);
 		}
 		if (!ok) {
-			add_error(st, st->file_idx, st->lineno, "expected \"key = value\", got \"%s\"",
-				  p);
+			add_error(st, st->file_idx, st->lineno,
+			          "expected \"key = value\", got \"%s\"", p);
 			return buf;
 		}
 	}
@@ -1348,7 +1351,8 @@ static int edit_distance(const char *a, const char *b)
 		row[0] = (int)i;
 		for (size_t j = 1; j <= lb; j++) {
 			int up = row[j];
-			int cost = tolower((unsigned char)a[i - 1]) != tolower((unsigned char)b[j - 1]);
+			int cost = tolower((unsigned char)a[i - 1]) !=
+			           tolower((unsigned char)b[j - 1]);
 			int best = diag + cost;
 			if (up + 1 < best)
 				best = up + 1;
@@ -1380,7 +1384,9 @@ static const ConfigKey *closest_key(SectionKind section, const char *name, int *
 
 static const char *section_kind_label(SectionKind s)
 {
-	return s == SECTION_GLOBAL ? "[pgtenant]" : s == SECTION_BACKEND ? "[backend NAME]" : "[tenant NAME]";
+	return s == SECTION_GLOBAL    ? "[pgtenant]"
+	       : s == SECTION_BACKEND ? "[backend NAME]"
+	                              : "[tenant NAME]";
 }
 
 static void report_unknown_key(LoadState *st, const char *name)
@@ -1400,7 +1406,7 @@ static void report_unknown_key(LoadState *st, const char *name)
 			k = closest_key((SectionKind)s, name, &d);
 			if (k && d <= limit) {
 				snprintf(hint, sizeof(hint), "; \"%s\" is a key of %s sections",
-					 k->name, section_kind_label((SectionKind)s));
+				         k->name, section_kind_label((SectionKind)s));
 				break;
 			}
 		}
@@ -1414,12 +1420,12 @@ static int config_handler(void *user, const char *section, const char *name, con
 	const ConfigKey *k;
 	void *base;
 	Value v;
-	char err[512], label[CONFIG_NAME_MAX + 16];
+	char err[512];
 	int ki;
 
 	if (!st->have_section) {
 		add_error(st, st->file_idx, st->lineno,
-			  "key \"%s\" outside any section (global keys go under [pgtenant])", name);
+		          "key \"%s\" outside any section (global keys go under [pgtenant])", name);
 		return 1;
 	}
 	if (!st->sect_valid)
@@ -1437,29 +1443,31 @@ static int config_handler(void *user, const char *section, const char *name, con
 	if (st->sect == SECTION_GLOBAL) {
 		if (st->global_file[ki] >= 0) {
 			if (st->global_file[ki] == st->file_idx)
-				add_error(st, st->file_idx, st->lineno,
-					  "duplicate key \"%s\" in [pgtenant] (first set at line %d)",
-					  k->name, st->global_line[ki]);
+				add_error(
+				        st, st->file_idx, st->lineno,
+				        "duplicate key \"%s\" in [pgtenant] (first set at line %d)",
+				        k->name, st->global_line[ki]);
 			else
 				add_error(st, st->file_idx, st->lineno,
-					  "duplicate key \"%s\" in [pgtenant] (first set at %s:%d)",
-					  k->name, st->cfg->files[st->global_file[ki]],
-					  st->global_line[ki]);
+				          "duplicate key \"%s\" in [pgtenant] (first set at %s:%d)",
+				          k->name, st->cfg->files[st->global_file[ki]],
+				          st->global_line[ki]);
 			return 1;
 		}
 		st->global_file[ki] = st->file_idx;
 		st->global_line[ki] = st->lineno;
 		if (!st->in_main && strcmp(k->name, "include_dir") == 0) {
 			add_error(st, st->file_idx, st->lineno,
-				  "include_dir is only read from the main configuration file");
+			          "include_dir is only read from the main configuration file");
 			return 1;
 		}
 		base = st->cfg;
 	} else {
 		if (st->seen_gen[ki] == st->gen) {
+			char label[CONFIG_NAME_MAX + 16];
 			add_error(st, st->file_idx, st->lineno,
-				  "duplicate key \"%s\" in %s (first set at line %d)", k->name,
-				  section_label(st, label, sizeof(label)), st->seen_line[ki]);
+			          "duplicate key \"%s\" in %s (first set at line %d)", k->name,
+			          section_label(st, label, sizeof(label)), st->seen_line[ki]);
 			return 1;
 		}
 		if (st->sect == SECTION_BACKEND) {
@@ -1503,7 +1511,7 @@ static void read_file(LoadState *st, const char *path, bool is_main)
 	st->fp = fopen(path, "r");
 	if (!st->fp) {
 		add_error(st, st->file_idx, 0, "could not open configuration file: %s",
-			  strerror(errno));
+		          strerror(errno));
 		return;
 	}
 	rc = ini_parse_stream(config_reader, st, config_handler, st);
@@ -1526,7 +1534,6 @@ static int cmp_str(const void *a, const void *b)
 static void read_include_dir(LoadState *st)
 {
 	Config *cfg = st->cfg;
-	int main_idx = 0;
 	int line = st->global_line[key_index(config_find_key(SECTION_GLOBAL, "include_dir"))];
 	char *dir;
 	DIR *d;
@@ -1547,7 +1554,7 @@ static void read_include_dir(LoadState *st)
 	}
 	d = opendir(dir);
 	if (!d) {
-		add_error(st, main_idx, line, "include_dir \"%s\": %s", dir, strerror(errno));
+		add_error(st, 0, line, "include_dir \"%s\": %s", dir, strerror(errno));
 		free(dir);
 		return;
 	}
@@ -1572,8 +1579,7 @@ static void read_include_dir(LoadState *st)
 
 		snprintf(full, len, "%s/%s", dir, names[i]);
 		if (stat(full, &fst) == 0 && S_ISREG(fst.st_mode) &&
-		    !(have_main_st && fst.st_dev == main_st.st_dev &&
-		      fst.st_ino == main_st.st_ino))
+		    !(have_main_st && fst.st_dev == main_st.st_dev && fst.st_ino == main_st.st_ino))
 			read_file(st, full, false);
 		free(full);
 		free(names[i]);
@@ -1662,7 +1668,7 @@ static int cmp_pool_member(const void *a, const void *b)
 
 /* order holds indices sorted by name; each repeat is reported against the first definition. */
 static void report_duplicates(LoadState *st, const char *what, const int *order, int n,
-			      bool tenants)
+                              bool tenants)
 {
 	const Config *cfg = st->cfg;
 	int first = 0;
@@ -1676,8 +1682,8 @@ static void report_duplicates(LoadState *st, const char *what, const int *order,
 			continue;
 		}
 		add_error(st, file_index_of(cfg, DUP_FILE(i)), DUP_LINE(i),
-			  "%s \"%s\" is already defined at %s:%d", what, DUP_NAME(i),
-			  DUP_FILE(first), DUP_LINE(first));
+		          "%s \"%s\" is already defined at %s:%d", what, DUP_NAME(i),
+		          DUP_FILE(first), DUP_LINE(first));
 	}
 #undef DUP_NAME
 #undef DUP_FILE
@@ -1719,8 +1725,8 @@ static void validate(LoadState *st)
 				b->replicas[r].port = b->port;
 		if (b->min_pool_size > b->pool_size)
 			add_error(st, file_index_of(cfg, b->file), b->line,
-				  "backend \"%s\": min_pool_size %d is larger than pool_size %d",
-				  b->name, b->min_pool_size, b->pool_size);
+			          "backend \"%s\": min_pool_size %d is larger than pool_size %d",
+			          b->name, b->min_pool_size, b->pool_size);
 	}
 
 	for (int i = 0; i < cfg->n_tenants; i++) {
@@ -1729,12 +1735,13 @@ static void validate(LoadState *st)
 
 		if (cfg->admin_db && strcmp(t->name, cfg->admin_db) == 0)
 			add_error(st, fi, t->line,
-				  "tenant \"%s\" has the name of admin_db; clients could not reach it",
-				  t->name);
+			          "tenant \"%s\" has the name of admin_db; clients could not reach "
+			          "it",
+			          t->name);
 		if (list_is_empty(config_tenant_users(cfg, t)))
 			add_error(st, fi, t->line,
-				  "tenant \"%s\": no user may connect (set users or tenant_users)",
-				  t->name);
+			          "tenant \"%s\": no user may connect (set users or tenant_users)",
+			          t->name);
 		if (!t->backend)
 			continue;
 
@@ -1747,20 +1754,21 @@ static void validate(LoadState *st)
 			else
 				hi = mid;
 		}
-		if (lo < cfg->n_backends && strcmp(cfg->backends[border[lo]].name, t->backend) == 0) {
+		if (lo < cfg->n_backends &&
+		    strcmp(cfg->backends[border[lo]].name, t->backend) == 0) {
 			t->backend_index = border[lo];
 		} else {
 			add_error(st, fi, st->tenant_backend_line[i],
-				  "tenant \"%s\": backend \"%s\" is not defined", t->name,
-				  t->backend);
+			          "tenant \"%s\": backend \"%s\" is not defined", t->name,
+			          t->backend);
 			continue;
 		}
 
 		int size = config_tenant_pool_size(cfg, t);
 		if (t->reserved_conns > size)
 			add_error(st, fi, st->tenant_reserved_line[i],
-				  "tenant \"%s\": reserved_conns %d is more than its pool_size %d",
-				  t->name, t->reserved_conns, size);
+			          "tenant \"%s\": reserved_conns %d is more than its pool_size %d",
+			          t->name, t->reserved_conns, size);
 		if (t->reserved_conns > 0)
 			torder[n_members++] = i;
 	}
@@ -1786,14 +1794,14 @@ static void validate(LoadState *st)
 			const char *user = tenant_pool_user(cfg, t);
 			char role[CONFIG_NAME_MAX + 64];
 			if (user)
-				snprintf(role, sizeof(role), "server_user \"%.*s\"", CONFIG_NAME_MAX,
-					 user);
+				snprintf(role, sizeof(role), "server_user \"%.*s\"",
+				         CONFIG_NAME_MAX, user);
 			else
 				snprintf(role, sizeof(role), "clients' own roles");
 			add_error(st, file_index_of(cfg, t->file), st->tenant_reserved_line[cross],
-				  "tenant \"%s\": reserved_conns of the %d tenants sharing backend "
-				  "\"%s\"'s pool (%s) add up to %lld, more than its pool_size %d",
-				  t->name, end - g, b->name, role, total, b->pool_size);
+			          "tenant \"%s\": reserved_conns of the %d tenants sharing backend "
+			          "\"%s\"'s pool (%s) add up to %lld, more than its pool_size %d",
+			          t->name, end - g, b->name, role, total, b->pool_size);
 		}
 		g = end;
 	}
@@ -1924,14 +1932,14 @@ bool config_set_global(Config *cfg, const char *name, const char *value, char *e
 		const ConfigKey *near = closest_key(SECTION_GLOBAL, name, &d);
 		if (near && d <= 2)
 			snprintf(err, errlen, "unknown key \"%s\"; did you mean \"%s\"?", name,
-				 near->name);
+			         near->name);
 		else
 			snprintf(err, errlen, "unknown key \"%s\"", name);
 		return false;
 	}
 	if (!k->reloadable) {
 		snprintf(err, errlen, "%s cannot be changed while running (restart pgtenant)",
-			 k->name);
+		         k->name);
 		return false;
 	}
 	if (strcmp(k->name, "include_dir") == 0) {
@@ -2014,7 +2022,7 @@ usec_t config_tenant_query_wait_timeout(const Config *cfg, const TenantConf *t)
 usec_t config_tenant_idle_transaction_timeout(const Config *cfg, const TenantConf *t)
 {
 	return t->idle_transaction_timeout >= 0 ? t->idle_transaction_timeout
-						: cfg->idle_transaction_timeout;
+	                                        : cfg->idle_transaction_timeout;
 }
 
 usec_t config_tenant_client_idle_timeout(const Config *cfg, const TenantConf *t)

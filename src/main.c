@@ -25,11 +25,6 @@
 #include <sys/resource.h>
 #include <unistd.h>
 
-Config *g_cfg;
-AuthFile *g_auth;
-bool g_shutdown;
-usec_t g_shutdown_deadline;
-
 static const char *config_path;
 static struct event *tick_ev;
 

@@ -33,7 +33,17 @@ static int unit_passed, unit_failed;
 		}                                                                                  \
 	} while (0)
 
-#define CHECK_STREQ(a, b) CHECK_MSG((a) && (b) && strcmp((a), (b)) == 0, "'%s' != '%s'", (a) ? (a) : "(null)", (b) ? (b) : "(null)")
+static inline int unit_streq(const char *a, const char *b)
+{
+	return a != NULL && b != NULL && strcmp(a, b) == 0;
+}
+
+#define CHECK_STREQ(a, b)                                                                          \
+	do {                                                                                       \
+		const char *unit_a_ = (a), *unit_b_ = (b);                                         \
+		CHECK_MSG(unit_streq(unit_a_, unit_b_), "'%s' != '%s'", unit_a_ ? unit_a_ : "(null)", \
+			  unit_b_ ? unit_b_ : "(null)");                                           \
+	} while (0)
 
 static inline int unit_finish(const char *name)
 {
