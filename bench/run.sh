@@ -386,8 +386,10 @@ for r in $(seq "$ROUNDS"); do
 				out "$(printf '%-44s tps %10.1f  tx %9d  cpu/tx %s' "$label" "$tps" "$tx" "$([ "$cpu" = - ] && echo - || echo "${cpu}us")")"
 			else
 				any_failed=1
-				out "$(printf '%-44s FAILED (pgbench output below)' "$label")"
-				tail -n 5 "$DIR/pgbench-last.log" | sed 's/^/    /' | tee -a "$RESULT" >&2
+				out "$(printf '%-44s FAILED:' "$label")"
+				# The first errors say why; pgbench's summary after them does not.
+				{ grep -m 3 -iE 'error|fatal|abort' "$DIR/pgbench-last.log" || tail -n 3 "$DIR/pgbench-last.log"; } |
+					sed 's/^/    /' | tee -a "$RESULT" >&2
 			fi
 		done
 	done

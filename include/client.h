@@ -9,6 +9,7 @@
  *   CL_IDLE          g_idle_clients        no server, nothing to send
  *   CL_WAITING       pool->waiting         has messages, waits for a server
  *   CL_ACTIVE        g_active_clients      linked to a server
+ *   CL_CONSOLE       g_console_clients     logged in to the admin console
  */
 #ifndef PGTENANT_CLIENT_H
 #define PGTENANT_CLIENT_H
@@ -26,6 +27,7 @@ typedef enum {
 	CL_IDLE,
 	CL_WAITING,
 	CL_ACTIVE,
+	CL_CONSOLE,
 } ClientState;
 
 typedef enum {
@@ -37,6 +39,10 @@ typedef enum {
 
 struct Client {
 	List node; /* on exactly one list, by state */
+	List queue_node; /* CL_WAITING: in its tenant's queue on the pool */
+	List throttle_node; /* waiting for a rate_limit token */
+	bool token_held;    /* took the token for the statement at the head of its input */
+	usec_t idle_since;
 	ClientState state;
 	Conn conn;
 	Tenant *tenant;
@@ -67,16 +73,20 @@ struct Client {
 	struct LoginCtx *login_ctx;
 
 	size_t fwd_remain;     /* bytes of the current message still to pass through */
+	uint8_t fwd_type;      /* its type, when its end closes a unit (Query, Sync, FunctionCall) */
 	bool skip_until_sync;  /* an error was sent for a batch; drop messages until Sync */
 	bool skip_query_tail;  /* an error was sent for a Query still arriving; drop its rest */
 	char tx_status;        /* last ReadyForQuery status the client saw */
 	bool close_after_flush;
 	bool closing;
+	bool console;       /* dbname = admin_db */
+	bool console_admin; /* in admin_users (else stats_users: SHOW only) */
 };
 
 extern List g_login_clients;
 extern List g_idle_clients;
 extern List g_active_clients;
+extern List g_console_clients;
 extern int g_n_clients;
 
 void client_accept(int fd);
@@ -97,6 +107,8 @@ bool client_flush(Client *c);
 /* After the server's output to this client drained below the low-water mark. */
 void client_output_drained(Client *c);
 void client_maintain(void);
+/* client_idle_timeout for clients without a server (run about once a second). */
+void client_idle_timeouts(void);
 /* Shutdown: closes clients that are not inside a transaction. */
 void client_close_idle_for_shutdown(void);
 const char *client_state_name(ClientState st);

@@ -25,6 +25,21 @@ struct Backend {
 	Backend *next;
 };
 
+/*
+ * The clients of one tenant waiting on one pool. Queues with waiting clients
+ * form the pool's ring, served in weighted round-robin: the queue at the head
+ * gets up to `weight` server connections in a row, then goes to the tail.
+ */
+typedef struct TenantQueue {
+	List ring_node;
+	List clients; /* Client.queue_node, FIFO */
+	Tenant *tenant;
+	Pool *pool;
+	int n_waiting;
+	int credit;
+	struct TenantQueue *next; /* the tenant's other queues (one per pool it uses) */
+} TenantQueue;
+
 struct Pool {
 	List node; /* in g_pools */
 	Backend *backend;
@@ -36,15 +51,22 @@ struct Pool {
 	List active;      /* ServerConn SV_ACTIVE (linked to a client) */
 	List login;       /* ServerConn SV_CONNECTING / SV_LOGIN */
 	List busy;        /* ServerConn SV_RESET / SV_CANCEL_WAIT: no client, not reusable yet */
-	List waiting;     /* Client CL_WAITING, FIFO */
+	List waiting;     /* Client CL_WAITING, FIFO (timeouts, SHOW); hand-out goes by ring */
+	List ring;        /* TenantQueue with waiting clients */
 	List welcome_wait; /* Client CL_WELCOME_WAIT: logged in, waiting for the server's parameters */
 
 	int n_servers; /* on any list above */
 	int n_waiting;
+	int n_linked;       /* servers linked to clients */
+	int reserved_total; /* sum of reserved_conns of the tenants using this pool */
+	int reserved_used;  /* sum over those tenants of min(linked servers, reserved_conns) */
 
 	Params welcome; /* ParameterStatus values of a fresh server connection */
 	bool welcome_ready;
 	uint32_t welcome_fail_generation;
+
+	bool has_shared;        /* shared-mode (RLS) tenants use this pool */
+	char rls_refusal[320];  /* why shared tenants may not use this role (empty: they may) */
 
 	usec_t next_connect_at; /* login retry back-off */
 	bool failing;           /* the last connect or login failed */
@@ -58,6 +80,13 @@ Backend *pool_backend(const char *name);
 /* Finds or creates the pool for (backend, dbname, user). */
 Pool *pool_get(Backend *be, const char *dbname, const char *user, const char *password);
 
+/* The tenant's queue on pool p (created on first use). */
+TenantQueue *pool_tenant_queue(Pool *p, Tenant *t);
+/* Accounting when a server is linked to / unlinked from a client of t. */
+void pool_tenant_linked(Pool *p, Tenant *t);
+void pool_tenant_unlinked(Pool *p, Tenant *t);
+/* Recomputes reserved_total of every pool from the configuration (after a reload). */
+void pool_reservations_build(void);
 /* A client needs a server: links one now (true) or queues the client (false). */
 bool pool_acquire(Client *c);
 /* The client is done with its server (transaction end in transaction mode, or disconnect). */
@@ -74,6 +103,10 @@ void pool_maintain(void);
 void pool_maybe_connect(Pool *p);
 /* Stores the parameters of the pool's first logged-in server and welcomes waiting clients. */
 void pool_set_welcome(Pool *p, const Params *server_params);
+/* Hands idle servers to waiting clients (after RESUME), opening connections if needed. */
+void pool_kick(Pool *p);
+/* Every server of the pool is closed as soon as it is not in use (RECONNECT, KILL, new address). */
+void pool_mark_all_dirty(Pool *p);
 /* Closes every server connection (shutdown). */
 void pool_close_all(void);
 int pool_total_servers(void);

@@ -49,21 +49,61 @@ struct ServerConn {
 	char tx_status;
 	bool dirty; /* state unknown: close instead of reusing */
 
+	/*
+	 * Tenant state (SPEC §4). st_sql is the state statement known to be in
+	 * force (NULL: unknown, so it must be applied). An injected unit is
+	 * confirmed by the ReadyForQuery that ends it (marks below); errors and
+	 * ROLLBACK tags in between make the state unknown again.
+	 */
+	const char *st_sql;
+	const char *st_pending_sql; /* what the units in flight apply */
+	int st_inflight;            /* injected units whose closing ReadyForQuery is outstanding */
+	bool st_in_xact;            /* st_sql was applied inside the open transaction block */
+	bool st_spoiled;            /* that transaction rolled back (part of) its work */
+	bool error_seen;            /* ErrorResponse since the last ReadyForQuery */
+	bool rollback_seen;         /* ROLLBACK / PREPARE TRANSACTION tag since the last ReadyForQuery */
+	int inject_swallow;         /* replies of pgtenant's injected Parse/Bind/Execute still to drop */
+	bool inject_open;           /* injected; the client's next Query/Sync/FunctionCall closes the unit */
+	bool unit_start;            /* the client's next message starts a new unit */
+	const Tenant *marked_by;    /* session state left by this tenant's statements (needs DISCARD ALL) */
+
+	/* ReadyForQuery accounting: ordinals of replies that need special handling. */
+	uint64_t rfq_sent;
+	uint64_t rfq_recv;
+	struct RfqMark *marks;
+	int n_marks;
+	int cap_marks;
+
 	int cancels_in_flight;
+	usec_t busy_since;   /* the oldest unanswered unit was sent then (query_timeout) */
+	usec_t idle_since;   /* last ReadyForQuery to the client (idle_transaction_timeout) */
+	bool timeout_cancel; /* pgtenant cancelled the running statement for query_timeout */
 	usec_t connect_time;
 	usec_t last_used;
 	ScramClient scram;
 	bool sasl_done;
+	enum { RLS_UNCHECKED = 0, RLS_CHECKING, RLS_DONE } rls_check;
+	char rls_refusal[320];
 };
 
 /* The one place a server changes state, moving it to that state's list of its pool. */
 void server_set_state(ServerConn *s, ServerState st);
 /* Starts a new connection for the pool; NULL (and pool marked failing) if it cannot start. */
 ServerConn *server_connect(Pool *p);
-/* Links a client: queues parameter SETs ahead of the client's messages. */
+/* Links a client: queues a reset (if another tenant left session state) and parameter SETs. */
 void server_link(ServerConn *s, Client *c);
-/* Sends the reset query and swallows its reply (session mode), then pool_server_ready. */
-void server_reset(ServerConn *s);
+/* Before a client message that starts a unit: applies the tenant's state if not known in force. */
+void server_unit_begin(ServerConn *s, Client *c, uint8_t type);
+/* A client Query/Sync/FunctionCall was forwarded whole: count its ReadyForQuery. */
+void server_unit_end(ServerConn *s, uint8_t type);
+/* A client statement may have changed the tenant state: apply it again before the next unit. */
+void server_state_unknown(ServerConn *s);
+/* ReadyForQuery messages the linked client still waits for (pgtenant's own Syncs not counted). */
+int server_pending_client_rfq(const ServerConn *s);
+/* Detaches the linked client (no state change of either; callers decide what follows). */
+void server_unlink(ServerConn *s);
+/* Runs q (server_reset_query, or ROLLBACK) without a client, swallowing its reply, then pool_server_ready. */
+void server_reset(ServerConn *s, const char *q, bool discards);
 void server_close(ServerConn *s, const char *reason);
 /* Forwards a cancel of whatever this server runs; the server is not reused until it settles. */
 void server_cancel(ServerConn *s);
@@ -73,7 +113,7 @@ void server_output_drained(ServerConn *s);
 const char *server_state_name(ServerState st);
 /* Drops references from in-flight cancels to a server being freed. */
 void server_cancel_forget(ServerConn *s);
-/* Periodic work: stuck cancels; frees servers closed earlier. */
+/* Periodic work: query_timeout, idle_transaction_timeout, stuck cancels; frees closed servers. */
 void server_maintain(void);
 void server_free_closed(void);
 

@@ -31,6 +31,22 @@ struct Tenant {
 	int n_clients;
 	int n_servers; /* server connections linked to this tenant's clients */
 	bool disabled;
+	bool paused;  /* PAUSE: new transactions wait */
+	struct TenantQueue *queues; /* one per pool this tenant's clients wait on */
+	double tokens;              /* rate_limit token bucket */
+	usec_t tokens_at;
+	bool removed; /* gone from the configuration: clients leave after their transaction */
+	/*
+	 * The statement that puts this tenant's state in force on a server
+	 * connection (SET search_path / SET <tenant_guc>), NULL in database mode.
+	 * Old strings stay allocated after a reload: servers compare against them.
+	 */
+	const char *state_sql;
+	/* Parse/Bind/Execute of state_sql, ready to copy in front of a client's unit */
+	const uint8_t *state_msgs;
+	size_t state_msgs_len;
+	/* Client statements are lexed: guard (schema/shared) and session-state marks. */
+	bool analyze;
 	TenantStats stats;
 	Tenant *hash_next;
 };
@@ -50,7 +66,10 @@ typedef struct TenantQuery {
 	const char *sni;            /* TLS server name, or NULL */
 } TenantQuery;
 
-/* (Re)builds the runtime tenant table from cfg; keeps counters of tenants that stay. */
+/*
+ * (Re)builds the runtime tenant table from cfg; keeps the objects (and counters)
+ * of tenants that stay, and marks the ones that went away as removed.
+ */
 void tenant_registry_build(const Config *cfg);
 Tenant *tenant_lookup(const char *name);
 int tenant_count(void);
@@ -66,6 +85,12 @@ TenantResult tenant_resolve(const Config *cfg, const TenantQuery *q, Tenant **ou
 
 /* The pool a client of t logging in as user uses (created on first use); NULL without credentials. */
 Pool *tenant_pool_for(Tenant *t, const char *user);
+
+/*
+ * Takes one statement token of t's rate_limit bucket; false when the bucket is
+ * empty (*wait_us then says when the next token arrives). Always true without a limit.
+ */
+bool tenant_take_token(Tenant *t, usec_t *wait_us);
 
 /* Splits user at the last tenant_separator: returns the suffix or NULL. */
 const char *tenant_user_suffix(const char *user, const char *sep, size_t *prefix_len);

@@ -14,12 +14,15 @@
  */
 #include "client.h"
 
+#include "admin.h"
+#include "control.h"
 #include "log.h"
 #include "net.h"
 #include "pgtenant.h"
 #include "pool.h"
 #include "proto.h"
 #include "server.h"
+#include "sqllex.h"
 #include "tenant.h"
 
 #include <errno.h>
@@ -32,6 +35,7 @@
 List g_login_clients = {&g_login_clients, &g_login_clients};
 List g_idle_clients = {&g_idle_clients, &g_idle_clients};
 List g_active_clients = {&g_active_clients, &g_active_clients};
+List g_console_clients = {&g_console_clients, &g_console_clients};
 int g_n_clients;
 
 /* Closed clients are freed at the end of the loop turn, so callers up the stack stay valid. */
@@ -44,8 +48,9 @@ static void client_on_read(evutil_socket_t fd, short what, void *arg);
 static void client_on_write(evutil_socket_t fd, short what, void *arg);
 static void client_forward(Client *c);
 static void login_process(Client *c);
+static void client_throttle_fire(evutil_socket_t fd, short what, void *arg);
 
-static const char *const state_names[] = {"free", "login", "welcome", "idle", "waiting", "active"};
+static const char *const state_names[] = {"free", "login", "welcome", "idle", "waiting", "active", "console"};
 
 const char *client_state_name(ClientState st)
 {
@@ -61,8 +66,13 @@ void client_set_state(Client *c, ClientState st)
 {
 	Pool *p = c->pool;
 
-	if (c->state == CL_WAITING && p)
+	if (c->state == CL_WAITING && p) {
+		TenantQueue *q = pool_tenant_queue(p, c->tenant);
 		p->n_waiting--;
+		list_del(&c->queue_node);
+		if (--q->n_waiting == 0)
+			list_del(&q->ring_node);
+	}
 	list_del(&c->node);
 	c->state = st;
 	switch (st) {
@@ -74,13 +84,24 @@ void client_set_state(Client *c, ClientState st)
 		break;
 	case CL_IDLE:
 		list_append(&g_idle_clients, &c->node);
+		c->idle_since = g_now;
 		break;
-	case CL_WAITING:
+	case CL_WAITING: {
+		TenantQueue *q = pool_tenant_queue(p, c->tenant);
 		list_append(&p->waiting, &c->node);
+		list_append(&q->clients, &c->queue_node);
 		p->n_waiting++;
+		if (q->n_waiting++ == 0) {
+			q->credit = c->tenant->conf->weight > 0 ? c->tenant->conf->weight : 1;
+			list_append(&p->ring, &q->ring_node);
+		}
 		break;
+	}
 	case CL_ACTIVE:
 		list_append(&g_active_clients, &c->node);
+		break;
+	case CL_CONSOLE:
+		list_append(&g_console_clients, &c->node);
 		break;
 	case CL_FREE:
 		break;
@@ -126,6 +147,8 @@ void client_accept(int fd)
 	Client *c = xcalloc(1, sizeof(*c));
 
 	list_init(&c->node);
+	list_init(&c->queue_node);
+	list_init(&c->throttle_node);
 	conn_init(&c->conn, fd, client_on_read, client_on_write, c);
 	net_peer_name(fd, c->addr, sizeof(c->addr), &c->port);
 	c->connect_time = g_now;
@@ -174,21 +197,13 @@ static void detach_server(Client *c)
 		!s->dirty;
 	if (!clean) {
 		/* Mid-query or mid-transaction: the connection cannot be trusted for anyone else. */
-		s->client = NULL;
-		c->server = NULL;
-		if (s->tenant) {
-			s->tenant->n_servers--;
-			s->tenant = NULL;
-		}
+		server_unlink(s);
 		server_close(s, "client went away mid-transaction");
 		return;
 	}
 	if (config_tenant_pool_mode(g_cfg, c->tenant->conf) == POOL_MODE_SESSION) {
-		s->client = NULL;
-		c->server = NULL;
-		s->tenant->n_servers--;
-		s->tenant = NULL;
-		server_reset(s);
+		server_unlink(s);
+		server_reset(s, g_cfg->server_reset_query, true);
 	} else {
 		pool_release(s);
 	}
@@ -203,6 +218,9 @@ void client_close(Client *c, const char *reason)
 		client_log(LOG_LVL_INFO, c, "closing: %s", reason);
 	if (c->state == CL_WAITING)
 		pool_unwait(c);
+	if (c->console)
+		control_forget_console(c);
+	list_del(&c->throttle_node);
 	detach_server(c);
 	if (c->cancel_pid)
 		cancel_hash_del(c);
@@ -252,6 +270,8 @@ static void client_on_read(evutil_socket_t fd, short what, void *arg)
 	} else if (st == IO_OK) {
 		if (c->state == CL_LOGIN)
 			login_process(c);
+		else if (c->state == CL_CONSOLE)
+			admin_process(c);
 		else if (c->state == CL_WELCOME_WAIT)
 			conn_want_read(&c->conn, false); /* nothing is expected before the welcome */
 		else
@@ -488,10 +508,7 @@ static void handle_startup(Client *c, const uint8_t *body, size_t len)
 		client_fatal(c, "53300", "too many clients already", NULL);
 		return;
 	}
-	if (strcmp(st.database, g_cfg->admin_db) == 0) {
-		client_fatal(c, "0A000", "the admin console is not available in this build", NULL);
-		return;
-	}
+	c->console = strcmp(st.database, g_cfg->admin_db) == 0;
 	for (int i = 0; i < st.n_params; i++)
 		params_set(&c->params, st.params[i].name, st.params[i].value);
 	if (st.options && !parse_options(c, st.options, &tenant_opt, tenant_opt_buf, sizeof(tenant_opt_buf)))
@@ -502,7 +519,11 @@ static void handle_startup(Client *c, const uint8_t *body, size_t len)
 	const char *bad = NULL;
 	size_t bad_len = 0;
 	Tenant *t = NULL;
-	TenantResult res = tenant_resolve(g_cfg, &q, &t, auth_user, sizeof(auth_user), &bad, &bad_len);
+	TenantResult res = TENANT_OK;
+	if (c->console)
+		strlcpy_safe(auth_user, st.user, sizeof(auth_user));
+	else
+		res = tenant_resolve(g_cfg, &q, &t, auth_user, sizeof(auth_user), &bad, &bad_len);
 
 	/* Credential lookup: "user.tenant" first (a credential for that tenant only), then the user. */
 	const char *secret = g_auth ? authfile_lookup(g_auth, st.user) : NULL;
@@ -603,6 +624,38 @@ static void login_process(Client *c)
 	}
 }
 
+static void console_login(Client *c)
+{
+	char msg[200];
+	Buf *out = &c->conn.out;
+
+	c->console_admin = config_list_contains(g_cfg->admin_users, c->user);
+	if (!c->console_admin && !config_list_contains(g_cfg->stats_users, c->user)) {
+		snprintf(msg, sizeof(msg), "user \"%s\" may not use the admin console", c->user);
+		client_fatal(c, "28000", msg, NULL);
+		return;
+	}
+	if (g_cfg->log_connections)
+		client_log(LOG_LVL_INFO, c, "console login (%s)", c->console_admin ? "admin" : "stats");
+	proto_auth_request(out, AUTH_REQ_OK, NULL, 0);
+	/* the console speaks for pgtenant itself; psql only needs a sane version and encoding */
+	static const char *const params[][2] = {{"server_version", "15.0 (pgtenant " PGTENANT_VERSION ")"},
+						{"server_encoding", "UTF8"},
+						{"client_encoding", "UTF8"},
+						{"DateStyle", "ISO, MDY"},
+						{"integer_datetimes", "on"},
+						{"standard_conforming_strings", "on"},
+						{"application_name", ""}};
+	for (size_t i = 0; i < ARRAY_SIZE(params); i++)
+		proto_parameter_status(out, params[i][0], params[i][1]);
+	cancel_hash_add(c);
+	proto_backend_key(out, c->cancel_pid, c->cancel_key);
+	proto_ready(out, 'I');
+	client_set_state(c, CL_CONSOLE);
+	if (client_flush(c) && buf_avail(&c->conn.in))
+		admin_process(c);
+}
+
 static void login_finish(Client *c)
 {
 	struct LoginCtx *ctx = c->login_ctx;
@@ -613,6 +666,11 @@ static void login_finish(Client *c)
 	c->secret = NULL;
 	if (!ctx) {
 		client_fatal(c, "XX000", "internal error: no login context", NULL);
+		return;
+	}
+	if (c->console) {
+		free(ctx);
+		console_login(c);
 		return;
 	}
 	switch (ctx->result) {
@@ -751,6 +809,190 @@ static bool known_frontend_type(uint8_t t)
 	}
 }
 
+/*
+ * A statement the guard refuses is replaced by one that makes PostgreSQL raise
+ * 42501 itself, so the transaction (or the batch's implicit transaction) aborts
+ * exactly as if the server had refused it, and the session goes on.
+ */
+static void guard_raise_sql(Buf *b, const Client *c, SqlGuard g)
+{
+	char msg[256];
+	/* tenant names are [A-Za-z0-9_-] and GUC names come from the config: no quote can appear,
+	 * but quote_literal keeps that true whatever the config says */
+	snprintf(msg, sizeof(msg), "pgtenant: changing %s is not allowed for tenant \"%s\"",
+		 sql_guard_name(g, g_cfg->tenant_guc), c->tenant->name);
+	buf_append(b, "DO $pgtenant$BEGIN RAISE EXCEPTION USING ERRCODE = '42501', MESSAGE = ", 71);
+	param_quote_literal(b, msg);
+	buf_append(b, "; END$pgtenant$", 15);
+}
+
+/* Rewrites a refused Query: the statements before the refused one run, then the error. */
+static void forward_refused_query(Client *c, ServerConn *s, const char *sql, const SqlInfo *info)
+{
+	Buf *out = &s->conn.out;
+	size_t start;
+
+	pkt_begin(out, 'Q', &start);
+	pkt_put_bytes(out, sql, info->guard_offset);
+	guard_raise_sql(out, c, info->guard);
+	pkt_put_u8(out, 0);
+	pkt_finish(out, start);
+}
+
+/* Rewrites a refused Parse: same statement name and parameter types, raising text. */
+static bool forward_refused_parse(Client *c, ServerConn *s, const uint8_t *body, size_t len, const SqlInfo *info)
+{
+	MsgReader r;
+	const char *name, *query;
+	uint16_t nparams;
+	const uint8_t *types;
+	Buf *out = &s->conn.out;
+	size_t start;
+
+	msg_reader_init(&r, body, len);
+	if (!msg_get_cstr(&r, &name) || !msg_get_cstr(&r, &query) || !msg_get_u16(&r, &nparams) ||
+	    !msg_get_bytes(&r, (size_t)nparams * 4, &types))
+		return false;
+	pkt_begin(out, 'P', &start);
+	pkt_put_cstr(out, name);
+	guard_raise_sql(out, c, info->guard);
+	pkt_put_u8(out, 0);
+	/* keep the parameter count the client will Bind with */
+	int n = info->max_param > nparams ? info->max_param : nparams;
+	pkt_put_u16(out, (uint16_t)n);
+	pkt_put_bytes(out, types, (size_t)nparams * 4);
+	for (int i = nparams; i < n; i++)
+		pkt_put_u32(out, 25); /* text */
+	pkt_finish(out, start);
+	return true;
+}
+
+/*
+ * Looks at a whole Query or Parse of a tenant whose statements are analysed.
+ * Returns false when the message is malformed (the caller answers 08P01),
+ * sets *replaced when it forwarded a rewritten message itself.
+ */
+static bool inspect_statement(Client *c, ServerConn *s, uint8_t type, const uint8_t *body, size_t len,
+			      bool *replaced)
+{
+	const char *sql;
+	size_t sql_len;
+	SqlInfo info;
+
+	*replaced = false;
+	if (type == 'Q') {
+		const uint8_t *nul = len ? memchr(body, 0, len) : NULL;
+		if (!nul)
+			return false;
+		sql = (const char *)body;
+		sql_len = (size_t)(nul - body);
+	} else {
+		MsgReader r;
+		const char *name, *query;
+		msg_reader_init(&r, body, len);
+		if (!msg_get_cstr(&r, &name) || !msg_get_cstr(&r, &query))
+			return false;
+		sql = query;
+		sql_len = strlen(query);
+	}
+	sql_analyze(sql, sql_len, g_cfg->tenant_guc, g_cfg->read_only_functions, &info);
+	if (info.guard != SQL_GUARD_OK && c->tenant->state_sql) {
+		client_log(LOG_LVL_INFO, c, "guard: refused a change of %s",
+			   sql_guard_name(info.guard, g_cfg->tenant_guc));
+		if (type == 'Q')
+			forward_refused_query(c, s, sql, &info);
+		else if (!forward_refused_parse(c, s, body, len, &info))
+			return false;
+		*replaced = true;
+		return true;
+	}
+	if (info.flags & (SQLF_STATE_UNKNOWN | SQLF_RESETS_STATE | SQLF_UNPARSED))
+		server_state_unknown(s);
+	if (info.flags & SQLF_RESETS_STATE)
+		s->marked_by = NULL;
+	if (info.flags & (SQLF_SESSION_STATE | SQLF_STATE_UNKNOWN | SQLF_UNPARSED))
+		s->marked_by = c->tenant;
+	return true;
+}
+
+/*
+ * rate_limit: clients whose next statement waits for a token. One timer serves them
+ * all, set for the earliest token; nothing runs for tenants without a limit.
+ */
+static List throttled = {&throttled, &throttled};
+static struct event *throttle_ev;
+
+static void throttle_arm(usec_t wait)
+{
+	struct timeval tv = {(time_t)(wait / USEC_PER_SEC), (suseconds_t)(wait % USEC_PER_SEC)};
+	if (!throttle_ev)
+		throttle_ev = evtimer_new(g_base, client_throttle_fire, NULL);
+	if (!evtimer_pending(throttle_ev, NULL))
+		evtimer_add(throttle_ev, &tv);
+}
+
+static void client_throttle_fire(evutil_socket_t fd, short what, void *arg)
+{
+	List *it, *tmp;
+	usec_t next = 0;
+
+	time_update();
+	list_for_each_safe(it, &throttled, tmp)
+	{
+		Client *c = list_entry(it, Client, throttle_node);
+		usec_t wait = 0;
+		if (!tenant_take_token(c->tenant, &wait)) {
+			if (!next || wait < next)
+				next = wait;
+			continue;
+		}
+		list_del(&c->throttle_node);
+		c->token_held = true;
+		conn_want_read(&c->conn, true);
+		client_forward(c);
+	}
+	if (next)
+		throttle_arm(next);
+	client_maintain();
+}
+
+/* A statement is about to start: true when it may go now. */
+static bool rate_limit_pass(Client *c)
+{
+	usec_t wait = 0;
+	if (c->token_held || c->tenant->conf->rate_limit <= 0)
+		return true;
+	if (tenant_take_token(c->tenant, &wait)) {
+		c->token_held = true; /* until the statement is forwarded */
+		return true;
+	}
+	c->tenant->stats.rate_limited++;
+	list_append(&throttled, &c->throttle_node);
+	conn_want_read(&c->conn, false);
+	throttle_arm(wait);
+	return false;
+}
+
+void client_idle_timeouts(void)
+{
+	List *it, *tmp;
+	list_for_each_safe(it, &g_idle_clients, tmp)
+	{
+		Client *c = list_entry(it, Client, node);
+		usec_t limit = config_tenant_client_idle_timeout(g_cfg, c->tenant->conf);
+		if (limit > 0 && g_now - c->idle_since > limit && list_empty(&c->throttle_node))
+			client_fatal(c, "57P05", "terminating connection due to client_idle_timeout", NULL);
+	}
+}
+
+/* Must pgtenant hold this client message whole before forwarding it? */
+static inline bool client_must_inspect(const Client *c, const ServerConn *s, uint8_t type)
+{
+	if (type == 'Q' || type == 'P')
+		return c->tenant->analyze;
+	return type == 'F' && s && s->inject_open;
+}
+
 static void client_forward(Client *c)
 {
 	Buf *in = &c->conn.in;
@@ -768,6 +1010,10 @@ static void client_forward(Client *c)
 				c->skip_query_tail = false;
 				proto_ready(&c->conn.out, c->tx_status);
 			}
+			if (!c->fwd_remain && s && c->fwd_type)
+				server_unit_end(s, c->fwd_type);
+			if (!c->fwd_remain)
+				c->fwd_type = 0;
 			continue;
 		}
 		if (buf_avail(in) < MSG_HEADER_LEN)
@@ -800,35 +1046,56 @@ static void client_forward(Client *c)
 			c->fwd_remain = total - n;
 			continue;
 		}
+		if ((type == 'Q' || type == 'E') && !rate_limit_pass(c))
+			return;
 		if (!s) {
 			if (!pool_acquire(c)) {
-				/* queued: stop reading until a server is linked (client_resume) */
-				conn_want_read(&c->conn, false);
+				/* queued: stop reading until a server is linked (client_resume);
+				 * refused at once: the error went out and the input was handled */
+				if (c->state == CL_WAITING)
+					conn_want_read(&c->conn, false);
 				return;
 			}
 			s = c->server;
 		}
+		if (client_must_inspect(c, s, type) && buf_avail(in) < total) {
+			buf_reserve(in, total - buf_avail(in));
+			break;
+		}
+		if (s->unit_start && type != 'd' && type != 'c' && type != 'f')
+			server_unit_begin(s, c, type);
+		bool replaced = false;
 		switch (type) {
 		case 'Q':
 			c->query_start = g_now;
 			c->tenant->stats.queries++;
-			s->expect_rfq++;
-			break;
-		case 'S':
-		case 'F':
-			s->expect_rfq++;
+			c->token_held = false;
 			break;
 		case 'E':
 			c->tenant->stats.queries++;
+			c->token_held = false;
 			break;
 		default:
 			break;
 		}
+		if ((type == 'Q' || type == 'P') && c->tenant->analyze &&
+		    !inspect_statement(c, s, type, buf_head(in) + MSG_HEADER_LEN, len - 4, &replaced)) {
+			client_fatal(c, "08P01", "malformed message", NULL);
+			return;
+		}
 		size_t n = buf_avail(in) < total ? buf_avail(in) : total;
-		buf_append(&s->conn.out, buf_head(in), n);
-		buf_consume(in, n);
-		c->fwd_remain = total - n;
+		if (replaced)
+			buf_consume(in, total);
+		else
+			buf_append(&s->conn.out, buf_head(in), n), buf_consume(in, n);
+		c->fwd_remain = replaced ? 0 : total - n;
 		c->tenant->stats.bytes_in += n;
+		if (type == 'Q' || type == 'S' || type == 'F') {
+			if (c->fwd_remain)
+				c->fwd_type = type;
+			else
+				server_unit_end(s, type);
+		}
 		if (conn_out_full(&s->conn)) {
 			conn_want_read(&c->conn, false);
 			break;
@@ -894,7 +1161,7 @@ void client_wait_failed(Client *c, const char *sqlstate, const char *msg)
 void client_server_lost(Client *c, const char *why)
 {
 	ServerConn *s = c->server;
-	int pending = s ? s->expect_rfq : 0;
+	int pending = s ? server_pending_client_rfq(s) : 0;
 	bool mid_message = c->fwd_remain > 0;
 
 	c->server = NULL;

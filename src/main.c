@@ -8,6 +8,7 @@
 #include "client.h"
 #include "config.h"
 #include "conn.h"
+#include "control.h"
 #include "listener.h"
 #include "log.h"
 #include "pgtenant.h"
@@ -77,45 +78,8 @@ static void raise_fd_limit(const Config *cfg)
 static void reload(void)
 {
 	ConfigErrors errs = {0};
-	char err[512] = "";
-	Config *cfg = config_load(config_path, &errs);
-	if (!cfg) {
-		log_error("reload failed; the old configuration stays in force:");
-		for (int i = 0; i < errs.n; i++)
-			log_error("  %s", errs.msgs[i]);
-		config_errors_free(&errs);
-		return;
-	}
-	AuthFile *af = load_auth(cfg, err, sizeof(err));
-	if (cfg->auth_file && *cfg->auth_file && !af) {
-		log_error("reload failed; the old configuration stays in force: %s", err);
-		config_free(cfg);
-		return;
-	}
-	/* The old Config is not freed: tenants removed by the reload may still point into it. */
-	g_cfg = cfg;
-	if (g_auth)
-		authfile_free(g_auth);
-	g_auth = af;
-	pool_backends_build(cfg);
-	tenant_registry_build(cfg);
-	log_open(cfg->log_file);
-	log_info("configuration reloaded: %d backends, %d tenants", cfg->n_backends, cfg->n_tenants);
-}
-
-static void begin_shutdown(void)
-{
-	if (g_shutdown) {
-		log_info("second shutdown signal: closing everything now");
-		event_base_loopbreak(g_base);
-		return;
-	}
-	log_info("shutting down: waiting up to %lld ms for running transactions",
-		 (long long)(g_cfg->shutdown_timeout / USEC_PER_MS));
-	g_shutdown = true;
-	g_shutdown_deadline = g_now + g_cfg->shutdown_timeout;
-	listener_stop();
-	client_close_idle_for_shutdown();
+	control_reload(&errs);
+	config_errors_free(&errs);
 }
 
 static void on_signal(evutil_socket_t sig, short what, void *arg)
@@ -124,7 +88,7 @@ static void on_signal(evutil_socket_t sig, short what, void *arg)
 	if (sig == SIGHUP)
 		reload();
 	else
-		begin_shutdown();
+		control_shutdown();
 	client_maintain();
 }
 
@@ -146,8 +110,12 @@ static void on_tick(evutil_socket_t fd, short what, void *arg)
 {
 	time_update();
 	expire_logins();
+	static unsigned ticks;
 	pool_maintain();
 	server_maintain();
+	control_maintain();
+	if (++ticks % 10 == 0)
+		client_idle_timeouts();
 	if (g_shutdown) {
 		client_close_idle_for_shutdown();
 		if (g_n_clients == 0 || g_now >= g_shutdown_deadline)
@@ -273,6 +241,7 @@ int main(int argc, char **argv)
 	}
 	pool_backends_build(g_cfg);
 	tenant_registry_build(g_cfg);
+	pool_reservations_build();
 	if (!listener_start(g_cfg))
 		return 1;
 	write_pid_file(g_cfg->pid_file);

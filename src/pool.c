@@ -11,6 +11,7 @@
 #include "pool.h"
 
 #include "client.h"
+#include "control.h"
 #include "log.h"
 #include "pgtenant.h"
 #include "server.h"
@@ -75,6 +76,7 @@ Pool *pool_get(Backend *be, const char *dbname, const char *user, const char *pa
 	list_init(&p->login);
 	list_init(&p->busy);
 	list_init(&p->waiting);
+	list_init(&p->ring);
 	list_init(&p->welcome_wait);
 	params_init(&p->welcome);
 	list_append(&g_pools, &p->node);
@@ -94,13 +96,100 @@ static int list_count(const List *l)
 	return n;
 }
 
+TenantQueue *pool_tenant_queue(Pool *p, Tenant *t)
+{
+	TenantQueue *q;
+	for (q = t->queues; q; q = q->next)
+		if (q->pool == p)
+			return q;
+	q = xcalloc(1, sizeof(*q));
+	list_init(&q->ring_node);
+	list_init(&q->clients);
+	q->tenant = t;
+	q->pool = p;
+	q->next = t->queues;
+	t->queues = q;
+	return q;
+}
+
+void pool_tenant_linked(Pool *p, Tenant *t)
+{
+	if (t->n_servers < t->conf->reserved_conns)
+		p->reserved_used++;
+	t->n_servers++;
+	p->n_linked++;
+}
+
+void pool_tenant_unlinked(Pool *p, Tenant *t)
+{
+	t->n_servers--;
+	p->n_linked--;
+	if (t->n_servers < t->conf->reserved_conns)
+		p->reserved_used--;
+}
+
+static void add_reservation(Tenant *t, void *arg)
+{
+	(void)arg;
+	if (t->conf->reserved_conns <= 0 || t->removed)
+		return;
+	Pool *p = tenant_pool_for(t, NULL);
+	if (!p)
+		return;
+	p->reserved_total += t->conf->reserved_conns;
+	p->reserved_used += t->n_servers < t->conf->reserved_conns ? t->n_servers : t->conf->reserved_conns;
+}
+
+void pool_reservations_build(void)
+{
+	List *it;
+	list_for_each(it, &g_pools)
+	{
+		Pool *p = list_entry(it, Pool, node);
+		p->reserved_total = 0;
+		p->reserved_used = 0;
+	}
+	tenant_foreach(add_reservation, NULL);
+}
+
+/*
+ * May a client of t take one more server of p now? Its own pool_size caps it; beyond
+ * its reservation it may only use connections nobody else has reserved.
+ */
+static bool tenant_may_take(const Pool *p, const Tenant *t)
+{
+	if (t->n_servers >= tenant_limit(t) || control_is_paused(t))
+		return false;
+	if (t->n_servers < t->conf->reserved_conns)
+		return true;
+	int unused_reserved = p->reserved_total - p->reserved_used;
+	return p->n_linked + unused_reserved < p->backend->pool_size;
+}
+
+/* The idle server to hand to t: one already holding t's state if any, else the most recent. */
+static ServerConn *pick_idle(Pool *p, const Tenant *t)
+{
+	List *it;
+	if (t->state_sql) {
+		for (it = p->idle.prev; it != &p->idle; it = it->prev) {
+			ServerConn *s = list_entry(it, ServerConn, node);
+			if (s->st_sql == t->state_sql && s->st_inflight == 0)
+				return s;
+		}
+	}
+	return list_entry(p->idle.prev, ServerConn, node);
+}
+
 bool pool_acquire(Client *c)
 {
 	Pool *p = c->pool;
 
-	if (!list_empty(&p->idle) && list_empty(&p->waiting) && c->tenant->n_servers < tenant_limit(c->tenant)) {
-		ServerConn *s = list_entry(p->idle.prev, ServerConn, node);
-		server_link(s, c);
+	if (p->rls_refusal[0] && c->tenant->conf->mode == TENANT_MODE_SHARED) {
+		client_wait_failed(c, "42501", p->rls_refusal);
+		return false;
+	}
+	if (!list_empty(&p->idle) && list_empty(&p->waiting) && tenant_may_take(p, c->tenant)) {
+		server_link(pick_idle(p, c->tenant), c);
 		return true;
 	}
 	c->wait_start = g_now;
@@ -117,16 +206,32 @@ void pool_unwait(Client *c)
 	}
 }
 
-/* Gives s to the first waiting client whose tenant may take one more server. */
+/*
+ * Gives s to the next waiting client in weighted round-robin over tenants
+ * (FIFO within a tenant), skipping tenants at their limit or paused.
+ */
 static bool hand_to_waiter(ServerConn *s)
 {
 	Pool *p = s->pool;
-	List *it;
-	list_for_each(it, &p->waiting)
-	{
-		Client *c = list_entry(it, Client, node);
-		if (c->tenant->n_servers >= tenant_limit(c->tenant))
+	int queues = list_count(&p->ring);
+
+	for (int i = 0; i < queues && !list_empty(&p->ring); i++) {
+		TenantQueue *q = list_entry(p->ring.next, TenantQueue, ring_node);
+		int weight = q->tenant->conf->weight > 0 ? q->tenant->conf->weight : 1;
+		if (q->credit <= 0 || !tenant_may_take(p, q->tenant)) {
+			/* its turn is over (or it cannot take one now): next tenant */
+			q->credit = weight;
+			list_del(&q->ring_node);
+			list_append(&p->ring, &q->ring_node);
 			continue;
+		}
+		Client *c = list_entry(q->clients.next, Client, queue_node);
+		q->credit--;
+		if (q->credit <= 0 || q->n_waiting == 1) {
+			q->credit = weight;
+			list_del(&q->ring_node);
+			list_append(&p->ring, &q->ring_node);
+		}
 		c->tenant->stats.wait_time_us += (uint64_t)(g_now - c->wait_start);
 		c->tenant->stats.waits++;
 		server_link(s, c);
@@ -159,16 +264,9 @@ void pool_release(ServerConn *s)
 {
 	Client *c = s->client;
 
-	if (c) {
-		c->server = NULL;
-		if (!c->closing)
-			client_set_state(c, CL_IDLE);
-	}
-	if (s->tenant) {
-		s->tenant->n_servers--;
-		s->tenant = NULL;
-	}
-	s->client = NULL;
+	server_unlink(s);
+	if (c && !c->closing)
+		client_set_state(c, CL_IDLE);
 	if (s->cancels_in_flight > 0) {
 		server_set_state(s, SV_CANCEL_WAIT);
 		return;
@@ -214,8 +312,20 @@ void pool_set_welcome(Pool *p, const Params *server_params)
 void pool_maybe_connect(Pool *p)
 {
 	Backend *be = p->backend;
-	int wanted = p->n_waiting + (list_empty(&p->welcome_wait) ? 0 : 1);
+	int wanted = list_empty(&p->welcome_wait) ? 0 : 1;
 	int connecting = list_count(&p->login);
+	List *it;
+
+	/* only clients that could take a server now count (not paused, below their limits) */
+	list_for_each(it, &p->ring)
+	{
+		TenantQueue *q = list_entry(it, TenantQueue, ring_node);
+		if (tenant_may_take(p, q->tenant)) {
+			int room = tenant_limit(q->tenant) - q->tenant->n_servers;
+			wanted += q->n_waiting < room ? q->n_waiting : room;
+		}
+	}
+	wanted -= list_count(&p->idle);
 
 	if (g_shutdown)
 		return;
@@ -227,7 +337,6 @@ void pool_maybe_connect(Pool *p)
 		return;
 	if (be->n_servers >= be->pool_size) {
 		/* full: an idle server of another pool of this backend makes room */
-		List *it;
 		list_for_each(it, &g_pools)
 		{
 			Pool *o = list_entry(it, Pool, node);
@@ -251,6 +360,10 @@ static void fail_waiters(Pool *p)
 	{
 		Client *c = list_entry(it, Client, node);
 		usec_t limit = config_tenant_query_wait_timeout(g_cfg, c->tenant->conf);
+		if (control_is_paused(c->tenant)) {
+			c->wait_start = g_now; /* a paused wait does not count against query_wait_timeout */
+			continue;
+		}
 		if (limit <= 0 || g_now - c->wait_start < limit)
 			continue;
 		pool_unwait(c);
@@ -303,6 +416,25 @@ void pool_maintain(void)
 		if (p->n_waiting || !list_empty(&p->welcome_wait))
 			pool_maybe_connect(p);
 	}
+}
+
+void pool_kick(Pool *p)
+{
+	while (p->n_waiting && !list_empty(&p->idle)) {
+		if (!hand_to_waiter(list_entry(p->idle.prev, ServerConn, node)))
+			break;
+	}
+	pool_maybe_connect(p);
+}
+
+void pool_mark_all_dirty(Pool *p)
+{
+	List *lists[] = {&p->active, &p->busy, &p->login};
+	List *it, *tmp;
+	for (size_t i = 0; i < ARRAY_SIZE(lists); i++) {
+		list_for_each(it, lists[i]) list_entry(it, ServerConn, node)->dirty = true;
+	}
+	list_for_each_safe(it, &p->idle, tmp) server_close(list_entry(it, ServerConn, node), "reconnect");
 }
 
 void pool_close_all(void)

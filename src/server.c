@@ -154,11 +154,7 @@ void server_close(ServerConn *s, const char *reason)
 		char msg[300];
 		snprintf(msg, sizeof(msg), "server connection to backend \"%s\" lost: %s", s->pool->backend->name,
 			 reason ? reason : "closed");
-		s->client = NULL;
-		if (s->tenant) {
-			s->tenant->n_servers--;
-			s->tenant = NULL;
-		}
+		server_unlink(s);
 		client_server_lost(c, msg);
 	}
 	pool_server_gone(s, failed_login, reason);
@@ -166,6 +162,8 @@ void server_close(ServerConn *s, const char *reason)
 	conn_close(&s->conn);
 	params_free(&s->params);
 	scram_client_free(&s->scram);
+	free(s->marks);
+	s->marks = NULL;
 	list_append(&free_later, &s->node);
 	server_cancel_forget(s);
 }
@@ -332,6 +330,38 @@ static bool handle_auth(ServerConn *s, MsgReader *r)
 	return server_flush(s);
 }
 
+/*
+ * Row-level security only binds a role that is not superuser, has no BYPASSRLS,
+ * and does not own the tables (unless they FORCE ROW LEVEL SECURITY).
+ */
+#define RLS_CHECK_SQL                                                                              \
+	"SELECT r.rolsuper OR r.rolbypassrls, "                                                    \
+	"(SELECT string_agg(c.oid::regclass::text, ', ') FROM pg_catalog.pg_class c "              \
+	"WHERE c.relowner = r.oid AND c.relrowsecurity AND NOT c.relforcerowsecurity) "            \
+	"FROM pg_catalog.pg_roles r WHERE r.rolname = current_user"
+
+static void rls_verdict(ServerConn *s, MsgReader *r)
+{
+	uint16_t n;
+	uint32_t l1, l2 = 0xffffffffu;
+	const uint8_t *v1 = NULL, *v2 = NULL;
+
+	if (!msg_get_u16(r, &n) || n != 2 || !msg_get_u32(r, &l1) || l1 == 0xffffffffu ||
+	    !msg_get_bytes(r, l1, &v1) || !msg_get_u32(r, &l2) ||
+	    (l2 != 0xffffffffu && !msg_get_bytes(r, l2, &v2)))
+		return;
+	if (l1 >= 1 && v1[0] == 't')
+		snprintf(s->rls_refusal, sizeof(s->rls_refusal),
+			 "server role \"%s\" is a superuser or has BYPASSRLS: row-level security would not "
+			 "isolate shared tenants",
+			 s->pool->user);
+	else if (v2)
+		snprintf(s->rls_refusal, sizeof(s->rls_refusal),
+			 "server role \"%s\" owns tables with row-level security not forced (%.*s): use ALTER "
+			 "TABLE ... FORCE ROW LEVEL SECURITY",
+			 s->pool->user, (int)(l2 > 200 ? 200 : l2), (const char *)v2);
+}
+
 static void login_process(ServerConn *s)
 {
 	Buf *in = &s->conn.in;
@@ -383,6 +413,22 @@ static void login_process(ServerConn *s)
 			buf_consume(in, 1 + (size_t)len);
 			s->tx_status = (char)st;
 			scram_client_free(&s->scram);
+			if (s->pool->has_shared && s->rls_check == RLS_UNCHECKED) {
+				/* shared tenants rely on RLS: make sure this role cannot bypass it */
+				proto_simple_query(&s->conn.out, RLS_CHECK_SQL);
+				s->rls_check = RLS_CHECKING;
+				server_flush(s);
+				continue;
+			}
+			if (s->rls_check == RLS_CHECKING) {
+				s->rls_check = RLS_DONE;
+				if (s->rls_refusal[0]) {
+					strlcpy_safe(s->pool->rls_refusal, s->rls_refusal, sizeof(s->pool->rls_refusal));
+					log_error("backend %s: %s", s->pool->backend->name, s->rls_refusal);
+				} else {
+					s->pool->rls_refusal[0] = '\0';
+				}
+			}
 			server_log(LOG_LVL_DEBUG, s, "login done, backend pid %u", s->be_pid);
 			if (!s->pool->welcome_ready)
 				pool_set_welcome(s->pool, &s->params);
@@ -390,6 +436,10 @@ static void login_process(ServerConn *s)
 			pool_server_ready(s);
 			return;
 		}
+		case 'D':
+			if (s->rls_check == RLS_CHECKING)
+				rls_verdict(s, &r);
+			break;
 		default: /* NoticeResponse, NegotiateProtocolVersion: nothing to do */
 			break;
 		}
@@ -408,10 +458,23 @@ void server_link(ServerConn *s, Client *c)
 	s->client = c;
 	s->tenant = c->tenant;
 	c->server = s;
-	c->tenant->n_servers++;
+	pool_tenant_linked(s->pool, c->tenant);
 	server_set_state(s, SV_ACTIVE);
 	client_set_state(c, CL_ACTIVE);
 	s->last_used = g_now;
+	s->idle_since = g_now;
+	s->unit_start = true;
+	s->inject_open = false;
+	s->timeout_cancel = false;
+	if (s->marked_by && s->marked_by != c->tenant) {
+		/* Another tenant left temp tables, cursors, LISTENs or SETs here: wipe them first. */
+		proto_simple_query(&s->conn.out, "DISCARD ALL");
+		s->swallow_rfq++;
+		s->marked_by = NULL;
+		s->st_sql = NULL;
+		if (s->pool->welcome_ready)
+			params_copy(&s->params, &s->pool->welcome);
+	}
 	if (!c->params_have_defaults && s->pool->welcome_ready) {
 		const Params *w = &s->pool->welcome;
 		for (int i = 0; i < w->n; i++)
@@ -427,25 +490,187 @@ void server_link(ServerConn *s, Client *c)
 	}
 }
 
-void server_reset(ServerConn *s)
-{
-	const char *q = g_cfg->server_reset_query;
+/* ---------------------------------------------------------------------------------------
+ * Tenant state injection. The state SET travels as Parse/Bind/Execute in front of the
+ * client's first message of a unit, so PostgreSQL runs it in the same implicit
+ * transaction as the client's statements: if it fails, the client's statements are
+ * skipped up to the Sync and the client gets the error. A Query (or FunctionCall)
+ * has no Sync of its own, so pgtenant sends one after it and drops its reply.
+ */
 
+typedef struct RfqMark {
+	uint64_t ordinal;
+	uint8_t kind;
+} RfqMark;
+
+enum { MARK_INJECT_END = 1, MARK_OWN_SYNC = 2 };
+
+static void mark_push(ServerConn *s, uint64_t ordinal, uint8_t kind)
+{
+	if (s->n_marks == s->cap_marks) {
+		s->cap_marks = s->cap_marks ? s->cap_marks * 2 : 8;
+		s->marks = xrealloc(s->marks, sizeof(RfqMark) * (size_t)s->cap_marks);
+	}
+	s->marks[s->n_marks].ordinal = ordinal;
+	s->marks[s->n_marks].kind = kind;
+	s->n_marks++;
+}
+
+static void mark_pop(ServerConn *s)
+{
+	s->n_marks--;
+	memmove(s->marks, s->marks + 1, sizeof(RfqMark) * (size_t)s->n_marks);
+}
+
+/*
+ * The ReadyForQuery with this ordinal will never come (PostgreSQL skipped or ignored
+ * pgtenant's own Sync): forget it and renumber the ones after it.
+ */
+static void mark_drop_own_sync(ServerConn *s, uint64_t ordinal)
+{
+	for (int i = 0; i < s->n_marks; i++) {
+		if (s->marks[i].ordinal != ordinal)
+			continue;
+		if (s->marks[i].kind != MARK_OWN_SYNC)
+			return;
+		memmove(s->marks + i, s->marks + i + 1, sizeof(RfqMark) * (size_t)(s->n_marks - i - 1));
+		s->n_marks--;
+		for (int j = i; j < s->n_marks; j++)
+			s->marks[j].ordinal--;
+		s->rfq_sent--;
+		s->expect_rfq--;
+		return;
+	}
+}
+
+static bool state_in_force(const ServerConn *s, const char *want)
+{
+	return s->st_inflight == 0 && s->st_sql && (s->st_sql == want || strcmp(s->st_sql, want) == 0);
+}
+
+void server_unit_begin(ServerConn *s, Client *c, uint8_t type)
+{
+	const Tenant *t = c->tenant;
+
+	s->unit_start = false;
+	if (!t->state_sql || state_in_force(s, t->state_sql))
+		return;
+	buf_append(&s->conn.out, t->state_msgs, t->state_msgs_len);
+	s->inject_swallow += 3;
+	s->st_inflight++;
+	s->st_pending_sql = t->state_sql;
+	s->inject_open = true;
+}
+
+void server_unit_end(ServerConn *s, uint8_t type)
+{
+	static const uint8_t sync_msg[5] = {'S', 0, 0, 0, 4};
+
+	if (s->expect_rfq == 0)
+		s->busy_since = g_now;
+	s->rfq_sent++;
+	s->expect_rfq++;
+	s->unit_start = true;
+	if (!s->inject_open)
+		return;
+	s->inject_open = false;
+	mark_push(s, s->rfq_sent, MARK_INJECT_END);
+	if (type != 'S') {
+		buf_append(&s->conn.out, sync_msg, sizeof(sync_msg));
+		s->rfq_sent++;
+		s->expect_rfq++;
+		mark_push(s, s->rfq_sent, MARK_OWN_SYNC);
+	}
+}
+
+/* ReadyForQuery arrived for a client unit: settle the tenant state. Returns false to drop it. */
+static bool settle_rfq(ServerConn *s, char status)
+{
+	uint64_t ordinal = ++s->rfq_recv;
+	bool forward = true;
+	bool ended_inject = false;
+
+	if (s->n_marks && s->marks[0].ordinal == ordinal) {
+		uint8_t kind = s->marks[0].kind;
+		mark_pop(s);
+		if (kind == MARK_OWN_SYNC)
+			forward = false;
+		else
+			ended_inject = true;
+	}
+	if (ended_inject) {
+		s->st_inflight--;
+		if (s->error_seen || s->rollback_seen || status == 'E') {
+			s->st_sql = NULL;
+			s->st_in_xact = false;
+		} else {
+			s->st_sql = s->st_pending_sql;
+			s->st_in_xact = status == 'T';
+			s->st_spoiled = false;
+		}
+	} else if (s->st_in_xact && s->rollback_seen) {
+		s->st_spoiled = true;
+	}
+	if (status == 'I' && s->st_in_xact) {
+		/* the transaction that applied the state is over: kept only if it committed whole */
+		if (s->st_spoiled || s->rollback_seen)
+			s->st_sql = NULL;
+		s->st_in_xact = false;
+		s->st_spoiled = false;
+	}
+	s->error_seen = false;
+	s->rollback_seen = false;
+	return forward;
+}
+
+int server_pending_client_rfq(const ServerConn *s)
+{
+	int own = 0;
+	for (int i = 0; i < s->n_marks; i++)
+		if (s->marks[i].kind == MARK_OWN_SYNC)
+			own++;
+	return s->expect_rfq - own;
+}
+
+/* Marks a connection whose state a client statement may have changed. */
+void server_state_unknown(ServerConn *s)
+{
+	s->st_sql = NULL;
+}
+
+void server_unlink(ServerConn *s)
+{
+	if (s->client)
+		s->client->server = NULL;
+	s->client = NULL;
+	if (s->tenant) {
+		pool_tenant_unlinked(s->pool, s->tenant);
+		s->tenant = NULL;
+	}
+}
+
+void server_reset(ServerConn *s, const char *q, bool discards)
+{
 	server_set_state(s, SV_RESET);
 	if (!q || !*q) {
 		pool_server_ready(s);
 		return;
 	}
-	/* DISCARD ALL / RESET ALL return every setting to its default: forget what we SET. */
-	for (int i = 0; i < s->params.n;) {
-		if (!param_is_reported(s->params.items[i].name) && !param_is_readonly(s->params.items[i].name)) {
-			params_remove(&s->params, s->params.items[i].name);
-			continue;
+	if (discards) {
+		/* DISCARD ALL / RESET ALL return every setting to its default: forget what we SET. */
+		for (int i = 0; i < s->params.n;) {
+			if (!param_is_reported(s->params.items[i].name) &&
+			    !param_is_readonly(s->params.items[i].name)) {
+				params_remove(&s->params, s->params.items[i].name);
+				continue;
+			}
+			i++;
 		}
-		i++;
+		s->marked_by = NULL;
 	}
 	proto_simple_query(&s->conn.out, q);
 	s->swallow_rfq++;
+	s->st_sql = NULL;
 	server_flush(s);
 }
 
@@ -464,7 +689,12 @@ static void note_parameter(ServerConn *s, const uint8_t *body, size_t len)
 /* Is this message one pgtenant must see whole (not just stream through)? */
 static inline bool must_inspect(uint8_t type)
 {
-	return type == 'Z' || type == 'S' || type == 'E';
+	return type == 'Z' || type == 'S' || type == 'E' || type == 'C';
+}
+
+static bool is_rollback_tag(const uint8_t *body, size_t len)
+{
+	return (len >= 8 && memcmp(body, "ROLLBACK", 8) == 0) || (len >= 7 && memcmp(body, "PREPARE", 7) == 0);
 }
 
 static void server_forward(ServerConn *s)
@@ -496,11 +726,79 @@ static void server_forward(ServerConn *s)
 			break;
 		}
 		const uint8_t *body = buf_head(in) + MSG_HEADER_LEN;
+		size_t blen = len - 4;
 		bool drop = s->swallow_rfq > 0 || !c;
 
-		if (type == 'S')
-			note_parameter(s, body, len - 4);
-		if (type == 'Z') {
+		switch (type) {
+		case 'S':
+			note_parameter(s, body, blen);
+			/* ParameterStatus is legal at any time; pass it on even around pgtenant's own queries. */
+			if (c)
+				drop = false;
+			break;
+		case 'E':
+			if (proto_error_is_fatal(body, blen)) {
+				/* The server is going away; its client hears 08006 from server_close instead. */
+				const char *code, *msg;
+				char why[300];
+				proto_error_fields(body, blen, &code, &msg);
+				snprintf(why, sizeof(why), "%s (%s)", msg ? msg : "fatal error", code ? code : "?");
+				buf_consume(in, total);
+				server_close(s, why);
+				return;
+			}
+			if (drop) {
+				const char *code, *msg;
+				proto_error_fields(body, blen, &code, &msg);
+				server_log(LOG_LVL_WARNING, s, "error in a statement of pgtenant's: %s (%s)",
+					   msg ? msg : "?", code ? code : "?");
+				if (!c && s->swallow_rfq == 0) {
+					server_close(s, "server sent an error while idle");
+					return;
+				}
+				break;
+			}
+			s->error_seen = true;
+			if (s->timeout_cancel) {
+				const char *code, *msg;
+				proto_error_fields(body, blen, &code, &msg);
+				if (code && strcmp(code, "57014") == 0) {
+					/* the server says "user request"; the client should learn why */
+					proto_error(&c->conn.out, "ERROR", "57014", "canceling statement due to query_timeout",
+						    NULL);
+					s->timeout_cancel = false;
+					drop = true;
+					break;
+				}
+			}
+			if (s->inject_swallow > 0) {
+				/* The state SET itself failed: the client's unit is skipped up to its Sync,
+				 * and when that Sync was pgtenant's, its reply now answers the client. */
+				s->inject_swallow = 0;
+				mark_drop_own_sync(s, s->rfq_recv + 2);
+			}
+			break;
+		case '1':
+		case '2':
+			if (s->inject_swallow > 0 && !drop) {
+				s->inject_swallow--;
+				drop = true;
+			}
+			break;
+		case 'C':
+			if (s->inject_swallow > 0 && !drop) {
+				s->inject_swallow--;
+				drop = true;
+			} else if (!drop && is_rollback_tag(body, blen)) {
+				s->rollback_seen = true;
+			}
+			break;
+		case 'G':
+			/* COPY FROM STDIN ignores a Sync pgtenant sent after the Query */
+			if (!drop)
+				mark_drop_own_sync(s, s->rfq_recv + 2);
+			break;
+		case 'Z':
 			s->tx_status = (char)body[0];
 			if (s->swallow_rfq > 0) {
 				s->swallow_rfq--;
@@ -509,44 +807,37 @@ static void server_forward(ServerConn *s)
 					pool_server_ready(s);
 					return;
 				}
-			} else if (c) {
-				if (s->expect_rfq > 0)
-					s->expect_rfq--;
-				c->tx_status = s->tx_status;
-				if (s->tx_status == 'I')
-					c->tenant->stats.xacts++;
-				if (s->expect_rfq == 0 && s->tx_status == 'I' && c->fwd_remain == 0 &&
-				    (g_shutdown ||
-				     config_tenant_pool_mode(g_cfg, c->tenant->conf) == POOL_MODE_TRANSACTION))
-					release = true;
-			} else {
-				drop = true;
+				break;
 			}
-		} else if (type == 'E' && proto_error_is_fatal(body, len - 4)) {
-			/* The server is going away; its client hears 08006 from server_close instead. */
-			const char *code, *msg;
-			char why[300];
-			proto_error_fields(body, len - 4, &code, &msg);
-			snprintf(why, sizeof(why), "%s (%s)", msg ? msg : "fatal error", code ? code : "?");
-			buf_consume(in, total);
-			server_close(s, why);
-			return;
-		} else if (type == 'E' && drop) {
-			const char *code, *msg;
-			proto_error_fields(body, len - 4, &code, &msg);
-			server_log(LOG_LVL_WARNING, s, "error in a statement of pgtenant's: %s (%s)",
-				   msg ? msg : "?", code ? code : "?");
-			if (!c && s->swallow_rfq == 0) {
-				server_close(s, "server sent an error while idle");
+			if (!c) {
+				drop = true;
+				break;
+			}
+			if (s->expect_rfq > 0)
+				s->expect_rfq--;
+			s->busy_since = g_now;
+			s->idle_since = g_now;
+			if (s->expect_rfq == 0)
+				s->timeout_cancel = false;
+			if (!settle_rfq(s, s->tx_status))
+				drop = true;
+			c->tx_status = s->tx_status;
+			if (!drop && s->tx_status == 'I')
+				c->tenant->stats.xacts++;
+			if (s->expect_rfq == 0 && s->tx_status == 'I' && c->fwd_remain == 0 &&
+			    (g_shutdown || config_tenant_pool_mode(g_cfg, c->tenant->conf) == POOL_MODE_TRANSACTION))
+				release = true;
+			break;
+		case 'N':
+		case 'A':
+			break;
+		default:
+			if (!c) {
+				server_close(s, "unexpected message from an idle server");
 				return;
 			}
-		} else if (!c && type != 'N' && type != 'S' && type != 'A') {
-			server_close(s, "unexpected message from an idle server");
-			return;
+			break;
 		}
-		/* ParameterStatus is legal at any time; pass it on even around pgtenant's own queries. */
-		if (type == 'S' && c)
-			drop = false;
 		size_t n = buf_avail(in) < total ? buf_avail(in) : total;
 		if (!drop) {
 			buf_append(&c->conn.out, buf_head(in), n);
@@ -574,6 +865,15 @@ static void server_forward(ServerConn *s)
 				return;
 			}
 			pool_release(s);
+			/* a removed or disabled tenant's clients leave at the end of their transaction */
+			if (c->tenant->removed) {
+				client_fatal(c, "57P01", "terminating connection: the tenant was removed from the configuration", NULL);
+				return;
+			}
+			if (c->tenant->disabled) {
+				client_fatal(c, "55000", "terminating connection: the tenant was disabled", NULL);
+				return;
+			}
 			/* the client may have pipelined its next transaction already */
 			if (!c->closing && buf_avail(&c->conn.in))
 				client_output_drained(c);
@@ -692,9 +992,53 @@ void server_cancel_forget(ServerConn *s)
 	}
 }
 
+static void check_timeouts(ServerConn *s)
+{
+	Client *c = s->client;
+	const TenantConf *tc = c->tenant->conf;
+
+	if (s->expect_rfq > 0) {
+		usec_t limit = config_tenant_query_timeout(g_cfg, tc);
+		if (limit > 0 && !s->timeout_cancel && g_now - s->busy_since > limit) {
+			server_log(LOG_LVL_INFO, s, "query_timeout: cancelling backend pid %u", s->be_pid);
+			s->timeout_cancel = true;
+			c->tenant->stats.query_timeouts++;
+			server_cancel(s);
+		}
+		return;
+	}
+	if (s->tx_status != 'I') {
+		usec_t limit = config_tenant_idle_transaction_timeout(g_cfg, tc);
+		if (limit > 0 && g_now - s->idle_since > limit) {
+			/* roll the transaction back and give the connection back clean */
+			server_unlink(s);
+			server_reset(s, "ROLLBACK", false);
+			client_set_state(c, CL_IDLE);
+			client_fatal(c, "25P03", "terminating connection due to idle_transaction_timeout", NULL);
+		}
+		return;
+	}
+	/* session mode: a client idle outside a transaction while holding its server */
+	usec_t limit = config_tenant_client_idle_timeout(g_cfg, tc);
+	if (limit > 0 && g_now - s->idle_since > limit)
+		client_fatal(c, "57P05", "terminating connection due to client_idle_timeout", NULL);
+}
+
 /* Cancels that never settle (a backend gone silent) release their target after the connect timeout. */
 void server_maintain(void)
 {
+	List *pit;
+	list_for_each(pit, &g_pools)
+	{
+		Pool *p = list_entry(pit, Pool, node);
+		List *it, *tmp;
+		list_for_each_safe(it, &p->active, tmp)
+		{
+			ServerConn *s = list_entry(it, ServerConn, node);
+			if (s->client && !s->client->closing)
+				check_timeouts(s);
+		}
+	}
 	List *it, *tmp;
 	list_for_each_safe(it, &cancels, tmp)
 	{

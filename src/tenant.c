@@ -8,8 +8,10 @@
  */
 #include "tenant.h"
 
+#include "param.h"
 #include "pgtenant.h"
 #include "pool.h"
+#include "pktbuf.h"
 
 #include <stdlib.h>
 #include <string.h>
@@ -55,6 +57,80 @@ void tenant_foreach(void (*fn)(Tenant *t, void *arg), void *arg)
 			fn(t, arg);
 }
 
+/* The statement that puts t's state in force, and its Parse/Bind/Execute messages. */
+static void build_state(Tenant *t, const Config *cfg)
+{
+	const TenantConf *tc = t->conf;
+	Buf sql, msgs;
+	size_t start;
+
+	t->state_sql = NULL;
+	t->state_msgs = NULL;
+	t->state_msgs_len = 0;
+	if (tc->mode == TENANT_MODE_DATABASE)
+		return;
+	buf_init(&sql);
+	if (tc->mode == TENANT_MODE_SCHEMA) {
+		const char *shared = config_tenant_shared_schemas(tc);
+		buf_append(&sql, "SET search_path = ", 18);
+		param_quote_ident(&sql, config_tenant_schema(tc));
+		char *list = xstrdup(shared ? shared : "");
+		char *save = NULL;
+		for (char *item = strtok_r(list, ",", &save); item; item = strtok_r(NULL, ",", &save)) {
+			while (*item == ' ' || *item == '\t')
+				item++;
+			char *end = item + strlen(item);
+			while (end > item && (end[-1] == ' ' || end[-1] == '\t'))
+				*--end = '\0';
+			if (!*item)
+				continue;
+			buf_append(&sql, ", ", 2);
+			param_quote_ident(&sql, item);
+		}
+		free(list);
+		buf_append(&sql, ", pg_temp", 9);
+	} else {
+		/* each dotted part of the GUC name quoted, so no name can inject SQL */
+		char *name = xstrdup(cfg->tenant_guc);
+		char *save = NULL;
+		bool first = true;
+		buf_append(&sql, "SET ", 4);
+		for (char *part = strtok_r(name, ".", &save); part; part = strtok_r(NULL, ".", &save)) {
+			if (!first)
+				buf_append(&sql, ".", 1);
+			param_quote_ident(&sql, part);
+			first = false;
+		}
+		free(name);
+		buf_append(&sql, " = ", 3);
+		param_quote_literal(&sql, config_tenant_id(tc));
+	}
+	buf_append(&sql, "", 1);
+
+	buf_init(&msgs);
+	pkt_begin(&msgs, 'P', &start);
+	pkt_put_cstr(&msgs, "");
+	pkt_put_cstr(&msgs, (const char *)sql.data);
+	pkt_put_u16(&msgs, 0);
+	pkt_finish(&msgs, start);
+	pkt_begin(&msgs, 'B', &start);
+	pkt_put_cstr(&msgs, "");
+	pkt_put_cstr(&msgs, "");
+	pkt_put_u16(&msgs, 0);
+	pkt_put_u16(&msgs, 0);
+	pkt_put_u16(&msgs, 0);
+	pkt_finish(&msgs, start);
+	pkt_begin(&msgs, 'E', &start);
+	pkt_put_cstr(&msgs, "");
+	pkt_put_u32(&msgs, 0);
+	pkt_finish(&msgs, start);
+
+	/* Kept for good: servers may still compare against the old text after a reload. */
+	t->state_sql = (const char *)sql.data;
+	t->state_msgs = msgs.data;
+	t->state_msgs_len = msgs.len;
+}
+
 void tenant_registry_build(const Config *cfg)
 {
 	size_t size = 64;
@@ -83,16 +159,24 @@ void tenant_registry_build(const Config *cfg)
 			t = xcalloc(1, sizeof(*t));
 			t->name = xstrdup(tc->name);
 		}
+		t->removed = false;
 		t->conf = tc;
 		t->disabled = tc->disabled;
+		build_state(t, cfg);
+		t->analyze = tc->mode != TENANT_MODE_DATABASE ||
+			     config_tenant_pool_mode(cfg, tc) == POOL_MODE_TRANSACTION;
 		t->pool = NULL; /* recomputed on next use: backend or credentials may have changed */
 		size_t slot = hash_name(t->name, strlen(t->name)) & (size - 1);
 		t->hash_next = table[slot];
 		table[slot] = t;
 		n_tenants++;
 	}
-	/* Tenants that disappeared keep their objects for their connected clients (freed never;
-	 * a reload that removes tenants is rare and their clients are closed by the reload). */
+	/* Tenants that disappeared keep their objects while clients point at them (never freed:
+	 * removals are rare); control_reload closes those clients after their transaction. */
+	for (size_t b = 0; old && b < old_size; b++) {
+		for (Tenant *t = old[b]; t; t = t->hash_next)
+			t->removed = true;
+	}
 	free(old);
 }
 
@@ -209,6 +293,8 @@ Pool *tenant_pool_for(Tenant *t, const char *user)
 		return NULL;
 
 	const char *server_user = tc->server_user ? tc->server_user : bc->user ? bc->user : user;
+	if (!server_user)
+		return NULL; /* the pool depends on the client's user, unknown here */
 	const char *password = NULL;
 	if (tc->server_user)
 		password = tc->server_password;
@@ -220,8 +306,34 @@ Pool *tenant_pool_for(Tenant *t, const char *user)
 			     : bc->dbname				     ? bc->dbname
 									     : server_user;
 	Pool *p = pool_get(be, dbname, server_user, password);
+	if (tc->mode == TENANT_MODE_SHARED)
+		p->has_shared = true;
 	/* a pool that depends on the client's own user is not cached on the tenant */
 	if (tc->server_user || bc->user)
 		t->pool = p;
 	return p;
+}
+
+bool tenant_take_token(Tenant *t, usec_t *wait_us)
+{
+	double rate = t->conf->rate_limit;
+	/* a tenth of a second of burst: smooth enough, and a sleeping tenant cannot bank a flood */
+	double burst = rate * 0.1 > 1.0 ? rate * 0.1 : 1.0;
+
+	if (rate <= 0)
+		return true;
+	if (t->tokens_at == 0) {
+		t->tokens = burst;
+	} else {
+		t->tokens += (double)(g_now - t->tokens_at) * rate / (double)USEC_PER_SEC;
+		if (t->tokens > burst)
+			t->tokens = burst;
+	}
+	t->tokens_at = g_now;
+	if (t->tokens >= 1.0) {
+		t->tokens -= 1.0;
+		return true;
+	}
+	*wait_us = (usec_t)((1.0 - t->tokens) * (double)USEC_PER_SEC / rate) + 1;
+	return false;
 }

@@ -72,6 +72,9 @@ def pytest_runtest_makereport(item, call):
     if rep.when == "call" and rep.failed:
         for i, p in enumerate(getattr(item, "_pgtenants", [])):
             rep.sections.append((f"pgtenant log #{i} (port {p.port})", p.log()))
+        server = getattr(item, "funcargs", {}).get("pg")
+        if server is not None and server.dir:
+            rep.sections.append(("postgresql log (tail)", pgt.read_tail(server.logfile, 3000)))
 
 
 class TestTimeout(Exception):

@@ -1,0 +1,34 @@
+/*
+ * metrics: the Prometheus endpoint on metrics_listen (SPEC §7), served by
+ * libevent's evhttp on the main event loop. GET /metrics answers the text
+ * exposition format 0.0.4, built from the live lists and per-tenant
+ * counters when scraped (nothing is kept per scrape); GET /healthz answers
+ * 200 while pgtenant accepts clients and 503 once it shuts down.
+ *
+ * Per-tenant series exist for the metrics_tenant_limit tenants with the
+ * most queries; the others add up under tenant="_other", so the series
+ * count is bounded however many tenants are configured.
+ */
+#ifndef PGTENANT_METRICS_H
+#define PGTENANT_METRICS_H
+
+#include "common.h"
+#include "pktbuf.h"
+
+struct event_base;
+
+/* Listens on "host:port" ("*:port" or ":port" = all addresses, "[v6]:port"). */
+bool metrics_start(struct event_base *base, const char *listen, char *err, size_t errlen);
+void metrics_stop(void);
+/* A reload finished (console RELOAD or SIGHUP): counts pgtenant_reloads_total{result}. */
+void metrics_count_reload(bool ok);
+
+/* Appends the whole /metrics page to out (exposed for unit tests and the console). */
+void metrics_render(Buf *out);
+/* Appends s as a label value with \\, \" and \n escaped (no quotes). Exposed for unit tests. */
+void metrics_escape_label(Buf *out, const char *s);
+
+extern uint64_t metrics_reloads_ok;
+extern uint64_t metrics_reloads_failed;
+
+#endif
