@@ -438,6 +438,7 @@ out ""
 for t in pgtenant pgbouncer; do
 	[ -n "${FAILED[$t]:-}" ] && out "NOTE: $t ${FAILED[$t]}; its runs are marked FAIL."
 done
+[ "$any_failed" = 1 ] && out "NOTE: some runs FAILED; the FAILED lines above give pgbench's first errors."
 case " $MODES " in *" prepared "*) pgb_prepared_ok || out "NOTE: PgBouncer $PGB_VERSION cannot run -M prepared in transaction mode (needs 1.21); marked n/a." ;; esac
 [ "$(nproc)" -le 4 ] && out "NOTE: $(nproc) CPUs: pgbench, PostgreSQL and the pooler share them, so pooler overhead shows up in the direct/pooled ratio more than on a larger machine."
 note "results written to $RESULT"

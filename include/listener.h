@@ -6,7 +6,10 @@
 
 #include "config.h"
 
-bool listener_start(const Config *cfg);
+/* Opens the listening sockets (before daemonizing, so a taken port fails the start). */
+bool listener_bind(const Config *cfg);
+/* Starts accepting on them (needs the event loop). */
+void listener_start(void);
 /* Stops accepting (shutdown); existing clients are untouched. */
 void listener_stop(void);
 

@@ -51,6 +51,7 @@ typedef struct SqlLexer {
 	bool hint_replica;
 	bool hint_primary;
 	bool seen_token;
+	bool failed; /* sticky: after SQLTOK_ERROR every call returns SQLTOK_ERROR again */
 } SqlLexer;
 
 void sqllex_init(SqlLexer *lx, const char *s, size_t len);

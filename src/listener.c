@@ -56,12 +56,19 @@ static bool add_listener(int fd, bool is_unix)
 	Listener *l = &listeners[n_listeners++];
 	l->fd = fd;
 	l->is_unix = is_unix;
-	event_assign(&l->ev, g_base, fd, EV_READ | EV_PERSIST, on_accept, l);
-	event_add(&l->ev, NULL);
 	return true;
 }
 
-bool listener_start(const Config *cfg)
+void listener_start(void)
+{
+	for (int i = 0; i < n_listeners; i++) {
+		Listener *l = &listeners[i];
+		event_assign(&l->ev, g_base, l->fd, EV_READ | EV_PERSIST, on_accept, l);
+		event_add(&l->ev, NULL);
+	}
+}
+
+bool listener_bind(const Config *cfg)
 {
 	char err[256];
 	char *addrs = xstrdup(cfg->listen_addr ? cfg->listen_addr : "127.0.0.1");
@@ -103,7 +110,8 @@ bool listener_start(const Config *cfg)
 void listener_stop(void)
 {
 	for (int i = 0; i < n_listeners; i++) {
-		event_del(&listeners[i].ev);
+		if (g_base)
+			event_del(&listeners[i].ev);
 		close(listeners[i].fd);
 	}
 	n_listeners = 0;

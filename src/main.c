@@ -228,6 +228,8 @@ int main(int argc, char **argv)
 	}
 
 	signal(SIGPIPE, SIG_IGN);
+	if (!listener_bind(g_cfg))
+		return 1;
 	if (daemon && !daemonize()) {
 		fprintf(stderr, "pgtenant: cannot daemonize: %s\n", strerror(errno));
 		return 1;
@@ -242,8 +244,7 @@ int main(int argc, char **argv)
 	pool_backends_build(g_cfg);
 	tenant_registry_build(g_cfg);
 	pool_reservations_build();
-	if (!listener_start(g_cfg))
-		return 1;
+	listener_start();
 	write_pid_file(g_cfg->pid_file);
 
 	struct event *sig_hup = evsignal_new(g_base, SIGHUP, on_signal, NULL);

@@ -233,12 +233,12 @@ TenantResult tenant_resolve(const Config *cfg, const TenantQuery *q, Tenant **ou
 			size_t plen;
 			const char *suffix = tenant_user_suffix(q->user, cfg->tenant_separator, &plen);
 			if (suffix) {
+				/* the part before the separator authenticates, tenant or not (SPEC §3) */
+				size_t copy = plen < auth_user_len - 1 ? plen : auth_user_len - 1;
+				memcpy(auth_user, q->user, copy);
+				auth_user[copy] = '\0';
 				t = tenant_lookup(suffix);
-				if (t) {
-					size_t copy = plen < auth_user_len - 1 ? plen : auth_user_len - 1;
-					memcpy(auth_user, q->user, copy);
-					auth_user[copy] = '\0';
-				} else if (!*unknown_name) {
+				if (!t && !*unknown_name) {
 					*unknown_name = suffix;
 					*unknown_len = strlen(suffix);
 				}

@@ -1,0 +1,1693 @@
+/*
+ * sqllex: PostgreSQL's token boundaries, and a one-pass classifier of whole
+ * query strings for the tenant guard (SPEC §4), session-state tracking in
+ * transaction mode, and read routing (SPEC §5).
+ *
+ * Invariants:
+ * - Nothing is matched in raw text: only tokens are compared, so a keyword
+ *   inside a comment, a string or a dollar-quoted body is inert.
+ * - Every doubt resolves to the safe side: a statement the classifier does
+ *   not understand marks the tenant state unknown and is not read-only.
+ * - sql_analyze() runs on every query: it allocates nothing and looks ahead
+ *   by copying the small lexer state instead of buffering tokens.
+ */
+#include "sqllex.h"
+
+#include <limits.h>
+#include <string.h>
+#include <strings.h>
+
+/* ---------------------------------------------------------------- lexer */
+
+static inline bool lex_is_space(unsigned char c)
+{
+	return c == ' ' || c == '\t' || c == '\n' || c == '\r' || c == '\f' || c == '\v';
+}
+
+static inline bool lex_is_digit(unsigned char c)
+{
+	return c >= '0' && c <= '9';
+}
+
+/* PostgreSQL's scanner takes every byte >= 0x80 as a letter, whatever the encoding. */
+static inline bool lex_is_ident_start(unsigned char c)
+{
+	return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || c == '_' || c >= 0x80;
+}
+
+static inline bool lex_is_ident_cont(unsigned char c)
+{
+	return lex_is_ident_start(c) || lex_is_digit(c) || c == '$';
+}
+
+static inline bool lex_is_alnum(unsigned char c)
+{
+	return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || lex_is_digit(c);
+}
+
+static inline bool lex_is_op_char(unsigned char c)
+{
+	switch (c) {
+	case '+': case '-': case '*': case '/': case '<': case '>': case '=': case '~':
+	case '!': case '@': case '#': case '%': case '^': case '&': case '|': case '`':
+	case '?':
+		return true;
+	default:
+		return false;
+	}
+}
+
+void sqllex_init(SqlLexer *lx, const char *s, size_t len)
+{
+	memset(lx, 0, sizeof(*lx));
+	/* An empty Query may arrive as NULL; pointer arithmetic on NULL is undefined. */
+	lx->s = s ? s : "";
+	lx->len = s ? len : 0;
+}
+
+/*
+ * Index of the quote that closes a '...' or "..." body starting at i, or
+ * SIZE_MAX. A doubled quote stays inside; in E'' strings so does any
+ * backslash-escaped byte.
+ */
+static size_t lex_find_close(const char *s, size_t n, size_t i, char q, bool backslash)
+{
+	while (i < n) {
+		if (!backslash) {
+			const char *hit = memchr(s + i, q, n - i);
+			if (!hit)
+				return SIZE_MAX;
+			i = (size_t)(hit - s);
+		} else if (s[i] == '\\') {
+			i += 2;
+			continue;
+		} else if (s[i] != q) {
+			i++;
+			continue;
+		}
+		if (i + 1 < n && s[i + 1] == q) {
+			i += 2;
+			continue;
+		}
+		return i;
+	}
+	return SIZE_MAX;
+}
+
+/* One past the end of the (nested, as PostgreSQL nests them) block comment at i, or SIZE_MAX. */
+static size_t lex_block_comment_end(const char *s, size_t n, size_t i)
+{
+	size_t nest = 0;
+
+	while (i + 1 < n) {
+		if (s[i] == '/' && s[i + 1] == '*') {
+			nest++;
+			i += 2;
+		} else if (s[i] == '*' && s[i + 1] == '/') {
+			i += 2;
+			if (--nest == 0)
+				return i;
+		} else {
+			i++;
+		}
+	}
+	return SIZE_MAX;
+}
+
+/* End of a number at i: decimal with fraction and exponent, 0x/0o/0b, '_' separators. */
+static size_t lex_number_end(const char *s, size_t n, size_t i)
+{
+	char radix = i + 2 < n ? (char)(s[i + 1] | 0x20) : 0;
+
+	if (s[i] == '0' && (radix == 'x' || radix == 'o' || radix == 'b') && lex_is_alnum(s[i + 2])) {
+		i += 2;
+		while (i < n && (lex_is_alnum(s[i]) || s[i] == '_'))
+			i++;
+		return i;
+	}
+	while (i < n && (lex_is_digit(s[i]) || s[i] == '_'))
+		i++;
+	/* "1..5" is 1, '..', 5 in PostgreSQL; only a single dot starts a fraction. */
+	if (i < n && s[i] == '.' && !(i + 1 < n && s[i + 1] == '.')) {
+		i++;
+		while (i < n && (lex_is_digit(s[i]) || s[i] == '_'))
+			i++;
+	}
+	if (i < n && (s[i] == 'e' || s[i] == 'E')) {
+		size_t j = i + 1;
+		if (j < n && (s[j] == '+' || s[j] == '-'))
+			j++;
+		if (j < n && lex_is_digit(s[j])) {
+			i = j;
+			while (i < n && lex_is_digit(s[i]))
+				i++;
+		}
+	}
+	return i;
+}
+
+static size_t lex_skip_space(const char *b, size_t n, size_t i)
+{
+	while (i < n && lex_is_space(b[i]))
+		i++;
+	return i;
+}
+
+/* A leading comment "pgtenant:replica" or "pgtenant:primary" (any spacing, any case) is a hint. */
+static void lex_hint(SqlLexer *lx, const char *b, size_t n)
+{
+	size_t i = lex_skip_space(b, n, 0);
+	bool replica;
+
+	if (n - i < 8 || strncasecmp(b + i, "pgtenant", 8) != 0)
+		return;
+	i = lex_skip_space(b, n, i + 8);
+	if (i >= n || b[i] != ':')
+		return;
+	i = lex_skip_space(b, n, i + 1);
+	if (n - i >= 7 && strncasecmp(b + i, "replica", 7) == 0)
+		replica = true;
+	else if (n - i >= 7 && strncasecmp(b + i, "primary", 7) == 0)
+		replica = false;
+	else
+		return;
+	if (lex_skip_space(b, n, i + 7) != n)
+		return;
+	if (replica)
+		lx->hint_replica = true;
+	else
+		lx->hint_primary = true;
+}
+
+static SqlTokType lex_fail(SqlLexer *lx, SqlToken *tok, size_t at)
+{
+	tok->type = SQLTOK_ERROR;
+	tok->text = lx->s + at;
+	tok->len = lx->len - at;
+	tok->offset = at;
+	tok->depth = lx->depth;
+	tok->escaped_string = false;
+	lx->pos = lx->len;
+	lx->failed = true;
+	return SQLTOK_ERROR;
+}
+
+SqlTokType sqllex_next(SqlLexer *lx, SqlToken *tok)
+{
+	const char *s = lx->s;
+	size_t n = lx->len, p = lx->pos, ts, te, end;
+	SqlTokType type;
+	unsigned char c;
+
+	if (lx->failed)
+		return lex_fail(lx, tok, n);
+	for (;;) {
+		while (p < n && lex_is_space(s[p]))
+			p++;
+		if (p + 1 < n && s[p] == '-' && s[p + 1] == '-') {
+			p += 2;
+			while (p < n && s[p] != '\n' && s[p] != '\r')
+				p++;
+			continue;
+		}
+		if (p + 1 < n && s[p] == '/' && s[p + 1] == '*') {
+			end = lex_block_comment_end(s, n, p);
+			if (end == SIZE_MAX)
+				return lex_fail(lx, tok, p);
+			if (!lx->seen_token)
+				lex_hint(lx, s + p + 2, end - p - 4);
+			p = end;
+			continue;
+		}
+		break;
+	}
+
+	tok->offset = p;
+	tok->depth = lx->depth;
+	tok->escaped_string = false;
+	if (p >= n) {
+		lx->pos = n;
+		tok->type = SQLTOK_EOF;
+		tok->text = s + n;
+		tok->len = 0;
+		return SQLTOK_EOF;
+	}
+	lx->seen_token = true;
+
+	c = (unsigned char)s[p];
+	ts = p;
+	te = end = p + 1;
+	type = SQLTOK_OP;
+	switch (c) {
+	case '\'':
+		te = lex_find_close(s, n, p + 1, '\'', false);
+		if (te == SIZE_MAX)
+			return lex_fail(lx, tok, p);
+		ts = p + 1;
+		end = te + 1;
+		type = SQLTOK_STRING;
+		break;
+	case '"':
+		te = lex_find_close(s, n, p + 1, '"', false);
+		if (te == SIZE_MAX)
+			return lex_fail(lx, tok, p);
+		ts = p + 1;
+		end = te + 1;
+		type = SQLTOK_QIDENT;
+		break;
+	case '$':
+		if (p + 1 < n && lex_is_digit(s[p + 1])) {
+			te = end = p + 1;
+			while (end < n && lex_is_digit(s[end]))
+				end++;
+			te = end;
+			type = SQLTOK_PARAM;
+			break;
+		}
+		/* $tag$ ... $tag$: the tag follows identifier rules minus '$'. */
+		te = p + 1;
+		if (te < n && lex_is_ident_start(s[te])) {
+			while (te < n && (lex_is_ident_start(s[te]) || lex_is_digit(s[te])))
+				te++;
+		}
+		if (te < n && s[te] == '$') {
+			size_t taglen = te - p + 1, i = te + 1;
+			for (;;) {
+				const char *hit = i < n ? memchr(s + i, '$', n - i) : NULL;
+				if (!hit)
+					return lex_fail(lx, tok, p);
+				i = (size_t)(hit - s);
+				if (n - i >= taglen && memcmp(s + i, s + p, taglen) == 0)
+					break;
+				i++;
+			}
+			ts = p + taglen;
+			te = i;
+			end = i + taglen;
+			type = SQLTOK_STRING;
+		} else {
+			te = end = p + 1;
+		}
+		break;
+	case '(':
+		type = SQLTOK_LPAREN;
+		if (lx->depth < INT_MAX)
+			lx->depth++;
+		break;
+	case ')':
+		type = SQLTOK_RPAREN;
+		/* Unbalanced ')' is PostgreSQL's syntax error; clamping keeps later ';' splitting. */
+		if (lx->depth > 0)
+			lx->depth--;
+		break;
+	case ';':
+		type = SQLTOK_SEMI;
+		break;
+	case ',':
+		type = SQLTOK_COMMA;
+		break;
+	case '.':
+		if (p + 1 < n && lex_is_digit(s[p + 1])) {
+			te = end = lex_number_end(s, n, p);
+			type = SQLTOK_NUMBER;
+		} else {
+			type = SQLTOK_DOT;
+		}
+		break;
+	case ':':
+		if (p + 1 < n && (s[p + 1] == ':' || s[p + 1] == '='))
+			te = end = p + 2;
+		break;
+	default:
+		if (lex_is_digit(c)) {
+			te = end = lex_number_end(s, n, p);
+			type = SQLTOK_NUMBER;
+		} else if (lex_is_op_char(c)) {
+			/* An operator ends where a comment starts, as in PostgreSQL. */
+			while (end < n && lex_is_op_char(s[end]) &&
+			       !(end + 1 < n && ((s[end] == '-' && s[end + 1] == '-') ||
+						 (s[end] == '/' && s[end + 1] == '*'))))
+				end++;
+			te = end;
+		} else if (lex_is_ident_start(c)) {
+			size_t q = 0; /* offset of a string prefix's quote, if this is one */
+			bool escaped = false;
+			if (p + 1 < n && s[p + 1] == '\'' && strchr("eEbBxXnN", c)) {
+				q = p + 1;
+				escaped = c == 'e' || c == 'E';
+			} else if (p + 2 < n && (c == 'u' || c == 'U') && s[p + 1] == '&' &&
+				   (s[p + 2] == '\'' || s[p + 2] == '"')) {
+				q = p + 2;
+			}
+			if (q) {
+				te = lex_find_close(s, n, q + 1, s[q], escaped);
+				if (te == SIZE_MAX)
+					return lex_fail(lx, tok, p);
+				ts = q + 1;
+				end = te + 1;
+				type = s[q] == '"' ? SQLTOK_QIDENT : SQLTOK_STRING;
+				tok->escaped_string = escaped;
+			} else {
+				while (end < n && lex_is_ident_cont(s[end]))
+					end++;
+				te = end;
+				type = SQLTOK_IDENT;
+			}
+		}
+		break;
+	}
+	lx->pos = end;
+	tok->type = type;
+	tok->text = s + ts;
+	tok->len = te - ts;
+	return type;
+}
+
+bool sqltok_is(const SqlToken *tok, const char *word)
+{
+	size_t n = strlen(word);
+	return tok->type == SQLTOK_IDENT && tok->len == n && strncasecmp(tok->text, word, n) == 0;
+}
+
+/* ------------------------------------------------------------- keywords */
+
+/*
+ * Only the words the classifier acts on have an id; KW_OTHER words matter
+ * for their flags alone. KWF_NOFUNC: "word (" is syntax, not a function
+ * call (PostgreSQL's reserved and column-name keywords, which can never
+ * name a function unquoted, plus the few unreserved ones that open a
+ * clause). KWF_STMT: a statement PostgreSQL knows may start with the word.
+ */
+#define KWF_STMT   0x01
+#define KWF_NOFUNC 0x02
+
+enum {
+	KW_NONE = 0,
+	KW_OTHER,
+	KW_ABORT,
+	KW_ALL,
+	KW_ANALYZE,
+	KW_AS,
+	KW_ATOMIC,
+	KW_AUTHORIZATION,
+	KW_BEGIN,
+	KW_CALL,
+	KW_CASE,
+	KW_CHARACTERISTICS,
+	KW_COMMIT,
+	KW_CONSTRAINTS,
+	KW_CREATE,
+	KW_DECLARE,
+	KW_DELETE,
+	KW_DISCARD,
+	KW_DO,
+	KW_END,
+	KW_EXPLAIN,
+	KW_FOR,
+	KW_FROM,
+	KW_FUNCTION,
+	KW_GLOBAL,
+	KW_HOLD,
+	KW_INSERT,
+	KW_INTO,
+	KW_KEY,
+	KW_LISTEN,
+	KW_LOAD,
+	KW_LOCAL,
+	KW_MERGE,
+	KW_NO,
+	KW_ONLY,
+	KW_OPERATOR,
+	KW_OR,
+	KW_ORDINALITY,
+	KW_PREPARE,
+	KW_PROCEDURE,
+	KW_READ,
+	KW_RECURSIVE,
+	KW_RELEASE,
+	KW_REPLACE,
+	KW_RESET,
+	KW_ROLE,
+	KW_ROLLBACK,
+	KW_SAVEPOINT,
+	KW_SCHEMA,
+	KW_SELECT,
+	KW_SERIALIZABLE,
+	KW_SESSION,
+	KW_SET,
+	KW_SHARE,
+	KW_SHOW,
+	KW_START,
+	KW_TABLE,
+	KW_TABLESAMPLE,
+	KW_TEMP,
+	KW_TEMPORARY,
+	KW_TRANSACTION,
+	KW_TRUE,
+	KW_UPDATE,
+	KW_VALUES,
+	KW_WITH,
+	KW_WRITE,
+};
+
+typedef struct SqlKeyword {
+	const char *name;
+	uint8_t id;
+	uint8_t flags;
+} SqlKeyword;
+
+#define KW_MAXLEN 17
+
+/* Sorted by name (binary search); tools/gen or sort(1) order of the lower-case names. */
+static const SqlKeyword sql_keywords[] = {
+	{"abort", KW_ABORT, KWF_STMT},
+	{"all", KW_ALL, KWF_NOFUNC},
+	{"alter", KW_OTHER, KWF_STMT},
+	{"analyse", KW_ANALYZE, KWF_STMT|KWF_NOFUNC},
+	{"analyze", KW_ANALYZE, KWF_STMT|KWF_NOFUNC},
+	{"and", KW_OTHER, KWF_NOFUNC},
+	{"any", KW_OTHER, KWF_NOFUNC},
+	{"array", KW_OTHER, KWF_NOFUNC},
+	{"as", KW_AS, KWF_NOFUNC},
+	{"asc", KW_OTHER, KWF_NOFUNC},
+	{"asymmetric", KW_OTHER, KWF_NOFUNC},
+	{"atomic", KW_ATOMIC, 0},
+	{"authorization", KW_AUTHORIZATION, KWF_NOFUNC},
+	{"begin", KW_BEGIN, KWF_STMT},
+	{"between", KW_OTHER, KWF_NOFUNC},
+	{"bigint", KW_OTHER, KWF_NOFUNC},
+	{"binary", KW_OTHER, KWF_NOFUNC},
+	{"bit", KW_OTHER, KWF_NOFUNC},
+	{"boolean", KW_OTHER, KWF_NOFUNC},
+	{"both", KW_OTHER, KWF_NOFUNC},
+	{"by", KW_OTHER, KWF_NOFUNC},
+	{"call", KW_CALL, KWF_STMT},
+	{"case", KW_CASE, KWF_NOFUNC},
+	{"cast", KW_OTHER, KWF_NOFUNC},
+	{"char", KW_OTHER, KWF_NOFUNC},
+	{"character", KW_OTHER, KWF_NOFUNC},
+	{"characteristics", KW_CHARACTERISTICS, 0},
+	{"check", KW_OTHER, KWF_NOFUNC},
+	{"checkpoint", KW_OTHER, KWF_STMT},
+	{"close", KW_OTHER, KWF_STMT},
+	{"cluster", KW_OTHER, KWF_STMT},
+	{"coalesce", KW_OTHER, KWF_NOFUNC},
+	{"collate", KW_OTHER, KWF_NOFUNC},
+	{"collation", KW_OTHER, KWF_NOFUNC},
+	{"column", KW_OTHER, KWF_NOFUNC},
+	{"columns", KW_OTHER, KWF_NOFUNC},
+	{"comment", KW_OTHER, KWF_STMT},
+	{"commit", KW_COMMIT, KWF_STMT},
+	{"concurrently", KW_OTHER, KWF_NOFUNC},
+	{"constraint", KW_OTHER, KWF_NOFUNC},
+	{"constraints", KW_CONSTRAINTS, 0},
+	{"copy", KW_OTHER, KWF_STMT},
+	{"create", KW_CREATE, KWF_STMT|KWF_NOFUNC},
+	{"cross", KW_OTHER, KWF_NOFUNC},
+	{"current_catalog", KW_OTHER, KWF_NOFUNC},
+	{"current_date", KW_OTHER, KWF_NOFUNC},
+	{"current_role", KW_OTHER, KWF_NOFUNC},
+	{"current_time", KW_OTHER, KWF_NOFUNC},
+	{"current_timestamp", KW_OTHER, KWF_NOFUNC},
+	{"current_user", KW_OTHER, KWF_NOFUNC},
+	{"deallocate", KW_OTHER, KWF_STMT},
+	{"dec", KW_OTHER, KWF_NOFUNC},
+	{"decimal", KW_OTHER, KWF_NOFUNC},
+	{"declare", KW_DECLARE, KWF_STMT},
+	{"default", KW_OTHER, KWF_NOFUNC},
+	{"deferrable", KW_OTHER, KWF_NOFUNC},
+	{"delete", KW_DELETE, KWF_STMT},
+	{"desc", KW_OTHER, KWF_NOFUNC},
+	{"discard", KW_DISCARD, KWF_STMT},
+	{"distinct", KW_OTHER, KWF_NOFUNC},
+	{"do", KW_DO, KWF_STMT|KWF_NOFUNC},
+	{"drop", KW_OTHER, KWF_STMT},
+	{"else", KW_OTHER, KWF_NOFUNC},
+	{"end", KW_END, KWF_STMT|KWF_NOFUNC},
+	{"escape", KW_OTHER, KWF_NOFUNC},
+	{"except", KW_OTHER, KWF_NOFUNC},
+	{"execute", KW_OTHER, KWF_STMT},
+	{"exists", KW_OTHER, KWF_NOFUNC},
+	{"explain", KW_EXPLAIN, KWF_STMT},
+	{"extract", KW_OTHER, KWF_NOFUNC},
+	{"false", KW_OTHER, KWF_NOFUNC},
+	{"fetch", KW_OTHER, KWF_STMT|KWF_NOFUNC},
+	{"filter", KW_OTHER, KWF_NOFUNC},
+	{"float", KW_OTHER, KWF_NOFUNC},
+	{"for", KW_FOR, KWF_NOFUNC},
+	{"foreign", KW_OTHER, KWF_NOFUNC},
+	{"from", KW_FROM, KWF_NOFUNC},
+	{"full", KW_OTHER, KWF_NOFUNC},
+	{"function", KW_FUNCTION, 0},
+	{"global", KW_GLOBAL, 0},
+	{"grant", KW_OTHER, KWF_STMT|KWF_NOFUNC},
+	{"greatest", KW_OTHER, KWF_NOFUNC},
+	{"group", KW_OTHER, KWF_NOFUNC},
+	{"grouping", KW_OTHER, KWF_NOFUNC},
+	{"having", KW_OTHER, KWF_NOFUNC},
+	{"hold", KW_HOLD, 0},
+	{"ilike", KW_OTHER, KWF_NOFUNC},
+	{"import", KW_OTHER, KWF_STMT},
+	{"in", KW_OTHER, KWF_NOFUNC},
+	{"initially", KW_OTHER, KWF_NOFUNC},
+	{"inner", KW_OTHER, KWF_NOFUNC},
+	{"inout", KW_OTHER, KWF_NOFUNC},
+	{"insert", KW_INSERT, KWF_STMT},
+	{"int", KW_OTHER, KWF_NOFUNC},
+	{"integer", KW_OTHER, KWF_NOFUNC},
+	{"intersect", KW_OTHER, KWF_NOFUNC},
+	{"interval", KW_OTHER, KWF_NOFUNC},
+	{"into", KW_INTO, KWF_NOFUNC},
+	{"is", KW_OTHER, KWF_NOFUNC},
+	{"isnull", KW_OTHER, KWF_NOFUNC},
+	{"join", KW_OTHER, KWF_NOFUNC},
+	{"json", KW_OTHER, KWF_NOFUNC},
+	{"json_array", KW_OTHER, KWF_NOFUNC},
+	{"json_arrayagg", KW_OTHER, KWF_NOFUNC},
+	{"json_exists", KW_OTHER, KWF_NOFUNC},
+	{"json_object", KW_OTHER, KWF_NOFUNC},
+	{"json_objectagg", KW_OTHER, KWF_NOFUNC},
+	{"json_query", KW_OTHER, KWF_NOFUNC},
+	{"json_scalar", KW_OTHER, KWF_NOFUNC},
+	{"json_serialize", KW_OTHER, KWF_NOFUNC},
+	{"json_table", KW_OTHER, KWF_NOFUNC},
+	{"json_value", KW_OTHER, KWF_NOFUNC},
+	{"key", KW_KEY, 0},
+	{"lateral", KW_OTHER, KWF_NOFUNC},
+	{"leading", KW_OTHER, KWF_NOFUNC},
+	{"least", KW_OTHER, KWF_NOFUNC},
+	{"like", KW_OTHER, KWF_NOFUNC},
+	{"limit", KW_OTHER, KWF_NOFUNC},
+	{"listen", KW_LISTEN, KWF_STMT},
+	{"load", KW_LOAD, KWF_STMT},
+	{"local", KW_LOCAL, 0},
+	{"localtime", KW_OTHER, KWF_NOFUNC},
+	{"localtimestamp", KW_OTHER, KWF_NOFUNC},
+	{"lock", KW_OTHER, KWF_STMT},
+	{"materialized", KW_OTHER, KWF_NOFUNC},
+	{"merge", KW_MERGE, KWF_STMT},
+	{"merge_action", KW_OTHER, KWF_NOFUNC},
+	{"move", KW_OTHER, KWF_STMT},
+	{"national", KW_OTHER, KWF_NOFUNC},
+	{"natural", KW_OTHER, KWF_NOFUNC},
+	{"nchar", KW_OTHER, KWF_NOFUNC},
+	{"no", KW_NO, 0},
+	{"none", KW_OTHER, KWF_NOFUNC},
+	{"normalize", KW_OTHER, KWF_NOFUNC},
+	{"not", KW_OTHER, KWF_NOFUNC},
+	{"notify", KW_OTHER, KWF_STMT},
+	{"notnull", KW_OTHER, KWF_NOFUNC},
+	{"null", KW_OTHER, KWF_NOFUNC},
+	{"nullif", KW_OTHER, KWF_NOFUNC},
+	{"numeric", KW_OTHER, KWF_NOFUNC},
+	{"offset", KW_OTHER, KWF_NOFUNC},
+	{"on", KW_OTHER, KWF_NOFUNC},
+	{"only", KW_ONLY, KWF_NOFUNC},
+	{"operator", KW_OPERATOR, KWF_NOFUNC},
+	{"or", KW_OR, KWF_NOFUNC},
+	{"order", KW_OTHER, KWF_NOFUNC},
+	{"ordinality", KW_ORDINALITY, 0},
+	{"out", KW_OTHER, KWF_NOFUNC},
+	{"outer", KW_OTHER, KWF_NOFUNC},
+	{"over", KW_OTHER, KWF_NOFUNC},
+	{"overlaps", KW_OTHER, KWF_NOFUNC},
+	{"overlay", KW_OTHER, KWF_NOFUNC},
+	{"placing", KW_OTHER, KWF_NOFUNC},
+	{"position", KW_OTHER, KWF_NOFUNC},
+	{"precision", KW_OTHER, KWF_NOFUNC},
+	{"prepare", KW_PREPARE, KWF_STMT},
+	{"primary", KW_OTHER, KWF_NOFUNC},
+	{"procedure", KW_PROCEDURE, 0},
+	{"read", KW_READ, 0},
+	{"real", KW_OTHER, KWF_NOFUNC},
+	{"reassign", KW_OTHER, KWF_STMT},
+	{"recursive", KW_RECURSIVE, 0},
+	{"references", KW_OTHER, KWF_NOFUNC},
+	{"refresh", KW_OTHER, KWF_STMT},
+	{"reindex", KW_OTHER, KWF_STMT},
+	{"release", KW_RELEASE, KWF_STMT},
+	{"repeatable", KW_OTHER, KWF_NOFUNC},
+	{"replace", KW_REPLACE, 0},
+	{"reset", KW_RESET, KWF_STMT},
+	{"returning", KW_OTHER, KWF_NOFUNC},
+	{"revoke", KW_OTHER, KWF_STMT},
+	{"role", KW_ROLE, 0},
+	{"rollback", KW_ROLLBACK, KWF_STMT},
+	{"row", KW_OTHER, KWF_NOFUNC},
+	{"savepoint", KW_SAVEPOINT, KWF_STMT},
+	{"schema", KW_SCHEMA, 0},
+	{"second", KW_OTHER, KWF_NOFUNC},
+	{"security", KW_OTHER, KWF_STMT},
+	{"select", KW_SELECT, KWF_STMT|KWF_NOFUNC},
+	{"serializable", KW_SERIALIZABLE, 0},
+	{"session", KW_SESSION, 0},
+	{"session_user", KW_OTHER, KWF_NOFUNC},
+	{"set", KW_SET, KWF_STMT|KWF_NOFUNC},
+	{"setof", KW_OTHER, KWF_NOFUNC},
+	{"sets", KW_OTHER, KWF_NOFUNC},
+	{"share", KW_SHARE, 0},
+	{"show", KW_SHOW, KWF_STMT},
+	{"similar", KW_OTHER, KWF_NOFUNC},
+	{"smallint", KW_OTHER, KWF_NOFUNC},
+	{"some", KW_OTHER, KWF_NOFUNC},
+	{"start", KW_START, KWF_STMT},
+	{"substring", KW_OTHER, KWF_NOFUNC},
+	{"symmetric", KW_OTHER, KWF_NOFUNC},
+	{"system_user", KW_OTHER, KWF_NOFUNC},
+	{"table", KW_TABLE, KWF_STMT|KWF_NOFUNC},
+	{"tablesample", KW_TABLESAMPLE, KWF_NOFUNC},
+	{"temp", KW_TEMP, 0},
+	{"temporary", KW_TEMPORARY, 0},
+	{"then", KW_OTHER, KWF_NOFUNC},
+	{"time", KW_OTHER, KWF_NOFUNC},
+	{"timestamp", KW_OTHER, KWF_NOFUNC},
+	{"to", KW_OTHER, KWF_NOFUNC},
+	{"trailing", KW_OTHER, KWF_NOFUNC},
+	{"transaction", KW_TRANSACTION, 0},
+	{"treat", KW_OTHER, KWF_NOFUNC},
+	{"trim", KW_OTHER, KWF_NOFUNC},
+	{"true", KW_TRUE, KWF_NOFUNC},
+	{"truncate", KW_OTHER, KWF_STMT},
+	{"union", KW_OTHER, KWF_NOFUNC},
+	{"unique", KW_OTHER, KWF_NOFUNC},
+	{"unlisten", KW_OTHER, KWF_STMT},
+	{"update", KW_UPDATE, KWF_STMT},
+	{"user", KW_OTHER, KWF_NOFUNC},
+	{"using", KW_OTHER, KWF_NOFUNC},
+	{"vacuum", KW_OTHER, KWF_STMT},
+	{"values", KW_VALUES, KWF_STMT|KWF_NOFUNC},
+	{"varchar", KW_OTHER, KWF_NOFUNC},
+	{"variadic", KW_OTHER, KWF_NOFUNC},
+	{"varying", KW_OTHER, KWF_NOFUNC},
+	{"verbose", KW_OTHER, KWF_NOFUNC},
+	{"when", KW_OTHER, KWF_NOFUNC},
+	{"where", KW_OTHER, KWF_NOFUNC},
+	{"window", KW_OTHER, KWF_NOFUNC},
+	{"with", KW_WITH, KWF_STMT|KWF_NOFUNC},
+	{"within", KW_OTHER, KWF_NOFUNC},
+	{"write", KW_WRITE, 0},
+	{"xmlattributes", KW_OTHER, KWF_NOFUNC},
+	{"xmlconcat", KW_OTHER, KWF_NOFUNC},
+	{"xmlelement", KW_OTHER, KWF_NOFUNC},
+	{"xmlexists", KW_OTHER, KWF_NOFUNC},
+	{"xmlforest", KW_OTHER, KWF_NOFUNC},
+	{"xmlnamespaces", KW_OTHER, KWF_NOFUNC},
+	{"xmlparse", KW_OTHER, KWF_NOFUNC},
+	{"xmlpi", KW_OTHER, KWF_NOFUNC},
+	{"xmlroot", KW_OTHER, KWF_NOFUNC},
+	{"xmlserialize", KW_OTHER, KWF_NOFUNC},
+	{"xmltable", KW_OTHER, KWF_NOFUNC},
+	{"zone", KW_OTHER, KWF_NOFUNC},
+};
+
+static const SqlKeyword *kw_lookup(const char *s, size_t len)
+{
+	char buf[KW_MAXLEN + 1];
+	size_t lo = 0, hi = ARRAY_SIZE(sql_keywords);
+
+	if (len == 0 || len > KW_MAXLEN)
+		return NULL;
+	for (size_t i = 0; i < len; i++) {
+		char c = s[i];
+		buf[i] = (c >= 'A' && c <= 'Z') ? (char)(c + ('a' - 'A')) : c;
+	}
+	buf[len] = '\0';
+	while (lo < hi) {
+		size_t mid = (lo + hi) / 2;
+		int cmp = strcmp(buf, sql_keywords[mid].name);
+		if (cmp == 0)
+			return &sql_keywords[mid];
+		if (cmp < 0)
+			hi = mid;
+		else
+			lo = mid + 1;
+	}
+	return NULL;
+}
+
+/* ---------------------------------------------- read-only built-in functions */
+
+/*
+ * Built-in functions that neither write nor leave session state, so a
+ * query calling only these may run on a replica. Deliberately absent:
+ * nextval, setval, currval, lastval (sequences: writes or session-bound),
+ * set_config, setseed, pg_advisory_* (session state), txid_current and
+ * pg_current_xact_id (assign an xid), pg_notify, lo_*, dblink*, and every
+ * function not named here. Sorted (binary search).
+ */
+static const char *const sql_ro_functions[] = {
+	"abbrev", "abs", "acos", "acosd", "acosh", "age", "any_value", "array_agg",
+	"array_append", "array_cat", "array_dims", "array_fill", "array_length", "array_lower",
+	"array_ndims", "array_position", "array_positions", "array_prepend", "array_remove",
+	"array_replace", "array_to_json", "array_to_string", "array_upper", "ascii", "asin",
+	"asind", "asinh", "atan", "atan2", "atan2d", "atand", "atanh", "avg", "bit_and",
+	"bit_length", "bit_or", "bit_xor", "bool", "bool_and", "bool_or", "bpchar", "broadcast",
+	"btrim", "cardinality", "cbrt", "ceil", "ceiling", "char_length", "character_length",
+	"chr", "clock_timestamp", "col_description", "concat", "concat_ws", "convert",
+	"convert_from", "convert_to", "corr", "cos", "cosd", "cosh", "cot", "count", "covar_pop",
+	"covar_samp", "cume_dist", "current_database", "current_schema", "current_schemas",
+	"current_setting", "date", "date_add", "date_bin", "date_part", "date_subtract",
+	"date_trunc", "daterange", "decode", "degrees", "dense_rank", "div", "encode", "erf",
+	"erfc", "every", "exp", "factorial", "family", "first_value", "float4", "float8", "floor",
+	"format", "format_type", "gcd", "gen_random_uuid", "generate_series",
+	"generate_subscripts", "has_column_privilege", "has_database_privilege",
+	"has_function_privilege", "has_schema_privilege", "has_sequence_privilege",
+	"has_table_privilege", "hashtext", "host", "inet_client_addr", "inet_client_port",
+	"inet_server_addr", "inet_server_port", "initcap", "int2", "int4", "int4range", "int8",
+	"int8range", "isempty", "isfinite", "json_agg", "json_array_elements",
+	"json_array_elements_text", "json_array_length", "json_build_array", "json_build_object",
+	"json_each", "json_each_text", "json_extract_path", "json_extract_path_text",
+	"json_object", "json_object_agg", "json_object_keys", "json_populate_record",
+	"json_populate_recordset", "json_strip_nulls", "json_to_record", "json_to_recordset",
+	"json_typeof", "jsonb_agg", "jsonb_array_elements", "jsonb_array_elements_text",
+	"jsonb_array_length", "jsonb_build_array", "jsonb_build_object", "jsonb_each",
+	"jsonb_each_text", "jsonb_extract_path", "jsonb_extract_path_text", "jsonb_insert",
+	"jsonb_object", "jsonb_object_agg", "jsonb_object_keys", "jsonb_path_exists",
+	"jsonb_path_match", "jsonb_path_query", "jsonb_path_query_array",
+	"jsonb_path_query_first", "jsonb_populate_record", "jsonb_populate_recordset",
+	"jsonb_pretty", "jsonb_set", "jsonb_set_lax", "jsonb_strip_nulls", "jsonb_to_record",
+	"jsonb_to_recordset", "jsonb_typeof", "justify_days", "justify_hours", "justify_interval",
+	"lag", "last_value", "lcm", "lead", "left", "length", "ln", "log", "log10", "lower",
+	"lower_inc", "lower_inf", "lpad", "ltrim", "make_date", "make_interval", "make_time",
+	"make_timestamp", "make_timestamptz", "masklen", "max", "md5", "min", "min_scale", "mod",
+	"mode", "name", "netmask", "network", "now", "nth_value", "ntile", "num_nonnulls",
+	"num_nulls", "numnode", "numrange", "obj_description", "octet_length", "oid", "overlay",
+	"percent_rank", "percentile_cont", "percentile_disc", "pg_backend_pid",
+	"pg_client_encoding", "pg_column_size", "pg_conf_load_time", "pg_database_size",
+	"pg_encoding_to_char", "pg_function_is_visible", "pg_get_constraintdef", "pg_get_expr",
+	"pg_get_function_arguments", "pg_get_function_result", "pg_get_functiondef",
+	"pg_get_indexdef", "pg_get_triggerdef", "pg_get_userbyid", "pg_get_viewdef",
+	"pg_has_role", "pg_indexes_size", "pg_postmaster_start_time", "pg_relation_size",
+	"pg_size_pretty", "pg_sleep", "pg_sleep_for", "pg_sleep_until", "pg_table_is_visible",
+	"pg_table_size", "pg_total_relation_size", "pg_type_is_visible", "pg_typeof",
+	"phraseto_tsquery", "pi", "plainto_tsquery", "position", "pow", "power", "querytree",
+	"quote_ident", "quote_literal", "quote_nullable", "radians", "random", "random_normal",
+	"range_agg", "range_intersect_agg", "range_merge", "rank", "regclass", "regexp_count",
+	"regexp_instr", "regexp_like", "regexp_match", "regexp_matches", "regexp_replace",
+	"regexp_split_to_array", "regexp_split_to_table", "regexp_substr", "regr_avgx",
+	"regr_avgy", "regr_count", "regr_intercept", "regr_r2", "regr_slope", "regr_sxx",
+	"regr_sxy", "regr_syy", "repeat", "replace", "reverse", "right", "round", "row_number",
+	"row_to_json", "rpad", "rtrim", "scale", "setweight", "sha224", "sha256", "sha384",
+	"sha512", "shobj_description", "sign", "sin", "sind", "sinh", "split_part", "sqrt",
+	"starts_with", "statement_timestamp", "stddev", "stddev_pop", "stddev_samp", "string_agg",
+	"string_to_array", "string_to_table", "strip", "strpos", "substr", "substring", "sum",
+	"tan", "tand", "tanh", "text", "timeofday", "to_ascii", "to_bin", "to_char", "to_date",
+	"to_hex", "to_json", "to_jsonb", "to_number", "to_oct", "to_regclass", "to_regnamespace",
+	"to_regproc", "to_regprocedure", "to_regrole", "to_regtype", "to_timestamp", "to_tsquery",
+	"to_tsvector", "transaction_timestamp", "translate", "trim_array", "trim_scale", "trunc",
+	"ts_headline", "ts_rank", "ts_rank_cd", "tsrange", "tstzrange", "unistr", "unnest",
+	"upper", "upper_inc", "upper_inf", "var_pop", "var_samp", "variance", "version",
+	"websearch_to_tsquery", "width_bucket", "xmlagg"
+};
+
+#define FN_MAXLEN 40
+
+/* ------------------------------------------------------------- analyzer */
+
+/* Deeper nesting than this is tracked for splitting but loses CTE/alias context (so: not read-only). */
+#define SQL_MAX_DEPTH 64
+#define SQL_RING      4
+
+/* What opened a parenthesis, remembered until it closes. */
+enum { PK_OTHER = 0, PK_OPERATOR, PK_UNKNOWN };
+
+enum { TXN_NONE = 0, TXN_BEGIN, TXN_SET };
+
+/* Flags that keep a batch off the replicas whatever its statements are. */
+#define SQLF_NOT_READ_ONLY                                                                         \
+	(SQLF_STATE_UNKNOWN | SQLF_SESSION_STATE | SQLF_UNPARSED | SQLF_SERIALIZABLE | SQLF_SHOW)
+
+typedef struct Tok {
+	SqlToken t;
+	uint8_t kw;  /* keyword id of an IDENT, KW_NONE otherwise */
+	uint8_t kwf; /* its KWF_* flags */
+} Tok;
+
+typedef struct Stmt {
+	size_t offset; /* of the statement's first token */
+	unsigned flags;
+	SqlGuard guard;
+	int lead;     /* keyword that decides what the statement is */
+	int txn;      /* TXN_*: where READ ONLY / READ WRITE count */
+	int atomic;   /* BEGIN ATOMIC ... END nesting: its ';' do not end the statement */
+	bool ro;      /* still read-only for certain */
+	bool query;   /* SELECT/WITH/TABLE/VALUES (or EXPLAIN of one): INTO creates a table */
+	bool routine; /* CREATE FUNCTION/PROCEDURE */
+	bool ro_tx;   /* READ ONLY seen */
+	bool rw;      /* READ WRITE seen */
+	uint8_t last_closed;
+	unsigned head; /* ring index of the newest token */
+	Tok prev[SQL_RING];
+	uint8_t pkind[SQL_MAX_DEPTH]; /* PK_* of the paren opened at each depth */
+	bool cte[SQL_MAX_DEPTH];      /* a WITH list is open at this depth */
+} Stmt;
+
+typedef struct Analyzer {
+	SqlLexer lx;
+	const char *tenant_guc;
+	const char *extra_ro;
+	SqlInfo *out;
+} Analyzer;
+
+static SqlTokType tok_next(SqlLexer *lx, Tok *t)
+{
+	SqlTokType type = sqllex_next(lx, &t->t);
+
+	t->kw = KW_NONE;
+	t->kwf = 0;
+	if (type == SQLTOK_IDENT) {
+		const SqlKeyword *k = kw_lookup(t->t.text, t->t.len);
+		if (k) {
+			t->kw = k->id;
+			t->kwf = k->flags;
+		}
+	}
+	return type;
+}
+
+/* Does the name token t say w, folding case as PostgreSQL does (unquoted only)? */
+static bool tok_names_n(const Tok *t, const char *w, size_t wlen)
+{
+	if (t->t.len != wlen)
+		return false;
+	if (t->t.type == SQLTOK_IDENT)
+		return strncasecmp(t->t.text, w, wlen) == 0;
+	if (t->t.type == SQLTOK_QIDENT)
+		return memcmp(t->t.text, w, wlen) == 0;
+	return false;
+}
+
+#define tok_names(t, lit) tok_names_n((t), (lit), sizeof(lit) - 1)
+
+static bool tok_is_name(const Tok *t)
+{
+	return t->t.type == SQLTOK_IDENT || t->t.type == SQLTOK_QIDENT;
+}
+
+static bool tok_is_op(const Tok *t, const char *op)
+{
+	size_t n = strlen(op);
+	return t->t.type == SQLTOK_OP && t->t.len == n && memcmp(t->t.text, op, n) == 0;
+}
+
+static bool str_eq_ci(const char *a, size_t alen, const char *b, size_t blen)
+{
+	return alen == blen && strncasecmp(a, b, alen) == 0;
+}
+
+/* GUC names compare case-insensitively in PostgreSQL, quoted or not. */
+static SqlGuard guard_for_guc(const Analyzer *an, const char *name, size_t len)
+{
+	if (str_eq_ci(name, len, "search_path", 11))
+		return SQL_GUARD_SEARCH_PATH;
+	if (an->tenant_guc && str_eq_ci(name, len, an->tenant_guc, strlen(an->tenant_guc)))
+		return SQL_GUARD_TENANT_GUC;
+	if (str_eq_ci(name, len, "role", 4))
+		return SQL_GUARD_ROLE;
+	if (str_eq_ci(name, len, "session_authorization", 21))
+		return SQL_GUARD_SESSION_AUTH;
+	return SQL_GUARD_OK;
+}
+
+static void stmt_guard(Stmt *st, SqlGuard g)
+{
+	if (st->guard == SQL_GUARD_OK)
+		st->guard = g;
+}
+
+static const Tok *stmt_prev(const Stmt *st, unsigned k)
+{
+	return &st->prev[(st->head - k) % SQL_RING];
+}
+
+/*
+ * Reads a GUC name starting at *t — parts joined by '.', unquoted parts
+ * folded to lower case, "" unescaped — into buf, leaving *t on the token
+ * after it. Returns the number of parts (0: not a name); *len is SIZE_MAX
+ * when the name did not fit (then it equals no name pgtenant guards).
+ */
+static int guc_name(SqlLexer *p, Tok *t, char *buf, size_t size, size_t *len)
+{
+	size_t n = 0;
+	int parts = 0;
+	bool fits = true;
+
+	while (tok_is_name(t)) {
+		const char *s = t->t.text;
+		if (parts) {
+			if (n + 1 < size)
+				buf[n++] = '.';
+			else
+				fits = false;
+		}
+		for (size_t i = 0; i < t->t.len && fits; i++) {
+			char c = s[i];
+			if (t->t.type == SQLTOK_IDENT && c >= 'A' && c <= 'Z')
+				c = (char)(c + ('a' - 'A'));
+			else if (t->t.type == SQLTOK_QIDENT && c == '"')
+				i++; /* "" stands for one quote; the lexer guarantees the pair */
+			if (n + 1 < size)
+				buf[n++] = c;
+			else
+				fits = false;
+		}
+		parts++;
+		tok_next(p, t);
+		if (t->t.type != SQLTOK_DOT)
+			break;
+		tok_next(p, t);
+	}
+	*len = fits ? n : SIZE_MAX;
+	return parts;
+}
+
+/* SET [SESSION | LOCAL] ... */
+static void stmt_head_set(Analyzer *an, Stmt *st, SqlLexer *p)
+{
+	Tok t, first;
+	char name[256];
+	size_t len;
+	bool local = false;
+	int parts;
+	SqlGuard g;
+
+	tok_next(p, &t);
+	if (t.kw == KW_SESSION || t.kw == KW_LOCAL) {
+		SqlLexer q = *p;
+		Tok u;
+		tok_next(&q, &u);
+		if (t.kw == KW_SESSION && u.kw == KW_CHARACTERISTICS) {
+			/* Changes the defaults of every later transaction of the session. */
+			st->flags |= SQLF_SESSION_STATE;
+			return;
+		}
+		if (t.kw == KW_SESSION && u.kw == KW_AUTHORIZATION) {
+			stmt_guard(st, SQL_GUARD_SESSION_AUTH);
+			return;
+		}
+		local = t.kw == KW_LOCAL;
+		*p = q;
+		t = u;
+	}
+	first = t;
+	parts = guc_name(p, &t, name, sizeof(name), &len);
+	if (parts == 0) {
+		st->flags |= SQLF_STATE_UNKNOWN;
+		return;
+	}
+	if (parts == 1 && first.t.type == SQLTOK_IDENT) {
+		switch (first.kw) {
+		case KW_SCHEMA:
+			stmt_guard(st, SQL_GUARD_SEARCH_PATH);
+			return;
+		case KW_TRANSACTION:
+			st->txn = TXN_SET;
+			return;
+		case KW_CONSTRAINTS:
+			return;
+		case KW_SESSION:
+			if (t.kw == KW_AUTHORIZATION) {
+				stmt_guard(st, SQL_GUARD_SESSION_AUTH);
+				return;
+			}
+			break;
+		default:
+			break;
+		}
+	}
+	g = len == SIZE_MAX ? SQL_GUARD_OK : guard_for_guc(an, name, len);
+	if (g != SQL_GUARD_OK) {
+		stmt_guard(st, g);
+		return;
+	}
+	if (len != SIZE_MAX && (str_eq_ci(name, len, "default_transaction_isolation", 29) ||
+				str_eq_ci(name, len, "transaction_isolation", 21))) {
+		/* The value may be a string; an unquoted SERIALIZABLE is caught as a keyword. */
+		if (t.kw != KW_NONE || tok_is_op(&t, "="))
+			tok_next(p, &t);
+		if (t.t.type == SQLTOK_STRING && str_eq_ci(t.t.text, t.t.len, "serializable", 12))
+			st->flags |= SQLF_SERIALIZABLE;
+	}
+	if (!local)
+		st->flags |= SQLF_SESSION_STATE;
+}
+
+/* RESET ... */
+static void stmt_head_reset(Analyzer *an, Stmt *st, SqlLexer *p)
+{
+	Tok t, first;
+	char name[256];
+	size_t len;
+	int parts;
+	SqlGuard g;
+
+	tok_next(p, &t);
+	first = t;
+	parts = guc_name(p, &t, name, sizeof(name), &len);
+	if (parts == 0) {
+		st->flags |= SQLF_STATE_UNKNOWN;
+		return;
+	}
+	if (parts == 1 && first.t.type == SQLTOK_IDENT) {
+		switch (first.kw) {
+		case KW_ALL:
+			st->flags |= SQLF_RESETS_STATE;
+			return;
+		case KW_SESSION:
+			if (t.kw == KW_AUTHORIZATION) {
+				stmt_guard(st, SQL_GUARD_SESSION_AUTH);
+				return;
+			}
+			break;
+		case KW_TRANSACTION: /* RESET TRANSACTION ISOLATION LEVEL: this transaction only */
+			return;
+		default:
+			break;
+		}
+	}
+	g = len == SIZE_MAX ? SQL_GUARD_OK : guard_for_guc(an, name, len);
+	if (g != SQL_GUARD_OK)
+		stmt_guard(st, g);
+	else
+		st->flags |= SQLF_SESSION_STATE;
+}
+
+/* CREATE [OR REPLACE] [GLOBAL | LOCAL] [TEMP | TEMPORARY] ... */
+static void stmt_head_create(Stmt *st, SqlLexer *p)
+{
+	Tok t;
+
+	tok_next(p, &t);
+	if (t.kw == KW_OR) {
+		tok_next(p, &t);
+		if (t.kw == KW_REPLACE)
+			tok_next(p, &t);
+	}
+	while (t.kw == KW_GLOBAL || t.kw == KW_LOCAL)
+		tok_next(p, &t);
+	if (t.kw == KW_TEMP || t.kw == KW_TEMPORARY)
+		st->flags |= SQLF_SESSION_STATE;
+	else if (t.kw == KW_FUNCTION || t.kw == KW_PROCEDURE)
+		st->routine = true;
+}
+
+static bool kw_starts_query(int kw)
+{
+	return kw == KW_SELECT || kw == KW_WITH || kw == KW_TABLE || kw == KW_VALUES;
+}
+
+/* EXPLAIN [ANALYZE] [VERBOSE] stmt | EXPLAIN ( option, ... ) stmt */
+static void stmt_head_explain(Stmt *st, SqlLexer *p)
+{
+	Tok t;
+	bool analyze = false;
+
+	tok_next(p, &t);
+	if (t.t.type == SQLTOK_LPAREN) {
+		int open = 1;
+		while (open > 0) {
+			switch (tok_next(p, &t)) {
+			case SQLTOK_LPAREN:
+				open++;
+				break;
+			case SQLTOK_RPAREN:
+				open--;
+				break;
+			case SQLTOK_IDENT:
+				/* Even ANALYZE false: not worth the risk of misreading. */
+				if (t.kw == KW_ANALYZE)
+					analyze = true;
+				break;
+			case SQLTOK_EOF:
+			case SQLTOK_ERROR:
+			case SQLTOK_SEMI:
+				return;
+			default:
+				break;
+			}
+		}
+		tok_next(p, &t);
+	} else {
+		/* VERBOSE is a keyword without an id of its own. */
+		while (t.kw == KW_ANALYZE || sqltok_is(&t.t, "verbose")) {
+			if (t.kw == KW_ANALYZE)
+				analyze = true;
+			tok_next(p, &t);
+		}
+	}
+	while (t.t.type == SQLTOK_LPAREN)
+		tok_next(p, &t);
+	if (t.t.type == SQLTOK_IDENT && kw_starts_query(t.kw)) {
+		st->query = true;
+		st->ro = !analyze;
+	}
+}
+
+static void stmt_begin(Analyzer *an, Stmt *st, const Tok *first)
+{
+	SqlLexer p = an->lx;
+	Tok t = *first;
+
+	st->offset = first->t.offset;
+	st->flags = 0;
+	st->guard = SQL_GUARD_OK;
+	st->lead = KW_NONE;
+	st->txn = TXN_NONE;
+	st->atomic = 0;
+	st->ro = st->query = st->routine = st->ro_tx = st->rw = false;
+	st->last_closed = PK_UNKNOWN;
+	st->head = 0;
+	memset(st->prev, 0, sizeof(st->prev));
+	st->cte[0] = false;
+
+	while (t.t.type == SQLTOK_LPAREN)
+		tok_next(&p, &t);
+	if (t.t.type != SQLTOK_IDENT || !(t.kwf & KWF_STMT) ||
+	    (first->t.type == SQLTOK_LPAREN && !kw_starts_query(t.kw))) {
+		/* Not a statement we know: it could do anything to the session. */
+		st->flags |= SQLF_STATE_UNKNOWN;
+		return;
+	}
+	st->lead = t.kw;
+	switch (t.kw) {
+	case KW_SELECT:
+	case KW_WITH:
+	case KW_TABLE:
+	case KW_VALUES:
+		st->query = st->ro = true;
+		break;
+	case KW_EXPLAIN:
+		stmt_head_explain(st, &p);
+		break;
+	case KW_SET:
+		stmt_head_set(an, st, &p);
+		break;
+	case KW_RESET:
+		stmt_head_reset(an, st, &p);
+		break;
+	case KW_SHOW:
+		st->flags |= SQLF_SHOW;
+		break;
+	case KW_BEGIN:
+	case KW_START:
+		/* Read-only for certain only as BEGIN READ ONLY; decided at the end. */
+		st->flags |= SQLF_TX_CONTROL;
+		st->txn = TXN_BEGIN;
+		st->ro = true;
+		break;
+	case KW_COMMIT:
+	case KW_END:
+	case KW_ROLLBACK:
+	case KW_ABORT:
+	case KW_SAVEPOINT:
+	case KW_RELEASE:
+		st->flags |= SQLF_TX_CONTROL;
+		break;
+	case KW_PREPARE:
+		tok_next(&p, &t);
+		st->flags |= t.kw == KW_TRANSACTION ? SQLF_TX_CONTROL : SQLF_SESSION_STATE;
+		break;
+	case KW_LISTEN:
+		st->flags |= SQLF_SESSION_STATE;
+		break;
+	case KW_DO:
+	case KW_CALL:
+	case KW_LOAD:
+		st->flags |= SQLF_STATE_UNKNOWN;
+		break;
+	case KW_DISCARD:
+		tok_next(&p, &t);
+		if (t.kw == KW_ALL)
+			st->flags |= SQLF_RESETS_STATE;
+		break;
+	case KW_CREATE:
+		stmt_head_create(st, &p);
+		break;
+	default:
+		break;
+	}
+}
+
+/* A string literal whose text is its value: '', $$ $$, N'', E'' without backslashes. */
+static bool lit_plain(const Analyzer *an, const Tok *t)
+{
+	char c;
+
+	if (t->t.type != SQLTOK_STRING)
+		return false;
+	c = an->lx.s[t->t.offset];
+	if (c == '\'' || c == '$' || c == 'n' || c == 'N')
+		return true;
+	if (c == 'e' || c == 'E')
+		return memchr(t->t.text, '\\', t->t.len) == NULL;
+	return false; /* U&'' (escapes), B'', X'' */
+}
+
+/* A literal boolean true as PostgreSQL's boolin reads it. */
+static bool lit_true(const Analyzer *an, const Tok *t)
+{
+	static const char *const yes[] = {"t", "tr", "tru", "true", "y", "ye", "yes", "on", "1"};
+
+	if (t->t.type == SQLTOK_IDENT)
+		return t->kw == KW_TRUE;
+	if (!lit_plain(an, t))
+		return false;
+	for (size_t i = 0; i < ARRAY_SIZE(yes); i++)
+		if (str_eq_ci(t->t.text, t->t.len, yes[i], strlen(yes[i])))
+			return true;
+	return false;
+}
+
+/*
+ * set_config(name, value, is_local): a literal name is guarded like SET; a
+ * computed one could be anything; a session-wide change of another GUC
+ * leaves state. lp is the call's '('; the lexer stands just after it.
+ */
+static void stmt_set_config(Analyzer *an, Stmt *st, const Tok *lp)
+{
+	SqlLexer p = an->lx;
+	int d = lp->t.depth + 1;
+	Tok name, t;
+	SqlGuard g;
+
+	tok_next(&p, &name);
+	if (!lit_plain(an, &name)) {
+		st->flags |= SQLF_STATE_UNKNOWN;
+		return;
+	}
+	tok_next(&p, &t);
+	if (tok_is_op(&t, "::")) {
+		tok_next(&p, &t);
+		if (tok_is_name(&t))
+			tok_next(&p, &t);
+	}
+	if (t.t.type != SQLTOK_COMMA && t.t.type != SQLTOK_RPAREN) {
+		/* 'search_' || 'path' and the like */
+		st->flags |= SQLF_STATE_UNKNOWN;
+		return;
+	}
+	g = guard_for_guc(an, name.t.text, name.t.len);
+	if (g != SQL_GUARD_OK) {
+		stmt_guard(st, g);
+		return;
+	}
+	if (t.t.type == SQLTOK_RPAREN)
+		return; /* one argument: PostgreSQL rejects the call */
+	/* Skip the value, whatever its nesting, to the comma before is_local. */
+	do {
+		tok_next(&p, &t);
+	} while (!((t.t.type == SQLTOK_COMMA || t.t.type == SQLTOK_RPAREN) && t.t.depth == d) &&
+		 t.t.type != SQLTOK_EOF && t.t.type != SQLTOK_ERROR);
+	if (t.t.type == SQLTOK_COMMA) {
+		Tok is_local;
+		tok_next(&p, &is_local);
+		tok_next(&p, &t);
+		if ((t.t.type == SQLTOK_RPAREN || tok_is_op(&t, "::")) && lit_true(an, &is_local))
+			return;
+	}
+	st->flags |= SQLF_SESSION_STATE;
+}
+
+static bool fn_builtin_ro(const Tok *name)
+{
+	char buf[FN_MAXLEN + 1];
+	size_t len = name->t.len, lo = 0, hi = ARRAY_SIZE(sql_ro_functions);
+
+	if (len == 0 || len > FN_MAXLEN)
+		return false;
+	for (size_t i = 0; i < len; i++) {
+		char c = name->t.text[i];
+		/* "Lower"() is not lower(): only unquoted names fold. */
+		if (name->t.type == SQLTOK_IDENT && c >= 'A' && c <= 'Z')
+			c = (char)(c + ('a' - 'A'));
+		buf[i] = c;
+	}
+	buf[len] = '\0';
+	while (lo < hi) {
+		size_t mid = (lo + hi) / 2;
+		int cmp = strcmp(buf, sql_ro_functions[mid]);
+		if (cmp == 0)
+			return true;
+		if (cmp < 0)
+			hi = mid;
+		else
+			lo = mid + 1;
+	}
+	return false;
+}
+
+/* Is name, or schema.name, in the read_only_functions comma list? */
+static bool fn_extra_ro(const char *list, const Tok *name, const Tok *schema)
+{
+	const char *p = list;
+
+	if (!p)
+		return false;
+	while (*p) {
+		const char *item, *end;
+		size_t n;
+		while (*p == ',' || lex_is_space((unsigned char)*p))
+			p++;
+		item = p;
+		while (*p && *p != ',')
+			p++;
+		end = p;
+		while (end > item && lex_is_space((unsigned char)end[-1]))
+			end--;
+		n = (size_t)(end - item);
+		if (n == 0)
+			continue;
+		if (str_eq_ci(item, n, name->t.text, name->t.len))
+			return true;
+		if (schema && n == schema->t.len + 1 + name->t.len &&
+		    str_eq_ci(item, schema->t.len, schema->t.text, schema->t.len) &&
+		    item[schema->t.len] == '.' &&
+		    str_eq_ci(item + schema->t.len + 1, name->t.len, name->t.text, name->t.len))
+			return true;
+	}
+	return false;
+}
+
+static bool fn_session_lock(const Tok *name)
+{
+	return tok_names(name, "pg_advisory_lock") || tok_names(name, "pg_advisory_lock_shared") ||
+	       tok_names(name, "pg_try_advisory_lock") ||
+	       tok_names(name, "pg_try_advisory_lock_shared");
+}
+
+/*
+ * A name followed by '(' (lp): a function call, unless the grammar makes it
+ * something else — a keyword construct, a type modifier (::numeric(10,2),
+ * AS varchar(3)), an alias column list (AS t(a, b), f() t(a)), a
+ * TABLESAMPLE method, or a CTE column list (WITH c(a) AS ...).
+ */
+static void stmt_call(Analyzer *an, Stmt *st, const Tok *lp)
+{
+	const Tok *name = stmt_prev(st, 0), *schema = NULL, *before = stmt_prev(st, 1);
+	int d = lp->t.depth;
+	bool builtin;
+
+	if (before->t.type == SQLTOK_DOT) {
+		schema = stmt_prev(st, 2);
+		before = stmt_prev(st, 3);
+	}
+	if (!schema && (name->kwf & KWF_NOFUNC))
+		return;
+	if (tok_is_op(before, "::") || before->kw == KW_AS || before->kw == KW_TABLESAMPLE)
+		return;
+	if (before->t.type == SQLTOK_RPAREN && st->last_closed == PK_OTHER)
+		return;
+	if (d < SQL_MAX_DEPTH && st->cte[d] &&
+	    (before->kw == KW_WITH || before->kw == KW_RECURSIVE || before->t.type == SQLTOK_COMMA))
+		return;
+
+	if (tok_names(name, "set_config")) {
+		/* Any schema: a look-alike in another schema is no safer. */
+		stmt_set_config(an, st, lp);
+		st->ro = false;
+		return;
+	}
+	builtin = !schema || tok_names(schema, "pg_catalog");
+	if (builtin && fn_session_lock(name))
+		st->flags |= SQLF_SESSION_STATE;
+	if (st->ro && !(builtin && fn_builtin_ro(name)) && !fn_extra_ro(an->extra_ro, name, schema))
+		st->ro = false;
+}
+
+static void stmt_lparen(Analyzer *an, Stmt *st, const Tok *t)
+{
+	const Tok *p0 = stmt_prev(st, 0);
+	int d = t->t.depth;
+
+	if (tok_is_name(p0))
+		stmt_call(an, st, t);
+	if (d < SQL_MAX_DEPTH)
+		st->pkind[d] = p0->kw == KW_OPERATOR ? PK_OPERATOR : PK_OTHER;
+	if (d + 1 < SQL_MAX_DEPTH)
+		st->cte[d + 1] = false;
+}
+
+/* After INSERT/UPDATE/DELETE/MERGE: is the target pg_settings (a SET in disguise)? */
+static bool stmt_targets_pg_settings(const Analyzer *an)
+{
+	SqlLexer p = an->lx;
+	Tok t;
+
+	tok_next(&p, &t);
+	while (t.kw == KW_INTO || t.kw == KW_FROM || t.kw == KW_ONLY)
+		tok_next(&p, &t);
+	if (tok_names(&t, "pg_catalog")) {
+		if (tok_next(&p, &t) != SQLTOK_DOT)
+			return false;
+		tok_next(&p, &t);
+	}
+	return tok_names(&t, "pg_settings");
+}
+
+/* After SELECT ... INTO: does it create a temporary table? */
+static bool stmt_into_temp(const Analyzer *an)
+{
+	SqlLexer p = an->lx;
+	Tok t;
+
+	tok_next(&p, &t);
+	while (t.kw == KW_GLOBAL || t.kw == KW_LOCAL)
+		tok_next(&p, &t);
+	if (t.kw == KW_TEMP || t.kw == KW_TEMPORARY)
+		return true;
+	if (tok_is_name(&t) && t.t.len >= 7 && strncasecmp(t.t.text, "pg_temp", 7) == 0)
+		return tok_next(&p, &t) == SQLTOK_DOT;
+	return false;
+}
+
+/* WITH at depth d: a CTE list (names may take column lists), or DECLARE's WITH HOLD. */
+static void stmt_with(Analyzer *an, Stmt *st, int d)
+{
+	SqlLexer p = an->lx;
+	Tok u, v;
+
+	tok_next(&p, &u);
+	if (st->lead == KW_DECLARE && u.kw == KW_HOLD) {
+		st->flags |= SQLF_SESSION_STATE;
+		return;
+	}
+	if (d >= SQL_MAX_DEPTH)
+		return;
+	if (u.kw == KW_RECURSIVE) {
+		st->cte[d] = true;
+		return;
+	}
+	/* WITH ORDINALITY AS t(...) is not a CTE: its AS is an alias. */
+	if ((u.t.type == SQLTOK_IDENT && u.kw != KW_ORDINALITY) || u.t.type == SQLTOK_QIDENT) {
+		tok_next(&p, &v);
+		if (v.t.type == SQLTOK_LPAREN || v.kw == KW_AS)
+			st->cte[d] = true;
+	}
+}
+
+static void stmt_keyword(Analyzer *an, Stmt *st, const Tok *t)
+{
+	const Tok *p0 = stmt_prev(st, 0);
+	int d = t->t.depth;
+	SqlLexer p;
+	Tok u;
+
+	switch (t->kw) {
+	case KW_INSERT:
+	case KW_UPDATE:
+	case KW_DELETE:
+	case KW_MERGE:
+		/* Also FOR [NO KEY] UPDATE, and data-modifying CTEs at any depth. */
+		st->ro = false;
+		if (d < SQL_MAX_DEPTH)
+			st->cte[d] = false;
+		if (stmt_targets_pg_settings(an))
+			st->flags |= SQLF_STATE_UNKNOWN;
+		break;
+	case KW_SELECT:
+	case KW_VALUES:
+	case KW_TABLE:
+		if (d < SQL_MAX_DEPTH)
+			st->cte[d] = false;
+		break;
+	case KW_INTO:
+		st->ro = false;
+		if (st->query && p0->kw != KW_INSERT && p0->kw != KW_MERGE && stmt_into_temp(an))
+			st->flags |= SQLF_SESSION_STATE;
+		break;
+	case KW_FOR:
+		if (st->ro) {
+			p = an->lx;
+			tok_next(&p, &u);
+			/* FOR UPDATE / NO KEY UPDATE / SHARE / KEY SHARE */
+			if (u.kw == KW_UPDATE || u.kw == KW_SHARE || u.kw == KW_NO || u.kw == KW_KEY)
+				st->ro = false;
+		}
+		break;
+	case KW_SERIALIZABLE:
+		st->flags |= SQLF_SERIALIZABLE;
+		break;
+	case KW_ONLY:
+		if (p0->kw == KW_READ)
+			st->ro_tx = true;
+		break;
+	case KW_WRITE:
+		if (p0->kw == KW_READ)
+			st->rw = true;
+		break;
+	case KW_WITH:
+		stmt_with(an, st, d);
+		break;
+	case KW_BEGIN:
+		if (st->routine) {
+			p = an->lx;
+			tok_next(&p, &u);
+			if (u.kw == KW_ATOMIC)
+				st->atomic++;
+		}
+		break;
+	case KW_CASE:
+		if (st->atomic)
+			st->atomic++;
+		break;
+	case KW_END:
+		if (st->atomic)
+			st->atomic--;
+		break;
+	default:
+		break;
+	}
+}
+
+static void stmt_token(Analyzer *an, Stmt *st, const Tok *t)
+{
+	int d = t->t.depth;
+
+	switch (t->t.type) {
+	case SQLTOK_IDENT:
+		if (t->kw != KW_NONE)
+			stmt_keyword(an, st, t);
+		break;
+	case SQLTOK_LPAREN:
+		stmt_lparen(an, st, t);
+		break;
+	case SQLTOK_RPAREN:
+		if (d == 0)
+			st->ro = false; /* unbalanced: PostgreSQL will reject it */
+		else
+			st->last_closed = d - 1 < SQL_MAX_DEPTH ? st->pkind[d - 1] : PK_UNKNOWN;
+		break;
+	case SQLTOK_DOT: {
+		/* CREATE TABLE pg_temp.t / CREATE FUNCTION pg_temp.f: temporary objects too. */
+		const Tok *p0 = stmt_prev(st, 0);
+		if (st->lead == KW_CREATE && tok_is_name(p0) && p0->t.len >= 7 &&
+		    strncasecmp(p0->t.text, "pg_temp", 7) == 0)
+			st->flags |= SQLF_SESSION_STATE;
+		break;
+	}
+	case SQLTOK_PARAM: {
+		int v = 0;
+		for (size_t i = 1; i < t->t.len; i++) {
+			if (v > (INT_MAX - 9) / 10) {
+				v = INT_MAX;
+				break;
+			}
+			v = v * 10 + (t->t.text[i] - '0');
+		}
+		if (v > an->out->max_param)
+			an->out->max_param = v;
+		break;
+	}
+	case SQLTOK_SEMI:
+		/* ';' inside parentheses (outside BEGIN ATOMIC) never parses: keep it off replicas. */
+		if (d != 0)
+			st->ro = false;
+		break;
+	default:
+		break;
+	}
+	st->head = (st->head + 1) % SQL_RING;
+	st->prev[st->head] = *t;
+}
+
+static void stmt_finish(Analyzer *an, Stmt *st, bool *all_ro)
+{
+	SqlInfo *out = an->out;
+
+	if (st->txn == TXN_BEGIN)
+		st->ro = st->ro && st->ro_tx && !st->rw;
+	if (st->txn != TXN_NONE && st->ro_tx && !st->rw)
+		st->flags |= SQLF_READ_ONLY_TX;
+	if (st->atomic || (st->flags & SQLF_NOT_READ_ONLY) || st->guard != SQL_GUARD_OK)
+		st->ro = false;
+	out->flags |= st->flags;
+	if (st->guard != SQL_GUARD_OK && out->guard == SQL_GUARD_OK) {
+		out->guard = st->guard;
+		out->guard_offset = st->offset;
+	}
+	out->n_statements++;
+	if (!st->ro)
+		*all_ro = false;
+}
+
+void sql_analyze(const char *sql, size_t len, const char *tenant_guc, const char *extra_ro_functions,
+		 SqlInfo *out)
+{
+	Analyzer an;
+	Stmt st;
+	Tok t;
+	bool in_stmt = false, all_ro = true;
+
+	memset(out, 0, sizeof(*out));
+	sqllex_init(&an.lx, sql, len);
+	an.tenant_guc = tenant_guc && *tenant_guc ? tenant_guc : NULL;
+	an.extra_ro = extra_ro_functions;
+	an.out = out;
+
+	for (;;) {
+		SqlTokType type = tok_next(&an.lx, &t);
+		if (type == SQLTOK_ERROR) {
+			out->flags |= SQLF_UNPARSED;
+			if (!in_stmt)
+				out->n_statements++;
+			all_ro = false;
+			break;
+		}
+		if (type == SQLTOK_EOF)
+			break;
+		if (type == SQLTOK_SEMI && (!in_stmt || (t.t.depth == 0 && st.atomic == 0))) {
+			if (in_stmt)
+				stmt_finish(&an, &st, &all_ro);
+			in_stmt = false;
+			continue;
+		}
+		if (!in_stmt) {
+			stmt_begin(&an, &st, &t);
+			in_stmt = true;
+		}
+		stmt_token(&an, &st, &t);
+	}
+	if (in_stmt)
+		stmt_finish(&an, &st, &all_ro);
+	out->hint_replica = an.lx.hint_replica;
+	out->hint_primary = an.lx.hint_primary;
+	out->read_only = all_ro && out->n_statements > 0 && !(out->flags & SQLF_NOT_READ_ONLY) &&
+			 out->guard == SQL_GUARD_OK;
+}
+
+const char *sql_guard_name(SqlGuard g, const char *tenant_guc)
+{
+	switch (g) {
+	case SQL_GUARD_SEARCH_PATH:
+		return "search_path";
+	case SQL_GUARD_TENANT_GUC:
+		return tenant_guc && *tenant_guc ? tenant_guc : "tenant_guc";
+	case SQL_GUARD_ROLE:
+		return "role";
+	case SQL_GUARD_SESSION_AUTH:
+		return "session_authorization";
+	case SQL_GUARD_OK:
+		break;
+	}
+	return "none";
+}
