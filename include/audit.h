@@ -22,7 +22,8 @@ void audit_close(void);
 bool audit_enabled(void);
 
 /* A client login. tenant and reason may be NULL (reason: why it was refused). */
-void audit_login(const char *tenant, const char *user, const char *addr, bool ok, const char *reason);
+void audit_login(const char *tenant, const char *user, const char *addr, bool ok,
+                 const char *reason);
 /* A console command: result is its command tag, or the error message when ok is false. */
 void audit_console(const char *user, const char *command, bool ok, const char *result);
 /* A reload (console RELOAD or SIGHUP); n_errors problems kept the old configuration. */

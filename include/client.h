@@ -79,6 +79,8 @@ struct Client {
 	char tx_status;        /* last ReadyForQuery status the client saw */
 	bool close_after_flush;
 	bool closing;
+	struct PrepClient *prep; /* named prepared statements (transaction mode) */
+	bool prep_skip;          /* a Parse was refused: drop messages up to (not including) Sync */
 	bool console;       /* dbname = admin_db */
 	bool console_admin; /* in admin_users (else stats_users: SHOW only) */
 };

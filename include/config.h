@@ -136,6 +136,7 @@ typedef struct Config {
 	char *read_only_functions;
 	usec_t health_check_period;
 	int max_prepared_statements;
+	int max_client_prepared_statements;
 	ClientTlsMode tls_mode;
 	char *tls_cert_file;
 	char *tls_key_file;

@@ -74,6 +74,7 @@ struct ServerConn {
 	int n_marks;
 	int cap_marks;
 
+	struct PrepServer *prep; /* statements prepared here and the reply queues (prepare.c) */
 	int cancels_in_flight;
 	usec_t busy_since;   /* the oldest unanswered unit was sent then (query_timeout) */
 	usec_t idle_since;   /* last ReadyForQuery to the client (idle_transaction_timeout) */

@@ -44,9 +44,9 @@
 #define ADMIN_MAX_MSG (1024 * 1024)
 /* Stop reading from a console that keeps sending while a PAUSE is pending. */
 #define ADMIN_MAX_PENDING_INPUT (1024 * 1024)
-#define ADMIN_MAX_STMTS 256
-#define ADMIN_MAX_TOKENS 8
-#define ADMIN_LOG_CMD_MAX 1000
+#define ADMIN_MAX_STMTS         256
+#define ADMIN_MAX_TOKENS        8
+#define ADMIN_LOG_CMD_MAX       1000
 
 #define OID_INT8 20
 #define OID_TEXT 25
@@ -61,9 +61,9 @@ typedef struct AdminPortal {
 	struct AdminPortal *next;
 	char *name;
 	char *sql;
-	Buf result;  /* DataRows and CommandComplete of a SHOW already run by Describe */
+	Buf result; /* DataRows and CommandComplete of a SHOW already run by Describe */
 	bool has_result;
-	bool done;   /* executed to completion: a second Execute returns no rows */
+	bool done; /* executed to completion: a second Execute returns no rows */
 } AdminPortal;
 
 typedef struct AdminSession {
@@ -76,15 +76,15 @@ typedef struct AdminSession {
 
 	/* a command answering later (PAUSE, WAIT_CLOSE) */
 	bool waiting;
-	bool in_call;       /* inside control_*(): a completion is recorded, not acted on */
-	bool completed;     /* it completed during that call */
+	bool in_call;   /* inside control_*(): a completion is recorded, not acted on */
+	bool completed; /* it completed during that call */
 	bool failed;
 	char done_tag[32];
 	char err_state[6];
 	char *err_msg;
-	bool from_query;    /* came from a Query message: rest and ReadyForQuery follow */
-	char *rest;         /* the Query string's commands after it */
-	char *pending_cmd;  /* for the log and the audit record */
+	bool from_query;     /* came from a Query message: rest and ReadyForQuery follow */
+	char *rest;          /* the Query string's commands after it */
+	char *pending_cmd;   /* for the log and the audit record */
 	bool shutdown_after; /* SHUTDOWN answered: act once the answer is flushed */
 } AdminSession;
 
@@ -305,8 +305,7 @@ static int list_len(const List *l)
 {
 	const List *it;
 	int n = 0;
-	list_for_each(it, l)
-		n++;
+	list_for_each(it, l) n++;
 	return n;
 }
 
@@ -370,10 +369,9 @@ static int cmp_row_name(const void *a, const void *b)
 
 static TenantRow *row_of(TenantTable *tt, const Tenant *t)
 {
-	TenantRow key;
+	TenantRow key = {.t = (Tenant *)t};
 	if (!t)
 		return NULL;
-	key.t = (Tenant *)t;
 	return bsearch(&key, tt->rows, (size_t)tt->n, sizeof(TenantRow), cmp_row_ptr);
 }
 
@@ -428,27 +426,28 @@ static const struct {
 	const char *command;
 	const char *description;
 } help_rows[] = {
-	{"SHOW HELP", "this list"},
-	{"SHOW VERSION", "pgtenant's version"},
-	{"SHOW CONFIG", "global settings in force: key, value, default, reloadable"},
-	{"SHOW TENANTS", "each tenant: state, clients, servers, limits, counters"},
-	{"SHOW POOLS", "each server pool: backend, role, server user, connections, waiting clients"},
-	{"SHOW BACKENDS", "each backend: address, state, replica lag"},
-	{"SHOW CLIENTS", "each tenant client connection"},
-	{"SHOW SERVERS", "each server connection"},
-	{"SHOW STATS", "per-tenant totals and averages"},
-	{"SHOW LISTS", "sizes of the internal lists"},
-	{"SHOW MEM", "memory held by connection objects and buffers"},
-	{"RELOAD", "re-read the configuration; on a problem nothing changes"},
-	{"PAUSE [tenant]", "wait for running transactions to finish, then hold new ones"},
-	{"RESUME [tenant]", "release paused transactions"},
-	{"DISABLE tenant", "refuse new logins; close clients after their transaction"},
-	{"ENABLE tenant", "accept logins again"},
-	{"KILL tenant", "close the tenant's clients and server connections now"},
-	{"RECONNECT [tenant]", "close server connections once released; new ones are opened"},
-	{"WAIT_CLOSE [tenant]", "answer when the connections marked by RECONNECT have closed"},
-	{"SET key = value", "change a reloadable global setting until the next RELOAD"},
-	{"SHUTDOWN", "stop accepting, let transactions finish, exit"},
+        {"SHOW HELP", "this list"},
+        {"SHOW VERSION", "pgtenant's version"},
+        {"SHOW CONFIG", "global settings in force: key, value, default, reloadable"},
+        {"SHOW TENANTS", "each tenant: state, clients, servers, limits, counters"},
+        {"SHOW POOLS",
+         "each server pool: backend, role, server user, connections, waiting clients"},
+        {"SHOW BACKENDS", "each backend: address, state, replica lag"},
+        {"SHOW CLIENTS", "each tenant client connection"},
+        {"SHOW SERVERS", "each server connection"},
+        {"SHOW STATS", "per-tenant totals and averages"},
+        {"SHOW LISTS", "sizes of the internal lists"},
+        {"SHOW MEM", "memory held by connection objects and buffers"},
+        {"RELOAD", "re-read the configuration; on a problem nothing changes"},
+        {"PAUSE [tenant]", "wait for running transactions to finish, then hold new ones"},
+        {"RESUME [tenant]", "release paused transactions"},
+        {"DISABLE tenant", "refuse new logins; close clients after their transaction"},
+        {"ENABLE tenant", "accept logins again"},
+        {"KILL tenant", "close the tenant's clients and server connections now"},
+        {"RECONNECT [tenant]", "close server connections once released; new ones are opened"},
+        {"WAIT_CLOSE [tenant]", "answer when the connections marked by RECONNECT have closed"},
+        {"SET key = value", "change a reloadable global setting until the next RELOAD"},
+        {"SHUTDOWN", "stop accepting, let transactions finish, exit"},
 };
 
 static void show_help(Buf *out, bool rowdesc)
@@ -480,8 +479,11 @@ static void show_version(Buf *out, bool rowdesc)
 
 static void show_config(Buf *out, bool rowdesc)
 {
-	static const AdminCol cols[] = {{"key", false},        {"value", false},      {"default", false},
-					{"reloadable", false}, {"description", false}};
+	static const AdminCol cols[] = {{"key", false},
+	                                {"value", false},
+	                                {"default", false},
+	                                {"reloadable", false},
+	                                {"description", false}};
 	ResultSet rs;
 	char value[1024];
 
@@ -505,12 +507,12 @@ static void show_config(Buf *out, bool rowdesc)
 static void show_tenants(Buf *out, bool rowdesc)
 {
 	static const AdminCol cols[] = {
-		{"tenant", false},      {"mode", false},           {"backend", false},
-		{"state", false},       {"cl_active", true},       {"cl_waiting", true},
-		{"sv_active", true},    {"pool_size", true},       {"max_client_conn", true},
-		{"queries", true},      {"xacts", true},           {"avg_query_us", true},
-		{"avg_wait_us", true},  {"query_timeouts", true},  {"rate_limited", true},
-		{"cl_idle", true},      {"refused", true},         {"weight", true},
+	        {"tenant", false},     {"mode", false},          {"backend", false},
+	        {"state", false},      {"cl_active", true},      {"cl_waiting", true},
+	        {"sv_active", true},   {"pool_size", true},      {"max_client_conn", true},
+	        {"queries", true},     {"xacts", true},          {"avg_query_us", true},
+	        {"avg_wait_us", true}, {"query_timeouts", true}, {"rate_limited", true},
+	        {"cl_idle", true},     {"refused", true},        {"weight", true},
 	};
 	ResultSet rs;
 	TenantTable tt;
@@ -549,11 +551,20 @@ static void show_tenants(Buf *out, bool rowdesc)
 static void show_stats(Buf *out, bool rowdesc)
 {
 	static const AdminCol cols[] = {
-		{"tenant", false},           {"total_xact_count", true},   {"total_query_count", true},
-		{"total_received", true},    {"total_sent", true},         {"total_xact_time", true},
-		{"total_query_time", true},  {"total_wait_time", true},    {"avg_query_us", true},
-		{"avg_wait_us", true},       {"total_wait_count", true},   {"total_query_timeouts", true},
-		{"total_rate_limited", true}, {"total_refused", true},
+	        {"tenant", false},
+	        {"total_xact_count", true},
+	        {"total_query_count", true},
+	        {"total_received", true},
+	        {"total_sent", true},
+	        {"total_xact_time", true},
+	        {"total_query_time", true},
+	        {"total_wait_time", true},
+	        {"avg_query_us", true},
+	        {"avg_wait_us", true},
+	        {"total_wait_count", true},
+	        {"total_query_timeouts", true},
+	        {"total_rate_limited", true},
+	        {"total_refused", true},
 	};
 	ResultSet rs;
 	TenantTable tt;
@@ -599,9 +610,10 @@ static bool backend_failing(const Backend *be)
 static void show_backends(Buf *out, bool rowdesc)
 {
 	static const AdminCol cols[] = {
-		{"backend", false}, {"role", false},     {"host", false},       {"port", true},
-		{"state", false},   {"lag_ms", true},    {"last_check", false}, {"pool_size", true},
-		{"sv_total", true}, {"last_error", false},
+	        {"backend", false},    {"role", false},     {"host", false},
+	        {"port", true},        {"state", false},    {"lag_ms", true},
+	        {"last_check", false}, {"pool_size", true}, {"sv_total", true},
+	        {"last_error", false},
 	};
 	ResultSet rs;
 
@@ -640,10 +652,11 @@ static void show_backends(Buf *out, bool rowdesc)
 static void show_pools(Buf *out, bool rowdesc)
 {
 	static const AdminCol cols[] = {
-		{"backend", false},   {"role", false},      {"host", false},     {"port", true},
-		{"server_user", false}, {"sv_active", true}, {"sv_idle", true},  {"sv_login", true},
-		{"cl_waiting", true}, {"pool_size", true},  {"database", false}, {"sv_busy", true},
-		{"state", false},
+	        {"backend", false},  {"role", false},        {"host", false},
+	        {"port", true},      {"server_user", false}, {"sv_active", true},
+	        {"sv_idle", true},   {"sv_login", true},     {"cl_waiting", true},
+	        {"pool_size", true}, {"database", false},    {"sv_busy", true},
+	        {"state", false},
 	};
 	ResultSet rs;
 	const List *it;
@@ -693,35 +706,36 @@ static void client_row(ResultSet *rs, const Client *c, const char *state)
 static void show_clients(Buf *out, bool rowdesc)
 {
 	static const AdminCol cols[] = {
-		{"tenant", false}, {"user", false}, {"addr", false},         {"port", true},
-		{"state", false},  {"tls", false},  {"connect_time", false}, {"wait_us", true},
-		{"database", false}, {"server_pid", true},
+	        {"tenant", false},       {"user", false},   {"addr", false},
+	        {"port", true},          {"state", false},  {"tls", false},
+	        {"connect_time", false}, {"wait_us", true}, {"database", false},
+	        {"server_pid", true},
 	};
 	ResultSet rs;
 	const List *it, *cit;
 
 	rs_begin(&rs, out, cols, (int)ARRAY_SIZE(cols), rowdesc);
 	list_for_each(it, &g_active_clients)
-		client_row(&rs, list_entry(it, Client, node), "active");
+	        client_row(&rs, list_entry(it, Client, node), "active");
 	list_for_each(it, &g_pools)
 	{
 		const Pool *p = list_entry(it, Pool, node);
 		list_for_each(cit, &p->waiting)
-			client_row(&rs, list_entry(cit, Client, node), "waiting");
+		        client_row(&rs, list_entry(cit, Client, node), "waiting");
 		list_for_each(cit, &p->welcome_wait)
-			client_row(&rs, list_entry(cit, Client, node), "waiting");
+		        client_row(&rs, list_entry(cit, Client, node), "waiting");
 	}
-	list_for_each(it, &g_idle_clients)
-		client_row(&rs, list_entry(it, Client, node), "idle");
+	list_for_each(it, &g_idle_clients) client_row(&rs, list_entry(it, Client, node), "idle");
 	rs_end(&rs);
 }
 
 static void show_servers(Buf *out, bool rowdesc)
 {
 	static const AdminCol cols[] = {
-		{"backend", false}, {"role", false},         {"host", false},     {"port", true},
-		{"server_user", false}, {"tenant", false},   {"state", false},    {"connect_time", false},
-		{"database", false}, {"pid", true},          {"client_addr", false}, {"client_port", true},
+	        {"backend", false}, {"role", false},         {"host", false},
+	        {"port", true},     {"server_user", false},  {"tenant", false},
+	        {"state", false},   {"connect_time", false}, {"database", false},
+	        {"pid", true},      {"client_addr", false},  {"client_port", true},
 	};
 	ResultSet rs;
 	const List *it, *sit;
@@ -771,7 +785,7 @@ static void show_lists(Buf *out, bool rowdesc)
 	ResultSet rs;
 	const List *it;
 	int64_t pools = 0, waiting = 0, welcome = 0, sv_idle = 0, sv_active = 0, sv_login = 0,
-		sv_busy = 0, backends = 0;
+	        sv_busy = 0, backends = 0;
 
 	list_for_each(it, &g_pools)
 	{
@@ -826,12 +840,13 @@ static void mem_row(ResultSet *rs, const char *name, int64_t size, int64_t used,
 
 static void show_mem(Buf *out, bool rowdesc)
 {
-	static const AdminCol cols[] = {{"name", false}, {"size", true}, {"used", true}, {"memtotal", true}};
+	static const AdminCol cols[] = {
+	        {"name", false}, {"size", true}, {"used", true}, {"memtotal", true}};
 	ResultSet rs;
 	const List *it, *sit;
 	int64_t n_clients = 0, n_servers = 0, n_pools = 0, client_bufs = 0, server_bufs = 0;
 	const List *client_lists[] = {&g_login_clients, &g_idle_clients, &g_active_clients,
-				      &g_console_clients};
+	                              &g_console_clients};
 
 	for (size_t i = 0; i < ARRAY_SIZE(client_lists); i++) {
 		list_for_each(it, client_lists[i])
@@ -857,17 +872,19 @@ static void show_mem(Buf *out, bool rowdesc)
 			list_for_each(sit, slists[i])
 			{
 				n_servers++;
-				add_conn_bufs(&list_entry(sit, ServerConn, node)->conn, &server_bufs);
+				add_conn_bufs(&list_entry(sit, ServerConn, node)->conn,
+				              &server_bufs);
 			}
 		}
 	}
 	rs_begin(&rs, out, cols, 4, rowdesc);
-	mem_row(&rs, "client", (int64_t)sizeof(Client), n_clients, n_clients * (int64_t)sizeof(Client));
+	mem_row(&rs, "client", (int64_t)sizeof(Client), n_clients,
+	        n_clients * (int64_t)sizeof(Client));
 	mem_row(&rs, "server", (int64_t)sizeof(ServerConn), n_servers,
-		n_servers * (int64_t)sizeof(ServerConn));
+	        n_servers * (int64_t)sizeof(ServerConn));
 	mem_row(&rs, "pool", (int64_t)sizeof(Pool), n_pools, n_pools * (int64_t)sizeof(Pool));
 	mem_row(&rs, "tenant", (int64_t)sizeof(Tenant), tenant_count(),
-		tenant_count() * (int64_t)sizeof(Tenant));
+	        tenant_count() * (int64_t)sizeof(Tenant));
 	mem_row(&rs, "client_buffers", -1, n_clients, client_bufs);
 	mem_row(&rs, "server_buffers", -1, n_servers, server_bufs);
 	rs_end(&rs);
@@ -927,8 +944,8 @@ static bool tokenize(const char *cmd, Tok *toks, int *ntoks)
 			t->text[len++] = cmd[i++];
 		} else {
 			t->kind = TOK_WORD;
-			while (i < n && !isspace((unsigned char)cmd[i]) && cmd[i] != '=' && cmd[i] != '"' &&
-			       cmd[i] != '\'') {
+			while (i < n && !isspace((unsigned char)cmd[i]) && cmd[i] != '=' &&
+			       cmd[i] != '"' && cmd[i] != '\'') {
 				if (len < sizeof(t->text) - 1)
 					t->text[len++] = cmd[i];
 				i++;
@@ -1004,7 +1021,7 @@ typedef struct ExecCtx {
 	Client *c;
 	Buf *out;
 	bool rowdesc;
-	const char *cmd; /* as typed, trimmed */
+	const char *cmd;  /* as typed, trimmed */
 	char result[256]; /* tag or error, for the audit record */
 	bool ok;
 } ExecCtx;
@@ -1034,7 +1051,7 @@ static ExecResult syntax_error(ExecCtx *x)
 
 /* The tenant a command names; NULL after sending 42704 (or when optional and absent). */
 static bool tenant_arg(ExecCtx *x, const Tok *toks, int ntoks, bool required, Tenant **out,
-		       ExecResult *res)
+                       ExecResult *res)
 {
 	char msg[400];
 
@@ -1066,10 +1083,10 @@ static ExecResult exec_show(ExecCtx *x, const Tok *toks, int ntoks)
 		const char *what;
 		void (*fn)(Buf *out, bool rowdesc);
 	} shows[] = {
-		{"help", show_help},       {"version", show_version}, {"config", show_config},
-		{"tenants", show_tenants}, {"pools", show_pools},     {"backends", show_backends},
-		{"clients", show_clients}, {"servers", show_servers}, {"stats", show_stats},
-		{"lists", show_lists},     {"mem", show_mem},
+	        {"help", show_help},       {"version", show_version}, {"config", show_config},
+	        {"tenants", show_tenants}, {"pools", show_pools},     {"backends", show_backends},
+	        {"clients", show_clients}, {"servers", show_servers}, {"stats", show_stats},
+	        {"lists", show_lists},     {"mem", show_mem},
 	};
 
 	if (ntoks != 2)
@@ -1098,8 +1115,9 @@ static ExecResult exec_reload(ExecCtx *x)
 	}
 	/* every problem, one per line, so psql shows them as --check prints them */
 	buf_init(&msg);
-	snprintf(head, sizeof(head), "configuration not reloaded (%d problem%s); the old one stays in force",
-		 errs.n, errs.n == 1 ? "" : "s");
+	snprintf(head, sizeof(head),
+	         "configuration not reloaded (%d problem%s); the old one stays in force", errs.n,
+	         errs.n == 1 ? "" : "s");
 	buf_append(&msg, head, strlen(head));
 	for (int i = 0; i < errs.n && msg.len < 60000; i++) {
 		buf_append(&msg, "\n", 1);
@@ -1115,9 +1133,10 @@ static ExecResult exec_reload(ExecCtx *x)
 /* Client GUCs drivers SET at connect (JDBC, some ORMs): accepted and ignored by the console. */
 static bool client_guc(const char *name)
 {
-	static const char *const names[] = {"client_encoding", "application_name", "extra_float_digits",
-					    "datestyle",       "timezone",         "intervalstyle",
-					    "search_path",     "statement_timeout", "lock_timeout"};
+	static const char *const names[] = {
+	        "client_encoding", "application_name",  "extra_float_digits",
+	        "datestyle",       "timezone",          "intervalstyle",
+	        "search_path",     "statement_timeout", "lock_timeout"};
 	for (size_t i = 0; i < ARRAY_SIZE(names); i++)
 		if (strcasecmp(name, names[i]) == 0)
 			return true;
@@ -1140,12 +1159,13 @@ static ExecResult exec_set(ExecCtx *x, const Tok *toks, int ntoks)
 		return fail(x, "42501", "permission denied: stats users may only use SHOW", NULL);
 	k = config_find_key(SECTION_GLOBAL, toks[1].text);
 	if (!k) {
-		snprintf(msg, sizeof(msg), "unrecognized configuration parameter \"%s\"", toks[1].text);
+		snprintf(msg, sizeof(msg), "unrecognized configuration parameter \"%s\"",
+		         toks[1].text);
 		return fail(x, "42704", msg, "SHOW CONFIG lists the settings.");
 	}
 	if (!k->reloadable) {
-		snprintf(msg, sizeof(msg), "parameter \"%s\" cannot be changed without restarting pgtenant",
-			 k->name);
+		snprintf(msg, sizeof(msg),
+		         "parameter \"%s\" cannot be changed without restarting pgtenant", k->name);
 		return fail(x, "55P02", msg, NULL);
 	}
 	/* the value is the rest of the command: a 'string', or the raw text (comma lists) */
@@ -1216,8 +1236,8 @@ static ExecResult exec_command(ExecCtx *x)
 		return exec_set(x, toks, ntoks);
 	/* drivers wrap statements in transactions; the console has none, so these are no-ops */
 	if (ntoks <= 2 && (strcasecmp(verb, "begin") == 0 || strcasecmp(verb, "commit") == 0 ||
-			   strcasecmp(verb, "rollback") == 0 || strcasecmp(verb, "end") == 0 ||
-			   strcasecmp(verb, "abort") == 0)) {
+	                   strcasecmp(verb, "rollback") == 0 || strcasecmp(verb, "end") == 0 ||
+	                   strcasecmp(verb, "abort") == 0)) {
 		if (strcasecmp(verb, "end") == 0)
 			return done(x, "COMMIT");
 		if (strcasecmp(verb, "abort") == 0)
@@ -1229,8 +1249,9 @@ static ExecResult exec_command(ExecCtx *x)
 		return done(x, tag);
 	}
 
-	static const char *const known[] = {"reload",  "pause",     "resume",     "disable", "enable",
-					    "kill",    "reconnect", "wait_close", "shutdown"};
+	static const char *const known[] = {"reload",    "pause",      "resume",
+	                                    "disable",   "enable",     "kill",
+	                                    "reconnect", "wait_close", "shutdown"};
 	bool is_known = false;
 	for (size_t i = 0; i < ARRAY_SIZE(known); i++)
 		if (strcasecmp(verb, known[i]) == 0)
@@ -1288,8 +1309,11 @@ static ExecResult exec_command(ExecCtx *x)
 	return done(x, "KILL");
 }
 
-/* Runs one command with logging and auditing around it. */
-static ExecResult run_command(AdminSession *s, const char *cmd, Buf *out, bool rowdesc)
+/*
+ * Runs one command with logging and auditing around it. quiet: only to
+ * describe a prepared statement's columns, not a run the user asked for.
+ */
+static ExecResult run_command(AdminSession *s, const char *cmd, Buf *out, bool rowdesc, bool quiet)
 {
 	Client *c = s->c;
 	ExecCtx x;
@@ -1309,11 +1333,13 @@ static ExecResult run_command(AdminSession *s, const char *cmd, Buf *out, bool r
 	x.out = out;
 	x.rowdesc = rowdesc;
 	x.cmd = trimmed;
-	log_info("console %s@%s:%d: %.*s", c->user, c->addr, c->port, ADMIN_LOG_CMD_MAX, trimmed);
+	if (!quiet)
+		log_info("console %s@%s:%d: %.*s", c->user, c->addr, c->port, ADMIN_LOG_CMD_MAX,
+		         trimmed);
 	r = exec_command(&x);
-	if (r == EXEC_ERROR)
+	if (r == EXEC_ERROR && !quiet)
 		log_info("console %s@%s:%d: %s", c->user, c->addr, c->port, x.result);
-	if (r != EXEC_PENDING && (n > 0))
+	if (r != EXEC_PENDING && n > 0 && !quiet)
 		audit_console(c->user, trimmed, x.ok, x.result);
 	free(trimmed);
 	return r;
@@ -1348,7 +1374,7 @@ static bool run_query_string(AdminSession *s, char *sql, bool *any)
 		if (!is_blank(cmd)) {
 			ExecResult r;
 			*any = true;
-			r = run_command(s, cmd, out, true);
+			r = run_command(s, cmd, out, true, false);
 			if (s->c->closing)
 				return true;
 			if (r == EXEC_ERROR)
@@ -1522,7 +1548,8 @@ static void handle_bind(AdminSession *s, MsgReader *r)
 
 	st = stmt_find(s, stmt_name);
 	if (!st) {
-		snprintf(msg, sizeof(msg), "prepared statement \"%.200s\" does not exist", stmt_name);
+		snprintf(msg, sizeof(msg), "prepared statement \"%.200s\" does not exist",
+		         stmt_name);
 		ext_error(s, "26000", msg);
 		return;
 	}
@@ -1564,7 +1591,7 @@ static bool describe_show(AdminSession *s, const char *sql, Buf *rest)
 	bool ok = true;
 
 	buf_init(&tmp);
-	r = run_command(s, sql, &tmp, true);
+	r = run_command(s, sql, &tmp, true, rest == NULL);
 	if (r == EXEC_ERROR) {
 		buf_append(&s->c->conn.out, buf_head(&tmp), buf_avail(&tmp));
 		s->c->skip_until_sync = true;
@@ -1594,7 +1621,8 @@ static void handle_describe(AdminSession *s, MsgReader *r)
 		AdminStmt *st = stmt_find(s, name);
 		size_t start;
 		if (!st) {
-			snprintf(msg, sizeof(msg), "prepared statement \"%.200s\" does not exist", name);
+			snprintf(msg, sizeof(msg), "prepared statement \"%.200s\" does not exist",
+			         name);
 			ext_error(s, "26000", msg);
 			return;
 		}
@@ -1656,7 +1684,7 @@ static void handle_execute(AdminSession *s, MsgReader *r)
 		return;
 	}
 	p->done = true;
-	res = run_command(s, p->sql, &s->c->conn.out, false);
+	res = run_command(s, p->sql, &s->c->conn.out, false, false);
 	if (s->c->closing)
 		return;
 	if (res == EXEC_ERROR)
@@ -1804,7 +1832,8 @@ void admin_process(Client *c)
 }
 
 /* The pending PAUSE / WAIT_CLOSE finished (ok) or failed: answer, then carry on. */
-static void pending_finished(Client *c, bool ok, const char *tag, const char *sqlstate, const char *msg)
+static void pending_finished(Client *c, bool ok, const char *tag, const char *sqlstate,
+                             const char *msg)
 {
 	AdminSession *s;
 	Buf *out;
@@ -1831,7 +1860,7 @@ static void pending_finished(Client *c, bool ok, const char *tag, const char *sq
 	else
 		proto_error(out, "ERROR", sqlstate, msg, NULL);
 	log_info("console %s@%s:%d: %s %s", c->user, c->addr, c->port,
-		 s->pending_cmd ? s->pending_cmd : "?", ok ? "done" : msg);
+	         s->pending_cmd ? s->pending_cmd : "?", ok ? "done" : msg);
 	audit_console(c->user, s->pending_cmd ? s->pending_cmd : tag, ok, ok ? tag : msg);
 	free(s->pending_cmd);
 	s->pending_cmd = NULL;

@@ -111,17 +111,23 @@ void audit_json_string(Buf *out, const char *s)
 			buf_append(out, esc, 2);
 			i++;
 		} else if (ch < 0x20 || ch == 0x7f) {
-			const char *named = ch == '\n' ? "\\n" : ch == '\r' ? "\\r" : ch == '\t' ? "\\t" : NULL;
+			const char *named = ch == '\n'   ? "\\n"
+			                    : ch == '\r' ? "\\r"
+			                    : ch == '\t' ? "\\t"
+			                                 : NULL;
 			if (named)
 				buf_append(out, named, 2);
 			else
-				buf_append(out, esc, (size_t)snprintf(esc, sizeof(esc), "\\u%04x", ch));
+				buf_append(out, esc,
+				           (size_t)snprintf(esc, sizeof(esc), "\\u%04x", ch));
 			i++;
 		} else {
 			size_t len = utf8_seq_len(p + i, n - i);
 			if (len == 0) {
-				/* not UTF-8: keep the byte's value readable, as if it were Latin-1 */
-				buf_append(out, esc, (size_t)snprintf(esc, sizeof(esc), "\\u%04x", ch));
+				/* not UTF-8: keep the byte's value readable, as if it were Latin-1
+				 */
+				buf_append(out, esc,
+				           (size_t)snprintf(esc, sizeof(esc), "\\u%04x", ch));
 				i++;
 			} else {
 				buf_append(out, p + i, len);
@@ -178,7 +184,7 @@ static void record_write(Buf *b)
 			continue;
 		if (w <= 0) {
 			log_error("cannot write audit_log %s: %s", audit_path ? audit_path : "?",
-				  w < 0 ? strerror(errno) : "short write");
+			          w < 0 ? strerror(errno) : "short write");
 			break;
 		}
 		p += w;
@@ -187,7 +193,8 @@ static void record_write(Buf *b)
 	buf_free(b);
 }
 
-void audit_login(const char *tenant, const char *user, const char *addr, bool ok, const char *reason)
+void audit_login(const char *tenant, const char *user, const char *addr, bool ok,
+                 const char *reason)
 {
 	Buf b;
 

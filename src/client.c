@@ -20,6 +20,7 @@
 #include "net.h"
 #include "pgtenant.h"
 #include "pool.h"
+#include "prepare.h"
 #include "proto.h"
 #include "server.h"
 #include "sqllex.h"
@@ -232,6 +233,7 @@ void client_close(Client *c, const char *reason)
 	params_free(&c->params);
 	free(c->login_ctx);
 	c->login_ctx = NULL;
+	prep_client_free(c);
 	g_n_clients--;
 	list_append(&free_later, &c->node);
 }
@@ -809,6 +811,11 @@ static bool known_frontend_type(uint8_t t)
 	}
 }
 
+static inline bool tracks_prepared(const Client *c)
+{
+	return config_tenant_pool_mode(g_cfg, c->tenant->conf) == POOL_MODE_TRANSACTION;
+}
+
 /*
  * A statement the guard refuses is replaced by one that makes PostgreSQL raise
  * 42501 itself, so the transaction (or the batch's implicit transaction) aborts
@@ -821,9 +828,11 @@ static void guard_raise_sql(Buf *b, const Client *c, SqlGuard g)
 	 * but quote_literal keeps that true whatever the config says */
 	snprintf(msg, sizeof(msg), "pgtenant: changing %s is not allowed for tenant \"%s\"",
 		 sql_guard_name(g, g_cfg->tenant_guc), c->tenant->name);
-	buf_append(b, "DO $pgtenant$BEGIN RAISE EXCEPTION USING ERRCODE = '42501', MESSAGE = ", 71);
+	static const char head[] = "DO $pgtenant$BEGIN RAISE EXCEPTION USING ERRCODE = '42501', MESSAGE = ";
+	static const char tail[] = "; END$pgtenant$";
+	buf_append(b, head, sizeof(head) - 1);
 	param_quote_literal(b, msg);
-	buf_append(b, "; END$pgtenant$", 15);
+	buf_append(b, tail, sizeof(tail) - 1);
 }
 
 /* Rewrites a refused Query: the statements before the refused one run, then the error. */
@@ -839,31 +848,39 @@ static void forward_refused_query(Client *c, ServerConn *s, const char *sql, con
 	pkt_finish(out, start);
 }
 
-/* Rewrites a refused Parse: same statement name and parameter types, raising text. */
+/*
+ * Rewrites a refused Parse: same statement name and parameter types, raising text.
+ * In transaction mode the rewritten Parse goes through the prepared-statement
+ * mapping like any other, so the client's later Bind finds it.
+ */
 static bool forward_refused_parse(Client *c, ServerConn *s, const uint8_t *body, size_t len, const SqlInfo *info)
 {
+	static Buf msg; /* scratch, reused */
 	MsgReader r;
 	const char *name, *query;
 	uint16_t nparams;
 	const uint8_t *types;
-	Buf *out = &s->conn.out;
 	size_t start;
 
 	msg_reader_init(&r, body, len);
 	if (!msg_get_cstr(&r, &name) || !msg_get_cstr(&r, &query) || !msg_get_u16(&r, &nparams) ||
 	    !msg_get_bytes(&r, (size_t)nparams * 4, &types))
 		return false;
-	pkt_begin(out, 'P', &start);
-	pkt_put_cstr(out, name);
-	guard_raise_sql(out, c, info->guard);
-	pkt_put_u8(out, 0);
+	msg.off = msg.len = 0;
+	pkt_begin(&msg, 'P', &start);
+	pkt_put_cstr(&msg, name);
+	guard_raise_sql(&msg, c, info->guard);
+	pkt_put_u8(&msg, 0);
 	/* keep the parameter count the client will Bind with */
 	int n = info->max_param > nparams ? info->max_param : nparams;
-	pkt_put_u16(out, (uint16_t)n);
-	pkt_put_bytes(out, types, (size_t)nparams * 4);
+	pkt_put_u16(&msg, (uint16_t)n);
+	pkt_put_bytes(&msg, types, (size_t)nparams * 4);
 	for (int i = nparams; i < n; i++)
-		pkt_put_u32(out, 25); /* text */
-	pkt_finish(out, start);
+		pkt_put_u32(&msg, 25); /* text */
+	pkt_finish(&msg, start);
+	if (!tracks_prepared(c) ||
+	    prep_client_message(c, s, 'P', msg.data + MSG_HEADER_LEN, msg.len - MSG_HEADER_LEN) == PREP_PASS)
+		buf_append(&s->conn.out, msg.data, msg.len);
 	return true;
 }
 
@@ -908,8 +925,15 @@ static bool inspect_statement(Client *c, ServerConn *s, uint8_t type, const uint
 	}
 	if (info.flags & (SQLF_STATE_UNKNOWN | SQLF_RESETS_STATE | SQLF_UNPARSED))
 		server_state_unknown(s);
-	if (info.flags & SQLF_RESETS_STATE)
+	if (info.flags & SQLF_RESETS_STATE) {
+		SqlLexer lx;
+		SqlToken tok;
 		s->marked_by = NULL;
+		sqllex_init(&lx, sql, sql_len);
+		/* DISCARD ALL also drops the prepared statements (RESET ALL does not) */
+		if (sqllex_next(&lx, &tok) == SQLTOK_IDENT && sqltok_is(&tok, "discard"))
+			prep_server_reset(s);
+	}
 	if (info.flags & (SQLF_SESSION_STATE | SQLF_STATE_UNKNOWN | SQLF_UNPARSED))
 		s->marked_by = c->tenant;
 	return true;
@@ -988,9 +1012,20 @@ void client_idle_timeouts(void)
 /* Must pgtenant hold this client message whole before forwarding it? */
 static inline bool client_must_inspect(const Client *c, const ServerConn *s, uint8_t type)
 {
-	if (type == 'Q' || type == 'P')
-		return c->tenant->analyze;
-	return type == 'F' && s && s->inject_open;
+	switch (type) {
+	case 'Q':
+		return c->tenant->analyze || (c->prep && tracks_prepared(c));
+	case 'P':
+		return c->tenant->analyze || tracks_prepared(c);
+	case 'B':
+	case 'D':
+	case 'C':
+		return tracks_prepared(c);
+	case 'F':
+		return s && s->inject_open;
+	default:
+		return false;
+	}
 }
 
 static void client_forward(Client *c)
@@ -1046,6 +1081,27 @@ static void client_forward(Client *c)
 			c->fwd_remain = total - n;
 			continue;
 		}
+		if (c->prep_skip) {
+			/* a Parse was refused: the rest of the batch goes nowhere, its Sync still does */
+			if (type != 'S') {
+				size_t n = buf_avail(in) < total ? buf_avail(in) : total;
+				buf_consume(in, n);
+				c->fwd_remain = total - n;
+				continue;
+			}
+			c->prep_skip = false;
+		}
+		if (type == 'Q' && c->prep && tracks_prepared(c)) {
+			/* DEALLOCATE of a name only pgtenant knows is answered here */
+			if (buf_avail(in) < total) {
+				buf_reserve(in, total - buf_avail(in));
+				break;
+			}
+			if (prep_client_message(c, s, 'Q', buf_head(in) + MSG_HEADER_LEN, len - 4) == PREP_ANSWERED) {
+				buf_consume(in, total);
+				continue;
+			}
+		}
 		if ((type == 'Q' || type == 'E') && !rate_limit_pass(c))
 			return;
 		if (!s) {
@@ -1082,6 +1138,12 @@ static void client_forward(Client *c)
 		    !inspect_statement(c, s, type, buf_head(in) + MSG_HEADER_LEN, len - 4, &replaced)) {
 			client_fatal(c, "08P01", "malformed message", NULL);
 			return;
+		}
+		if (!replaced && (type == 'P' || type == 'B' || type == 'D' || type == 'C') && tracks_prepared(c)) {
+			PrepResult pr = prep_client_message(c, s, type, buf_head(in) + MSG_HEADER_LEN, len - 4);
+			if (pr == PREP_REFUSED)
+				c->prep_skip = true;
+			replaced = pr != PREP_PASS;
 		}
 		size_t n = buf_avail(in) < total ? buf_avail(in) : total;
 		if (replaced)

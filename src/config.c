@@ -153,6 +153,8 @@ const ConfigKey config_keys[] = {
           "how often backends and replicas are checked"),
         G(max_prepared_statements, KEY_INT, "200", NULL, true, 0, INT_MAX,
           "prepared statements kept per server connection in transaction mode"),
+        G(max_client_prepared_statements, KEY_INT, "1000", NULL, true, 0, INT_MAX,
+          "named prepared statements one client may hold in transaction mode (0: no limit)"),
         G(tls_mode, KEY_ENUM, "disable", tls_mode_names, true, 0, 0,
           "TLS towards clients: disable, allow or require"),
         G(tls_cert_file, KEY_STRING, "", NULL, true, 0, 0, "certificate shown to clients"),

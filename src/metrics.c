@@ -20,6 +20,7 @@
 #include "server.h"
 #include "tenant.h"
 
+#include <errno.h>
 #include <event2/buffer.h>
 #include <event2/event.h>
 #include <event2/http.h>
@@ -166,11 +167,10 @@ static int cmp_row_activity(const void *a, const void *b)
 
 static TenantRow *row_of(TenantTable *tt, const Tenant *t)
 {
-	TenantRow key;
+	TenantRow key = {.t = t};
 
 	if (!t)
 		return NULL;
-	key.t = t;
 	return bsearch(&key, tt->rows, (size_t)tt->n, sizeof(TenantRow), cmp_row_ptr);
 }
 
@@ -264,8 +264,7 @@ static int list_len(const List *l)
 {
 	const List *it;
 	int n = 0;
-	list_for_each(it, l)
-		n++;
+	list_for_each(it, l) n++;
 	return n;
 }
 
@@ -318,8 +317,8 @@ static int backend_rows(BackendRow **out)
  * The page.
  */
 
-static void render_tenant_counter(Buf *out, const TenantTable *tt, const char *name, const char *help,
-				  size_t offset)
+static void render_tenant_counter(Buf *out, const TenantTable *tt, const char *name,
+                                  const char *help, size_t offset)
 {
 	family(out, name, "counter", help);
 	for (int i = 0; i < tt->n; i++) {
@@ -330,7 +329,7 @@ static void render_tenant_counter(Buf *out, const TenantTable *tt, const char *n
 }
 
 static void render_histogram(Buf *out, const TenantTable *tt, const char *name, const char *help,
-			     size_t sum_off, size_t count_off)
+                             size_t sum_off, size_t count_off)
 {
 	char bucket[128], sum[128], count[128];
 
@@ -360,7 +359,8 @@ void metrics_render(Buf *out)
 	tenant_rows(&tt);
 	nb = backend_rows(&br);
 
-	family(out, "pgtenant_up", "gauge", "1 while pgtenant accepts clients, 0 while it shuts down.");
+	family(out, "pgtenant_up", "gauge",
+	       "1 while pgtenant accepts clients, 0 while it shuts down.");
 	sample_u64(out, "pgtenant_up", NULL, g_shutdown ? 0 : 1);
 
 	family(out, "pgtenant_tenants", "gauge", "Configured tenants.");
@@ -373,7 +373,8 @@ void metrics_render(Buf *out)
 		static const char *const states[] = {"active", "waiting", "idle"};
 		uint64_t v[] = {tt.rows[i].cl_active, tt.rows[i].cl_waiting, tt.rows[i].cl_idle};
 		for (int s = 0; s < 3; s++) {
-			const char *labels[] = {"tenant", tt.rows[i].name, "state", states[s], NULL};
+			const char *labels[] = {"tenant", tt.rows[i].name, "state", states[s],
+			                        NULL};
 			sample_u64(out, "pgtenant_clients", labels, v[s]);
 		}
 	}
@@ -385,46 +386,50 @@ void metrics_render(Buf *out)
 		static const char *const states[] = {"active", "idle", "login", "busy"};
 		uint64_t v[] = {br[i].active, br[i].idle, br[i].login, br[i].busy};
 		for (int s = 0; s < 4; s++) {
-			const char *labels[] = {"backend", br[i].be->name, "role", "primary", "state",
-						states[s], NULL};
+			const char *labels[] = {"backend", br[i].be->name, "role", "primary",
+			                        "state",   states[s],      NULL};
 			sample_u64(out, "pgtenant_servers", labels, v[s]);
 		}
 	}
 
 	render_tenant_counter(out, &tt, "pgtenant_queries_total",
-			      "Statements run: one per Query message and one per Execute.",
-			      offsetof(TenantStats, queries));
+	                      "Statements run: one per Query message and one per Execute.",
+	                      offsetof(TenantStats, queries));
 	render_tenant_counter(out, &tt, "pgtenant_transactions_total", "Transactions completed.",
-			      offsetof(TenantStats, xacts));
+	                      offsetof(TenantStats, xacts));
 	render_tenant_counter(out, &tt, "pgtenant_query_timeouts_total",
-			      "Statements canceled by query_timeout.",
-			      offsetof(TenantStats, query_timeouts));
+	                      "Statements canceled by query_timeout.",
+	                      offsetof(TenantStats, query_timeouts));
 	render_tenant_counter(out, &tt, "pgtenant_rate_limited_total",
-			      "Statements delayed by the tenant's rate_limit.",
-			      offsetof(TenantStats, rate_limited));
-	render_tenant_counter(out, &tt, "pgtenant_refused_logins_total",
-			      "Logins refused after authentication (disabled, not allowed, over limits).",
-			      offsetof(TenantStats, refused));
+	                      "Statements delayed by the tenant's rate_limit.",
+	                      offsetof(TenantStats, rate_limited));
+	render_tenant_counter(
+	        out, &tt, "pgtenant_refused_logins_total",
+	        "Logins refused after authentication (disabled, not allowed, over limits).",
+	        offsetof(TenantStats, refused));
 	render_tenant_counter(out, &tt, "pgtenant_received_bytes_total",
-			      "Bytes received from the tenant's clients.", offsetof(TenantStats, bytes_in));
-	render_tenant_counter(out, &tt, "pgtenant_sent_bytes_total", "Bytes sent to the tenant's clients.",
-			      offsetof(TenantStats, bytes_out));
+	                      "Bytes received from the tenant's clients.",
+	                      offsetof(TenantStats, bytes_in));
+	render_tenant_counter(out, &tt, "pgtenant_sent_bytes_total",
+	                      "Bytes sent to the tenant's clients.",
+	                      offsetof(TenantStats, bytes_out));
 
-	render_histogram(out, &tt, "pgtenant_query_duration_seconds",
-			 "Statement run time. Only totals are recorded so far: _sum, _count and the "
-			 "+Inf bucket.",
-			 offsetof(TenantStats, query_time_us), offsetof(TenantStats, queries));
+	render_histogram(
+	        out, &tt, "pgtenant_query_duration_seconds",
+	        "Statement run time. Only totals are recorded so far: _sum, _count and the "
+	        "+Inf bucket.",
+	        offsetof(TenantStats, query_time_us), offsetof(TenantStats, queries));
 	render_histogram(out, &tt, "pgtenant_wait_duration_seconds",
-			 "Time clients waited for a server connection. Only totals are recorded so "
-			 "far: _sum, _count and the +Inf bucket.",
-			 offsetof(TenantStats, wait_time_us), offsetof(TenantStats, waits));
+	                 "Time clients waited for a server connection. Only totals are recorded so "
+	                 "far: _sum, _count and the +Inf bucket.",
+	                 offsetof(TenantStats, wait_time_us), offsetof(TenantStats, waits));
 
 	family(out, "pgtenant_backend_up", "gauge",
 	       "1 when the last connection attempt to the backend succeeded, 0 when it failed.");
 	for (int i = 0; i < nb; i++) {
 		snprintf(port, sizeof(port), "%d", br[i].be->port);
-		const char *labels[] = {"backend", br[i].be->name, "role", "primary", "host",
-					br[i].be->host, "port", port, NULL};
+		const char *labels[] = {"backend",      br[i].be->name, "role", "primary", "host",
+		                        br[i].be->host, "port",         port,   NULL};
 		sample_u64(out, "pgtenant_backend_up", labels, br[i].failing ? 0 : 1);
 	}
 
@@ -448,7 +453,7 @@ void metrics_render(Buf *out)
  */
 
 static void reply_text(struct evhttp_request *req, int code, const char *reason, const char *ctype,
-		       const void *body, size_t len)
+                       const void *body, size_t len)
 {
 	struct evbuffer *eb = evbuffer_new();
 	struct evkeyvalq *h = evhttp_request_get_output_headers(req);
@@ -473,15 +478,15 @@ static void on_metrics(struct evhttp_request *req, void *arg)
 	buf_init(&page);
 	metrics_render(&page);
 	reply_text(req, 200, "OK", "text/plain; version=0.0.4; charset=utf-8", buf_head(&page),
-		   buf_avail(&page));
+	           buf_avail(&page));
 	buf_free(&page);
 }
 
 static void on_healthz(struct evhttp_request *req, void *arg)
 {
 	if (g_shutdown)
-		reply_text(req, 503, "Service Unavailable", "text/plain; charset=utf-8", "shutting down\n",
-			   14);
+		reply_text(req, 503, "Service Unavailable", "text/plain; charset=utf-8",
+		           "shutting down\n", 14);
 	else
 		reply_text(req, 200, "OK", "text/plain; charset=utf-8", "ok\n", 3);
 }
@@ -548,7 +553,8 @@ bool metrics_start(struct event_base *base, const char *listen, char *err, size_
 	evhttp_set_cb(http, "/healthz", on_healthz, NULL);
 	evhttp_set_gencb(http, on_other, NULL);
 	if (!evhttp_bind_socket_with_handle(http, host, port)) {
-		snprintf(err, errlen, "cannot listen on metrics_listen %s", listen);
+		snprintf(err, errlen, "cannot listen on metrics_listen %s: %s", listen,
+		         strerror(errno));
 		evhttp_free(http);
 		http = NULL;
 		return false;

@@ -19,6 +19,7 @@
 #include "net.h"
 #include "pgtenant.h"
 #include "pool.h"
+#include "prepare.h"
 #include "proto.h"
 #include "tenant.h"
 
@@ -164,6 +165,7 @@ void server_close(ServerConn *s, const char *reason)
 	scram_client_free(&s->scram);
 	free(s->marks);
 	s->marks = NULL;
+	prep_server_free(s);
 	list_append(&free_later, &s->node);
 	server_cancel_forget(s);
 }
@@ -470,6 +472,8 @@ void server_link(ServerConn *s, Client *c)
 		/* Another tenant left temp tables, cursors, LISTENs or SETs here: wipe them first. */
 		proto_simple_query(&s->conn.out, "DISCARD ALL");
 		s->swallow_rfq++;
+		prep_server_reset(s);
+		prep_server_sent_sync(s);
 		s->marked_by = NULL;
 		s->st_sql = NULL;
 		if (s->pool->welcome_ready)
@@ -487,6 +491,7 @@ void server_link(ServerConn *s, Client *c)
 		buf_append(&sql, "", 1);
 		proto_simple_query(&s->conn.out, (const char *)sql.data);
 		s->swallow_rfq++;
+		prep_server_sent_sync(s);
 	}
 }
 
@@ -571,6 +576,7 @@ void server_unit_end(ServerConn *s, uint8_t type)
 	s->rfq_sent++;
 	s->expect_rfq++;
 	s->unit_start = true;
+	prep_server_sent_sync(s);
 	if (!s->inject_open)
 		return;
 	s->inject_open = false;
@@ -579,6 +585,7 @@ void server_unit_end(ServerConn *s, uint8_t type)
 		buf_append(&s->conn.out, sync_msg, sizeof(sync_msg));
 		s->rfq_sent++;
 		s->expect_rfq++;
+		prep_server_sent_sync(s);
 		mark_push(s, s->rfq_sent, MARK_OWN_SYNC);
 	}
 }
@@ -667,9 +674,11 @@ void server_reset(ServerConn *s, const char *q, bool discards)
 			i++;
 		}
 		s->marked_by = NULL;
+		prep_server_reset(s);
 	}
 	proto_simple_query(&s->conn.out, q);
 	s->swallow_rfq++;
+	prep_server_sent_sync(s);
 	s->st_sql = NULL;
 	server_flush(s);
 }
@@ -759,6 +768,7 @@ static void server_forward(ServerConn *s)
 				break;
 			}
 			s->error_seen = true;
+			prep_server_error(s);
 			if (s->timeout_cancel) {
 				const char *code, *msg;
 				proto_error_fields(body, blen, &code, &msg);
@@ -779,11 +789,22 @@ static void server_forward(ServerConn *s)
 			}
 			break;
 		case '1':
+			if (s->inject_swallow > 0 && !drop) {
+				s->inject_swallow--;
+				drop = true;
+			} else if (prep_server_parse_complete(s)) {
+				drop = true;
+			}
+			break;
 		case '2':
 			if (s->inject_swallow > 0 && !drop) {
 				s->inject_swallow--;
 				drop = true;
 			}
+			break;
+		case '3':
+			if (prep_server_close_complete(s, c))
+				drop = true;
 			break;
 		case 'C':
 			if (s->inject_swallow > 0 && !drop) {
@@ -800,6 +821,7 @@ static void server_forward(ServerConn *s)
 			break;
 		case 'Z':
 			s->tx_status = (char)body[0];
+			prep_server_ready(s);
 			if (s->swallow_rfq > 0) {
 				s->swallow_rfq--;
 				if (s->swallow_rfq == 0 && s->state == SV_RESET) {

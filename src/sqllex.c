@@ -373,13 +373,18 @@ bool sqltok_is(const SqlToken *tok, const char *word)
 
 /*
  * Only the words the classifier acts on have an id; KW_OTHER words matter
- * for their flags alone. KWF_NOFUNC: "word (" is syntax, not a function
- * call (PostgreSQL's reserved and column-name keywords, which can never
- * name a function unquoted, plus the few unreserved ones that open a
- * clause). KWF_STMT: a statement PostgreSQL knows may start with the word.
+ * for their flags alone.
+ * KWF_STMT: a statement PostgreSQL knows may start with the word.
+ * KWF_NOFUNC: "word (" is syntax, never a call: PostgreSQL's reserved and
+ *   column-name keywords cannot name a function unquoted.
+ * KWF_CLAUSE: "word (" is syntax only after certain words (ORDER BY (,
+ *   AT TIME ZONE (, x JOIN (); elsewhere the word may name a user function.
+ * KWF_JOINTYPE: may stand right before JOIN.
  */
-#define KWF_STMT   0x01
-#define KWF_NOFUNC 0x02
+#define KWF_STMT     0x01
+#define KWF_NOFUNC   0x02
+#define KWF_CLAUSE   0x04
+#define KWF_JOINTYPE 0x08
 
 enum {
 	KW_NONE = 0,
@@ -391,8 +396,12 @@ enum {
 	KW_ATOMIC,
 	KW_AUTHORIZATION,
 	KW_BEGIN,
+	KW_BIT,
+	KW_BY,
 	KW_CALL,
 	KW_CASE,
+	KW_CHAR,
+	KW_CHARACTER,
 	KW_CHARACTERISTICS,
 	KW_COMMIT,
 	KW_CONSTRAINTS,
@@ -407,19 +416,27 @@ enum {
 	KW_FROM,
 	KW_FUNCTION,
 	KW_GLOBAL,
+	KW_GROUP,
+	KW_GROUPING,
 	KW_HOLD,
 	KW_INSERT,
 	KW_INTO,
+	KW_JOIN,
 	KW_KEY,
 	KW_LISTEN,
 	KW_LOAD,
 	KW_LOCAL,
+	KW_MATERIALIZED,
 	KW_MERGE,
+	KW_NCHAR,
 	KW_NO,
+	KW_NOT,
 	KW_ONLY,
 	KW_OPERATOR,
 	KW_OR,
+	KW_ORDER,
 	KW_ORDINALITY,
+	KW_PARTITION,
 	KW_PREPARE,
 	KW_PROCEDURE,
 	KW_READ,
@@ -431,10 +448,12 @@ enum {
 	KW_ROLLBACK,
 	KW_SAVEPOINT,
 	KW_SCHEMA,
+	KW_SECOND,
 	KW_SELECT,
 	KW_SERIALIZABLE,
 	KW_SESSION,
 	KW_SET,
+	KW_SETS,
 	KW_SHARE,
 	KW_SHOW,
 	KW_START,
@@ -442,12 +461,17 @@ enum {
 	KW_TABLESAMPLE,
 	KW_TEMP,
 	KW_TEMPORARY,
+	KW_TIME,
+	KW_TO,
 	KW_TRANSACTION,
 	KW_TRUE,
 	KW_UPDATE,
 	KW_VALUES,
+	KW_VARYING,
+	KW_VERBOSE,
 	KW_WITH,
 	KW_WRITE,
+	KW_ZONE,
 };
 
 typedef struct SqlKeyword {
@@ -458,7 +482,7 @@ typedef struct SqlKeyword {
 
 #define KW_MAXLEN 17
 
-/* Sorted by name (binary search); tools/gen or sort(1) order of the lower-case names. */
+/* In alphabetical order for the reader; lookups go through kw_slots. */
 static const SqlKeyword sql_keywords[] = {
 	{"abort", KW_ABORT, KWF_STMT},
 	{"all", KW_ALL, KWF_NOFUNC},
@@ -472,20 +496,20 @@ static const SqlKeyword sql_keywords[] = {
 	{"asc", KW_OTHER, KWF_NOFUNC},
 	{"asymmetric", KW_OTHER, KWF_NOFUNC},
 	{"atomic", KW_ATOMIC, 0},
-	{"authorization", KW_AUTHORIZATION, KWF_NOFUNC},
+	{"authorization", KW_AUTHORIZATION, 0},
 	{"begin", KW_BEGIN, KWF_STMT},
 	{"between", KW_OTHER, KWF_NOFUNC},
 	{"bigint", KW_OTHER, KWF_NOFUNC},
-	{"binary", KW_OTHER, KWF_NOFUNC},
-	{"bit", KW_OTHER, KWF_NOFUNC},
+	{"binary", KW_OTHER, 0},
+	{"bit", KW_BIT, KWF_NOFUNC},
 	{"boolean", KW_OTHER, KWF_NOFUNC},
 	{"both", KW_OTHER, KWF_NOFUNC},
-	{"by", KW_OTHER, KWF_NOFUNC},
+	{"by", KW_BY, KWF_CLAUSE},
 	{"call", KW_CALL, KWF_STMT},
 	{"case", KW_CASE, KWF_NOFUNC},
 	{"cast", KW_OTHER, KWF_NOFUNC},
-	{"char", KW_OTHER, KWF_NOFUNC},
-	{"character", KW_OTHER, KWF_NOFUNC},
+	{"char", KW_CHAR, KWF_NOFUNC},
+	{"character", KW_CHARACTER, KWF_NOFUNC},
 	{"characteristics", KW_CHARACTERISTICS, 0},
 	{"check", KW_OTHER, KWF_NOFUNC},
 	{"checkpoint", KW_OTHER, KWF_STMT},
@@ -493,17 +517,15 @@ static const SqlKeyword sql_keywords[] = {
 	{"cluster", KW_OTHER, KWF_STMT},
 	{"coalesce", KW_OTHER, KWF_NOFUNC},
 	{"collate", KW_OTHER, KWF_NOFUNC},
-	{"collation", KW_OTHER, KWF_NOFUNC},
+	{"collation", KW_OTHER, 0},
 	{"column", KW_OTHER, KWF_NOFUNC},
-	{"columns", KW_OTHER, KWF_NOFUNC},
 	{"comment", KW_OTHER, KWF_STMT},
 	{"commit", KW_COMMIT, KWF_STMT},
-	{"concurrently", KW_OTHER, KWF_NOFUNC},
 	{"constraint", KW_OTHER, KWF_NOFUNC},
 	{"constraints", KW_CONSTRAINTS, 0},
 	{"copy", KW_OTHER, KWF_STMT},
 	{"create", KW_CREATE, KWF_STMT|KWF_NOFUNC},
-	{"cross", KW_OTHER, KWF_NOFUNC},
+	{"cross", KW_OTHER, KWF_JOINTYPE},
 	{"current_catalog", KW_OTHER, KWF_NOFUNC},
 	{"current_date", KW_OTHER, KWF_NOFUNC},
 	{"current_role", KW_OTHER, KWF_NOFUNC},
@@ -524,7 +546,6 @@ static const SqlKeyword sql_keywords[] = {
 	{"drop", KW_OTHER, KWF_STMT},
 	{"else", KW_OTHER, KWF_NOFUNC},
 	{"end", KW_END, KWF_STMT|KWF_NOFUNC},
-	{"escape", KW_OTHER, KWF_NOFUNC},
 	{"except", KW_OTHER, KWF_NOFUNC},
 	{"execute", KW_OTHER, KWF_STMT},
 	{"exists", KW_OTHER, KWF_NOFUNC},
@@ -532,25 +553,23 @@ static const SqlKeyword sql_keywords[] = {
 	{"extract", KW_OTHER, KWF_NOFUNC},
 	{"false", KW_OTHER, KWF_NOFUNC},
 	{"fetch", KW_OTHER, KWF_STMT|KWF_NOFUNC},
-	{"filter", KW_OTHER, KWF_NOFUNC},
 	{"float", KW_OTHER, KWF_NOFUNC},
 	{"for", KW_FOR, KWF_NOFUNC},
 	{"foreign", KW_OTHER, KWF_NOFUNC},
 	{"from", KW_FROM, KWF_NOFUNC},
-	{"full", KW_OTHER, KWF_NOFUNC},
+	{"full", KW_OTHER, KWF_JOINTYPE},
 	{"function", KW_FUNCTION, 0},
 	{"global", KW_GLOBAL, 0},
 	{"grant", KW_OTHER, KWF_STMT|KWF_NOFUNC},
 	{"greatest", KW_OTHER, KWF_NOFUNC},
-	{"group", KW_OTHER, KWF_NOFUNC},
-	{"grouping", KW_OTHER, KWF_NOFUNC},
+	{"group", KW_GROUP, KWF_NOFUNC},
+	{"grouping", KW_GROUPING, KWF_NOFUNC},
 	{"having", KW_OTHER, KWF_NOFUNC},
 	{"hold", KW_HOLD, 0},
-	{"ilike", KW_OTHER, KWF_NOFUNC},
 	{"import", KW_OTHER, KWF_STMT},
 	{"in", KW_OTHER, KWF_NOFUNC},
 	{"initially", KW_OTHER, KWF_NOFUNC},
-	{"inner", KW_OTHER, KWF_NOFUNC},
+	{"inner", KW_OTHER, KWF_JOINTYPE},
 	{"inout", KW_OTHER, KWF_NOFUNC},
 	{"insert", KW_INSERT, KWF_STMT},
 	{"int", KW_OTHER, KWF_NOFUNC},
@@ -558,9 +577,7 @@ static const SqlKeyword sql_keywords[] = {
 	{"intersect", KW_OTHER, KWF_NOFUNC},
 	{"interval", KW_OTHER, KWF_NOFUNC},
 	{"into", KW_INTO, KWF_NOFUNC},
-	{"is", KW_OTHER, KWF_NOFUNC},
-	{"isnull", KW_OTHER, KWF_NOFUNC},
-	{"join", KW_OTHER, KWF_NOFUNC},
+	{"join", KW_JOIN, KWF_CLAUSE},
 	{"json", KW_OTHER, KWF_NOFUNC},
 	{"json_array", KW_OTHER, KWF_NOFUNC},
 	{"json_arrayagg", KW_OTHER, KWF_NOFUNC},
@@ -576,7 +593,6 @@ static const SqlKeyword sql_keywords[] = {
 	{"lateral", KW_OTHER, KWF_NOFUNC},
 	{"leading", KW_OTHER, KWF_NOFUNC},
 	{"least", KW_OTHER, KWF_NOFUNC},
-	{"like", KW_OTHER, KWF_NOFUNC},
 	{"limit", KW_OTHER, KWF_NOFUNC},
 	{"listen", KW_LISTEN, KWF_STMT},
 	{"load", KW_LOAD, KWF_STMT},
@@ -584,19 +600,18 @@ static const SqlKeyword sql_keywords[] = {
 	{"localtime", KW_OTHER, KWF_NOFUNC},
 	{"localtimestamp", KW_OTHER, KWF_NOFUNC},
 	{"lock", KW_OTHER, KWF_STMT},
-	{"materialized", KW_OTHER, KWF_NOFUNC},
+	{"materialized", KW_MATERIALIZED, KWF_CLAUSE},
 	{"merge", KW_MERGE, KWF_STMT},
 	{"merge_action", KW_OTHER, KWF_NOFUNC},
 	{"move", KW_OTHER, KWF_STMT},
 	{"national", KW_OTHER, KWF_NOFUNC},
-	{"natural", KW_OTHER, KWF_NOFUNC},
-	{"nchar", KW_OTHER, KWF_NOFUNC},
+	{"natural", KW_OTHER, KWF_JOINTYPE},
+	{"nchar", KW_NCHAR, KWF_NOFUNC},
 	{"no", KW_NO, 0},
 	{"none", KW_OTHER, KWF_NOFUNC},
 	{"normalize", KW_OTHER, KWF_NOFUNC},
-	{"not", KW_OTHER, KWF_NOFUNC},
+	{"not", KW_NOT, KWF_NOFUNC},
 	{"notify", KW_OTHER, KWF_STMT},
-	{"notnull", KW_OTHER, KWF_NOFUNC},
 	{"null", KW_OTHER, KWF_NOFUNC},
 	{"nullif", KW_OTHER, KWF_NOFUNC},
 	{"numeric", KW_OTHER, KWF_NOFUNC},
@@ -605,13 +620,12 @@ static const SqlKeyword sql_keywords[] = {
 	{"only", KW_ONLY, KWF_NOFUNC},
 	{"operator", KW_OPERATOR, KWF_NOFUNC},
 	{"or", KW_OR, KWF_NOFUNC},
-	{"order", KW_OTHER, KWF_NOFUNC},
+	{"order", KW_ORDER, KWF_NOFUNC},
 	{"ordinality", KW_ORDINALITY, 0},
 	{"out", KW_OTHER, KWF_NOFUNC},
-	{"outer", KW_OTHER, KWF_NOFUNC},
-	{"over", KW_OTHER, KWF_NOFUNC},
-	{"overlaps", KW_OTHER, KWF_NOFUNC},
+	{"outer", KW_OTHER, KWF_JOINTYPE},
 	{"overlay", KW_OTHER, KWF_NOFUNC},
+	{"partition", KW_PARTITION, 0},
 	{"placing", KW_OTHER, KWF_NOFUNC},
 	{"position", KW_OTHER, KWF_NOFUNC},
 	{"precision", KW_OTHER, KWF_NOFUNC},
@@ -626,7 +640,6 @@ static const SqlKeyword sql_keywords[] = {
 	{"refresh", KW_OTHER, KWF_STMT},
 	{"reindex", KW_OTHER, KWF_STMT},
 	{"release", KW_RELEASE, KWF_STMT},
-	{"repeatable", KW_OTHER, KWF_NOFUNC},
 	{"replace", KW_REPLACE, 0},
 	{"reset", KW_RESET, KWF_STMT},
 	{"returning", KW_OTHER, KWF_NOFUNC},
@@ -636,7 +649,7 @@ static const SqlKeyword sql_keywords[] = {
 	{"row", KW_OTHER, KWF_NOFUNC},
 	{"savepoint", KW_SAVEPOINT, KWF_STMT},
 	{"schema", KW_SCHEMA, 0},
-	{"second", KW_OTHER, KWF_NOFUNC},
+	{"second", KW_SECOND, KWF_CLAUSE},
 	{"security", KW_OTHER, KWF_STMT},
 	{"select", KW_SELECT, KWF_STMT|KWF_NOFUNC},
 	{"serializable", KW_SERIALIZABLE, 0},
@@ -644,10 +657,9 @@ static const SqlKeyword sql_keywords[] = {
 	{"session_user", KW_OTHER, KWF_NOFUNC},
 	{"set", KW_SET, KWF_STMT|KWF_NOFUNC},
 	{"setof", KW_OTHER, KWF_NOFUNC},
-	{"sets", KW_OTHER, KWF_NOFUNC},
+	{"sets", KW_SETS, KWF_CLAUSE},
 	{"share", KW_SHARE, 0},
 	{"show", KW_SHOW, KWF_STMT},
-	{"similar", KW_OTHER, KWF_NOFUNC},
 	{"smallint", KW_OTHER, KWF_NOFUNC},
 	{"some", KW_OTHER, KWF_NOFUNC},
 	{"start", KW_START, KWF_STMT},
@@ -655,13 +667,13 @@ static const SqlKeyword sql_keywords[] = {
 	{"symmetric", KW_OTHER, KWF_NOFUNC},
 	{"system_user", KW_OTHER, KWF_NOFUNC},
 	{"table", KW_TABLE, KWF_STMT|KWF_NOFUNC},
-	{"tablesample", KW_TABLESAMPLE, KWF_NOFUNC},
+	{"tablesample", KW_TABLESAMPLE, 0},
 	{"temp", KW_TEMP, 0},
 	{"temporary", KW_TEMPORARY, 0},
 	{"then", KW_OTHER, KWF_NOFUNC},
-	{"time", KW_OTHER, KWF_NOFUNC},
+	{"time", KW_TIME, KWF_NOFUNC},
 	{"timestamp", KW_OTHER, KWF_NOFUNC},
-	{"to", KW_OTHER, KWF_NOFUNC},
+	{"to", KW_TO, KWF_NOFUNC},
 	{"trailing", KW_OTHER, KWF_NOFUNC},
 	{"transaction", KW_TRANSACTION, 0},
 	{"treat", KW_OTHER, KWF_NOFUNC},
@@ -678,13 +690,12 @@ static const SqlKeyword sql_keywords[] = {
 	{"values", KW_VALUES, KWF_STMT|KWF_NOFUNC},
 	{"varchar", KW_OTHER, KWF_NOFUNC},
 	{"variadic", KW_OTHER, KWF_NOFUNC},
-	{"varying", KW_OTHER, KWF_NOFUNC},
-	{"verbose", KW_OTHER, KWF_NOFUNC},
+	{"varying", KW_VARYING, KWF_CLAUSE},
+	{"verbose", KW_VERBOSE, 0},
 	{"when", KW_OTHER, KWF_NOFUNC},
 	{"where", KW_OTHER, KWF_NOFUNC},
 	{"window", KW_OTHER, KWF_NOFUNC},
 	{"with", KW_WITH, KWF_STMT|KWF_NOFUNC},
-	{"within", KW_OTHER, KWF_NOFUNC},
 	{"write", KW_WRITE, 0},
 	{"xmlattributes", KW_OTHER, KWF_NOFUNC},
 	{"xmlconcat", KW_OTHER, KWF_NOFUNC},
@@ -697,30 +708,64 @@ static const SqlKeyword sql_keywords[] = {
 	{"xmlroot", KW_OTHER, KWF_NOFUNC},
 	{"xmlserialize", KW_OTHER, KWF_NOFUNC},
 	{"xmltable", KW_OTHER, KWF_NOFUNC},
-	{"zone", KW_OTHER, KWF_NOFUNC},
+	{"zone", KW_ZONE, KWF_CLAUSE},
 };
 
-static const SqlKeyword *kw_lookup(const char *s, size_t len)
+/* Folds ASCII letters of an unquoted name to lower case into buf (size > len). */
+static void name_fold(const char *s, size_t len, char *buf)
 {
-	char buf[KW_MAXLEN + 1];
-	size_t lo = 0, hi = ARRAY_SIZE(sql_keywords);
-
-	if (len == 0 || len > KW_MAXLEN)
-		return NULL;
 	for (size_t i = 0; i < len; i++) {
 		char c = s[i];
 		buf[i] = (c >= 'A' && c <= 'Z') ? (char)(c + ('a' - 'A')) : c;
 	}
 	buf[len] = '\0';
-	while (lo < hi) {
-		size_t mid = (lo + hi) / 2;
-		int cmp = strcmp(buf, sql_keywords[mid].name);
-		if (cmp == 0)
-			return &sql_keywords[mid];
-		if (cmp < 0)
-			hi = mid;
-		else
-			lo = mid + 1;
+}
+
+static uint32_t name_hash(const char *s, size_t len)
+{
+	uint32_t h = 2166136261u; /* FNV-1a */
+
+	for (size_t i = 0; i < len; i++) {
+		h ^= (unsigned char)s[i];
+		h *= 16777619u;
+	}
+	return h;
+}
+
+/*
+ * Every identifier of every query is looked up, so the constant name tables
+ * are indexed by open-addressing hash sets (slot = table index + 1, 0 =
+ * empty) instead of being searched. They are filled once before main()
+ * runs, which keeps an "initialized yet?" test and any race off the hot
+ * path.
+ */
+#define NAMESET_SLOTS 1024 /* a power of two, kept under half full */
+
+static uint16_t kw_slots[NAMESET_SLOTS];
+static uint16_t fn_slots[NAMESET_SLOTS];
+
+#define NAMESET_NEXT(i) (((i) + 1) & (NAMESET_SLOTS - 1))
+
+static void nameset_add(uint16_t *slots, const char *name, size_t idx)
+{
+	uint32_t i = name_hash(name, strlen(name)) & (NAMESET_SLOTS - 1);
+
+	while (slots[i])
+		i = NAMESET_NEXT(i);
+	slots[i] = (uint16_t)(idx + 1);
+}
+
+static const SqlKeyword *kw_lookup(const char *s, size_t len)
+{
+	char buf[KW_MAXLEN + 1];
+
+	if (len == 0 || len > KW_MAXLEN)
+		return NULL;
+	name_fold(s, len, buf);
+	for (uint32_t i = name_hash(buf, len) & (NAMESET_SLOTS - 1); kw_slots[i]; i = NAMESET_NEXT(i)) {
+		const SqlKeyword *k = &sql_keywords[kw_slots[i] - 1];
+		if (strncmp(k->name, buf, len) == 0 && k->name[len] == '\0')
+			return k;
 	}
 	return NULL;
 }
@@ -733,7 +778,7 @@ static const SqlKeyword *kw_lookup(const char *s, size_t len)
  * nextval, setval, currval, lastval (sequences: writes or session-bound),
  * set_config, setseed, pg_advisory_* (session state), txid_current and
  * pg_current_xact_id (assign an xid), pg_notify, lo_*, dblink*, and every
- * function not named here. Sorted (binary search).
+ * function not named here. Alphabetical; lookups go through fn_slots.
  */
 static const char *const sql_ro_functions[] = {
 	"abbrev", "abs", "acos", "acosd", "acosh", "age", "any_value", "array_agg",
@@ -801,6 +846,17 @@ static const char *const sql_ro_functions[] = {
 };
 
 #define FN_MAXLEN 40
+
+_Static_assert(ARRAY_SIZE(sql_keywords) < NAMESET_SLOTS / 2, "keyword hash set too full");
+_Static_assert(ARRAY_SIZE(sql_ro_functions) < NAMESET_SLOTS / 2, "function hash set too full");
+
+__attribute__((constructor)) static void sqllex_build_name_sets(void)
+{
+	for (size_t i = 0; i < ARRAY_SIZE(sql_keywords); i++)
+		nameset_add(kw_slots, sql_keywords[i].name, i);
+	for (size_t i = 0; i < ARRAY_SIZE(sql_ro_functions); i++)
+		nameset_add(fn_slots, sql_ro_functions[i], i);
+}
 
 /* ------------------------------------------------------------- analyzer */
 
@@ -1128,8 +1184,7 @@ static void stmt_head_explain(Stmt *st, SqlLexer *p)
 		}
 		tok_next(p, &t);
 	} else {
-		/* VERBOSE is a keyword without an id of its own. */
-		while (t.kw == KW_ANALYZE || sqltok_is(&t.t, "verbose")) {
+		while (t.kw == KW_ANALYZE || t.kw == KW_VERBOSE) {
 			if (t.kw == KW_ANALYZE)
 				analyze = true;
 			tok_next(p, &t);
@@ -1311,27 +1366,21 @@ static void stmt_set_config(Analyzer *an, Stmt *st, const Tok *lp)
 static bool fn_builtin_ro(const Tok *name)
 {
 	char buf[FN_MAXLEN + 1];
-	size_t len = name->t.len, lo = 0, hi = ARRAY_SIZE(sql_ro_functions);
+	size_t len = name->t.len;
 
 	if (len == 0 || len > FN_MAXLEN)
 		return false;
-	for (size_t i = 0; i < len; i++) {
-		char c = name->t.text[i];
-		/* "Lower"() is not lower(): only unquoted names fold. */
-		if (name->t.type == SQLTOK_IDENT && c >= 'A' && c <= 'Z')
-			c = (char)(c + ('a' - 'A'));
-		buf[i] = c;
+	/* "Lower"() is not lower(): only unquoted names fold. */
+	if (name->t.type == SQLTOK_IDENT) {
+		name_fold(name->t.text, len, buf);
+	} else {
+		memcpy(buf, name->t.text, len);
+		buf[len] = '\0';
 	}
-	buf[len] = '\0';
-	while (lo < hi) {
-		size_t mid = (lo + hi) / 2;
-		int cmp = strcmp(buf, sql_ro_functions[mid]);
-		if (cmp == 0)
+	for (uint32_t i = name_hash(buf, len) & (NAMESET_SLOTS - 1); fn_slots[i]; i = NAMESET_NEXT(i)) {
+		const char *f = sql_ro_functions[fn_slots[i] - 1];
+		if (strncmp(f, buf, len) == 0 && f[len] == '\0')
 			return true;
-		if (cmp < 0)
-			hi = mid;
-		else
-			lo = mid + 1;
 	}
 	return false;
 }
@@ -1375,6 +1424,32 @@ static bool fn_session_lock(const Tok *name)
 	       tok_names(name, "pg_try_advisory_lock_shared");
 }
 
+/* Is "name (" a clause of the grammar here, given the token before the name? */
+static bool kw_clause_paren(const Tok *name, const Tok *before)
+{
+	switch (name->kw) {
+	case KW_BY:
+		return before->kw == KW_ORDER || before->kw == KW_GROUP || before->kw == KW_PARTITION;
+	case KW_SETS:
+		return before->kw == KW_GROUPING;
+	case KW_ZONE:
+		return before->kw == KW_TIME;
+	case KW_VARYING:
+		return before->kw == KW_CHARACTER || before->kw == KW_CHAR || before->kw == KW_BIT ||
+		       before->kw == KW_NCHAR;
+	case KW_SECOND: /* INTERVAL '1' SECOND(3), DAY TO SECOND(3) */
+		return before->kw == KW_TO || before->t.type == SQLTOK_STRING;
+	case KW_MATERIALIZED:
+		return before->kw == KW_AS || before->kw == KW_NOT;
+	case KW_JOIN: /* after a table, an alias, a subquery or LEFT/CROSS/...; a call stands elsewhere */
+		return before->t.type == SQLTOK_QIDENT || before->t.type == SQLTOK_RPAREN ||
+		       (before->t.type == SQLTOK_IDENT &&
+			(before->kw == KW_NONE || (before->kwf & KWF_JOINTYPE)));
+	default:
+		return false;
+	}
+}
+
 /*
  * A name followed by '(' (lp): a function call, unless the grammar makes it
  * something else — a keyword construct, a type modifier (::numeric(10,2),
@@ -1391,7 +1466,11 @@ static void stmt_call(Analyzer *an, Stmt *st, const Tok *lp)
 		schema = stmt_prev(st, 2);
 		before = stmt_prev(st, 3);
 	}
-	if (!schema && (name->kwf & KWF_NOFUNC))
+	/* A statement never starts with a call: EXPLAIN (...), VACUUM (...), COPY (...) */
+	if (before->t.type == SQLTOK_EOF)
+		return;
+	if (!schema && ((name->kwf & KWF_NOFUNC) ||
+			((name->kwf & KWF_CLAUSE) && kw_clause_paren(name, before))))
 		return;
 	if (tok_is_op(before, "::") || before->kw == KW_AS || before->kw == KW_TABLESAMPLE)
 		return;

@@ -284,7 +284,8 @@ def test_show_is_case_insensitive_with_optional_semicolon(pgtenant):
 def test_shows_through_psycopg_extended_protocol_return_typed_rows(pgtenant):
     p = start(pgtenant)
     run_queries(p, 3)
-    with console_psycopg(p) as conn:
+    with console_psycopg(p) as conn, p.connect(dbname="globex") as client:
+        client.execute("select 1")  # so CLIENTS and SERVERS have rows
         for what, cols in SPEC_COLUMNS.items():
             cur = conn.execute(f"SHOW {what}")
             names = [d.name for d in cur.description]

@@ -35,9 +35,20 @@ def test_unreachable_backend_gives_57P03_naming_it_and_session_goes_on(pgtenant)
         assert conn.execute("select 1").fetchone()[0] == 1
 
 
+def _terminate_server_running(pg, marker, dbname="acme"):
+    """pg_terminate_backend of the server connection whose query contains marker."""
+    def pid():
+        rows = [r for r in pg.server_conns(dbname) if marker in (r[4] or "") and r[3] == "active"]
+        return rows[0][0] if rows else None
+    victim_pid = pgt.wait_for(pid, timeout=10, what=f"{marker} on a server connection")
+    with pg.connect() as d:
+        assert d.execute("select pg_terminate_backend(%s)", [victim_pid]).fetchone()[0]
+
+
 def test_server_connection_killed_under_a_query_errors_only_that_client(pg, pgtenant):
     p = pgtenant({"default_pool_size": 5})
     victim = p.connect()
+    raw_victim = p.raw()
     bystander = p.connect(dbname="globex")
     try:
         assert bystander.execute("select 1").fetchone()[0] == 1
@@ -45,7 +56,7 @@ def test_server_connection_killed_under_a_query_errors_only_that_client(pg, pgte
 
         def sleeper():
             try:
-                victim.execute("select pg_sleep(30)")
+                victim.execute("select pg_sleep(30) -- psycopg victim")
                 outcome["ok"] = True
             except Exception as e:
                 outcome["e"] = e
@@ -53,27 +64,61 @@ def test_server_connection_killed_under_a_query_errors_only_that_client(pg, pgte
         t = threading.Thread(target=sleeper, daemon=True)
         t0 = time.monotonic()
         t.start()
-
-        def sleeping_pid():
-            rows = [r for r in pg.server_conns("acme") if "pg_sleep(30)" in (r[4] or "")
-                    and r[3] == "active"]
-            return rows[0][0] if rows else None
-        pid = pgt.wait_for(sleeping_pid, timeout=10, what="pg_sleep on a server connection")
-        with pg.connect() as d:
-            assert d.execute("select pg_terminate_backend(%s)", [pid]).fetchone()[0]
+        _terminate_server_running(pg, "psycopg victim")
         t.join(20)
         assert not t.is_alive(), "client still waiting after its server connection died"
         assert time.monotonic() - t0 < 25
         assert "e" in outcome, f"query on a killed server connection did not fail: {outcome}"
         assert isinstance(outcome["e"], psycopg.Error), repr(outcome["e"])
+
+        # the raw client shows the exact SQLSTATE
+        raw_victim.send(pgt.msg(b"Q", b"select pg_sleep(30) -- raw victim\0"))
+        _terminate_server_running(pg, "raw victim")
+        err = None
+        try:
+            while True:
+                kind, body = raw_victim.recv_msg()
+                if kind == b"E":
+                    err = pgt.parse_fields(body)
+                    break
+        except (EOFError, ConnectionResetError):
+            pass
+        assert err is not None, "no ErrorResponse for the query whose server died"
+        assert err.get("C") == "08006", err
+
         assert bystander.execute("select 2").fetchone()[0] == 2
         assert p.alive()
         with p.connect() as fresh:
             assert fresh.execute("select 3").fetchone()[0] == 3
-        assert outcome["e"].sqlstate == "08006", (outcome["e"].sqlstate, str(outcome["e"]))
     finally:
         victim.close()
+        raw_victim.sock.close()
         bystander.close()
+
+
+def test_session_goes_on_after_its_server_connection_died_outside_a_transaction(pg, pgtenant):
+    """SPEC §8: ERROR 08006 for that query; the session goes on where the
+    protocol allows (a simple query outside a transaction allows it)."""
+    p = pgtenant()
+    c = p.raw()
+    try:
+        c.send(pgt.msg(b"Q", b"select pg_sleep(30) -- victim\0"))
+        _terminate_server_running(pg, "victim")
+        msgs = []
+        try:
+            while True:
+                kind, body = c.recv_msg()
+                msgs.append((kind, pgt.parse_fields(body) if kind == b"E" else body))
+                if kind == b"Z":
+                    break
+        except (EOFError, ConnectionResetError):
+            pytest.fail(f"pgtenant closed the client session; it sent {msgs}")
+        errors = [m[1] for m in msgs if m[0] == b"E"]
+        assert errors and errors[0].get("C") == "08006", msgs
+        assert errors[0].get("S") == "ERROR", errors[0]
+        assert c.scalar("select 'still here'") == "still here"
+    finally:
+        c.sock.close()
 
 
 MALFORMED = {

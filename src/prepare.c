@@ -1,0 +1,656 @@
+/*
+ * prepare: see include/prepare.h.
+ *
+ * Invariant: a server's set lists exactly the statements PostgreSQL has under
+ * pgtenant's names on that connection — an entry is added when its Parse is
+ * sent (pending) and removed again if that Parse is skipped by an error, so a
+ * Bind never names a statement the server lacks and pgtenant never prepares
+ * one twice.
+ */
+#include "prepare.h"
+
+#include "client.h"
+#include "log.h"
+#include "pgtenant.h"
+#include "pktbuf.h"
+#include "proto.h"
+#include "server.h"
+#include "tenant.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+
+PrepStats g_prep_stats;
+
+struct PreparedStmt {
+	PreparedStmt *hash_next;
+	uint64_t hash;
+	uint64_t id;
+	char name[24]; /* server-side name */
+	char *query;
+	size_t query_len;
+	uint8_t *types; /* n_types big-endian OIDs, as the client sent them */
+	uint16_t n_types;
+	const char *state_sql; /* tenant state it belongs to (NULL: none) */
+	int refs;
+};
+
+/* ---- the registry of distinct statements ---- */
+
+static PreparedStmt **registry;
+static size_t registry_size;
+static size_t registry_count;
+static uint64_t next_id = 1;
+
+static uint64_t fnv(uint64_t h, const void *p, size_t n)
+{
+	const uint8_t *b = p;
+	for (size_t i = 0; i < n; i++) {
+		h ^= b[i];
+		h *= 1099511628211ULL;
+	}
+	return h;
+}
+
+static bool same_state(const char *a, const char *b)
+{
+	return a == b || (a && b && strcmp(a, b) == 0);
+}
+
+static void registry_grow(void)
+{
+	size_t size = registry_size ? registry_size * 2 : 256;
+	PreparedStmt **t = xcalloc(size, sizeof(*t));
+	for (size_t i = 0; i < registry_size; i++) {
+		for (PreparedStmt *p = registry[i], *next; p; p = next) {
+			next = p->hash_next;
+			p->hash_next = t[p->hash & (size - 1)];
+			t[p->hash & (size - 1)] = p;
+		}
+	}
+	free(registry);
+	registry = t;
+	registry_size = size;
+}
+
+static PreparedStmt *stmt_get(const char *query, size_t qlen, const uint8_t *types, uint16_t n_types,
+			      const char *state_sql)
+{
+	uint64_t h = fnv(1469598103934665603ULL, query, qlen);
+	h = fnv(h, types, (size_t)n_types * 4);
+	if (state_sql)
+		h = fnv(h, state_sql, strlen(state_sql));
+	if (registry_size && registry_count < registry_size) {
+		for (PreparedStmt *p = registry[h & (registry_size - 1)]; p; p = p->hash_next) {
+			if (p->hash == h && p->query_len == qlen && p->n_types == n_types &&
+			    memcmp(p->query, query, qlen) == 0 && memcmp(p->types, types, (size_t)n_types * 4) == 0 &&
+			    same_state(p->state_sql, state_sql))
+				return p;
+		}
+	} else {
+		registry_grow();
+		return stmt_get(query, qlen, types, n_types, state_sql);
+	}
+	PreparedStmt *p = xcalloc(1, sizeof(*p));
+	p->hash = h;
+	p->id = next_id++;
+	snprintf(p->name, sizeof(p->name), "pgt_%llu", (unsigned long long)p->id);
+	p->query = xstrndup(query, qlen);
+	p->query_len = qlen;
+	p->types = xmalloc((size_t)n_types * 4 + 1);
+	memcpy(p->types, types, (size_t)n_types * 4);
+	p->n_types = n_types;
+	p->state_sql = state_sql;
+	p->hash_next = registry[h & (registry_size - 1)];
+	registry[h & (registry_size - 1)] = p;
+	registry_count++;
+	g_prep_stats.statements = (int)registry_count;
+	return p;
+}
+
+static void stmt_ref(PreparedStmt *p)
+{
+	p->refs++;
+}
+
+static void stmt_unref(PreparedStmt *p)
+{
+	if (--p->refs > 0)
+		return;
+	PreparedStmt **pp = &registry[p->hash & (registry_size - 1)];
+	for (; *pp; pp = &(*pp)->hash_next) {
+		if (*pp == p) {
+			*pp = p->hash_next;
+			break;
+		}
+	}
+	registry_count--;
+	g_prep_stats.statements = (int)registry_count;
+	free(p->query);
+	free(p->types);
+	free(p);
+}
+
+/* ---- a client's names ---- */
+
+typedef struct NameEntry {
+	char *name; /* NULL: empty slot; TOMBSTONE: deleted */
+	PreparedStmt *stmt;
+} NameEntry;
+
+static char tombstone[1];
+#define TOMBSTONE tombstone
+
+struct PrepClient {
+	NameEntry *slots;
+	size_t size; /* power of two */
+	size_t used; /* live + tombstones */
+	size_t live;
+};
+
+static size_t name_hash(const char *s)
+{
+	return (size_t)fnv(1469598103934665603ULL, s, strlen(s));
+}
+
+static NameEntry *name_find(PrepClient *pc, const char *name)
+{
+	if (!pc || !pc->size)
+		return NULL;
+	for (size_t i = name_hash(name) & (pc->size - 1), n = 0; n < pc->size; i = (i + 1) & (pc->size - 1), n++) {
+		NameEntry *e = &pc->slots[i];
+		if (!e->name)
+			return NULL;
+		if (e->name != TOMBSTONE && strcmp(e->name, name) == 0)
+			return e;
+	}
+	return NULL;
+}
+
+static void name_put(PrepClient *pc, const char *name, PreparedStmt *stmt);
+
+static void name_rehash(PrepClient *pc, size_t size)
+{
+	NameEntry *old = pc->slots;
+	size_t old_size = pc->size;
+	pc->slots = xcalloc(size, sizeof(NameEntry));
+	pc->size = size;
+	pc->used = pc->live = 0;
+	for (size_t i = 0; i < old_size; i++) {
+		if (old[i].name && old[i].name != TOMBSTONE) {
+			name_put(pc, old[i].name, old[i].stmt);
+			free(old[i].name);
+		}
+	}
+	free(old);
+}
+
+static void name_put(PrepClient *pc, const char *name, PreparedStmt *stmt)
+{
+	if ((pc->used + 1) * 2 > pc->size)
+		name_rehash(pc, pc->size ? (pc->live * 4 > pc->size ? pc->size * 2 : pc->size) : 16);
+	for (size_t i = name_hash(name) & (pc->size - 1);; i = (i + 1) & (pc->size - 1)) {
+		NameEntry *e = &pc->slots[i];
+		if (!e->name || e->name == TOMBSTONE) {
+			if (!e->name)
+				pc->used++;
+			e->name = xstrdup(name);
+			e->stmt = stmt;
+			pc->live++;
+			return;
+		}
+	}
+}
+
+static void name_del(PrepClient *pc, NameEntry *e)
+{
+	stmt_unref(e->stmt);
+	free(e->name);
+	e->name = TOMBSTONE;
+	e->stmt = NULL;
+	pc->live--;
+}
+
+void prep_client_free(Client *c)
+{
+	PrepClient *pc = c->prep;
+	if (!pc)
+		return;
+	for (size_t i = 0; i < pc->size; i++)
+		if (pc->slots[i].name && pc->slots[i].name != TOMBSTONE)
+			name_del(pc, &pc->slots[i]);
+	free(pc->slots);
+	free(pc);
+	c->prep = NULL;
+}
+
+/* ---- a server's statements and its reply queues ---- */
+
+typedef struct SrvStmt {
+	PreparedStmt *stmt;
+	uint64_t last_use;
+	bool pending; /* Parse sent, ParseComplete not yet seen */
+} SrvStmt;
+
+typedef enum {
+	R_PASS = 0,       /* the client's own Parse/Close: forward the reply */
+	R_OWN_PARSE,      /* pgtenant's Parse before a Bind/Describe: drop the ParseComplete */
+	R_CLIENT_PARSE,   /* the client's Parse renamed: forward the ParseComplete */
+	R_CLOSE_AS_PARSE, /* a no-op Close standing for a Parse already done: reply ParseComplete */
+	R_OWN_CLOSE,      /* eviction: drop the CloseComplete */
+	R_CLOSE_AS_ERROR  /* a no-op Close standing for a refused Parse: reply with the error */
+} ReplyKind;
+
+typedef struct Reply {
+	uint8_t kind;
+	PreparedStmt *stmt;
+	uint64_t batch;
+} Reply;
+
+typedef struct ReplyQueue {
+	Reply *items;
+	size_t head, n, cap;
+} ReplyQueue;
+
+struct PrepServer {
+	SrvStmt *stmts;
+	int n, cap;
+	uint64_t clock;
+	ReplyQueue parses; /* one per Parse sent, in order */
+	ReplyQueue closes; /* one per Close sent, in order */
+	uint64_t sync_sent, sync_recv;
+};
+
+static PrepServer *srv(ServerConn *s)
+{
+	if (!s->prep)
+		s->prep = xcalloc(1, sizeof(PrepServer));
+	return s->prep;
+}
+
+static void rq_push(ReplyQueue *q, uint8_t kind, PreparedStmt *stmt, uint64_t batch)
+{
+	if (q->n == q->cap) {
+		size_t cap = q->cap ? q->cap * 2 : 16;
+		Reply *items = xmalloc(sizeof(Reply) * cap);
+		for (size_t i = 0; i < q->n; i++)
+			items[i] = q->items[(q->head + i) % q->cap];
+		free(q->items);
+		q->items = items;
+		q->cap = cap;
+		q->head = 0;
+	}
+	q->items[(q->head + q->n) % q->cap] = (Reply){kind, stmt, batch};
+	q->n++;
+}
+
+static bool rq_pop(ReplyQueue *q, Reply *out)
+{
+	if (!q->n)
+		return false;
+	*out = q->items[q->head];
+	q->head = (q->head + 1) % q->cap;
+	q->n--;
+	return true;
+}
+
+static SrvStmt *srv_find(PrepServer *ps, const PreparedStmt *stmt)
+{
+	for (int i = 0; i < ps->n; i++)
+		if (ps->stmts[i].stmt == stmt)
+			return &ps->stmts[i];
+	return NULL;
+}
+
+static void srv_remove(PrepServer *ps, const PreparedStmt *stmt)
+{
+	for (int i = 0; i < ps->n; i++) {
+		if (ps->stmts[i].stmt == stmt) {
+			stmt_unref(ps->stmts[i].stmt);
+			ps->stmts[i] = ps->stmts[--ps->n];
+			return;
+		}
+	}
+}
+
+void prep_server_sent_sync(ServerConn *s)
+{
+	srv(s)->sync_sent++;
+}
+
+static void put_close(Buf *out, const char *name)
+{
+	size_t start;
+	pkt_begin(out, 'C', &start);
+	pkt_put_u8(out, 'S');
+	pkt_put_cstr(out, name);
+	pkt_finish(out, start);
+}
+
+static void put_parse(Buf *out, const PreparedStmt *p)
+{
+	size_t start;
+	pkt_begin(out, 'P', &start);
+	pkt_put_cstr(out, p->name);
+	pkt_put_bytes(out, p->query, p->query_len);
+	pkt_put_u8(out, 0);
+	pkt_put_u16(out, p->n_types);
+	pkt_put_bytes(out, p->types, (size_t)p->n_types * 4);
+	pkt_finish(out, start);
+}
+
+/* Makes room for one more statement on s, closing the least recently used one. */
+static void srv_make_room(ServerConn *s, PrepServer *ps)
+{
+	int limit = g_cfg->max_prepared_statements > 0 ? g_cfg->max_prepared_statements : 200;
+	while (ps->n >= limit) {
+		int lru = -1;
+		for (int i = 0; i < ps->n; i++)
+			if (!ps->stmts[i].pending && (lru < 0 || ps->stmts[i].last_use < ps->stmts[lru].last_use))
+				lru = i;
+		if (lru < 0)
+			return; /* all pending: let it grow past the limit for this batch */
+		put_close(&s->conn.out, ps->stmts[lru].stmt->name);
+		rq_push(&ps->closes, R_OWN_CLOSE, NULL, ps->sync_sent);
+		g_prep_stats.evictions++;
+		stmt_unref(ps->stmts[lru].stmt);
+		ps->stmts[lru] = ps->stmts[--ps->n];
+	}
+}
+
+static void srv_add(ServerConn *s, PrepServer *ps, PreparedStmt *p)
+{
+	srv_make_room(s, ps);
+	if (ps->n == ps->cap) {
+		ps->cap = ps->cap ? ps->cap * 2 : 16;
+		ps->stmts = xrealloc(ps->stmts, sizeof(SrvStmt) * (size_t)ps->cap);
+	}
+	stmt_ref(p);
+	ps->stmts[ps->n++] = (SrvStmt){p, ++ps->clock, true};
+}
+
+/* Makes sure s has p prepared, pipelining a Parse in front if not. */
+static void ensure_prepared(ServerConn *s, PreparedStmt *p)
+{
+	PrepServer *ps = srv(s);
+	SrvStmt *e = srv_find(ps, p);
+	if (e) {
+		e->last_use = ++ps->clock;
+		g_prep_stats.hits++;
+		return;
+	}
+	srv_add(s, ps, p);
+	put_parse(&s->conn.out, p);
+	rq_push(&ps->parses, R_OWN_PARSE, p, ps->sync_sent);
+	g_prep_stats.parses_sent++;
+}
+
+/* Copies a Bind or Describe with its statement name replaced (the rest as is). */
+static void put_renamed(Buf *out, uint8_t type, const uint8_t *head, size_t head_len, const char *name,
+			const uint8_t *tail, size_t tail_len)
+{
+	size_t start;
+	pkt_begin(out, type, &start);
+	pkt_put_bytes(out, head, head_len);
+	pkt_put_cstr(out, name);
+	pkt_put_bytes(out, tail, tail_len);
+	pkt_finish(out, start);
+}
+
+static int client_limit(void)
+{
+	return g_cfg->max_client_prepared_statements > 0 ? g_cfg->max_client_prepared_statements : 0;
+}
+
+/* DEALLOCATE [PREPARE] name | ALL as a whole simple Query: the names are pgtenant's business. */
+static bool parse_deallocate(const char *sql, size_t len, char *name, size_t namelen, bool *all)
+{
+	const char *p = sql, *end = sql + len;
+	while (p < end && (*p == ' ' || *p == '\t' || *p == '\n' || *p == '\r'))
+		p++;
+	if (end - p < 10 || strncasecmp(p, "deallocate", 10) != 0)
+		return false;
+	p += 10;
+	while (p < end && (*p == ' ' || *p == '\t' || *p == '\n'))
+		p++;
+	if (end - p >= 8 && strncasecmp(p, "prepare", 7) == 0 && (p[7] == ' ' || p[7] == '\t')) {
+		p += 7;
+		while (p < end && (*p == ' ' || *p == '\t'))
+			p++;
+	}
+	size_t n = 0;
+	bool quoted = p < end && *p == '"';
+	if (quoted)
+		p++;
+	while (p < end && n < namelen - 1) {
+		if (quoted ? *p == '"' : !(*p == '_' || (*p >= '0' && *p <= '9') || ((*p | 0x20) >= 'a' && (*p | 0x20) <= 'z')))
+			break;
+		name[n++] = quoted ? *p : (char)((*p >= 'A' && *p <= 'Z') ? *p + 32 : *p);
+		p++;
+	}
+	name[n] = '\0';
+	if (quoted && p < end && *p == '"')
+		p++;
+	while (p < end && (*p == ' ' || *p == '\t' || *p == '\n' || *p == ';' || *p == '\r'))
+		p++;
+	if (p != end || !n)
+		return false;
+	*all = !quoted && strcmp(name, "all") == 0;
+	return true;
+}
+
+PrepResult prep_client_message(Client *c, ServerConn *s, uint8_t type, const uint8_t *body, size_t len)
+{
+	MsgReader r;
+	msg_reader_init(&r, body, len);
+
+	switch (type) {
+	case 'Q': {
+		char name[128];
+		bool all = false;
+		const uint8_t *nul = len ? memchr(body, 0, len) : NULL;
+		if (!nul || !parse_deallocate((const char *)body, (size_t)(nul - body), name, sizeof(name), &all))
+			return PREP_PASS;
+		if (!all && !name_find(c->prep, name))
+			return PREP_PASS; /* not ours: PostgreSQL gives its own error */
+		if (s && s->expect_rfq > 0)
+			return PREP_PASS; /* replies pending: cannot answer out of order */
+		if (all) {
+			prep_client_free(c);
+		} else {
+			NameEntry *e = name_find(c->prep, name);
+			name_del(c->prep, e);
+		}
+		size_t start;
+		pkt_begin(&c->conn.out, 'C', &start);
+		pkt_put_cstr(&c->conn.out, all ? "DEALLOCATE ALL" : "DEALLOCATE");
+		pkt_finish(&c->conn.out, start);
+		proto_ready(&c->conn.out, c->tx_status);
+		return PREP_ANSWERED;
+	}
+	case 'P': {
+		const char *name, *query;
+		uint16_t n_types;
+		const uint8_t *types;
+		if (!msg_get_cstr(&r, &name) || !msg_get_cstr(&r, &query) || !msg_get_u16(&r, &n_types) ||
+		    !msg_get_bytes(&r, (size_t)n_types * 4, &types))
+			return PREP_PASS; /* malformed: let PostgreSQL say so */
+		PrepServer *ps = srv(s);
+		if (!*name) {
+			rq_push(&ps->parses, R_PASS, NULL, ps->sync_sent);
+			return PREP_PASS;
+		}
+		if (!c->prep)
+			c->prep = xcalloc(1, sizeof(PrepClient));
+		NameEntry *old = name_find(c->prep, name);
+		if (!old && client_limit() && (int)c->prep->live >= client_limit()) {
+			/* stands in for the Parse so the refusal arrives in order */
+			put_close(&s->conn.out, "pgtenant_noop");
+			rq_push(&ps->closes, R_CLOSE_AS_ERROR, NULL, ps->sync_sent);
+			return PREP_REFUSED;
+		}
+		PreparedStmt *p = stmt_get(query, strlen(query), types, n_types, c->tenant->state_sql);
+		stmt_ref(p);
+		if (old)
+			name_del(c->prep, old);
+		name_put(c->prep, name, p);
+		SrvStmt *e = srv_find(ps, p);
+		if (e) {
+			e->last_use = ++ps->clock;
+			g_prep_stats.hits++;
+			put_close(&s->conn.out, "pgtenant_noop");
+			rq_push(&ps->closes, R_CLOSE_AS_PARSE, NULL, ps->sync_sent);
+		} else {
+			srv_add(s, ps, p);
+			put_parse(&s->conn.out, p);
+			rq_push(&ps->parses, R_CLIENT_PARSE, p, ps->sync_sent);
+			g_prep_stats.parses_sent++;
+		}
+		return PREP_REWRITTEN;
+	}
+	case 'B': {
+		const char *portal, *name;
+		if (!msg_get_cstr(&r, &portal) || !msg_get_cstr(&r, &name) || !*name)
+			return PREP_PASS;
+		NameEntry *e = name_find(c->prep, name);
+		if (!e)
+			return PREP_PASS;
+		ensure_prepared(s, e->stmt);
+		size_t head = strlen(portal) + 1;
+		size_t tail = head + strlen(name) + 1;
+		put_renamed(&s->conn.out, 'B', body, head, e->stmt->name, body + tail, len - tail);
+		return PREP_REWRITTEN;
+	}
+	case 'D': {
+		uint8_t kind;
+		const char *name;
+		if (!msg_get_u8(&r, &kind) || kind != 'S' || !msg_get_cstr(&r, &name) || !*name)
+			return PREP_PASS;
+		NameEntry *e = name_find(c->prep, name);
+		if (!e)
+			return PREP_PASS;
+		ensure_prepared(s, e->stmt);
+		put_renamed(&s->conn.out, 'D', body, 1, e->stmt->name, NULL, 0);
+		return PREP_REWRITTEN;
+	}
+	case 'C': {
+		uint8_t kind;
+		const char *name;
+		PrepServer *ps = srv(s);
+		if (!msg_get_u8(&r, &kind) || !msg_get_cstr(&r, &name) || kind != 'S' || !*name) {
+			rq_push(&ps->closes, R_PASS, NULL, ps->sync_sent);
+			return PREP_PASS;
+		}
+		NameEntry *e = name_find(c->prep, name);
+		if (e)
+			name_del(c->prep, e);
+		/* the server keeps its copy for whoever needs it next; the client gets its CloseComplete */
+		put_close(&s->conn.out, "pgtenant_noop");
+		rq_push(&ps->closes, R_PASS, NULL, ps->sync_sent);
+		return PREP_REWRITTEN;
+	}
+	default:
+		return PREP_PASS;
+	}
+}
+
+bool prep_server_parse_complete(ServerConn *s)
+{
+	Reply rep;
+	PrepServer *ps = s->prep;
+	if (!ps || !rq_pop(&ps->parses, &rep))
+		return false;
+	if (rep.stmt) {
+		SrvStmt *e = srv_find(ps, rep.stmt);
+		if (e)
+			e->pending = false;
+	}
+	return rep.kind == R_OWN_PARSE;
+}
+
+bool prep_server_close_complete(ServerConn *s, Client *c)
+{
+	Reply rep;
+	PrepServer *ps = s->prep;
+	if (!ps || !rq_pop(&ps->closes, &rep))
+		return false;
+	switch (rep.kind) {
+	case R_CLOSE_AS_PARSE: {
+		static const uint8_t parse_complete[5] = {'1', 0, 0, 0, 4};
+		if (c)
+			buf_append(&c->conn.out, parse_complete, sizeof(parse_complete));
+		return true;
+	}
+	case R_CLOSE_AS_ERROR:
+		if (c) {
+			char msg[160];
+			snprintf(msg, sizeof(msg),
+				 "too many prepared statements for this connection (max_client_prepared_statements = %d)",
+				 client_limit());
+			proto_error(&c->conn.out, "ERROR", "53400", msg, "Close or DEALLOCATE statements you no longer use.");
+			c->skip_until_sync = true;
+		}
+		return true;
+	case R_OWN_CLOSE:
+		return true;
+	default:
+		return false;
+	}
+}
+
+/* Drops the queued replies of the batch PostgreSQL is now skipping. */
+static void drop_batch(ServerConn *s, ReplyQueue *q)
+{
+	PrepServer *ps = s->prep;
+	while (q->n) {
+		Reply *rep = &q->items[q->head];
+		if (rep->batch != ps->sync_recv)
+			break;
+		if (rep->stmt && (rep->kind == R_OWN_PARSE || rep->kind == R_CLIENT_PARSE)) {
+			SrvStmt *e = srv_find(ps, rep->stmt);
+			if (e && e->pending)
+				srv_remove(ps, rep->stmt);
+		}
+		Reply dummy;
+		(void)rq_pop(q, &dummy);
+	}
+}
+
+void prep_server_error(ServerConn *s)
+{
+	if (!s->prep)
+		return;
+	drop_batch(s, &s->prep->parses);
+	drop_batch(s, &s->prep->closes);
+}
+
+void prep_server_ready(ServerConn *s)
+{
+	if (s->prep)
+		s->prep->sync_recv++;
+}
+
+void prep_server_reset(ServerConn *s)
+{
+	PrepServer *ps = s->prep;
+	if (!ps)
+		return;
+	for (int i = 0; i < ps->n; i++)
+		stmt_unref(ps->stmts[i].stmt);
+	ps->n = 0;
+}
+
+void prep_server_free(ServerConn *s)
+{
+	PrepServer *ps = s->prep;
+	if (!ps)
+		return;
+	prep_server_reset(s);
+	free(ps->stmts);
+	free(ps->parses.items);
+	free(ps->closes.items);
+	free(ps);
+	s->prep = NULL;
+}

@@ -1,0 +1,770 @@
+/*
+ * sqllex: token boundaries as PostgreSQL's scanner draws them, every guard
+ * form and its look-alikes, the session/state flags, read routing (including
+ * the cases other routers got wrong), and a micro-benchmark that only
+ * prints. Every input is analyzed from an exact-size heap copy without a
+ * terminating NUL, so valgrind reports any read past the end.
+ */
+#include "sqllex.h"
+#include "unit.h"
+
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#define TENANT_GUC "app.tenant_id"
+
+static char *exact_copy(const char *s, size_t *len)
+{
+	char *p;
+
+	*len = strlen(s);
+	p = malloc(*len ? *len : 1);
+	if (!p)
+		abort();
+	memcpy(p, s, *len);
+	return p;
+}
+
+static void analyze(const char *sql, const char *guc, const char *extra, SqlInfo *info)
+{
+	size_t len;
+	char *copy = exact_copy(sql, &len);
+
+	sql_analyze(copy, len, guc, extra, info);
+	free(copy);
+}
+
+/* Tokens as "I:select N:1 ;" — a code per type, then the text where it matters. */
+static void render_tokens(const char *sql, char *buf, size_t size)
+{
+	static const char *const code[] = {
+	        [SQLTOK_EOF] = "EOF",   [SQLTOK_IDENT] = "I",  [SQLTOK_QIDENT] = "Q",
+	        [SQLTOK_STRING] = "S",  [SQLTOK_NUMBER] = "N", [SQLTOK_PARAM] = "P",
+	        [SQLTOK_SEMI] = ";",    [SQLTOK_LPAREN] = "(", [SQLTOK_RPAREN] = ")",
+	        [SQLTOK_COMMA] = ",",   [SQLTOK_DOT] = ".",    [SQLTOK_OP] = "O",
+	        [SQLTOK_ERROR] = "X",
+	};
+	SqlLexer lx;
+	SqlToken tok;
+	size_t len, n = 0;
+	char *copy = exact_copy(sql, &len);
+
+	buf[0] = '\0';
+	sqllex_init(&lx, copy, len);
+	for (;;) {
+		SqlTokType t = sqllex_next(&lx, &tok);
+		const char *c;
+		bool text;
+		int w;
+		if (t == SQLTOK_EOF)
+			break;
+		c = tok.escaped_string ? "E" : code[t];
+		text = t == SQLTOK_IDENT || t == SQLTOK_QIDENT || t == SQLTOK_STRING ||
+		       t == SQLTOK_NUMBER || t == SQLTOK_PARAM || t == SQLTOK_OP;
+		w = snprintf(buf + n, size - n, "%s%s%s%.*s", n ? " " : "", c, text ? ":" : "",
+			     text ? (int)tok.len : 0, tok.text);
+		if (w < 0 || (size_t)w >= size - n)
+			break;
+		n += (size_t)w;
+		if (t == SQLTOK_ERROR)
+			break;
+	}
+	free(copy);
+}
+
+static const struct {
+	const char *sql;
+	const char *tokens;
+} lex_cases[] = {
+        {"SELECT 1", "I:SELECT N:1"},
+        {"select\t\r\n\f\v1", "I:select N:1"},
+        {"a.b, c;", "I:a . I:b , I:c ;"},
+        {"'it''s'", "S:it''s"},
+        {"''", "S:"},
+        {"E'a\\'b'", "E:a\\'b"},
+        {"e'\\\\' x", "E:\\\\ I:x"},
+        {"E'x''y'", "E:x''y"},
+        {"'a\\' b", "S:a\\ I:b"}, /* standard_conforming_strings: a backslash is a byte */
+        {"U&'d\\0061t'", "S:d\\0061t"},
+        {"u&\"d\\0061t\"", "Q:d\\0061t"},
+        {"B'101' X'ff' n'x'", "S:101 S:ff S:x"},
+        {"\"Quoted \"\"x\"\"\"", "Q:Quoted \"\"x\"\""},
+        {"\"select\"", "Q:select"},
+        {"$1 $23", "P:$1 P:$23"},
+        {"$$a$b$$", "S:a$b"},
+        {"$fn$ x $$ y $fn$", "S: x $$ y "},
+        {"$a$x$b$y$a$", "S:x$b$y"},
+        {"$_1$ q $_1$", "S: q "},
+        {"x$$y", "I:x$$y"},
+        {"$", "O:$"},
+        {"$a b", "O:$ I:a I:b"},
+        {"1.5e10 .5 1e 0x1F 1_000 3.", "N:1.5e10 N:.5 N:1 I:e N:0x1F N:1_000 N:3."},
+        {"1..5", "N:1 . N:.5"}, /* as PostgreSQL: 1, '.', .5 */
+        {"a::int", "I:a O::: I:int"},
+        {"x<>y", "I:x O:<> I:y"},
+        {"a*/*c*/b", "I:a O:* I:b"},
+        {"a-- c\nb", "I:a I:b"},
+        {"a/* x /* y */ z */b", "I:a I:b"},
+        {"f(a, (b));", "I:f ( I:a , ( I:b ) ) ;"},
+        {"date'2020-01-01'", "I:date S:2020-01-01"},
+        {"caf\xc3\xa9 1", "I:caf\xc3\xa9 N:1"},
+        {"arr[1:2]", "I:arr O:[ N:1 O:: N:2 O:]"},
+        {"-- only a comment", ""},
+        {"'unterminated", "X"},
+        {"\"unterminated", "X"},
+        {"/* unterminated /* */", "X"},
+        {"$$ unterminated", "X"},
+        {"$t$ unterminated $t", "X"},
+        {"E'\\'", "X"},
+        {"SELECT 1 'x", "I:SELECT N:1 X"},
+};
+
+static void test_lexer_draws_postgresql_token_boundaries(void)
+{
+	char buf[512];
+
+	for (size_t i = 0; i < ARRAY_SIZE(lex_cases); i++) {
+		render_tokens(lex_cases[i].sql, buf, sizeof(buf));
+		CHECK_MSG(strcmp(buf, lex_cases[i].tokens) == 0, "lex \"%s\": got \"%s\", want \"%s\"",
+			  lex_cases[i].sql, buf, lex_cases[i].tokens);
+	}
+}
+
+static void test_lexer_tracks_depth_offsets_and_sticky_errors(void)
+{
+	static const char sql[] = "((a)); b";
+	static const int depth[] = {0, 1, 2, 2, 1, 0, 0};
+	static const size_t offset[] = {0, 1, 2, 3, 4, 5, 7};
+	SqlLexer lx;
+	SqlToken tok;
+
+	sqllex_init(&lx, sql, strlen(sql));
+	for (size_t i = 0; i < ARRAY_SIZE(depth); i++) {
+		sqllex_next(&lx, &tok);
+		CHECK_MSG(tok.depth == depth[i] && tok.offset == offset[i],
+			  "token %zu: depth %d offset %zu", i, tok.depth, tok.offset);
+	}
+	CHECK(sqllex_next(&lx, &tok) == SQLTOK_EOF);
+	CHECK(sqllex_next(&lx, &tok) == SQLTOK_EOF);
+
+	/* An unbalanced ')' does not take the depth below zero. */
+	sqllex_init(&lx, ") (", 3);
+	sqllex_next(&lx, &tok);
+	sqllex_next(&lx, &tok);
+	CHECK(tok.type == SQLTOK_LPAREN && tok.depth == 0);
+
+	sqllex_init(&lx, "a 'b", 4);
+	CHECK(sqllex_next(&lx, &tok) == SQLTOK_IDENT);
+	CHECK(sqllex_next(&lx, &tok) == SQLTOK_ERROR && tok.offset == 2);
+	CHECK(sqllex_next(&lx, &tok) == SQLTOK_ERROR);
+
+	sqllex_init(&lx, NULL, 0);
+	CHECK(sqllex_next(&lx, &tok) == SQLTOK_EOF);
+
+	sqllex_init(&lx, "Select", 6);
+	sqllex_next(&lx, &tok);
+	CHECK(sqltok_is(&tok, "select"));
+	CHECK(!sqltok_is(&tok, "sel"));
+	sqllex_init(&lx, "\"select\"", 8);
+	sqllex_next(&lx, &tok);
+	CHECK(!sqltok_is(&tok, "select"));
+}
+
+#define ANY_OFFSET ((size_t)-1)
+
+static const struct {
+	const char *sql;
+	SqlGuard guard;
+	size_t offset;
+} guard_cases[] = {
+        /* SET / RESET search_path, every spelling */
+        {"SET search_path TO x", SQL_GUARD_SEARCH_PATH, 0},
+        {"set search_path to default", SQL_GUARD_SEARCH_PATH, 0},
+        {"SET search_path = 'a', public", SQL_GUARD_SEARCH_PATH, 0},
+        {"SET SESSION search_path TO x", SQL_GUARD_SEARCH_PATH, 0},
+        {"SET LOCAL search_path TO x", SQL_GUARD_SEARCH_PATH, 0},
+        {"SET \"search_path\" TO x", SQL_GUARD_SEARCH_PATH, 0},
+        {"SET SeArCh_PaTh = x", SQL_GUARD_SEARCH_PATH, 0},
+        {"SET \"Search_Path\" TO x", SQL_GUARD_SEARCH_PATH, 0},
+        {"  SET/**/search_path=x", SQL_GUARD_SEARCH_PATH, 2},
+        {"RESET search_path", SQL_GUARD_SEARCH_PATH, 0},
+        {"reset SEARCH_PATH", SQL_GUARD_SEARCH_PATH, 0},
+        {"SET SCHEMA 'x'", SQL_GUARD_SEARCH_PATH, 0},
+        {"SET LOCAL SCHEMA 'x'", SQL_GUARD_SEARCH_PATH, 0},
+        /* the tenant GUC */
+        {"SET app.tenant_id = 'x'", SQL_GUARD_TENANT_GUC, 0},
+        {"SET \"app\".\"tenant_id\" = 'x'", SQL_GUARD_TENANT_GUC, 0},
+        {"SET \"app.tenant_id\" TO 'x'", SQL_GUARD_TENANT_GUC, 0},
+        {"SET APP.Tenant_ID TO 'x'", SQL_GUARD_TENANT_GUC, 0},
+        {"SET app . tenant_id = 1", SQL_GUARD_TENANT_GUC, 0},
+        {"SET LOCAL app.tenant_id = '1'", SQL_GUARD_TENANT_GUC, 0},
+        {"SET SESSION app.tenant_id = '1'", SQL_GUARD_TENANT_GUC, 0},
+        {"RESET app.tenant_id", SQL_GUARD_TENANT_GUC, 0},
+        /* role and session authorization */
+        {"SET ROLE admin", SQL_GUARD_ROLE, 0},
+        {"SET LOCAL ROLE admin", SQL_GUARD_ROLE, 0},
+        {"SET SESSION ROLE admin", SQL_GUARD_ROLE, 0},
+        {"set role none", SQL_GUARD_ROLE, 0},
+        {"SET \"role\" = 'x'", SQL_GUARD_ROLE, 0},
+        {"RESET ROLE", SQL_GUARD_ROLE, 0},
+        {"SET SESSION AUTHORIZATION bob", SQL_GUARD_SESSION_AUTH, 0},
+        {"SET SESSION SESSION AUTHORIZATION bob", SQL_GUARD_SESSION_AUTH, 0},
+        {"SET LOCAL SESSION AUTHORIZATION DEFAULT", SQL_GUARD_SESSION_AUTH, 0},
+        {"RESET SESSION AUTHORIZATION", SQL_GUARD_SESSION_AUTH, 0},
+        {"SET session_authorization = 'bob'", SQL_GUARD_SESSION_AUTH, 0},
+        /* set_config anywhere */
+        {"select set_config('search_path','x',false)", SQL_GUARD_SEARCH_PATH, 0},
+        {"SELECT pg_catalog.set_config('APP.TENANT_ID', 'b', true)", SQL_GUARD_TENANT_GUC, 0},
+        {"SELECT \"set_config\"('search_path', 'x', true)", SQL_GUARD_SEARCH_PATH, 0},
+        {"SELECT \"pg_catalog\".set_config('search_path', 'x', true)", SQL_GUARD_SEARCH_PATH, 0},
+        {"SELECT SET_CONFIG('role', 'x', false)", SQL_GUARD_ROLE, 0},
+        {"SELECT set_config('session_authorization', 'x', false)", SQL_GUARD_SESSION_AUTH, 0},
+        {"SELECT set_config('search_path'::text, 'x', false)", SQL_GUARD_SEARCH_PATH, 0},
+        {"SELECT set_config($$search_path$$, 'x', false)", SQL_GUARD_SEARCH_PATH, 0},
+        {"SELECT set_config(E'search_path', 'x', false)", SQL_GUARD_SEARCH_PATH, 0},
+        {"SELECT set_config /* c */ ('Search_Path', 'x', false)", SQL_GUARD_SEARCH_PATH, 0},
+        {"WITH c AS (SELECT set_config('search_path', 'x', false)) SELECT * FROM c",
+         SQL_GUARD_SEARCH_PATH, 0},
+        {"SELECT * FROM t WHERE a IN (SELECT set_config('app.tenant_id','2',false))",
+         SQL_GUARD_TENANT_GUC, 0},
+        {"SELECT 1, (SELECT lower(set_config('search_path', 'x', true)))", SQL_GUARD_SEARCH_PATH,
+         0},
+        {"COPY (SELECT set_config('search_path','x',false)) TO STDOUT", SQL_GUARD_SEARCH_PATH, 0},
+        {"PREPARE p AS SELECT set_config('search_path', $1, false)", SQL_GUARD_SEARCH_PATH, 0},
+        {"UPDATE t SET a = set_config('app.tenant_id', '9', false)", SQL_GUARD_TENANT_GUC, 0},
+        /* later statements of a batch, with the refused statement's offset */
+        {"SELECT 1; SET search_path TO x", SQL_GUARD_SEARCH_PATH, 10},
+        {"SELECT 1;\n  /* c */ SET ROLE r", SQL_GUARD_ROLE, 20},
+        {"SET TIME ZONE 'UTC'; RESET ROLE; SET search_path TO x", SQL_GUARD_ROLE, 21},
+        {"SELECT ';'; SELECT set_config('search_path', 'x', false)", SQL_GUARD_SEARCH_PATH, 12},
+        {"BEGIN; SELECT 1; SET LOCAL app.tenant_id = 7; COMMIT", SQL_GUARD_TENANT_GUC, 17},
+        /* look-alikes that are not refused */
+        {"SELECT 'SET search_path TO x'", SQL_GUARD_OK, 0},
+        {"-- SET search_path TO x\nSELECT 1", SQL_GUARD_OK, 0},
+        {"/* SET search_path TO x */ SELECT 1", SQL_GUARD_OK, 0},
+        {"/* nested /* SET search_path */ still comment; SET ROLE x */ SELECT 1", SQL_GUARD_OK,
+         0},
+        {"SELECT $$ set search_path $$", SQL_GUARD_OK, 0},
+        {"SELECT $fn$ SET ROLE admin; $fn$", SQL_GUARD_OK, 0},
+        {"SELECT E'\\' ; SET search_path TO x'", SQL_GUARD_OK, 0},
+        {"SELECT E'it\\'s; SET ROLE x'", SQL_GUARD_OK, 0},
+        {"SELECT \"set search_path\" FROM t", SQL_GUARD_OK, 0},
+        {"SELECT search_path FROM settings", SQL_GUARD_OK, 0},
+        {"SELECT 'a' AS \"search_path\"", SQL_GUARD_OK, 0},
+        {"SELECT 'set_config(''search_path'', ''x'', false)'", SQL_GUARD_OK, 0},
+        {"SELECT set_config FROM t", SQL_GUARD_OK, 0},
+        {"SET TIME ZONE 'UTC'", SQL_GUARD_OK, 0},
+        {"SHOW search_path", SQL_GUARD_OK, 0},
+        {"SELECT current_setting('search_path')", SQL_GUARD_OK, 0},
+        {"SET TRANSACTION ISOLATION LEVEL SERIALIZABLE", SQL_GUARD_OK, 0},
+        {"SET CONSTRAINTS ALL DEFERRED", SQL_GUARD_OK, 0},
+        {"ALTER ROLE bob SET search_path = x", SQL_GUARD_OK, 0},
+        {"ALTER DATABASE d SET search_path TO x", SQL_GUARD_OK, 0},
+        {"CREATE FUNCTION f() RETURNS int LANGUAGE sql SET search_path = pg_catalog "
+         "AS $$ SELECT 1 $$",
+         SQL_GUARD_OK, 0},
+        {"SELECT set_config('statement_timeout', '5s', true)", SQL_GUARD_OK, 0},
+        {"SET app.other = 1", SQL_GUARD_OK, 0},
+        {"SET app.tenant_idx = 1", SQL_GUARD_OK, 0},
+        {"SET search_path_x.y = 1", SQL_GUARD_OK, 0},
+        {"DISCARD ALL", SQL_GUARD_OK, 0},
+        {"RESET ALL", SQL_GUARD_OK, 0},
+        {"DO $$ BEGIN PERFORM set_config('search_path', 'x', false); END $$", SQL_GUARD_OK, 0},
+};
+
+static void test_guard_refuses_every_form_and_no_look_alike(void)
+{
+	for (size_t i = 0; i < ARRAY_SIZE(guard_cases); i++) {
+		SqlInfo info;
+		analyze(guard_cases[i].sql, TENANT_GUC, NULL, &info);
+		CHECK_MSG(info.guard == guard_cases[i].guard, "guard \"%s\": got %s, want %s",
+			  guard_cases[i].sql, sql_guard_name(info.guard, TENANT_GUC),
+			  sql_guard_name(guard_cases[i].guard, TENANT_GUC));
+		if (guard_cases[i].guard != SQL_GUARD_OK && guard_cases[i].offset != ANY_OFFSET)
+			CHECK_MSG(info.guard_offset == guard_cases[i].offset,
+				  "guard offset \"%s\": got %zu, want %zu", guard_cases[i].sql,
+				  info.guard_offset, guard_cases[i].offset);
+		if (info.guard != SQL_GUARD_OK)
+			CHECK_MSG(!info.read_only, "refused \"%s\" must not be read-only",
+				  guard_cases[i].sql);
+	}
+}
+
+static void test_guard_without_tenant_guc_and_names(void)
+{
+	SqlInfo info;
+
+	analyze("SET app.tenant_id = 1", NULL, NULL, &info);
+	CHECK(info.guard == SQL_GUARD_OK && (info.flags & SQLF_SESSION_STATE));
+	analyze("SET app.tenant_id = 1", "", NULL, &info);
+	CHECK(info.guard == SQL_GUARD_OK);
+	analyze("SET myapp.tenant = 1", "MyApp.Tenant", NULL, &info);
+	CHECK(info.guard == SQL_GUARD_TENANT_GUC);
+
+	CHECK_STREQ(sql_guard_name(SQL_GUARD_SEARCH_PATH, TENANT_GUC), "search_path");
+	CHECK_STREQ(sql_guard_name(SQL_GUARD_TENANT_GUC, TENANT_GUC), TENANT_GUC);
+	CHECK_STREQ(sql_guard_name(SQL_GUARD_TENANT_GUC, NULL), "tenant_guc");
+	CHECK_STREQ(sql_guard_name(SQL_GUARD_ROLE, NULL), "role");
+	CHECK_STREQ(sql_guard_name(SQL_GUARD_SESSION_AUTH, NULL), "session_authorization");
+}
+
+static const struct {
+	const char *sql;
+	unsigned want; /* all of these */
+	unsigned deny; /* none of these */
+} flag_cases[] = {
+        /* the state may have changed in ways the lexer cannot follow */
+        {"DO $$ BEGIN PERFORM set_config('search_path','x',false); END $$", SQLF_STATE_UNKNOWN, 0},
+        {"CALL p()", SQLF_STATE_UNKNOWN, 0},
+        {"LOAD 'auto_explain'", SQLF_STATE_UNKNOWN, 0},
+        {"SELECT set_config(name, 'x', false) FROM t", SQLF_STATE_UNKNOWN, 0},
+        {"SELECT set_config($1, $2, false)", SQLF_STATE_UNKNOWN, 0},
+        {"SELECT set_config('search_' || 'path', 'x', false)", SQLF_STATE_UNKNOWN, 0},
+        {"SELECT set_config('search_'\n'path', 'x', false)", SQLF_STATE_UNKNOWN, 0},
+        {"SELECT set_config(U&'search\\005fpath', 'x', false)", SQLF_STATE_UNKNOWN, 0},
+        {"SELECT set_config(E'search\\137path', 'x', false)", SQLF_STATE_UNKNOWN, 0},
+        {"SELECT set_config(setting_name => 'search_path', new_value => 'x', is_local => false)",
+         SQLF_STATE_UNKNOWN, 0},
+        {"UPDATE pg_settings SET setting = 'x' WHERE name = 'search_path'", SQLF_STATE_UNKNOWN, 0},
+        {"update pg_catalog.pg_settings set setting = 'x'", SQLF_STATE_UNKNOWN, 0},
+        {"WITH u AS (UPDATE ONLY pg_settings SET setting = 'x' RETURNING 1) SELECT * FROM u",
+         SQLF_STATE_UNKNOWN, 0},
+        {"INSERT INTO pg_settings (name) VALUES ('x')", SQLF_STATE_UNKNOWN, 0},
+        {"DELETE FROM \"pg_settings\"", SQLF_STATE_UNKNOWN, 0},
+        {"UPDATE settings SET v = 1", 0, SQLF_STATE_UNKNOWN},
+        {"SELECT * FROM pg_settings", 0, SQLF_STATE_UNKNOWN},
+        {"VACCUM t", SQLF_STATE_UNKNOWN, 0},
+        {"FOO BAR", SQLF_STATE_UNKNOWN, 0},
+        {"1", SQLF_STATE_UNKNOWN, 0},
+        {"\"SELECT\" 1", SQLF_STATE_UNKNOWN, 0},
+        {"(UPDATE t SET a = 1)", SQLF_STATE_UNKNOWN, 0},
+        {"SELECT 1", 0, SQLF_STATE_UNKNOWN | SQLF_SESSION_STATE | SQLF_TX_CONTROL | SQLF_SHOW},
+        {"ALTER TABLE t ADD COLUMN c int", 0, SQLF_STATE_UNKNOWN | SQLF_SESSION_STATE},
+        {"EXECUTE p(1)", 0, SQLF_STATE_UNKNOWN},
+        /* resets */
+        {"DISCARD ALL", SQLF_RESETS_STATE, SQLF_STATE_UNKNOWN},
+        {"RESET ALL", SQLF_RESETS_STATE, SQLF_SESSION_STATE},
+        {"discard plans", 0, SQLF_RESETS_STATE},
+        /* session state */
+        {"CREATE TEMP TABLE t (a int)", SQLF_SESSION_STATE, 0},
+        {"CREATE TEMPORARY TABLE t AS SELECT 1", SQLF_SESSION_STATE, 0},
+        {"CREATE GLOBAL TEMPORARY TABLE t (a int)", SQLF_SESSION_STATE, 0},
+        {"CREATE LOCAL TEMP VIEW v AS SELECT 1", SQLF_SESSION_STATE, 0},
+        {"create temp sequence s", SQLF_SESSION_STATE, 0},
+        {"CREATE OR REPLACE TEMP VIEW v AS SELECT 1", SQLF_SESSION_STATE, 0},
+        {"CREATE TABLE pg_temp.t (a int)", SQLF_SESSION_STATE, 0},
+        {"CREATE TABLE t (temp int)", 0, SQLF_SESSION_STATE},
+        {"CREATE TABLE temp (a int)", 0, SQLF_SESSION_STATE},
+        {"SELECT * INTO TEMP t FROM x", SQLF_SESSION_STATE, 0},
+        {"SELECT 1 INTO LOCAL TEMPORARY TABLE t", SQLF_SESSION_STATE, 0},
+        {"SELECT 1 INTO t", 0, SQLF_SESSION_STATE},
+        {"INSERT INTO temp VALUES (1)", 0, SQLF_SESSION_STATE},
+        {"DECLARE c CURSOR WITH HOLD FOR SELECT 1", SQLF_SESSION_STATE, 0},
+        {"DECLARE c CURSOR WITHOUT HOLD FOR SELECT 1", 0, SQLF_SESSION_STATE},
+        {"DECLARE c CURSOR FOR WITH x AS (SELECT 1) SELECT * FROM x", 0, SQLF_SESSION_STATE},
+        {"PREPARE p AS SELECT 1", SQLF_SESSION_STATE, SQLF_TX_CONTROL},
+        {"PREPARE p (int) AS SELECT $1", SQLF_SESSION_STATE, 0},
+        {"PREPARE TRANSACTION 'x'", SQLF_TX_CONTROL, SQLF_SESSION_STATE},
+        {"LISTEN ch", SQLF_SESSION_STATE, 0},
+        {"UNLISTEN ch", 0, SQLF_SESSION_STATE},
+        {"SELECT pg_advisory_lock(1)", SQLF_SESSION_STATE, 0},
+        {"SELECT pg_try_advisory_lock(1)", SQLF_SESSION_STATE, 0},
+        {"SELECT PG_ADVISORY_LOCK_SHARED(1)", SQLF_SESSION_STATE, 0},
+        {"SELECT pg_catalog.pg_try_advisory_lock_shared(1, 2)", SQLF_SESSION_STATE, 0},
+        {"SELECT x FROM t WHERE pg_try_advisory_lock(t.id)", SQLF_SESSION_STATE, 0},
+        {"SELECT pg_advisory_xact_lock(1)", 0, SQLF_SESSION_STATE},
+        {"SELECT pg_try_advisory_xact_lock_shared(1)", 0, SQLF_SESSION_STATE},
+        {"SELECT pg_advisory_unlock(1)", 0, SQLF_SESSION_STATE},
+        {"SET statement_timeout = 0", SQLF_SESSION_STATE, 0},
+        {"SET SESSION statement_timeout = 0", SQLF_SESSION_STATE, 0},
+        {"SET LOCAL statement_timeout = 0", 0, SQLF_SESSION_STATE},
+        {"SET TIME ZONE 'UTC'", SQLF_SESSION_STATE, 0},
+        {"SET LOCAL TIME ZONE 'UTC'", 0, SQLF_SESSION_STATE},
+        {"SET NAMES 'UTF8'", SQLF_SESSION_STATE, 0},
+        {"SET SESSION CHARACTERISTICS AS TRANSACTION READ ONLY", SQLF_SESSION_STATE,
+         SQLF_READ_ONLY_TX},
+        {"SELECT set_config('statement_timeout', '1s', false)", SQLF_SESSION_STATE, 0},
+        {"SELECT set_config('statement_timeout', '1s', true)", 0, SQLF_SESSION_STATE},
+        {"SELECT set_config('statement_timeout', '1s', 'on')", 0, SQLF_SESSION_STATE},
+        {"SELECT set_config('statement_timeout', '1s', TRUE::bool)", 0, SQLF_SESSION_STATE},
+        {"SELECT set_config('statement_timeout', '1s', $1)", SQLF_SESSION_STATE, 0},
+        {"SELECT set_config('work_mem', format('%sMB', (1)), is_local) FROM t",
+         SQLF_SESSION_STATE, 0},
+        {"RESET statement_timeout", SQLF_SESSION_STATE, 0},
+        {"RESET TIME ZONE", SQLF_SESSION_STATE, 0},
+        {"RESET TRANSACTION ISOLATION LEVEL", 0, SQLF_SESSION_STATE},
+        /* the lexer could not finish */
+        {"SELECT 'unterminated", SQLF_UNPARSED, 0},
+        {"SELECT \"unterminated", SQLF_UNPARSED, 0},
+        {"SELECT 1 /* unterminated", SQLF_UNPARSED, 0},
+        {"SELECT $$ never", SQLF_UNPARSED, 0},
+        {"SELECT E'\\'", SQLF_UNPARSED, 0},
+        {"SELECT 1; SELECT 'x", SQLF_UNPARSED, 0},
+        {"SELECT 'it''s'", 0, SQLF_UNPARSED},
+        /* transaction control */
+        {"BEGIN", SQLF_TX_CONTROL, SQLF_READ_ONLY_TX},
+        {"begin work", SQLF_TX_CONTROL, 0},
+        {"START TRANSACTION", SQLF_TX_CONTROL, SQLF_READ_ONLY_TX},
+        {"COMMIT", SQLF_TX_CONTROL, 0},
+        {"END", SQLF_TX_CONTROL, 0},
+        {"ROLLBACK", SQLF_TX_CONTROL, 0},
+        {"ABORT", SQLF_TX_CONTROL, 0},
+        {"SAVEPOINT a", SQLF_TX_CONTROL, 0},
+        {"RELEASE SAVEPOINT a", SQLF_TX_CONTROL, 0},
+        {"ROLLBACK TO SAVEPOINT a", SQLF_TX_CONTROL, 0},
+        {"COMMIT PREPARED 'x'", SQLF_TX_CONTROL, 0},
+        {"ROLLBACK PREPARED 'x'", SQLF_TX_CONTROL, 0},
+        {"BEGIN READ ONLY", SQLF_TX_CONTROL | SQLF_READ_ONLY_TX, SQLF_SERIALIZABLE},
+        {"BEGIN ISOLATION LEVEL REPEATABLE READ, READ ONLY", SQLF_READ_ONLY_TX, 0},
+        {"BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY", SQLF_READ_ONLY_TX, 0},
+        {"start transaction read only", SQLF_TX_CONTROL | SQLF_READ_ONLY_TX, 0},
+        {"SET TRANSACTION READ ONLY", SQLF_READ_ONLY_TX, SQLF_TX_CONTROL | SQLF_SESSION_STATE},
+        {"BEGIN READ WRITE", SQLF_TX_CONTROL, SQLF_READ_ONLY_TX},
+        {"BEGIN ISOLATION LEVEL REPEATABLE READ", 0, SQLF_READ_ONLY_TX | SQLF_SERIALIZABLE},
+        {"SELECT * FROM ONLY t", 0, SQLF_READ_ONLY_TX},
+        {"BEGIN ISOLATION LEVEL SERIALIZABLE", SQLF_SERIALIZABLE | SQLF_TX_CONTROL, 0},
+        {"SET TRANSACTION ISOLATION LEVEL SERIALIZABLE", SQLF_SERIALIZABLE, SQLF_SESSION_STATE},
+        {"SET default_transaction_isolation = 'serializable'",
+         SQLF_SERIALIZABLE | SQLF_SESSION_STATE, 0},
+        {"SET default_transaction_isolation TO SERIALIZABLE", SQLF_SERIALIZABLE, 0},
+        {"SET default_transaction_isolation = 'read committed'", 0, SQLF_SERIALIZABLE},
+        {"SET SESSION CHARACTERISTICS AS TRANSACTION ISOLATION LEVEL SERIALIZABLE",
+         SQLF_SERIALIZABLE | SQLF_SESSION_STATE, 0},
+        {"SELECT 'serializable'", 0, SQLF_SERIALIZABLE},
+        {"SHOW search_path", SQLF_SHOW, 0},
+        {"show all", SQLF_SHOW, 0},
+        {"SELECT 'show'", 0, SQLF_SHOW},
+        /* a SQL-standard function body: its ';' and END belong to CREATE */
+        {"CREATE FUNCTION f() RETURNS int LANGUAGE sql BEGIN ATOMIC SELECT 1; "
+         "SELECT CASE WHEN true THEN 1 END; END; COMMIT",
+         SQLF_TX_CONTROL, 0},
+        {"CREATE OR REPLACE PROCEDURE p() BEGIN ATOMIC INSERT INTO t VALUES (1); END", 0,
+         SQLF_TX_CONTROL},
+};
+
+static void test_flags_mark_state_session_and_transactions(void)
+{
+	for (size_t i = 0; i < ARRAY_SIZE(flag_cases); i++) {
+		SqlInfo info;
+		analyze(flag_cases[i].sql, TENANT_GUC, NULL, &info);
+		CHECK_MSG((info.flags & flag_cases[i].want) == flag_cases[i].want &&
+				  (info.flags & flag_cases[i].deny) == 0,
+			  "flags \"%s\": got 0x%04x, want 0x%04x, deny 0x%04x", flag_cases[i].sql,
+			  info.flags, flag_cases[i].want, flag_cases[i].deny);
+		CHECK_MSG(info.guard == SQL_GUARD_OK, "no guard expected for \"%s\"",
+			  flag_cases[i].sql);
+	}
+}
+
+static const struct {
+	const char *sql;
+	const char *extra; /* read_only_functions */
+	bool ro;
+} route_cases[] = {
+        /* read-only for certain */
+        {"SELECT 1", NULL, true},
+        {"select abalance from pgbench_accounts where aid = $1", NULL, true},
+        {"SELECT * FROM t WHERE x = 'for update'", NULL, true},
+        {"select \"for\" from t", NULL, true},
+        {"SELECT \"update\", \"delete\" FROM t", NULL, true},
+        {"SELECT a::numeric(10,2) FROM t", NULL, true},
+        {"SELECT a::pg_catalog.numeric(10, 2), b::timestamptz(3) FROM t", NULL, true},
+        {"SELECT CAST(a AS varchar(20)), x::character varying(10), y::bit varying(3) FROM t",
+         NULL, true},
+        {"SELECT timestamp(3) '2020-01-01', interval(2) '1 s', decimal(5) '1'", NULL, true},
+        {"SELECT count(*), sum(x), avg(x), min(x), max(x) FROM t GROUP BY y", NULL, true},
+        {"WITH c AS (SELECT 1) SELECT * FROM c", NULL, true},
+        {"WITH RECURSIVE r(n) AS (SELECT 1 UNION ALL SELECT n + 1 FROM r WHERE n < 5) "
+         "SELECT * FROM r",
+         NULL, true},
+        {"WITH a(x) AS (SELECT 1), \"B\"(y) AS NOT MATERIALIZED (SELECT 2) SELECT * FROM a, "
+         "\"B\"",
+         NULL, true},
+        {"TABLE t", NULL, true},
+        {"VALUES (1), (2)", NULL, true},
+        {"EXPLAIN SELECT * FROM t", NULL, true},
+        {"EXPLAIN VERBOSE SELECT 1", NULL, true},
+        {"EXPLAIN (COSTS off, FORMAT json) SELECT 1", NULL, true},
+        {"/* pgtenant:replica */ SELECT 1", NULL, true},
+        {"SELECT now(), current_timestamp, lower(name), coalesce(a, b), nullif(a, 0) FROM t",
+         NULL, true},
+        {"SELECT * FROM generate_series(1, 10) AS g(i)", NULL, true},
+        {"SELECT * FROM generate_series(1, 10) g(i)", NULL, true},
+        {"SELECT * FROM (SELECT 1, 2) AS s(a, b)", NULL, true},
+        {"SELECT * FROM t WHERE id IN (1, 2, 3) AND EXISTS (SELECT 1 FROM u)", NULL, true},
+        {"SELECT x FROM t ORDER BY (x) LIMIT 10 OFFSET 5", NULL, true},
+        {"SELECT 1; SELECT 2;", NULL, true},
+        {"SELECT pg_catalog.lower('A')", NULL, true},
+        {"SELECT myfunc(1)", "myfunc", true},
+        {"SELECT MyFunc(1), other(2)", " other , myfunc ", true},
+        {"SELECT app.myfunc(1)", "app.myfunc", true},
+        {"SELECT row_number() OVER (PARTITION BY a ORDER BY b) FROM t", NULL, true},
+        {"SELECT count(*) FILTER (WHERE a > 1) FROM t", NULL, true},
+        {"SELECT percentile_cont(0.5) WITHIN GROUP (ORDER BY x) FROM t", NULL, true},
+        {"SELECT $$ UPDATE t SET a = 1 $$", NULL, true},
+        {"SELECT $f$ nextval('s') $f$, 'x' -- UPDATE t\n", NULL, true},
+        {"SELECT /* nextval('s') FOR UPDATE */ 1", NULL, true},
+        {"(SELECT 1) UNION (SELECT 2)", NULL, true},
+        {"SELECT * FROM t WHERE a LIKE ('a%') OR a IS DISTINCT FROM (b)", NULL, true},
+        {"SELECT date_trunc('day', ts), to_char(ts, 'YYYY'), extract(epoch FROM ts) FROM t",
+         NULL, true},
+        {"SELECT substring('abc' FROM 1 FOR 2), trim(both ' ' FROM x), position('a' IN x) "
+         "FROM t",
+         NULL, true},
+        {"SELECT x FROM t TABLESAMPLE SYSTEM (10) REPEATABLE (1)", NULL, true},
+        {"SELECT ARRAY(SELECT 1), ROW(1, 2)", NULL, true},
+        {"SELECT jsonb_build_object('a', 1) -> 'a', json_agg(t) FROM t", NULL, true},
+        {"BEGIN READ ONLY", NULL, true},
+        {"SELECT pg_sleep(0.1)", NULL, true},
+        {"SELECT 1 FROM t WHERE a = ANY($1) AND b = ALL (ARRAY[1])", NULL, true},
+        {"SELECT 1 FROM t1 LEFT JOIN t2 USING (id) JOIN (SELECT 1 AS id) s ON (s.id = t1.id)",
+         NULL, true},
+        {"WITH t AS MATERIALIZED (SELECT 1) SELECT * FROM t", NULL, true},
+        {"SELECT * FROM unnest(ARRAY[1, 2]) WITH ORDINALITY AS u(x, n)", NULL, true},
+        {"SELECT left('abc', 2), right('abc', 1)", NULL, true},
+        {"SELECT share, \"key\" FROM t WHERE share > 1", NULL, true},
+        {"SELECT * FROM t GROUP BY GROUPING SETS ((a), (b))", NULL, true},
+        {"select 1 ; ; ", NULL, true},
+        {"SELECT COUNT(*) FROM t WHERE created_at AT TIME ZONE 'UTC' > now() - interval '1 day'",
+         NULL, true},
+        /* not read-only: writes, locks, session-bound functions, unknowns */
+        {"WITH u AS (UPDATE t SET a = 1 RETURNING *) SELECT * FROM u", NULL, false},
+        {"WITH d AS (DELETE FROM t RETURNING *) SELECT count(*) FROM d", NULL, false},
+        {"WITH x AS (SELECT 1), i AS (INSERT INTO t VALUES (1) RETURNING id) SELECT id FROM i",
+         NULL, false},
+        {"WITH m AS (MERGE INTO t USING s ON true WHEN MATCHED THEN DELETE) SELECT 1", NULL,
+         false},
+        {"SELECT * FROM t FOR UPDATE", NULL, false},
+        {"SELECT * FROM t FOR NO KEY UPDATE", NULL, false},
+        {"SELECT * FROM t FOR SHARE", NULL, false},
+        {"SELECT * FROM (SELECT * FROM t FOR KEY SHARE) s", NULL, false},
+        {"SELECT * FROM t WHERE id = $1 FOR UPDATE SKIP LOCKED", NULL, false},
+        {"SELECT * INTO new_t FROM t", NULL, false},
+        {"WITH c AS (SELECT 1) SELECT * INTO new_t FROM c", NULL, false},
+        {"COPY t TO STDOUT", NULL, false},
+        {"COPY (SELECT 1) TO STDOUT", NULL, false},
+        {"SELECT nextval('s')", NULL, false},
+        {"SELECT setval('s', 1)", NULL, false},
+        {"SELECT currval('s')", NULL, false},
+        {"SELECT lastval()", NULL, false},
+        {"SELECT pg_catalog.nextval('s')", NULL, false},
+        {"SELECT \"nextval\"('s')", NULL, false},
+        {"VALUES (nextval('s'))", NULL, false},
+        {"SELECT pg_advisory_lock(1)", NULL, false},
+        {"SELECT pg_advisory_xact_lock(1)", NULL, false},
+        {"SELECT my_func(1)", NULL, false},
+        {"SELECT my_func(1)", "other_func", false},
+        {"SELECT app.myfunc(1)", "other.myfunc", false},
+        {"SELECT public.lower('a')", NULL, false},
+        {"SELECT \"Lower\"('a')", NULL, false},
+        {"EXPLAIN ANALYZE SELECT 1", NULL, false},
+        {"EXPLAIN ANALYSE VERBOSE SELECT 1", NULL, false},
+        {"EXPLAIN (ANALYZE, BUFFERS) SELECT 1", NULL, false},
+        {"EXPLAIN (FORMAT json, ANALYZE true) SELECT 1", NULL, false},
+        {"EXPLAIN UPDATE t SET a = 1", NULL, false},
+        {"EXPLAIN SELECT nextval('s')", NULL, false},
+        {"SELECT 1; UPDATE t SET a=1", NULL, false},
+        {"select 1; select 2 for update", NULL, false},
+        {"TABLE t; DELETE FROM t", NULL, false},
+        {"UPDATE t SET a = 1", NULL, false},
+        {"INSERT INTO t VALUES (1)", NULL, false},
+        {"DELETE FROM t", NULL, false},
+        {"MERGE INTO t USING s ON t.id = s.id WHEN MATCHED THEN DELETE", NULL, false},
+        {"WITH x AS (SELECT 1) INSERT INTO t SELECT * FROM x", NULL, false},
+        {"SELECT 'unterminated", NULL, false},
+        {"SELECT 1; SELECT \"x", NULL, false},
+        {"", NULL, false},
+        {"   -- only a comment", NULL, false},
+        {";", NULL, false},
+        {"BEGIN", NULL, false},
+        {"BEGIN; SELECT 1", NULL, false},
+        {"BEGIN READ ONLY; SELECT 1; COMMIT", NULL, false},
+        {"BEGIN READ ONLY, READ WRITE", NULL, false},
+        {"BEGIN ISOLATION LEVEL SERIALIZABLE READ ONLY", NULL, false},
+        {"COMMIT", NULL, false},
+        {"SET TRANSACTION READ ONLY", NULL, false},
+        {"SHOW search_path", NULL, false},
+        {"SELECT txid_current()", NULL, false},
+        {"SELECT pg_current_xact_id()", NULL, false},
+        {"SELECT pg_notify('c', 'x')", NULL, false},
+        {"SELECT lo_import('/etc/passwd')", NULL, false},
+        {"SELECT dblink('x', 'y')", NULL, false},
+        {"SELECT setseed(0.5)", NULL, false},
+        {"SELECT set_config('statement_timeout', '1s', true)", NULL, false},
+        {"LISTEN ch", NULL, false},
+        {"CREATE TEMP TABLE t AS SELECT 1", NULL, false},
+        {"DO $$ BEGIN END $$", NULL, false},
+        {"CALL p()", NULL, false},
+        {"DECLARE c CURSOR FOR SELECT 1", NULL, false},
+        {"FETCH 10 FROM c", NULL, false},
+        {"SELECT * FROM t, nextval('s')", NULL, false},
+        {"SELECT * FROM unnest(ARRAY[1]) WITH ORDINALITY, nextval('s')", NULL, false},
+        {"SELECT 1 OPERATOR(pg_catalog.+) nextval('s')", NULL, false},
+        {"SELECT a FROM t ORDER BY nextval('s')", NULL, false},
+        {"SELECT x AT TIME ZONE 'UTC', nextval('s') FROM t", NULL, false},
+        {"SELECT count(*) FROM t WHERE x = ANY (SELECT user_fn(y) FROM u)", NULL, false},
+        {"WITH a AS (SELECT 1) SELECT 1, nextval('s') FROM a", NULL, false},
+        {"WITH a AS (SELECT 1), b AS (SELECT my_fn()) SELECT * FROM a, b", NULL, false},
+        {"SELECT * FROM t AS x(a), LATERAL my_fn(x.a)", NULL, false},
+        {"SELECT $1::regclass, nextval($1)", NULL, false},
+        {"/* pgtenant:replica */ UPDATE t SET a = 1", NULL, false},
+        {"SELECT 1)", NULL, false},
+        {"SELECT (1; 2)", NULL, false},
+        {"SELECT * FROM t WHERE x = 1 FOR UPDATE OF t NOWAIT", NULL, false},
+        {"CREATE TABLE t AS SELECT 1", NULL, false},
+        {"VACUUM t", NULL, false},
+        {"SELECT cube(1, 2)", NULL, false},
+};
+
+static void test_read_routing_only_for_certain_reads(void)
+{
+	for (size_t i = 0; i < ARRAY_SIZE(route_cases); i++) {
+		SqlInfo info;
+		analyze(route_cases[i].sql, TENANT_GUC, route_cases[i].extra, &info);
+		CHECK_MSG(info.read_only == route_cases[i].ro, "read_only \"%s\": got %d, want %d",
+			  route_cases[i].sql, info.read_only, route_cases[i].ro);
+	}
+}
+
+static const struct {
+	const char *sql;
+	bool replica, primary;
+} hint_cases[] = {
+        {"/* pgtenant:replica */ SELECT 1", true, false},
+        {"/*pgtenant:replica*/SELECT 1", true, false},
+        {"/*  pgtenant : replica \n */ SELECT 1", true, false},
+        {"/* PGTENANT:REPLICA */ SELECT 1", true, false},
+        {"/*  pgtenant:primary  */ SELECT 1", false, true},
+        {"-- x\n/* pgtenant:replica */ /* other */ SELECT 1", true, false},
+        {"/* pgtenant:primary */ /* pgtenant:replica */ SELECT 1", true, true},
+        {"SELECT /* pgtenant:replica */ 1", false, false},
+        {"SELECT 1; /* pgtenant:replica */ SELECT 2", false, false},
+        {"/* pgtenant:replicas */ SELECT 1", false, false},
+        {"/* pgtenant:replica, please */ SELECT 1", false, false},
+        {"/* x pgtenant:replica */ SELECT 1", false, false},
+        {"-- pgtenant:replica\nSELECT 1", false, false},
+        {"SELECT '/* pgtenant:replica */'", false, false},
+};
+
+static void test_leading_comment_hints(void)
+{
+	for (size_t i = 0; i < ARRAY_SIZE(hint_cases); i++) {
+		SqlInfo info;
+		analyze(hint_cases[i].sql, TENANT_GUC, NULL, &info);
+		CHECK_MSG(info.hint_replica == hint_cases[i].replica &&
+				  info.hint_primary == hint_cases[i].primary,
+			  "hints \"%s\": got replica=%d primary=%d", hint_cases[i].sql,
+			  info.hint_replica, info.hint_primary);
+	}
+}
+
+static const struct {
+	const char *sql;
+	int n_statements;
+	int max_param;
+} count_cases[] = {
+        {"", 0, 0},
+        {";;", 0, 0},
+        {"SELECT 1", 1, 0},
+        {"SELECT 1; SELECT 2;", 2, 0},
+        {"SELECT 1;;SELECT 2", 2, 0},
+        {"SELECT ';'", 1, 0},
+        {"SELECT $1, $12, $3", 1, 12},
+        {"SELECT $2; SELECT $7", 2, 7},
+        {"SELECT '$5', \"$6\", $$ $7 $$", 1, 0},
+        {"SELECT $99999999999999", 1, 2147483647},
+        {"CREATE FUNCTION f() RETURNS int LANGUAGE sql BEGIN ATOMIC SELECT 1; SELECT 2; END; "
+         "SELECT 3",
+         2, 0},
+        {"CREATE FUNCTION f() RETURNS int LANGUAGE sql AS $$ SELECT 1; SELECT 2 $$; SELECT 3", 2,
+         0},
+        {"SELECT 'x", 1, 0},
+        {"'x", 1, 0},
+};
+
+static void test_statement_count_and_max_param(void)
+{
+	for (size_t i = 0; i < ARRAY_SIZE(count_cases); i++) {
+		SqlInfo info;
+		analyze(count_cases[i].sql, TENANT_GUC, NULL, &info);
+		CHECK_MSG(info.n_statements == count_cases[i].n_statements &&
+				  info.max_param == count_cases[i].max_param,
+			  "counts \"%s\": got %d statements, $%d", count_cases[i].sql,
+			  info.n_statements, info.max_param);
+	}
+}
+
+/* Every prefix of every case: nothing may read past the end (valgrind) or crash. */
+static void test_every_prefix_is_safe(void)
+{
+	const char *samples[] = {
+	        "SELECT set_config('search_path', $q$x$q$, false); SET \"app\".\"tenant_id\" = 'x'",
+	        "WITH RECURSIVE r(n) AS (SELECT 1) SELECT E'\\'', U&'\\0061', /* a /* b */ */ 1.5e3",
+	        "CREATE FUNCTION f() BEGIN ATOMIC SELECT 1; END; EXPLAIN (ANALYZE) SELECT $1",
+	};
+	int runs = 0;
+
+	for (size_t i = 0; i < ARRAY_SIZE(samples); i++) {
+		size_t n = strlen(samples[i]);
+		for (size_t k = 0; k <= n; k++) {
+			char *copy = malloc(k ? k : 1);
+			SqlInfo info;
+			if (!copy)
+				abort();
+			memcpy(copy, samples[i], k);
+			sql_analyze(copy, k, TENANT_GUC, "f", &info);
+			free(copy);
+			runs++;
+		}
+	}
+	CHECK(runs > 100);
+}
+
+static void bench_pgbench_select(void)
+{
+	static const char sql[] = "SELECT abalance FROM pgbench_accounts WHERE aid = 48213;";
+	static const char sql100[] = "SELECT a.id, a.name, b.total FROM accounts a JOIN balances b "
+				     "ON b.account_id = a.id WHERE a.id = $1";
+	const int n = 100000;
+	struct timespec t0, t1;
+	unsigned sink = 0;
+	SqlInfo info;
+	double ns;
+
+	clock_gettime(CLOCK_MONOTONIC, &t0);
+	for (int i = 0; i < n; i++) {
+		sql_analyze(sql, sizeof(sql) - 1, TENANT_GUC, NULL, &info);
+		sink += info.read_only;
+	}
+	clock_gettime(CLOCK_MONOTONIC, &t1);
+	ns = ((double)(t1.tv_sec - t0.tv_sec) * 1e9 + (double)(t1.tv_nsec - t0.tv_nsec)) / n;
+	printf("sqllex bench: %.0f ns/call (%zu-byte pgbench SELECT)\n", ns, sizeof(sql) - 1);
+
+	clock_gettime(CLOCK_MONOTONIC, &t0);
+	for (int i = 0; i < n; i++) {
+		sql_analyze(sql100, sizeof(sql100) - 1, TENANT_GUC, NULL, &info);
+		sink += info.read_only;
+	}
+	clock_gettime(CLOCK_MONOTONIC, &t1);
+	ns = ((double)(t1.tv_sec - t0.tv_sec) * 1e9 + (double)(t1.tv_nsec - t0.tv_nsec)) / n;
+	printf("sqllex bench: %.0f ns/call (%zu-byte join)\n", ns, sizeof(sql100) - 1);
+	CHECK(sink == 2u * (unsigned)n);
+}
+
+int main(int argc, char **argv)
+{
+	test_lexer_draws_postgresql_token_boundaries();
+	test_lexer_tracks_depth_offsets_and_sticky_errors();
+	test_guard_refuses_every_form_and_no_look_alike();
+	test_guard_without_tenant_guc_and_names();
+	test_flags_mark_state_session_and_transactions();
+	test_read_routing_only_for_certain_reads();
+	test_leading_comment_hints();
+	test_statement_count_and_max_param();
+	test_every_prefix_is_safe();
+	/* Under valgrind, pass "--no-bench" to skip the timing loop. */
+	if (!(argc > 1 && strcmp(argv[1], "--no-bench") == 0))
+		bench_pgbench_select();
+	return unit_finish("sqllex");
+}
