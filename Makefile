@@ -58,7 +58,7 @@ check: deps
 
 check-asan: deps
 	$(MAKE) clean
-	$(MAKE) OPT=-O1 EXTRA_CFLAGS="-fsanitize=address,undefined -fno-omit-frame-pointer" \
+	$(MAKE) OPT=-O1 CFLAGS_USER=-g EXTRA_CFLAGS="-fsanitize=address,undefined -fno-omit-frame-pointer" \
 		EXTRA_LDFLAGS="-fsanitize=address,undefined" pgtenant unit-check integration-check
 
 bench: pgtenant

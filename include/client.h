@@ -49,7 +49,8 @@ struct Client {
 	Pool *pool;
 	ServerConn *server;
 
-	char user[64];      /* the user that authenticated (tenant suffix removed) */
+	char user[64];       /* the user that authenticated (tenant suffix removed) */
+	char login_user[64]; /* the user name as the client sent it (md5 hashes with it) */
 	char addr[64];
 	int port;
 	usec_t connect_time;
@@ -79,6 +80,7 @@ struct Client {
 	char tx_status;        /* last ReadyForQuery status the client saw */
 	bool close_after_flush;
 	bool closing;
+	bool bp_paused; /* not reading: its server's output buffer is full */
 	struct PrepClient *prep; /* named prepared statements (transaction mode) */
 	bool prep_skip;          /* a Parse was refused: drop messages up to (not including) Sync */
 	bool console;       /* dbname = admin_db */
@@ -97,7 +99,7 @@ void client_resume(Client *c);
 /* The pool could not give a server in time: error the pending batch, session goes on. */
 void client_wait_failed(Client *c, const char *sqlstate, const char *msg);
 /* The server under this client died: error, then the session goes on without it. */
-void client_server_lost(Client *c, const char *why);
+void client_server_lost(Client *c, const char *why, int pending);
 /* Finishes login: AuthenticationOk, ParameterStatus, BackendKeyData, ReadyForQuery. */
 void client_welcome(Client *c, const Params *server_params);
 /* Sends FATAL and closes once it is flushed. */

@@ -36,6 +36,13 @@ typedef enum {
  * transaction mode. s may be NULL only for 'Q'. body/len is the message body.
  */
 PrepResult prep_client_message(Client *c, ServerConn *s, uint8_t type, const uint8_t *body, size_t len);
+/*
+ * A named Parse followed directly by Sync from a client without a server
+ * (libpq's PQprepare): recorded and answered without taking a server; the
+ * statement is parsed on whichever server first runs it. This keeps a client
+ * that prepares synchronously from needing a connection its siblings hold.
+ */
+bool prep_client_parse_only(Client *c, const uint8_t *body, size_t len);
 /* Counts a ReadyForQuery-producing message (Query, Sync, FunctionCall) sent to s. */
 void prep_server_sent_sync(ServerConn *s);
 

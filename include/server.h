@@ -48,6 +48,7 @@ struct ServerConn {
 	bool fwd_drop; /* the message being streamed is dropped, not forwarded */
 	char tx_status;
 	bool dirty; /* state unknown: close instead of reusing */
+	bool bp_paused; /* not reading: the client's output buffer is full */
 
 	/*
 	 * Tenant state (SPEC §4). st_sql is the state statement known to be in

@@ -86,9 +86,12 @@ typedef struct AdminSession {
 	char *rest;          /* the Query string's commands after it */
 	char *pending_cmd;   /* for the log and the audit record */
 	bool shutdown_after; /* SHUTDOWN answered: act once the answer is flushed */
+	bool resume_pending; /* answered; the rest of its input waits for on_resume() */
+	bool resume_ok;
 } AdminSession;
 
 static AdminSession *sessions;
+static struct event *resume_ev;
 
 typedef enum { EXEC_OK = 0, EXEC_ERROR, EXEC_PENDING } ExecResult;
 
@@ -1817,7 +1820,7 @@ void admin_process(Client *c)
 	if (c->closing)
 		return;
 	s = session_get(c);
-	if (s->waiting) {
+	if (s->waiting || s->resume_pending) {
 		/* the answer to PAUSE/WAIT_CLOSE comes first; hold input, but not without bound */
 		if (buf_avail(&c->conn.in) > ADMIN_MAX_PENDING_INPUT)
 			conn_want_read(&c->conn, false);
@@ -1831,7 +1834,65 @@ void admin_process(Client *c)
 	flush_and_finish(s);
 }
 
-/* The pending PAUSE / WAIT_CLOSE finished (ok) or failed: answer, then carry on. */
+/*
+ * Carries on after a PAUSE / WAIT_CLOSE answer: the rest of its Query
+ * string, then buffered input. This runs from its own event, never inside
+ * control_maintain(): the next command may be another PAUSE, and control.c
+ * must not be re-entered while it walks its waiters.
+ */
+static void resume_session(AdminSession *s)
+{
+	Client *c = s->c;
+	Buf *out = &c->conn.out;
+
+	s->resume_pending = false;
+	if (s->from_query) {
+		bool finished = true;
+		char *rest = s->rest;
+		/* run_query_string() sets s->rest again when another command waits */
+		s->rest = NULL;
+		if (s->resume_ok && rest) {
+			bool any = false;
+			finished = run_query_string(s, rest, &any);
+		}
+		free(rest);
+		if (c->closing)
+			return;
+		if (finished)
+			proto_ready(out, 'I');
+	} else if (!s->resume_ok) {
+		c->skip_until_sync = true;
+	}
+	conn_want_read(&c->conn, true);
+	process_input(s);
+	if (c->closing)
+		return;
+	flush_and_finish(s);
+}
+
+static void on_resume(evutil_socket_t fd, short what, void *arg)
+{
+	bool again = true;
+
+	time_update();
+	/* a resumed session may pause again and another finish meanwhile: loop until none is left
+	 */
+	while (again) {
+		again = false;
+		sessions_prune();
+		for (AdminSession *s = sessions; s; s = s->next) {
+			if (s->resume_pending && !s->waiting) {
+				resume_session(s);
+				again = true;
+				break; /* the list may have changed */
+			}
+		}
+	}
+	sessions_prune();
+	client_maintain();
+}
+
+/* The pending PAUSE / WAIT_CLOSE finished (ok) or failed: answer now, carry on soon. */
 static void pending_finished(Client *c, bool ok, const char *tag, const char *sqlstate,
                              const char *msg)
 {
@@ -1864,32 +1925,14 @@ static void pending_finished(Client *c, bool ok, const char *tag, const char *sq
 	audit_console(c->user, s->pending_cmd ? s->pending_cmd : tag, ok, ok ? tag : msg);
 	free(s->pending_cmd);
 	s->pending_cmd = NULL;
-
-	if (s->from_query) {
-		bool finished = true;
-		if (ok && s->rest) {
-			char *rest = s->rest;
-			bool any = false;
-			s->rest = NULL;
-			finished = run_query_string(s, rest, &any);
-			free(rest);
-		}
-		free(s->rest);
-		s->rest = NULL;
-		if (c->closing)
-			return;
-		if (finished)
-			proto_ready(out, 'I');
-	} else if (!ok) {
-		c->skip_until_sync = true;
-	}
-	conn_want_read(&c->conn, true);
-	process_input(s);
-	if (c->closing) {
-		session_drop(s);
+	client_flush(c);
+	if (c->closing)
 		return;
-	}
-	flush_and_finish(s);
+	s->resume_pending = true;
+	s->resume_ok = ok;
+	if (!resume_ev)
+		resume_ev = event_new(g_base, -1, 0, on_resume, NULL);
+	event_active(resume_ev, EV_TIMEOUT, 0);
 }
 
 void admin_command_done(Client *c, const char *tag)

@@ -409,7 +409,8 @@ static void handle_password_message(Client *c, const uint8_t *body, size_t len)
 			client_fatal(c, "08P01", "invalid password packet", NULL);
 			return;
 		}
-		if (c->fake_auth || !auth_md5_verify(c->secret, c->user, c->md5_salt, resp)) {
+		/* libpq salts md5 with the user name it sent, tenant suffix included */
+		if (c->fake_auth || !auth_md5_verify(c->secret, c->login_user, c->md5_salt, resp)) {
 			auth_failed(c);
 			return;
 		}
@@ -498,6 +499,7 @@ static void handle_startup(Client *c, const uint8_t *body, size_t len)
 	if ((st.version & 0xffff) > 0 || st.n_pq_ext > 0)
 		proto_negotiate_version(&c->conn.out, PROTO_V3, st.pq_ext, st.n_pq_ext);
 	strlcpy_safe(c->user, st.user, sizeof(c->user));
+	strlcpy_safe(c->login_user, st.user, sizeof(c->login_user));
 	if (st.replication) {
 		client_fatal(c, "08P01", "replication connections are not supported by pgtenant", NULL);
 		return;
@@ -1009,6 +1011,21 @@ void client_idle_timeouts(void)
 	}
 }
 
+/* A Parse whose statement the guard lets through and that leaves no state behind. */
+static bool parse_is_plain(const uint8_t *body, size_t len)
+{
+	MsgReader r;
+	const char *name, *query;
+	SqlInfo info;
+
+	msg_reader_init(&r, body, len);
+	if (!msg_get_cstr(&r, &name) || !msg_get_cstr(&r, &query))
+		return false;
+	sql_analyze(query, strlen(query), g_cfg->tenant_guc, g_cfg->read_only_functions, &info);
+	return info.guard == SQL_GUARD_OK &&
+	       !(info.flags & (SQLF_STATE_UNKNOWN | SQLF_RESETS_STATE | SQLF_SESSION_STATE | SQLF_UNPARSED));
+}
+
 /* Must pgtenant hold this client message whole before forwarding it? */
 static inline bool client_must_inspect(const Client *c, const ServerConn *s, uint8_t type)
 {
@@ -1033,6 +1050,7 @@ static void client_forward(Client *c)
 	Buf *in = &c->conn.in;
 	ServerConn *s;
 
+again:
 	while (buf_avail(in) && !c->closing) {
 		s = c->server;
 		if (c->fwd_remain) {
@@ -1104,6 +1122,16 @@ static void client_forward(Client *c)
 		}
 		if ((type == 'Q' || type == 'E') && !rate_limit_pass(c))
 			return;
+		if (!s && type == 'P' && tracks_prepared(c) && buf_avail(in) >= total + MSG_HEADER_LEN &&
+		    buf_head(in)[total] == 'S' && read_u32be(buf_head(in) + total + 1) == 4 &&
+		    parse_is_plain(buf_head(in) + MSG_HEADER_LEN, len - 4) &&
+		    prep_client_parse_only(c, buf_head(in) + MSG_HEADER_LEN, len - 4)) {
+			static const uint8_t parse_complete[5] = {'1', 0, 0, 0, 4};
+			buf_consume(in, total + MSG_HEADER_LEN);
+			buf_append(&c->conn.out, parse_complete, sizeof(parse_complete));
+			proto_ready(&c->conn.out, c->tx_status);
+			continue;
+		}
 		if (!s) {
 			if (!pool_acquire(c)) {
 				/* queued: stop reading until a server is linked (client_resume);
@@ -1160,14 +1188,24 @@ static void client_forward(Client *c)
 		}
 		if (conn_out_full(&s->conn)) {
 			conn_want_read(&c->conn, false);
+			c->bp_paused = true;
 			break;
 		}
 	}
 	if (c->closing)
 		return;
 	s = c->server;
-	if (s && buf_avail(&s->conn.out))
-		server_flush(s);
+	if (s && buf_avail(&s->conn.out) && !server_flush(s))
+		return;
+	if (c->bp_paused && s && c->server == s && buf_avail(&s->conn.out) < CONN_LOW_WATER) {
+		/* the kernel took it all at once: no write event will come to resume us */
+		c->bp_paused = false;
+		conn_want_read(&c->conn, true);
+		goto again;
+	}
+	/* replies pgtenant wrote itself (skipped batches, local answers) */
+	if (buf_avail(&c->conn.out) && !client_flush(c))
+		return;
 	if (!buf_avail(in))
 		conn_shrink(&c->conn);
 }
@@ -1186,6 +1224,7 @@ void client_output_drained(Client *c)
 {
 	if (c->closing || c->state == CL_LOGIN || c->state == CL_WELCOME_WAIT || c->state == CL_WAITING)
 		return;
+	c->bp_paused = false;
 	conn_want_read(&c->conn, true);
 	if (buf_avail(&c->conn.in))
 		client_forward(c);
@@ -1220,10 +1259,8 @@ void client_wait_failed(Client *c, const char *sqlstate, const char *msg)
 	client_forward(c);
 }
 
-void client_server_lost(Client *c, const char *why)
+void client_server_lost(Client *c, const char *why, int pending)
 {
-	ServerConn *s = c->server;
-	int pending = s ? server_pending_client_rfq(s) : 0;
 	bool mid_message = c->fwd_remain > 0;
 
 	c->server = NULL;

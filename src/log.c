@@ -37,6 +37,8 @@ void log_write(LogLevel lvl, const char *fmt, ...)
 	char ts[32];
 	va_list ap;
 
+	if (!fmt)
+		return;
 	gettimeofday(&tv, NULL);
 	localtime_r(&tv.tv_sec, &tm);
 	strftime(ts, sizeof(ts), "%Y-%m-%d %H:%M:%S", &tm);

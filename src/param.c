@@ -141,8 +141,14 @@ static bool value_equal(const char *name, const char *a, const char *b)
 
 bool param_sync_sql(const Params *client, Params *server, Buf *sql)
 {
+	static const char head[] = "SELECT ";
+	static const char call[] = "pg_catalog.set_config(";
 	bool any = false;
 
+	/*
+	 * set_config, not SET: SET name = 'a, b' would make a list-valued setting
+	 * (search_path, temp_tablespaces) one element named "a, b".
+	 */
 	for (int i = 0; i < client->n; i++) {
 		const Param *cp = &client->items[i];
 		const char *sv;
@@ -151,14 +157,20 @@ bool param_sync_sql(const Params *client, Params *server, Buf *sql)
 		sv = params_get(server, cp->name);
 		if (sv && value_equal(cp->name, cp->value, sv))
 			continue;
-		buf_append(sql, "SET ", 4);
-		param_quote_ident(sql, cp->name);
-		buf_append(sql, " = ", 3);
+		if (!any)
+			buf_append(sql, head, sizeof(head) - 1);
+		else
+			buf_append(sql, ", ", 2);
+		buf_append(sql, call, sizeof(call) - 1);
+		param_quote_literal(sql, cp->name);
+		buf_append(sql, ", ", 2);
 		param_quote_literal(sql, cp->value);
-		buf_append(sql, ";", 1);
+		buf_append(sql, ", false)", 8);
 		params_set(server, cp->name, cp->value);
 		any = true;
 	}
+	if (any)
+		buf_append(sql, ";", 1);
 	/* Unreported values an earlier client set: back to the server default. */
 	for (int i = 0; i < server->n;) {
 		const Param *sp = &server->items[i];

@@ -556,6 +556,30 @@ PrepResult prep_client_message(Client *c, ServerConn *s, uint8_t type, const uin
 	}
 }
 
+bool prep_client_parse_only(Client *c, const uint8_t *body, size_t len)
+{
+	MsgReader r;
+	const char *name, *query;
+	uint16_t n_types;
+	const uint8_t *types;
+
+	msg_reader_init(&r, body, len);
+	if (!msg_get_cstr(&r, &name) || !msg_get_cstr(&r, &query) || !msg_get_u16(&r, &n_types) ||
+	    !msg_get_bytes(&r, (size_t)n_types * 4, &types) || !*name)
+		return false;
+	if (!c->prep)
+		c->prep = xcalloc(1, sizeof(PrepClient));
+	NameEntry *old = name_find(c->prep, name);
+	if (!old && client_limit() && (int)c->prep->live >= client_limit())
+		return false;
+	PreparedStmt *p = stmt_get(query, strlen(query), types, n_types, c->tenant->state_sql);
+	stmt_ref(p);
+	if (old)
+		name_del(c->prep, old);
+	name_put(c->prep, name, p);
+	return true;
+}
+
 bool prep_server_parse_complete(ServerConn *s)
 {
 	Reply rep;

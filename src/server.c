@@ -155,8 +155,9 @@ void server_close(ServerConn *s, const char *reason)
 		char msg[300];
 		snprintf(msg, sizeof(msg), "server connection to backend \"%s\" lost: %s", s->pool->backend->name,
 			 reason ? reason : "closed");
+		int pending = server_pending_client_rfq(s);
 		server_unlink(s);
-		client_server_lost(c, msg);
+		client_server_lost(c, msg, pending);
 	}
 	pool_server_gone(s, failed_login, reason);
 	server_set_state(s, SV_FREE);
@@ -465,6 +466,10 @@ void server_link(ServerConn *s, Client *c)
 	client_set_state(c, CL_ACTIVE);
 	s->last_used = g_now;
 	s->idle_since = g_now;
+	if (s->bp_paused) {
+		s->bp_paused = false;
+		conn_want_read(&s->conn, true);
+	}
 	s->unit_start = true;
 	s->inject_open = false;
 	s->timeout_cancel = false;
@@ -647,8 +652,14 @@ void server_state_unknown(ServerConn *s)
 
 void server_unlink(ServerConn *s)
 {
-	if (s->client)
-		s->client->server = NULL;
+	if (s->client) {
+		Client *c = s->client;
+		c->server = NULL;
+		if (c->bp_paused && !c->closing) {
+			c->bp_paused = false;
+			conn_want_read(&c->conn, true);
+		}
+	}
 	s->client = NULL;
 	if (s->tenant) {
 		pool_tenant_unlinked(s->pool, s->tenant);
@@ -711,6 +722,7 @@ static void server_forward(ServerConn *s)
 	Buf *in = &s->conn.in;
 	bool release = false;
 
+again:
 	while (buf_avail(in) && s->state != SV_FREE) {
 		Client *c = s->client;
 		if (s->fwd_remain) {
@@ -872,6 +884,7 @@ static void server_forward(ServerConn *s)
 			break;
 		if (c && conn_out_full(&c->conn)) {
 			conn_want_read(&s->conn, false);
+			s->bp_paused = true;
 			break;
 		}
 	}
@@ -881,6 +894,12 @@ static void server_forward(ServerConn *s)
 	if (c) {
 		if (!client_flush(c))
 			return; /* closing the client released or closed s */
+		if (s->bp_paused && !release && s->client == c && buf_avail(&c->conn.out) < CONN_LOW_WATER) {
+			/* the kernel took it all at once: no write event will come to resume us */
+			s->bp_paused = false;
+			conn_want_read(&s->conn, true);
+			goto again;
+		}
 		if (release && s->client == c) {
 			if (g_shutdown) {
 				client_close(c, "shutdown");
@@ -909,6 +928,7 @@ void server_output_drained(ServerConn *s)
 {
 	if (s->state == SV_FREE)
 		return;
+	s->bp_paused = false;
 	conn_want_read(&s->conn, true);
 	if (buf_avail(&s->conn.in))
 		server_forward(s);

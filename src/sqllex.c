@@ -47,14 +47,7 @@ static inline bool lex_is_alnum(unsigned char c)
 
 static inline bool lex_is_op_char(unsigned char c)
 {
-	switch (c) {
-	case '+': case '-': case '*': case '/': case '<': case '>': case '=': case '~':
-	case '!': case '@': case '#': case '%': case '^': case '&': case '|': case '`':
-	case '?':
-		return true;
-	default:
-		return false;
-	}
+	return c != '\0' && strchr("+-*/<>=~!@#%^&|`?", c) != NULL;
 }
 
 void sqllex_init(SqlLexer *lx, const char *s, size_t len)
@@ -119,7 +112,8 @@ static size_t lex_number_end(const char *s, size_t n, size_t i)
 {
 	char radix = i + 2 < n ? (char)(s[i + 1] | 0x20) : 0;
 
-	if (s[i] == '0' && (radix == 'x' || radix == 'o' || radix == 'b') && lex_is_alnum(s[i + 2])) {
+	if (s[i] == '0' && (radix == 'x' || radix == 'o' || radix == 'b') &&
+	    lex_is_alnum(s[i + 2])) {
 		i += 2;
 		while (i < n && (lex_is_alnum(s[i]) || s[i] == '_'))
 			i++;
@@ -257,7 +251,7 @@ SqlTokType sqllex_next(SqlLexer *lx, SqlToken *tok)
 		break;
 	case '$':
 		if (p + 1 < n && lex_is_digit(s[p + 1])) {
-			te = end = p + 1;
+			end = p + 1;
 			while (end < n && lex_is_digit(s[end]))
 				end++;
 			te = end;
@@ -296,7 +290,7 @@ SqlTokType sqllex_next(SqlLexer *lx, SqlToken *tok)
 		break;
 	case ')':
 		type = SQLTOK_RPAREN;
-		/* Unbalanced ')' is PostgreSQL's syntax error; clamping keeps later ';' splitting. */
+		/* Unbalanced: a syntax error; clamping keeps later ';' splitting. */
 		if (lx->depth > 0)
 			lx->depth--;
 		break;
@@ -326,7 +320,7 @@ SqlTokType sqllex_next(SqlLexer *lx, SqlToken *tok)
 			/* An operator ends where a comment starts, as in PostgreSQL. */
 			while (end < n && lex_is_op_char(s[end]) &&
 			       !(end + 1 < n && ((s[end] == '-' && s[end + 1] == '-') ||
-						 (s[end] == '/' && s[end + 1] == '*'))))
+			                         (s[end] == '/' && s[end + 1] == '*'))))
 				end++;
 			te = end;
 		} else if (lex_is_ident_start(c)) {
@@ -336,7 +330,7 @@ SqlTokType sqllex_next(SqlLexer *lx, SqlToken *tok)
 				q = p + 1;
 				escaped = c == 'e' || c == 'E';
 			} else if (p + 2 < n && (c == 'u' || c == 'U') && s[p + 1] == '&' &&
-				   (s[p + 2] == '\'' || s[p + 2] == '"')) {
+			           (s[p + 2] == '\'' || s[p + 2] == '"')) {
 				q = p + 2;
 			}
 			if (q) {
@@ -484,231 +478,231 @@ typedef struct SqlKeyword {
 
 /* In alphabetical order for the reader; lookups go through kw_slots. */
 static const SqlKeyword sql_keywords[] = {
-	{"abort", KW_ABORT, KWF_STMT},
-	{"all", KW_ALL, KWF_NOFUNC},
-	{"alter", KW_OTHER, KWF_STMT},
-	{"analyse", KW_ANALYZE, KWF_STMT|KWF_NOFUNC},
-	{"analyze", KW_ANALYZE, KWF_STMT|KWF_NOFUNC},
-	{"and", KW_OTHER, KWF_NOFUNC},
-	{"any", KW_OTHER, KWF_NOFUNC},
-	{"array", KW_OTHER, KWF_NOFUNC},
-	{"as", KW_AS, KWF_NOFUNC},
-	{"asc", KW_OTHER, KWF_NOFUNC},
-	{"asymmetric", KW_OTHER, KWF_NOFUNC},
-	{"atomic", KW_ATOMIC, 0},
-	{"authorization", KW_AUTHORIZATION, 0},
-	{"begin", KW_BEGIN, KWF_STMT},
-	{"between", KW_OTHER, KWF_NOFUNC},
-	{"bigint", KW_OTHER, KWF_NOFUNC},
-	{"binary", KW_OTHER, 0},
-	{"bit", KW_BIT, KWF_NOFUNC},
-	{"boolean", KW_OTHER, KWF_NOFUNC},
-	{"both", KW_OTHER, KWF_NOFUNC},
-	{"by", KW_BY, KWF_CLAUSE},
-	{"call", KW_CALL, KWF_STMT},
-	{"case", KW_CASE, KWF_NOFUNC},
-	{"cast", KW_OTHER, KWF_NOFUNC},
-	{"char", KW_CHAR, KWF_NOFUNC},
-	{"character", KW_CHARACTER, KWF_NOFUNC},
-	{"characteristics", KW_CHARACTERISTICS, 0},
-	{"check", KW_OTHER, KWF_NOFUNC},
-	{"checkpoint", KW_OTHER, KWF_STMT},
-	{"close", KW_OTHER, KWF_STMT},
-	{"cluster", KW_OTHER, KWF_STMT},
-	{"coalesce", KW_OTHER, KWF_NOFUNC},
-	{"collate", KW_OTHER, KWF_NOFUNC},
-	{"collation", KW_OTHER, 0},
-	{"column", KW_OTHER, KWF_NOFUNC},
-	{"comment", KW_OTHER, KWF_STMT},
-	{"commit", KW_COMMIT, KWF_STMT},
-	{"constraint", KW_OTHER, KWF_NOFUNC},
-	{"constraints", KW_CONSTRAINTS, 0},
-	{"copy", KW_OTHER, KWF_STMT},
-	{"create", KW_CREATE, KWF_STMT|KWF_NOFUNC},
-	{"cross", KW_OTHER, KWF_JOINTYPE},
-	{"current_catalog", KW_OTHER, KWF_NOFUNC},
-	{"current_date", KW_OTHER, KWF_NOFUNC},
-	{"current_role", KW_OTHER, KWF_NOFUNC},
-	{"current_time", KW_OTHER, KWF_NOFUNC},
-	{"current_timestamp", KW_OTHER, KWF_NOFUNC},
-	{"current_user", KW_OTHER, KWF_NOFUNC},
-	{"deallocate", KW_OTHER, KWF_STMT},
-	{"dec", KW_OTHER, KWF_NOFUNC},
-	{"decimal", KW_OTHER, KWF_NOFUNC},
-	{"declare", KW_DECLARE, KWF_STMT},
-	{"default", KW_OTHER, KWF_NOFUNC},
-	{"deferrable", KW_OTHER, KWF_NOFUNC},
-	{"delete", KW_DELETE, KWF_STMT},
-	{"desc", KW_OTHER, KWF_NOFUNC},
-	{"discard", KW_DISCARD, KWF_STMT},
-	{"distinct", KW_OTHER, KWF_NOFUNC},
-	{"do", KW_DO, KWF_STMT|KWF_NOFUNC},
-	{"drop", KW_OTHER, KWF_STMT},
-	{"else", KW_OTHER, KWF_NOFUNC},
-	{"end", KW_END, KWF_STMT|KWF_NOFUNC},
-	{"except", KW_OTHER, KWF_NOFUNC},
-	{"execute", KW_OTHER, KWF_STMT},
-	{"exists", KW_OTHER, KWF_NOFUNC},
-	{"explain", KW_EXPLAIN, KWF_STMT},
-	{"extract", KW_OTHER, KWF_NOFUNC},
-	{"false", KW_OTHER, KWF_NOFUNC},
-	{"fetch", KW_OTHER, KWF_STMT|KWF_NOFUNC},
-	{"float", KW_OTHER, KWF_NOFUNC},
-	{"for", KW_FOR, KWF_NOFUNC},
-	{"foreign", KW_OTHER, KWF_NOFUNC},
-	{"from", KW_FROM, KWF_NOFUNC},
-	{"full", KW_OTHER, KWF_JOINTYPE},
-	{"function", KW_FUNCTION, 0},
-	{"global", KW_GLOBAL, 0},
-	{"grant", KW_OTHER, KWF_STMT|KWF_NOFUNC},
-	{"greatest", KW_OTHER, KWF_NOFUNC},
-	{"group", KW_GROUP, KWF_NOFUNC},
-	{"grouping", KW_GROUPING, KWF_NOFUNC},
-	{"having", KW_OTHER, KWF_NOFUNC},
-	{"hold", KW_HOLD, 0},
-	{"import", KW_OTHER, KWF_STMT},
-	{"in", KW_OTHER, KWF_NOFUNC},
-	{"initially", KW_OTHER, KWF_NOFUNC},
-	{"inner", KW_OTHER, KWF_JOINTYPE},
-	{"inout", KW_OTHER, KWF_NOFUNC},
-	{"insert", KW_INSERT, KWF_STMT},
-	{"int", KW_OTHER, KWF_NOFUNC},
-	{"integer", KW_OTHER, KWF_NOFUNC},
-	{"intersect", KW_OTHER, KWF_NOFUNC},
-	{"interval", KW_OTHER, KWF_NOFUNC},
-	{"into", KW_INTO, KWF_NOFUNC},
-	{"join", KW_JOIN, KWF_CLAUSE},
-	{"json", KW_OTHER, KWF_NOFUNC},
-	{"json_array", KW_OTHER, KWF_NOFUNC},
-	{"json_arrayagg", KW_OTHER, KWF_NOFUNC},
-	{"json_exists", KW_OTHER, KWF_NOFUNC},
-	{"json_object", KW_OTHER, KWF_NOFUNC},
-	{"json_objectagg", KW_OTHER, KWF_NOFUNC},
-	{"json_query", KW_OTHER, KWF_NOFUNC},
-	{"json_scalar", KW_OTHER, KWF_NOFUNC},
-	{"json_serialize", KW_OTHER, KWF_NOFUNC},
-	{"json_table", KW_OTHER, KWF_NOFUNC},
-	{"json_value", KW_OTHER, KWF_NOFUNC},
-	{"key", KW_KEY, 0},
-	{"lateral", KW_OTHER, KWF_NOFUNC},
-	{"leading", KW_OTHER, KWF_NOFUNC},
-	{"least", KW_OTHER, KWF_NOFUNC},
-	{"limit", KW_OTHER, KWF_NOFUNC},
-	{"listen", KW_LISTEN, KWF_STMT},
-	{"load", KW_LOAD, KWF_STMT},
-	{"local", KW_LOCAL, 0},
-	{"localtime", KW_OTHER, KWF_NOFUNC},
-	{"localtimestamp", KW_OTHER, KWF_NOFUNC},
-	{"lock", KW_OTHER, KWF_STMT},
-	{"materialized", KW_MATERIALIZED, KWF_CLAUSE},
-	{"merge", KW_MERGE, KWF_STMT},
-	{"merge_action", KW_OTHER, KWF_NOFUNC},
-	{"move", KW_OTHER, KWF_STMT},
-	{"national", KW_OTHER, KWF_NOFUNC},
-	{"natural", KW_OTHER, KWF_JOINTYPE},
-	{"nchar", KW_NCHAR, KWF_NOFUNC},
-	{"no", KW_NO, 0},
-	{"none", KW_OTHER, KWF_NOFUNC},
-	{"normalize", KW_OTHER, KWF_NOFUNC},
-	{"not", KW_NOT, KWF_NOFUNC},
-	{"notify", KW_OTHER, KWF_STMT},
-	{"null", KW_OTHER, KWF_NOFUNC},
-	{"nullif", KW_OTHER, KWF_NOFUNC},
-	{"numeric", KW_OTHER, KWF_NOFUNC},
-	{"offset", KW_OTHER, KWF_NOFUNC},
-	{"on", KW_OTHER, KWF_NOFUNC},
-	{"only", KW_ONLY, KWF_NOFUNC},
-	{"operator", KW_OPERATOR, KWF_NOFUNC},
-	{"or", KW_OR, KWF_NOFUNC},
-	{"order", KW_ORDER, KWF_NOFUNC},
-	{"ordinality", KW_ORDINALITY, 0},
-	{"out", KW_OTHER, KWF_NOFUNC},
-	{"outer", KW_OTHER, KWF_JOINTYPE},
-	{"overlay", KW_OTHER, KWF_NOFUNC},
-	{"partition", KW_PARTITION, 0},
-	{"placing", KW_OTHER, KWF_NOFUNC},
-	{"position", KW_OTHER, KWF_NOFUNC},
-	{"precision", KW_OTHER, KWF_NOFUNC},
-	{"prepare", KW_PREPARE, KWF_STMT},
-	{"primary", KW_OTHER, KWF_NOFUNC},
-	{"procedure", KW_PROCEDURE, 0},
-	{"read", KW_READ, 0},
-	{"real", KW_OTHER, KWF_NOFUNC},
-	{"reassign", KW_OTHER, KWF_STMT},
-	{"recursive", KW_RECURSIVE, 0},
-	{"references", KW_OTHER, KWF_NOFUNC},
-	{"refresh", KW_OTHER, KWF_STMT},
-	{"reindex", KW_OTHER, KWF_STMT},
-	{"release", KW_RELEASE, KWF_STMT},
-	{"replace", KW_REPLACE, 0},
-	{"reset", KW_RESET, KWF_STMT},
-	{"returning", KW_OTHER, KWF_NOFUNC},
-	{"revoke", KW_OTHER, KWF_STMT},
-	{"role", KW_ROLE, 0},
-	{"rollback", KW_ROLLBACK, KWF_STMT},
-	{"row", KW_OTHER, KWF_NOFUNC},
-	{"savepoint", KW_SAVEPOINT, KWF_STMT},
-	{"schema", KW_SCHEMA, 0},
-	{"second", KW_SECOND, KWF_CLAUSE},
-	{"security", KW_OTHER, KWF_STMT},
-	{"select", KW_SELECT, KWF_STMT|KWF_NOFUNC},
-	{"serializable", KW_SERIALIZABLE, 0},
-	{"session", KW_SESSION, 0},
-	{"session_user", KW_OTHER, KWF_NOFUNC},
-	{"set", KW_SET, KWF_STMT|KWF_NOFUNC},
-	{"setof", KW_OTHER, KWF_NOFUNC},
-	{"sets", KW_SETS, KWF_CLAUSE},
-	{"share", KW_SHARE, 0},
-	{"show", KW_SHOW, KWF_STMT},
-	{"smallint", KW_OTHER, KWF_NOFUNC},
-	{"some", KW_OTHER, KWF_NOFUNC},
-	{"start", KW_START, KWF_STMT},
-	{"substring", KW_OTHER, KWF_NOFUNC},
-	{"symmetric", KW_OTHER, KWF_NOFUNC},
-	{"system_user", KW_OTHER, KWF_NOFUNC},
-	{"table", KW_TABLE, KWF_STMT|KWF_NOFUNC},
-	{"tablesample", KW_TABLESAMPLE, 0},
-	{"temp", KW_TEMP, 0},
-	{"temporary", KW_TEMPORARY, 0},
-	{"then", KW_OTHER, KWF_NOFUNC},
-	{"time", KW_TIME, KWF_NOFUNC},
-	{"timestamp", KW_OTHER, KWF_NOFUNC},
-	{"to", KW_TO, KWF_NOFUNC},
-	{"trailing", KW_OTHER, KWF_NOFUNC},
-	{"transaction", KW_TRANSACTION, 0},
-	{"treat", KW_OTHER, KWF_NOFUNC},
-	{"trim", KW_OTHER, KWF_NOFUNC},
-	{"true", KW_TRUE, KWF_NOFUNC},
-	{"truncate", KW_OTHER, KWF_STMT},
-	{"union", KW_OTHER, KWF_NOFUNC},
-	{"unique", KW_OTHER, KWF_NOFUNC},
-	{"unlisten", KW_OTHER, KWF_STMT},
-	{"update", KW_UPDATE, KWF_STMT},
-	{"user", KW_OTHER, KWF_NOFUNC},
-	{"using", KW_OTHER, KWF_NOFUNC},
-	{"vacuum", KW_OTHER, KWF_STMT},
-	{"values", KW_VALUES, KWF_STMT|KWF_NOFUNC},
-	{"varchar", KW_OTHER, KWF_NOFUNC},
-	{"variadic", KW_OTHER, KWF_NOFUNC},
-	{"varying", KW_VARYING, KWF_CLAUSE},
-	{"verbose", KW_VERBOSE, 0},
-	{"when", KW_OTHER, KWF_NOFUNC},
-	{"where", KW_OTHER, KWF_NOFUNC},
-	{"window", KW_OTHER, KWF_NOFUNC},
-	{"with", KW_WITH, KWF_STMT|KWF_NOFUNC},
-	{"write", KW_WRITE, 0},
-	{"xmlattributes", KW_OTHER, KWF_NOFUNC},
-	{"xmlconcat", KW_OTHER, KWF_NOFUNC},
-	{"xmlelement", KW_OTHER, KWF_NOFUNC},
-	{"xmlexists", KW_OTHER, KWF_NOFUNC},
-	{"xmlforest", KW_OTHER, KWF_NOFUNC},
-	{"xmlnamespaces", KW_OTHER, KWF_NOFUNC},
-	{"xmlparse", KW_OTHER, KWF_NOFUNC},
-	{"xmlpi", KW_OTHER, KWF_NOFUNC},
-	{"xmlroot", KW_OTHER, KWF_NOFUNC},
-	{"xmlserialize", KW_OTHER, KWF_NOFUNC},
-	{"xmltable", KW_OTHER, KWF_NOFUNC},
-	{"zone", KW_ZONE, KWF_CLAUSE},
+        {"abort", KW_ABORT, KWF_STMT},
+        {"all", KW_ALL, KWF_NOFUNC},
+        {"alter", KW_OTHER, KWF_STMT},
+        {"analyse", KW_ANALYZE, KWF_STMT | KWF_NOFUNC},
+        {"analyze", KW_ANALYZE, KWF_STMT | KWF_NOFUNC},
+        {"and", KW_OTHER, KWF_NOFUNC},
+        {"any", KW_OTHER, KWF_NOFUNC},
+        {"array", KW_OTHER, KWF_NOFUNC},
+        {"as", KW_AS, KWF_NOFUNC},
+        {"asc", KW_OTHER, KWF_NOFUNC},
+        {"asymmetric", KW_OTHER, KWF_NOFUNC},
+        {"atomic", KW_ATOMIC, 0},
+        {"authorization", KW_AUTHORIZATION, 0},
+        {"begin", KW_BEGIN, KWF_STMT},
+        {"between", KW_OTHER, KWF_NOFUNC},
+        {"bigint", KW_OTHER, KWF_NOFUNC},
+        {"binary", KW_OTHER, 0},
+        {"bit", KW_BIT, KWF_NOFUNC},
+        {"boolean", KW_OTHER, KWF_NOFUNC},
+        {"both", KW_OTHER, KWF_NOFUNC},
+        {"by", KW_BY, KWF_CLAUSE},
+        {"call", KW_CALL, KWF_STMT},
+        {"case", KW_CASE, KWF_NOFUNC},
+        {"cast", KW_OTHER, KWF_NOFUNC},
+        {"char", KW_CHAR, KWF_NOFUNC},
+        {"character", KW_CHARACTER, KWF_NOFUNC},
+        {"characteristics", KW_CHARACTERISTICS, 0},
+        {"check", KW_OTHER, KWF_NOFUNC},
+        {"checkpoint", KW_OTHER, KWF_STMT},
+        {"close", KW_OTHER, KWF_STMT},
+        {"cluster", KW_OTHER, KWF_STMT},
+        {"coalesce", KW_OTHER, KWF_NOFUNC},
+        {"collate", KW_OTHER, KWF_NOFUNC},
+        {"collation", KW_OTHER, 0},
+        {"column", KW_OTHER, KWF_NOFUNC},
+        {"comment", KW_OTHER, KWF_STMT},
+        {"commit", KW_COMMIT, KWF_STMT},
+        {"constraint", KW_OTHER, KWF_NOFUNC},
+        {"constraints", KW_CONSTRAINTS, 0},
+        {"copy", KW_OTHER, KWF_STMT},
+        {"create", KW_CREATE, KWF_STMT | KWF_NOFUNC},
+        {"cross", KW_OTHER, KWF_JOINTYPE},
+        {"current_catalog", KW_OTHER, KWF_NOFUNC},
+        {"current_date", KW_OTHER, KWF_NOFUNC},
+        {"current_role", KW_OTHER, KWF_NOFUNC},
+        {"current_time", KW_OTHER, KWF_NOFUNC},
+        {"current_timestamp", KW_OTHER, KWF_NOFUNC},
+        {"current_user", KW_OTHER, KWF_NOFUNC},
+        {"deallocate", KW_OTHER, KWF_STMT},
+        {"dec", KW_OTHER, KWF_NOFUNC},
+        {"decimal", KW_OTHER, KWF_NOFUNC},
+        {"declare", KW_DECLARE, KWF_STMT},
+        {"default", KW_OTHER, KWF_NOFUNC},
+        {"deferrable", KW_OTHER, KWF_NOFUNC},
+        {"delete", KW_DELETE, KWF_STMT},
+        {"desc", KW_OTHER, KWF_NOFUNC},
+        {"discard", KW_DISCARD, KWF_STMT},
+        {"distinct", KW_OTHER, KWF_NOFUNC},
+        {"do", KW_DO, KWF_STMT | KWF_NOFUNC},
+        {"drop", KW_OTHER, KWF_STMT},
+        {"else", KW_OTHER, KWF_NOFUNC},
+        {"end", KW_END, KWF_STMT | KWF_NOFUNC},
+        {"except", KW_OTHER, KWF_NOFUNC},
+        {"execute", KW_OTHER, KWF_STMT},
+        {"exists", KW_OTHER, KWF_NOFUNC},
+        {"explain", KW_EXPLAIN, KWF_STMT},
+        {"extract", KW_OTHER, KWF_NOFUNC},
+        {"false", KW_OTHER, KWF_NOFUNC},
+        {"fetch", KW_OTHER, KWF_STMT | KWF_NOFUNC},
+        {"float", KW_OTHER, KWF_NOFUNC},
+        {"for", KW_FOR, KWF_NOFUNC},
+        {"foreign", KW_OTHER, KWF_NOFUNC},
+        {"from", KW_FROM, KWF_NOFUNC},
+        {"full", KW_OTHER, KWF_JOINTYPE},
+        {"function", KW_FUNCTION, 0},
+        {"global", KW_GLOBAL, 0},
+        {"grant", KW_OTHER, KWF_STMT | KWF_NOFUNC},
+        {"greatest", KW_OTHER, KWF_NOFUNC},
+        {"group", KW_GROUP, KWF_NOFUNC},
+        {"grouping", KW_GROUPING, KWF_NOFUNC},
+        {"having", KW_OTHER, KWF_NOFUNC},
+        {"hold", KW_HOLD, 0},
+        {"import", KW_OTHER, KWF_STMT},
+        {"in", KW_OTHER, KWF_NOFUNC},
+        {"initially", KW_OTHER, KWF_NOFUNC},
+        {"inner", KW_OTHER, KWF_JOINTYPE},
+        {"inout", KW_OTHER, KWF_NOFUNC},
+        {"insert", KW_INSERT, KWF_STMT},
+        {"int", KW_OTHER, KWF_NOFUNC},
+        {"integer", KW_OTHER, KWF_NOFUNC},
+        {"intersect", KW_OTHER, KWF_NOFUNC},
+        {"interval", KW_OTHER, KWF_NOFUNC},
+        {"into", KW_INTO, KWF_NOFUNC},
+        {"join", KW_JOIN, KWF_CLAUSE},
+        {"json", KW_OTHER, KWF_NOFUNC},
+        {"json_array", KW_OTHER, KWF_NOFUNC},
+        {"json_arrayagg", KW_OTHER, KWF_NOFUNC},
+        {"json_exists", KW_OTHER, KWF_NOFUNC},
+        {"json_object", KW_OTHER, KWF_NOFUNC},
+        {"json_objectagg", KW_OTHER, KWF_NOFUNC},
+        {"json_query", KW_OTHER, KWF_NOFUNC},
+        {"json_scalar", KW_OTHER, KWF_NOFUNC},
+        {"json_serialize", KW_OTHER, KWF_NOFUNC},
+        {"json_table", KW_OTHER, KWF_NOFUNC},
+        {"json_value", KW_OTHER, KWF_NOFUNC},
+        {"key", KW_KEY, 0},
+        {"lateral", KW_OTHER, KWF_NOFUNC},
+        {"leading", KW_OTHER, KWF_NOFUNC},
+        {"least", KW_OTHER, KWF_NOFUNC},
+        {"limit", KW_OTHER, KWF_NOFUNC},
+        {"listen", KW_LISTEN, KWF_STMT},
+        {"load", KW_LOAD, KWF_STMT},
+        {"local", KW_LOCAL, 0},
+        {"localtime", KW_OTHER, KWF_NOFUNC},
+        {"localtimestamp", KW_OTHER, KWF_NOFUNC},
+        {"lock", KW_OTHER, KWF_STMT},
+        {"materialized", KW_MATERIALIZED, KWF_CLAUSE},
+        {"merge", KW_MERGE, KWF_STMT},
+        {"merge_action", KW_OTHER, KWF_NOFUNC},
+        {"move", KW_OTHER, KWF_STMT},
+        {"national", KW_OTHER, KWF_NOFUNC},
+        {"natural", KW_OTHER, KWF_JOINTYPE},
+        {"nchar", KW_NCHAR, KWF_NOFUNC},
+        {"no", KW_NO, 0},
+        {"none", KW_OTHER, KWF_NOFUNC},
+        {"normalize", KW_OTHER, KWF_NOFUNC},
+        {"not", KW_NOT, KWF_NOFUNC},
+        {"notify", KW_OTHER, KWF_STMT},
+        {"null", KW_OTHER, KWF_NOFUNC},
+        {"nullif", KW_OTHER, KWF_NOFUNC},
+        {"numeric", KW_OTHER, KWF_NOFUNC},
+        {"offset", KW_OTHER, KWF_NOFUNC},
+        {"on", KW_OTHER, KWF_NOFUNC},
+        {"only", KW_ONLY, KWF_NOFUNC},
+        {"operator", KW_OPERATOR, KWF_NOFUNC},
+        {"or", KW_OR, KWF_NOFUNC},
+        {"order", KW_ORDER, KWF_NOFUNC},
+        {"ordinality", KW_ORDINALITY, 0},
+        {"out", KW_OTHER, KWF_NOFUNC},
+        {"outer", KW_OTHER, KWF_JOINTYPE},
+        {"overlay", KW_OTHER, KWF_NOFUNC},
+        {"partition", KW_PARTITION, 0},
+        {"placing", KW_OTHER, KWF_NOFUNC},
+        {"position", KW_OTHER, KWF_NOFUNC},
+        {"precision", KW_OTHER, KWF_NOFUNC},
+        {"prepare", KW_PREPARE, KWF_STMT},
+        {"primary", KW_OTHER, KWF_NOFUNC},
+        {"procedure", KW_PROCEDURE, 0},
+        {"read", KW_READ, 0},
+        {"real", KW_OTHER, KWF_NOFUNC},
+        {"reassign", KW_OTHER, KWF_STMT},
+        {"recursive", KW_RECURSIVE, 0},
+        {"references", KW_OTHER, KWF_NOFUNC},
+        {"refresh", KW_OTHER, KWF_STMT},
+        {"reindex", KW_OTHER, KWF_STMT},
+        {"release", KW_RELEASE, KWF_STMT},
+        {"replace", KW_REPLACE, 0},
+        {"reset", KW_RESET, KWF_STMT},
+        {"returning", KW_OTHER, KWF_NOFUNC},
+        {"revoke", KW_OTHER, KWF_STMT},
+        {"role", KW_ROLE, 0},
+        {"rollback", KW_ROLLBACK, KWF_STMT},
+        {"row", KW_OTHER, KWF_NOFUNC},
+        {"savepoint", KW_SAVEPOINT, KWF_STMT},
+        {"schema", KW_SCHEMA, 0},
+        {"second", KW_SECOND, KWF_CLAUSE},
+        {"security", KW_OTHER, KWF_STMT},
+        {"select", KW_SELECT, KWF_STMT | KWF_NOFUNC},
+        {"serializable", KW_SERIALIZABLE, 0},
+        {"session", KW_SESSION, 0},
+        {"session_user", KW_OTHER, KWF_NOFUNC},
+        {"set", KW_SET, KWF_STMT | KWF_NOFUNC},
+        {"setof", KW_OTHER, KWF_NOFUNC},
+        {"sets", KW_SETS, KWF_CLAUSE},
+        {"share", KW_SHARE, 0},
+        {"show", KW_SHOW, KWF_STMT},
+        {"smallint", KW_OTHER, KWF_NOFUNC},
+        {"some", KW_OTHER, KWF_NOFUNC},
+        {"start", KW_START, KWF_STMT},
+        {"substring", KW_OTHER, KWF_NOFUNC},
+        {"symmetric", KW_OTHER, KWF_NOFUNC},
+        {"system_user", KW_OTHER, KWF_NOFUNC},
+        {"table", KW_TABLE, KWF_STMT | KWF_NOFUNC},
+        {"tablesample", KW_TABLESAMPLE, 0},
+        {"temp", KW_TEMP, 0},
+        {"temporary", KW_TEMPORARY, 0},
+        {"then", KW_OTHER, KWF_NOFUNC},
+        {"time", KW_TIME, KWF_NOFUNC},
+        {"timestamp", KW_OTHER, KWF_NOFUNC},
+        {"to", KW_TO, KWF_NOFUNC},
+        {"trailing", KW_OTHER, KWF_NOFUNC},
+        {"transaction", KW_TRANSACTION, 0},
+        {"treat", KW_OTHER, KWF_NOFUNC},
+        {"trim", KW_OTHER, KWF_NOFUNC},
+        {"true", KW_TRUE, KWF_NOFUNC},
+        {"truncate", KW_OTHER, KWF_STMT},
+        {"union", KW_OTHER, KWF_NOFUNC},
+        {"unique", KW_OTHER, KWF_NOFUNC},
+        {"unlisten", KW_OTHER, KWF_STMT},
+        {"update", KW_UPDATE, KWF_STMT},
+        {"user", KW_OTHER, KWF_NOFUNC},
+        {"using", KW_OTHER, KWF_NOFUNC},
+        {"vacuum", KW_OTHER, KWF_STMT},
+        {"values", KW_VALUES, KWF_STMT | KWF_NOFUNC},
+        {"varchar", KW_OTHER, KWF_NOFUNC},
+        {"variadic", KW_OTHER, KWF_NOFUNC},
+        {"varying", KW_VARYING, KWF_CLAUSE},
+        {"verbose", KW_VERBOSE, 0},
+        {"when", KW_OTHER, KWF_NOFUNC},
+        {"where", KW_OTHER, KWF_NOFUNC},
+        {"window", KW_OTHER, KWF_NOFUNC},
+        {"with", KW_WITH, KWF_STMT | KWF_NOFUNC},
+        {"write", KW_WRITE, 0},
+        {"xmlattributes", KW_OTHER, KWF_NOFUNC},
+        {"xmlconcat", KW_OTHER, KWF_NOFUNC},
+        {"xmlelement", KW_OTHER, KWF_NOFUNC},
+        {"xmlexists", KW_OTHER, KWF_NOFUNC},
+        {"xmlforest", KW_OTHER, KWF_NOFUNC},
+        {"xmlnamespaces", KW_OTHER, KWF_NOFUNC},
+        {"xmlparse", KW_OTHER, KWF_NOFUNC},
+        {"xmlpi", KW_OTHER, KWF_NOFUNC},
+        {"xmlroot", KW_OTHER, KWF_NOFUNC},
+        {"xmlserialize", KW_OTHER, KWF_NOFUNC},
+        {"xmltable", KW_OTHER, KWF_NOFUNC},
+        {"zone", KW_ZONE, KWF_CLAUSE},
 };
 
 /* Folds ASCII letters of an unquoted name to lower case into buf (size > len). */
@@ -762,7 +756,8 @@ static const SqlKeyword *kw_lookup(const char *s, size_t len)
 	if (len == 0 || len > KW_MAXLEN)
 		return NULL;
 	name_fold(s, len, buf);
-	for (uint32_t i = name_hash(buf, len) & (NAMESET_SLOTS - 1); kw_slots[i]; i = NAMESET_NEXT(i)) {
+	for (uint32_t i = name_hash(buf, len) & (NAMESET_SLOTS - 1); kw_slots[i];
+	     i = NAMESET_NEXT(i)) {
 		const SqlKeyword *k = &sql_keywords[kw_slots[i] - 1];
 		if (strncmp(k->name, buf, len) == 0 && k->name[len] == '\0')
 			return k;
@@ -780,6 +775,7 @@ static const SqlKeyword *kw_lookup(const char *s, size_t len)
  * pg_current_xact_id (assign an xid), pg_notify, lo_*, dblink*, and every
  * function not named here. Alphabetical; lookups go through fn_slots.
  */
+/* clang-format off */
 static const char *const sql_ro_functions[] = {
 	"abbrev", "abs", "acos", "acosd", "acosh", "age", "any_value", "array_agg",
 	"array_append", "array_cat", "array_dims", "array_fill", "array_length", "array_lower",
@@ -797,27 +793,28 @@ static const char *const sql_ro_functions[] = {
 	"format", "format_type", "gcd", "gen_random_uuid", "generate_series",
 	"generate_subscripts", "has_column_privilege", "has_database_privilege",
 	"has_function_privilege", "has_schema_privilege", "has_sequence_privilege",
-	"has_table_privilege", "hashtext", "host", "inet_client_addr", "inet_client_port",
-	"inet_server_addr", "inet_server_port", "initcap", "int2", "int4", "int4range", "int8",
-	"int8range", "isempty", "isfinite", "json_agg", "json_array_elements",
-	"json_array_elements_text", "json_array_length", "json_build_array", "json_build_object",
-	"json_each", "json_each_text", "json_extract_path", "json_extract_path_text",
-	"json_object", "json_object_agg", "json_object_keys", "json_populate_record",
-	"json_populate_recordset", "json_strip_nulls", "json_to_record", "json_to_recordset",
-	"json_typeof", "jsonb_agg", "jsonb_array_elements", "jsonb_array_elements_text",
-	"jsonb_array_length", "jsonb_build_array", "jsonb_build_object", "jsonb_each",
-	"jsonb_each_text", "jsonb_extract_path", "jsonb_extract_path_text", "jsonb_insert",
-	"jsonb_object", "jsonb_object_agg", "jsonb_object_keys", "jsonb_path_exists",
-	"jsonb_path_match", "jsonb_path_query", "jsonb_path_query_array",
-	"jsonb_path_query_first", "jsonb_populate_record", "jsonb_populate_recordset",
-	"jsonb_pretty", "jsonb_set", "jsonb_set_lax", "jsonb_strip_nulls", "jsonb_to_record",
-	"jsonb_to_recordset", "jsonb_typeof", "justify_days", "justify_hours", "justify_interval",
-	"lag", "last_value", "lcm", "lead", "left", "length", "ln", "log", "log10", "lower",
-	"lower_inc", "lower_inf", "lpad", "ltrim", "make_date", "make_interval", "make_time",
-	"make_timestamp", "make_timestamptz", "masklen", "max", "md5", "min", "min_scale", "mod",
-	"mode", "name", "netmask", "network", "now", "nth_value", "ntile", "num_nonnulls",
-	"num_nulls", "numnode", "numrange", "obj_description", "octet_length", "oid", "overlay",
-	"percent_rank", "percentile_cont", "percentile_disc", "pg_backend_pid",
+	"has_table_privilege", "hashtext", "host", "ilike", "inet_client_addr",
+	"inet_client_port", "inet_server_addr", "inet_server_port", "initcap", "int2", "int4",
+	"int4range", "int8", "int8range", "isempty", "isfinite", "json_agg",
+	"json_array_elements", "json_array_elements_text", "json_array_length",
+	"json_build_array", "json_build_object", "json_each", "json_each_text",
+	"json_extract_path", "json_extract_path_text", "json_object", "json_object_agg",
+	"json_object_keys", "json_populate_record", "json_populate_recordset", "json_strip_nulls",
+	"json_to_record", "json_to_recordset", "json_typeof", "jsonb_agg", "jsonb_array_elements",
+	"jsonb_array_elements_text", "jsonb_array_length", "jsonb_build_array",
+	"jsonb_build_object", "jsonb_each", "jsonb_each_text", "jsonb_extract_path",
+	"jsonb_extract_path_text", "jsonb_insert", "jsonb_object", "jsonb_object_agg",
+	"jsonb_object_keys", "jsonb_path_exists", "jsonb_path_match", "jsonb_path_query",
+	"jsonb_path_query_array", "jsonb_path_query_first", "jsonb_populate_record",
+	"jsonb_populate_recordset", "jsonb_pretty", "jsonb_set", "jsonb_set_lax",
+	"jsonb_strip_nulls", "jsonb_to_record", "jsonb_to_recordset", "jsonb_typeof",
+	"justify_days", "justify_hours", "justify_interval", "lag", "last_value", "lcm", "lead",
+	"left", "length", "like", "like_escape", "ln", "log", "log10", "lower", "lower_inc",
+	"lower_inf", "lpad", "ltrim", "make_date", "make_interval", "make_time", "make_timestamp",
+	"make_timestamptz", "masklen", "max", "md5", "min", "min_scale", "mod", "mode", "name",
+	"netmask", "network", "notilike", "notlike", "now", "nth_value", "ntile", "num_nonnulls",
+	"num_nulls", "numnode", "numrange", "obj_description", "octet_length", "oid", "overlaps",
+	"overlay", "percent_rank", "percentile_cont", "percentile_disc", "pg_backend_pid",
 	"pg_client_encoding", "pg_column_size", "pg_conf_load_time", "pg_database_size",
 	"pg_encoding_to_char", "pg_function_is_visible", "pg_get_constraintdef", "pg_get_expr",
 	"pg_get_function_arguments", "pg_get_function_result", "pg_get_functiondef",
@@ -833,17 +830,18 @@ static const char *const sql_ro_functions[] = {
 	"regr_avgy", "regr_count", "regr_intercept", "regr_r2", "regr_slope", "regr_sxx",
 	"regr_sxy", "regr_syy", "repeat", "replace", "reverse", "right", "round", "row_number",
 	"row_to_json", "rpad", "rtrim", "scale", "setweight", "sha224", "sha256", "sha384",
-	"sha512", "shobj_description", "sign", "sin", "sind", "sinh", "split_part", "sqrt",
-	"starts_with", "statement_timestamp", "stddev", "stddev_pop", "stddev_samp", "string_agg",
-	"string_to_array", "string_to_table", "strip", "strpos", "substr", "substring", "sum",
-	"tan", "tand", "tanh", "text", "timeofday", "to_ascii", "to_bin", "to_char", "to_date",
-	"to_hex", "to_json", "to_jsonb", "to_number", "to_oct", "to_regclass", "to_regnamespace",
-	"to_regproc", "to_regprocedure", "to_regrole", "to_regtype", "to_timestamp", "to_tsquery",
-	"to_tsvector", "transaction_timestamp", "translate", "trim_array", "trim_scale", "trunc",
-	"ts_headline", "ts_rank", "ts_rank_cd", "tsrange", "tstzrange", "unistr", "unnest",
-	"upper", "upper_inc", "upper_inf", "var_pop", "var_samp", "variance", "version",
-	"websearch_to_tsquery", "width_bucket", "xmlagg"
+	"sha512", "shobj_description", "sign", "similar_to_escape", "sin", "sind", "sinh",
+	"split_part", "sqrt", "starts_with", "statement_timestamp", "stddev", "stddev_pop",
+	"stddev_samp", "string_agg", "string_to_array", "string_to_table", "strip", "strpos",
+	"substr", "substring", "sum", "tan", "tand", "tanh", "text", "timeofday", "to_ascii",
+	"to_bin", "to_char", "to_date", "to_hex", "to_json", "to_jsonb", "to_number", "to_oct",
+	"to_regclass", "to_regnamespace", "to_regproc", "to_regprocedure", "to_regrole",
+	"to_regtype", "to_timestamp", "to_tsquery", "to_tsvector", "transaction_timestamp",
+	"translate", "trim_array", "trim_scale", "trunc", "ts_headline", "ts_rank", "ts_rank_cd",
+	"tsrange", "tstzrange", "unistr", "unnest", "upper", "upper_inc", "upper_inf", "var_pop",
+	"var_samp", "variance", "version", "websearch_to_tsquery", "width_bucket", "xmlagg"
 };
+/* clang-format on */
 
 #define FN_MAXLEN 40
 
@@ -860,7 +858,8 @@ __attribute__((constructor)) static void sqllex_build_name_sets(void)
 
 /* ------------------------------------------------------------- analyzer */
 
-/* Deeper nesting than this is tracked for splitting but loses CTE/alias context (so: not read-only). */
+/* Deeper nesting than this is tracked for splitting but loses CTE/alias context (so: not
+ * read-only). */
 #define SQL_MAX_DEPTH 64
 #define SQL_RING      4
 
@@ -1077,7 +1076,7 @@ static void stmt_head_set(Analyzer *an, Stmt *st, SqlLexer *p)
 		return;
 	}
 	if (len != SIZE_MAX && (str_eq_ci(name, len, "default_transaction_isolation", 29) ||
-				str_eq_ci(name, len, "transaction_isolation", 21))) {
+	                        str_eq_ci(name, len, "transaction_isolation", 21))) {
 		/* The value may be a string; an unquoted SERIALIZABLE is caught as a keyword. */
 		if (t.kw != KW_NONE || tok_is_op(&t, "="))
 			tok_next(p, &t);
@@ -1313,6 +1312,18 @@ static bool lit_true(const Analyzer *an, const Tok *t)
 	return false;
 }
 
+/* Skips "::type" casts (qualified names, no modifiers) after a literal; *t ends past them. */
+static void skip_casts(SqlLexer *p, Tok *t)
+{
+	while (tok_is_op(t, "::")) {
+		do {
+			if (tok_next(p, t) != SQLTOK_IDENT && t->t.type != SQLTOK_QIDENT)
+				return;
+			tok_next(p, t);
+		} while (t->t.type == SQLTOK_DOT);
+	}
+}
+
 /*
  * set_config(name, value, is_local): a literal name is guarded like SET; a
  * computed one could be anything; a session-wide change of another GUC
@@ -1321,22 +1332,28 @@ static bool lit_true(const Analyzer *an, const Tok *t)
 static void stmt_set_config(Analyzer *an, Stmt *st, const Tok *lp)
 {
 	SqlLexer p = an->lx;
-	int d = lp->t.depth + 1;
+	int d = lp->t.depth + 1, wrap = 0;
 	Tok name, t;
 	SqlGuard g;
 
 	tok_next(&p, &name);
+	while (name.t.type == SQLTOK_LPAREN) {
+		wrap++;
+		tok_next(&p, &name);
+	}
 	if (!lit_plain(an, &name)) {
 		st->flags |= SQLF_STATE_UNKNOWN;
 		return;
 	}
 	tok_next(&p, &t);
-	if (tok_is_op(&t, "::")) {
+	for (;;) {
+		skip_casts(&p, &t);
+		if (wrap == 0 || t.t.type != SQLTOK_RPAREN)
+			break;
+		wrap--;
 		tok_next(&p, &t);
-		if (tok_is_name(&t))
-			tok_next(&p, &t);
 	}
-	if (t.t.type != SQLTOK_COMMA && t.t.type != SQLTOK_RPAREN) {
+	if (wrap || (t.t.type != SQLTOK_COMMA && t.t.type != SQLTOK_RPAREN)) {
 		/* 'search_' || 'path' and the like */
 		st->flags |= SQLF_STATE_UNKNOWN;
 		return;
@@ -1352,12 +1369,13 @@ static void stmt_set_config(Analyzer *an, Stmt *st, const Tok *lp)
 	do {
 		tok_next(&p, &t);
 	} while (!((t.t.type == SQLTOK_COMMA || t.t.type == SQLTOK_RPAREN) && t.t.depth == d) &&
-		 t.t.type != SQLTOK_EOF && t.t.type != SQLTOK_ERROR);
+	         t.t.type != SQLTOK_EOF && t.t.type != SQLTOK_ERROR);
 	if (t.t.type == SQLTOK_COMMA) {
 		Tok is_local;
 		tok_next(&p, &is_local);
 		tok_next(&p, &t);
-		if ((t.t.type == SQLTOK_RPAREN || tok_is_op(&t, "::")) && lit_true(an, &is_local))
+		skip_casts(&p, &t);
+		if (t.t.type == SQLTOK_RPAREN && lit_true(an, &is_local))
 			return;
 	}
 	st->flags |= SQLF_SESSION_STATE;
@@ -1377,7 +1395,8 @@ static bool fn_builtin_ro(const Tok *name)
 		memcpy(buf, name->t.text, len);
 		buf[len] = '\0';
 	}
-	for (uint32_t i = name_hash(buf, len) & (NAMESET_SLOTS - 1); fn_slots[i]; i = NAMESET_NEXT(i)) {
+	for (uint32_t i = name_hash(buf, len) & (NAMESET_SLOTS - 1); fn_slots[i];
+	     i = NAMESET_NEXT(i)) {
 		const char *f = sql_ro_functions[fn_slots[i] - 1];
 		if (strncmp(f, buf, len) == 0 && f[len] == '\0')
 			return true;
@@ -1424,27 +1443,29 @@ static bool fn_session_lock(const Tok *name)
 	       tok_names(name, "pg_try_advisory_lock_shared");
 }
 
-/* Is "name (" a clause of the grammar here, given the token before the name? */
-static bool kw_clause_paren(const Tok *name, const Tok *before)
+/* Is "name (" a clause of the grammar here, given the two tokens before the name? */
+static bool kw_clause_paren(const Tok *name, const Tok *before, const Tok *before2)
 {
 	switch (name->kw) {
 	case KW_BY:
-		return before->kw == KW_ORDER || before->kw == KW_GROUP || before->kw == KW_PARTITION;
+		return before->kw == KW_ORDER || before->kw == KW_GROUP ||
+		       before->kw == KW_PARTITION;
 	case KW_SETS:
 		return before->kw == KW_GROUPING;
 	case KW_ZONE:
 		return before->kw == KW_TIME;
 	case KW_VARYING:
-		return before->kw == KW_CHARACTER || before->kw == KW_CHAR || before->kw == KW_BIT ||
-		       before->kw == KW_NCHAR;
+		return before->kw == KW_CHARACTER || before->kw == KW_CHAR ||
+		       before->kw == KW_BIT || before->kw == KW_NCHAR;
 	case KW_SECOND: /* INTERVAL '1' SECOND(3), DAY TO SECOND(3) */
 		return before->kw == KW_TO || before->t.type == SQLTOK_STRING;
-	case KW_MATERIALIZED:
-		return before->kw == KW_AS || before->kw == KW_NOT;
-	case KW_JOIN: /* after a table, an alias, a subquery or LEFT/CROSS/...; a call stands elsewhere */
+	case KW_MATERIALIZED: /* c AS [NOT] MATERIALIZED ( */
+		return before->kw == KW_AS || (before->kw == KW_NOT && before2->kw == KW_AS);
+	/* After a table, an alias, a subquery or LEFT/CROSS/...; a call stands elsewhere. */
+	case KW_JOIN:
 		return before->t.type == SQLTOK_QIDENT || before->t.type == SQLTOK_RPAREN ||
 		       (before->t.type == SQLTOK_IDENT &&
-			(before->kw == KW_NONE || (before->kwf & KWF_JOINTYPE)));
+		        (before->kw == KW_NONE || (before->kwf & KWF_JOINTYPE)));
 	default:
 		return false;
 	}
@@ -1469,8 +1490,9 @@ static void stmt_call(Analyzer *an, Stmt *st, const Tok *lp)
 	/* A statement never starts with a call: EXPLAIN (...), VACUUM (...), COPY (...) */
 	if (before->t.type == SQLTOK_EOF)
 		return;
-	if (!schema && ((name->kwf & KWF_NOFUNC) ||
-			((name->kwf & KWF_CLAUSE) && kw_clause_paren(name, before))))
+	if (!schema &&
+	    ((name->kwf & KWF_NOFUNC) ||
+	     ((name->kwf & KWF_CLAUSE) && kw_clause_paren(name, before, stmt_prev(st, 2)))))
 		return;
 	if (tok_is_op(before, "::") || before->kw == KW_AS || before->kw == KW_TABLESAMPLE)
 		return;
@@ -1599,7 +1621,8 @@ static void stmt_keyword(Analyzer *an, Stmt *st, const Tok *t)
 			p = an->lx;
 			tok_next(&p, &u);
 			/* FOR UPDATE / NO KEY UPDATE / SHARE / KEY SHARE */
-			if (u.kw == KW_UPDATE || u.kw == KW_SHARE || u.kw == KW_NO || u.kw == KW_KEY)
+			if (u.kw == KW_UPDATE || u.kw == KW_SHARE || u.kw == KW_NO ||
+			    u.kw == KW_KEY)
 				st->ro = false;
 		}
 		break;
@@ -1678,7 +1701,8 @@ static void stmt_token(Analyzer *an, Stmt *st, const Tok *t)
 		break;
 	}
 	case SQLTOK_SEMI:
-		/* ';' inside parentheses (outside BEGIN ATOMIC) never parses: keep it off replicas. */
+		/* ';' inside parentheses (outside BEGIN ATOMIC) never parses: keep it off replicas.
+		 */
 		if (d != 0)
 			st->ro = false;
 		break;
@@ -1709,8 +1733,8 @@ static void stmt_finish(Analyzer *an, Stmt *st, bool *all_ro)
 		*all_ro = false;
 }
 
-void sql_analyze(const char *sql, size_t len, const char *tenant_guc, const char *extra_ro_functions,
-		 SqlInfo *out)
+void sql_analyze(const char *sql, size_t len, const char *tenant_guc,
+                 const char *extra_ro_functions, SqlInfo *out)
 {
 	Analyzer an;
 	Stmt st;
@@ -1751,7 +1775,7 @@ void sql_analyze(const char *sql, size_t len, const char *tenant_guc, const char
 	out->hint_replica = an.lx.hint_replica;
 	out->hint_primary = an.lx.hint_primary;
 	out->read_only = all_ro && out->n_statements > 0 && !(out->flags & SQLF_NOT_READ_ONLY) &&
-			 out->guard == SQL_GUARD_OK;
+	                 out->guard == SQL_GUARD_OK;
 }
 
 const char *sql_guard_name(SqlGuard g, const char *tenant_guc)

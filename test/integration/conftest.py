@@ -77,7 +77,7 @@ def pytest_runtest_makereport(item, call):
             rep.sections.append(("postgresql log (tail)", pgt.read_tail(server.logfile, 3000)))
 
 
-class TestTimeout(Exception):
+class PerTestTimeout(Exception):
     pass
 
 
@@ -87,7 +87,7 @@ def _per_test_timeout():
     Python, so the alarm interrupts it)."""
 
     def on_alarm(signum, frame):
-        raise TestTimeout(f"test took more than {TEST_TIMEOUT}s")
+        raise PerTestTimeout(f"test took more than {TEST_TIMEOUT}s")
 
     old = signal.signal(signal.SIGALRM, on_alarm)
     signal.alarm(TEST_TIMEOUT)

@@ -451,7 +451,7 @@ class Pgtenant:
                 "PGDATABASE": dbname, "PGPASSWORD": password, "PGSSLMODE": "disable",
                 "PGGSSENCMODE": "disable", "PGCONNECT_TIMEOUT": "10"}
 
-    def raw(self, user="app", dbname="acme", password=None, params=None, expect_error=False):
+    def raw(self, user="app", dbname="acme", password=None, params=None):
         """A RawConn that has done startup and authentication."""
         if password is None:
             password = self.users.get(user.rsplit(".", 1)[0] if "." in user else user, "")
@@ -797,7 +797,6 @@ def run_batch(conn, data, n_syncs):
     while seen < n_syncs:
         kind, body = conn.recv_msg()
         if kind == b"D":
-            (n,) = struct.unpack("!H", body[:2])
             out.append(("DataRow", body[2:]))
         elif kind == b"C":
             out.append(("CommandComplete", body.rstrip(b"\0").decode()))

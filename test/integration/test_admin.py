@@ -533,11 +533,17 @@ def test_shutdown_answers_then_stops_and_healthz_turns_503(pgtenant):
     p = start(pgtenant)
     assert http_get(p.metrics_port, "/healthz")[0] == 200
     p.expect_exit = True
+    busy = p.connect(dbname="acme", autocommit=False)
+    busy.execute("select 1")  # a transaction is open: shutdown waits for it
     c = console(p)
     c.send(pgt.msg(b"Q", b"SHUTDOWN\0"))
     kind, body = c.recv_msg()
     assert kind == b"C" and body.rstrip(b"\0") == b"SHUTDOWN"
     c.close()
+    status, _, _ = http_get(p.metrics_port, "/healthz")
+    assert status == 503
+    busy.commit()
+    busy.close()
     pgt.wait_for(lambda: not p.alive(), timeout=20, what="pgtenant to exit after SHUTDOWN")
 
 
@@ -563,7 +569,8 @@ def test_metrics_parse_and_queries_total_equals_show_stats(pgtenant):
                   host="127.0.0.1", port=str(p.pg.port)) == 1
     for state in ("active", "waiting", "idle"):
         assert metric(fams, "pgtenant_clients", tenant="acme", state=state) == 0
-    assert "_other" not in {l.get("tenant") for _, l, _ in fams["pgtenant_queries_total"]["samples"]}
+    labels = [lab for _, lab, _ in fams["pgtenant_queries_total"]["samples"]]
+    assert "_other" not in {lab.get("tenant") for lab in labels}
 
 
 def test_metrics_count_connected_clients_by_state(pgtenant):
@@ -630,6 +637,22 @@ def test_audit_log_has_one_json_object_per_console_command(pgtenant, tmp_path):
     assert "42601" in console_recs[1]["result"]
 
 
+def test_audit_log_records_logins_accepted_and_refused(pgtenant, tmp_path):
+    audit = str(tmp_path / "audit.jsonl")
+    p = start(pgtenant, {"audit_log": audit})
+    run_queries(p, 1, "acme")
+    pgt.startup_error(p.port, "app", "acme", "wrong password")
+    odd = 'we"ird\\user\x01'
+    pgt.startup_error(p.port, odd, "acme", "x")
+    records = [json.loads(line) for line in open(audit).read().splitlines()]
+    logins = [r for r in records if r["event"] == "login"]
+    assert any(r["ok"] is True and r["tenant"] == "acme" and r["user"] == "app" and
+               r["addr"].startswith("127.0.0.1") for r in logins), logins
+    assert any(r["ok"] is False and r["user"] == "app" and r.get("reason") for r in logins), logins
+    # the odd name survives JSON escaping intact
+    assert any(r["ok"] is False and odd in (r["user"] or "") for r in logins), logins
+
+
 # ---------------------------------------------------------------- PAUSE, DISABLE, KILL...
 
 def _query_in_thread(p, dbname, sql, conn=None):
@@ -693,6 +716,41 @@ def test_pause_answers_only_after_the_running_transaction_ends(pgtenant):
         admin.close()
 
 
+def test_query_string_goes_on_after_each_command_that_answers_later(pgtenant):
+    p = start(pgtenant)
+    a = p.connect(dbname="acme", autocommit=False)
+    g = p.connect(dbname="globex", autocommit=False)
+    admin = console(p)
+    try:
+        a.execute("select 1")
+        g.execute("select 1")
+        admin.send(pgt.msg(b"Q", b"PAUSE acme; PAUSE globex; RESUME acme; RESUME globex; SHOW VERSION\0"))
+        admin.sock.settimeout(0.5)
+        with pytest.raises(socket.timeout):
+            admin.recv_msg()
+        a.commit()
+        admin.sock.settimeout(15)
+        assert admin.recv_msg() == (b"C", b"PAUSE\0")
+        admin.sock.settimeout(0.5)
+        with pytest.raises(socket.timeout):
+            admin.recv_msg()
+        admin.sock.settimeout(15)
+        g.commit()
+        kinds = []
+        while True:
+            kind, body = admin.recv_msg()
+            kinds.append((kind, body.rstrip(b"\0") if kind == b"C" else None))
+            if kind == b"Z":
+                break
+        assert kinds == [(b"C", b"PAUSE"), (b"C", b"RESUME"), (b"C", b"RESUME"), (b"T", None),
+                         (b"D", None), (b"C", b"SHOW"), (b"Z", None)], kinds
+        assert {r["state"] for r in raw_rows(admin, "SHOW TENANTS")} == {"active"}
+    finally:
+        a.close()
+        g.close()
+        admin.close()
+
+
 def test_pause_without_tenant_pauses_all_and_resume_releases(pgtenant):
     p = start(pgtenant)
     psql(p, "PAUSE")
@@ -704,6 +762,14 @@ def test_pause_without_tenant_pauses_all_and_resume_releases(pgtenant):
     psql(p, "RESUME")
     t.join(15)
     assert box.get("result") == 7, box
+
+
+def test_resume_without_tenant_also_resumes_tenants_paused_by_name(pgtenant):
+    p = start(pgtenant)
+    psql(p, "PAUSE acme")
+    psql(p, "RESUME")
+    assert tenants_row(p, "acme")["state"] == "active"
+    run_queries(p, 1, "acme")
 
 
 def test_disable_refuses_logins_with_55000_and_enable_restores(pgtenant):
@@ -752,3 +818,75 @@ def test_reconnect_and_wait_close_replace_server_connections(pgtenant):
     # with nothing to wait for it answers at once
     with console(p) as c:
         raw_rows(c, "WAIT_CLOSE")
+
+
+# ---------------------------------------------------------------- robustness
+
+def test_psycopg_prepared_statements_work_on_the_console(pgtenant):
+    p = start(pgtenant)
+    run_queries(p, 2)
+    with console_psycopg(p) as conn:
+        conn.prepare_threshold = 0  # every statement is prepared (named Parse, Describe S)
+        for _ in range(3):
+            rows = conn.execute("SHOW STATS").fetchall()
+            assert sorted(r[0] for r in rows) == ["acme", "globex"]
+            assert conn.execute("SHOW VERSION").fetchone()[0].startswith("pgtenant ")
+        conn.execute("RESUME")
+        with pytest.raises(psycopg.Error) as ei:
+            conn.execute("KILL nosuch")
+        assert ei.value.sqlstate == "42704"
+        assert conn.execute("SHOW LISTS").fetchall()
+
+
+CONSOLE_COMMANDS = [
+    "SHOW TENANTS", "SHOW STATS", "SHOW CLIENTS", "SHOW SERVERS", "SHOW POOLS", "SHOW MEM",
+    "SHOW LISTS", "SHOW CONFIG", "PAUSE acme", "RESUME acme", "PAUSE", "RESUME", "WAIT_CLOSE",
+    "RECONNECT acme", "FROB", "SET query_wait_timeout = '5s'", "SET x", "'unterminated", "",
+    ";;", "SHOW VERSION; PAUSE globex; RESUME globex; SHOW TENANTS", "-- c\nSHOW HELP",
+    "/* x */ SHOW VERSION", "BEGIN", "KILL nosuch", "DISABLE globex", "ENABLE globex"]
+
+
+def _random_console_bytes(r):
+    out = b""
+    for _ in range(r.randint(1, 10)):
+        k = r.random()
+        if k < 0.3:
+            out += pgt.msg(b"Q", r.choice(CONSOLE_COMMANDS).encode() + b"\0")
+        elif k < 0.8:
+            sql, name = r.choice(CONSOLE_COMMANDS), r.choice(["", "s1"])
+            portal = r.choice(["", "p"])
+            parts = [pgt.ext_parse(sql, name), pgt.ext_bind(stmt=name, portal=portal),
+                     pgt.ext_describe_portal(portal), pgt.ext_execute(portal),
+                     pgt.msg(b"D", b"S" + name.encode() + b"\0"),
+                     pgt.msg(b"C", b"S" + name.encode() + b"\0"), pgt.msg(b"H"), pgt.ext_sync()]
+            out += b"".join(r.choice(parts) for _ in range(r.randint(1, 6)))
+        elif k < 0.95:
+            body = bytes(r.getrandbits(8) for _ in range(r.randint(0, 40)))
+            out += bytes([r.choice(b"PBDECSHQdcf")]) + struct.pack("!I", len(body) + 4) + body
+        else:
+            out += pgt.ext_sync()
+    return out
+
+
+def test_console_survives_random_and_malformed_messages(pgtenant):
+    import random
+    p = start(pgtenant)
+    r = random.Random(20260501)
+    for _ in range(60):
+        c = console(p)
+        c.sock.settimeout(0.05)
+        data = _random_console_bytes(r)
+        step = r.choice([len(data), 1, 7, 64])
+        try:
+            for i in range(0, len(data), step):
+                c.sock.sendall(data[i:i + step])
+            while True:
+                c.recv_msg()
+        except (socket.timeout, EOFError, OSError):
+            pass
+        c.sock.close()
+        assert p.alive()
+    psql(p, "RESUME")
+    psql(p, "ENABLE globex")
+    run_queries(p, 1, "acme")
+    run_queries(p, 1, "globex")

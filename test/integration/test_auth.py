@@ -177,3 +177,27 @@ def test_pgtenant_logs_in_to_servers_with_md5_and_trust(pg, pgtenant, server_use
     with p.connect(dbname="t2") as conn:
         assert conn.execute("select current_user, current_database()").fetchone() == (
             server_user, "globex")
+
+
+def test_tenant_named_in_startup_options(pgtenant):
+    p = pgtenant({"tenant_from": "options, user, database"})
+    with p.connect(dbname="appdb", options="-c pgtenant.tenant=globex") as conn:
+        assert conn.execute("select current_database()").fetchone()[0] == "globex"
+    with p.connect(dbname="appdb", options="--pgtenant.tenant=acme") as conn:
+        assert conn.execute("select current_database()").fetchone()[0] == "acme"
+    e = pgt.startup_error(p.port, "app", "globex", pgt.APP_PASSWORD,
+                          params={"options": "-c pgtenant.tenant=acme"})
+    assert e.sqlstate == "28000", e.fields
+
+
+def test_auth_file_entry_with_tenant_suffix_is_a_credential_for_that_tenant_only(pgtenant):
+    users = dict(pgt.DEFAULT_USERS)
+    users["app.acme"] = "acmesecret"
+    p = pgtenant(users=users)
+    with p.connect(user="app.acme", dbname="appdb", password="acmesecret") as conn:
+        assert conn.execute("select current_user, current_database()").fetchone() == (
+            "app", "acme")
+    e = pgt.startup_error(p.port, "app.globex", "appdb", "acmesecret")
+    assert e.sqlstate == "28P01", e.fields
+    e = pgt.startup_error(p.port, "app", "globex", "acmesecret")
+    assert e.sqlstate == "28P01", e.fields

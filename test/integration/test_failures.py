@@ -2,7 +2,6 @@
 backend, a server connection killed under a query, malformed startup
 packets; `--check`; graceful shutdown on SIGTERM."""
 
-import os
 import signal
 import socket
 import struct
@@ -236,3 +235,59 @@ def test_sigterm_lets_open_transaction_commit_and_refuses_new_clients(pg, pgtena
     except Exception:
         pytest.fail("pgtenant did not exit after SIGTERM once its transaction had finished")
     assert rc == 0, f"pgtenant exited with {rc} after SIGTERM"
+
+
+def test_oversized_packet_gets_08P01_and_close_without_hurting_others(pgtenant):
+    p = pgtenant({"max_packet_size": "1MB"})
+    with p.connect() as other:
+        c = p.raw()
+        try:
+            big = b"select '" + b"y" * (2 * 1024 * 1024) + b"'\0"
+            try:
+                c.send(pgt.msg(b"Q", big))
+            except (BrokenPipeError, ConnectionResetError):
+                pass  # pgtenant may close before reading it all
+            msgs = c.read_until_close()
+        finally:
+            c.sock.close()
+        errors = [pgt.parse_fields(b) for k, b in msgs if k == b"E"]
+        assert errors and errors[0].get("C") == "08P01", msgs[:3]
+        assert other.execute("select 1").fetchone()[0] == 1
+
+
+def test_half_sent_messages_and_abrupt_disconnects_do_not_affect_others(pgtenant):
+    p = pgtenant({"default_pool_size": 2})
+    with p.connect() as other:
+        # half a startup packet
+        s = socket.create_connection(("127.0.0.1", p.port))
+        s.sendall(pgt.startup_packet({"user": "app", "database": "acme"})[:10])
+        s.close()
+        # half a query after login
+        c = p.raw()
+        c.send(pgt.msg(b"Q", b"select 1\0")[:6])
+        c.sock.close()
+        # unknown message type after login
+        c = p.raw()
+        c.send(b"\xfe" + struct.pack("!I", 4))
+        msgs = c.read_until_close()
+        c.sock.close()
+        assert other.execute("select 1").fetchone()[0] == 1
+        errors = [pgt.parse_fields(b) for k, b in msgs if k == b"E"]
+        assert errors and errors[0].get("C") == "08P01", msgs
+    with p.connect() as again:
+        assert again.execute("select 2").fetchone()[0] == 2
+
+
+def test_cancel_request_with_a_wrong_key_cancels_nothing(pgtenant):
+    p = pgtenant()
+    with p.connect() as conn:
+        key = conn.info.backend_pid
+        s = socket.create_connection(("127.0.0.1", p.port))
+        s.sendall(struct.pack("!IIII", 16, 80877102, key ^ 0x5a5a, 12345))
+        s.settimeout(5)
+        try:
+            assert s.recv(1) == b""  # closed without an answer
+        finally:
+            s.close()
+        assert conn.execute("select pg_sleep(0.2), 'not cancelled'").fetchone()[1] == \
+            "not cancelled"

@@ -4,6 +4,7 @@ LISTEN/NOTIFY."""
 
 import hashlib
 import os
+import socket
 import threading
 import time
 
@@ -344,3 +345,279 @@ def test_listen_notify_in_session_mode_delivers_the_payload(pgtenant):
             return got
         pgt.wait_for(received, timeout=10, period=0.1, what="the notification")
         assert got == [("chan", "payload-1")]
+
+
+def test_query_wait_timeout_gives_53300_naming_the_tenant_and_session_goes_on(pgtenant):
+    p = pgtenant({"default_pool_size": 1, "query_wait_timeout": "1s"})
+    with p.connect() as holder, p.connect() as waiter:
+        holder.execute("begin")
+        holder.execute("select 1")
+        t0 = time.monotonic()
+        with pytest.raises(psycopg.Error) as ei:
+            waiter.execute("select 2")
+        assert time.monotonic() - t0 < 15
+        assert ei.value.sqlstate == "53300", (ei.value.sqlstate, str(ei.value))
+        assert "acme" in str(ei.value)
+        holder.execute("commit")
+        assert waiter.execute("select 3").fetchone()[0] == 3
+
+
+def test_tenant_pool_size_caps_its_server_connections(pg, pgtenant, pgbench_acme):
+    p = pgtenant({"default_pool_size": 10},
+                 tenants={"acme": {"mode": "database", "backend": "main", "dbname": "acme",
+                                   "pool_size": 3}})
+    with pgt.ServerConnSampler(pg, "acme") as sampler:
+        res = pgt.pgbench(p.env(), ["-S", "-c", "12", "-j", "2", "-t", "100", "acme"])
+    assert_pgbench_clean(res, expected_processed=12 * 100)
+    assert 1 <= sampler.max <= 3, f"{sampler.max} server connections for a tenant pool_size of 3"
+
+
+def test_pgbench_with_a_new_connection_per_transaction_has_no_failures(pg, pgtenant,
+                                                                       pgbench_acme):
+    p = pgtenant({"default_pool_size": 4})
+    res = pgt.pgbench(p.env(), ["-C", "-S", "-c", "8", "-j", "2", "-t", "30", "acme"])
+    assert_pgbench_clean(res, expected_processed=8 * 30)
+    # every client connection is gone again, and no server connection leaked past the pool
+    assert len(pg.server_conns("acme")) <= 4
+
+
+def test_client_vanishing_inside_a_transaction_rolls_it_back_and_frees_the_server(pg, pgtenant):
+    with pg.connect_tcp() as d:
+        d.execute("drop table if exists vanish_t")
+        d.execute("create table vanish_t (id int)")
+    p = pgtenant({"default_pool_size": 1})
+    c = p.raw()
+    c.query("begin")
+    c.query("insert into vanish_t values (1)")
+    c.sock.close()  # no Terminate: the client just goes away
+    with p.connect() as other:
+        assert other.execute("select count(*) from vanish_t").fetchone()[0] == 0
+        other.execute("insert into vanish_t values (2)")
+    with pg.connect_tcp() as d:
+        assert [r[0] for r in d.execute("select id from vanish_t")] == [2]
+    assert len(pg.server_conns("acme")) <= 1
+
+
+def test_client_vanishing_mid_query_does_not_leak_the_server_connection(pg, pgtenant):
+    p = pgtenant({"default_pool_size": 1})
+    c = p.raw()
+    c.send(pgt.msg(b"Q", b"select pg_sleep(1.5), 'vanished'\0"))
+    time.sleep(0.3)
+    c.sock.close()
+    with p.connect() as other:  # gets the only server once the query is over
+        assert other.execute("select 'next'").fetchone()[0] == "next"
+        assert other.execute("select 'again'").fetchone()[0] == "again"
+    # pgtenant may close the server instead of reusing it; PostgreSQL notices
+    # that once pg_sleep is over
+    pgt.wait_for(lambda: len(pg.server_conns("acme")) <= 1, timeout=10,
+                 what="at most 1 server connection")
+
+
+def test_session_mode_resets_server_state_before_the_next_client(pgtenant):
+    p = pgtenant({"pool_mode": "session", "default_pool_size": 1})
+    with p.connect() as a:
+        a.execute("set work_mem = '7MB'")
+        a.execute("create temp table session_tmp (x int)")
+        a.execute("prepare sess_stmt as select 1")
+        assert a.execute("show work_mem").fetchone()[0] == "7MB"
+    with p.connect() as b:
+        assert b.execute("show work_mem").fetchone()[0] == "4MB"
+        assert b.execute("select count(*) from pg_prepared_statements").fetchone()[0] == 0
+        assert b.execute(
+            "select count(*) from pg_class where relname = 'session_tmp'").fetchone()[0] == 0
+
+
+def test_session_mode_holds_one_server_per_client(pg, pgtenant):
+    p = pgtenant({"pool_mode": "session", "default_pool_size": 5})
+    conns = [p.connect() for _ in range(3)]
+    try:
+        pids = {c.execute("select pg_backend_pid()").fetchone()[0] for c in conns}
+        assert len(pids) == 3
+        for c in conns:  # the same server every time, for the whole session
+            first = c.execute("select pg_backend_pid()").fetchone()[0]
+            assert c.execute("select pg_backend_pid()").fetchone()[0] == first
+    finally:
+        for c in conns:
+            c.close()
+
+
+def _no_hang(what, fn):
+    try:
+        return fn()
+    except socket.timeout:
+        pytest.fail(f"no answer within 15s to {what}: pgtenant stopped forwarding")
+
+
+def test_large_queries_from_the_client_are_forwarded_and_the_next_query_is_read(pgtenant):
+    p = pgtenant()
+    c = p.raw()
+    c.sock.settimeout(15)
+    try:
+        literal = "x" * 3_000_000
+        for i in range(8):
+            assert _no_hang(f"3 MB simple query #{i}",
+                            lambda: c.scalar(f"select length('{literal}')")) == "3000000"
+            assert _no_hang(f"small query after 3 MB query #{i}",
+                            lambda: c.scalar(f"select {i}")) == str(i)
+            out = _no_hang(f"3 MB Bind parameter #{i}", lambda: pgt.run_batch(
+                c, pgt.ext_statement("select length($1::text)", [literal]) + pgt.ext_sync(), 1))
+            assert ("DataRow", b"\x00\x00\x00\x073000000") in out, out
+            assert _no_hang(f"small query after 3 MB Bind #{i}",
+                            lambda: c.scalar("select 'next'")) == "next"
+    finally:
+        c.sock.close()
+
+
+def test_large_results_reach_the_client_intact(pgtenant):
+    p = pgtenant()
+    c = p.raw()
+    c.sock.settimeout(15)
+    try:
+        for i in range(5):
+            big = _no_hang(f"10 MB value #{i}", lambda: c.scalar("select repeat('ab', 5000000)"))
+            assert len(big) == 10_000_000 and big[:4] == "abab"
+            rows = _no_hang(f"200k rows #{i}", lambda: c.query(
+                "select g, md5(g::text) from generate_series(1, 200000) g"))
+            assert len(rows) == 200000 and rows[-1][0] == "200000"
+            assert _no_hang("small query", lambda: c.scalar("select 'after'")) == "after"
+    finally:
+        c.sock.close()
+    with p.connect() as conn:
+        rows = conn.execute("select g, repeat('z', 100) from generate_series(1, 100000) g").fetchall()
+        assert len(rows) == 100000 and rows[-1] == (100000, "z" * 100)
+
+
+def test_copy_from_stdin_aborted_by_client_leaves_session_usable(pg, pgtenant):
+    with pg.connect_tcp() as d:
+        d.execute("drop table if exists copyfail_t")
+        d.execute("create table copyfail_t (id int)")
+    p = pgtenant({"default_pool_size": 1})
+    with p.connect() as conn:
+        class Boom(Exception):
+            pass
+        with pytest.raises((Boom, psycopg.errors.QueryCanceled)):
+            with conn.cursor().copy("copy copyfail_t from stdin") as cp:
+                cp.write_row([1])
+                raise Boom()
+        assert conn.execute("select count(*) from copyfail_t").fetchone()[0] == 0
+        with conn.cursor().copy("copy copyfail_t from stdin") as cp:
+            for i in range(1000):
+                cp.write_row([i])
+        assert conn.execute("select count(*) from copyfail_t").fetchone()[0] == 1000
+        # an error inside COPY data (bad integer) is the server's error, session goes on
+        with pytest.raises(psycopg.errors.InvalidTextRepresentation):
+            with conn.cursor().copy("copy copyfail_t from stdin") as cp:
+                cp.write(b"notanumber\n")
+        assert conn.execute("select count(*) from copyfail_t").fetchone()[0] == 1000
+
+
+def test_startup_reports_the_parameters_libpq_needs(pgtenant):
+    p = pgtenant()
+    with p.connect(application_name="ps_check") as conn:
+        ps = conn.info.parameter_status
+        assert ps("server_version") and ps("server_version").split(".")[0] == "15"
+        assert ps("integer_datetimes") == "on"
+        assert ps("standard_conforming_strings") == "on"
+        assert ps("client_encoding") == "UTF8"
+        assert ps("application_name") == "ps_check"
+        assert conn.info.backend_pid != 0
+
+
+def test_multi_statement_simple_query_with_error_behaves_like_direct(pg, pgtenant):
+    with pg.connect_tcp() as d:
+        d.execute("drop table if exists multi_t")
+        d.execute("create table multi_t (id int)")
+    p = pgtenant()
+    sql = ("insert into multi_t values (1); select 1/0; insert into multi_t values (2)")
+
+    def scenario(conn):
+        with pg.connect_tcp() as d:
+            d.execute("truncate multi_t")
+        msgs = pgt.run_batch(conn, pgt.msg(b"Q", sql.encode() + b"\0"), n_syncs=1)
+        with pg.connect_tcp() as d:
+            ids = [r[0] for r in d.execute("select id from multi_t")]
+        return msgs, ids, conn.query("select 'ok'")
+
+    direct = pgt.RawConn(pg.port)
+    direct.startup("app", "acme", pgt.APP_PASSWORD)
+    try:
+        want = scenario(direct)
+    finally:
+        direct.close()
+    via = p.raw()
+    try:
+        assert scenario(via) == want
+    finally:
+        via.close()
+
+
+def test_unix_socket_listener_serves_clients(pgtenant, tmp_path):
+    sockdir = tmp_path / "sock"
+    sockdir.mkdir()
+    p = pgtenant({"unix_socket_dir": str(sockdir)})
+    assert (sockdir / f".s.PGSQL.{p.port}").exists()
+    with psycopg.connect(host=str(sockdir), port=p.port, user="app", dbname="acme",
+                         password=pgt.APP_PASSWORD, autocommit=True) as conn:
+        assert conn.execute("select current_database()").fetchone()[0] == "acme"
+
+
+def test_many_clients_over_a_small_pool_all_get_answers(pg, pgtenant):
+    p = pgtenant({"default_pool_size": 3})
+    errors, done = [], []
+
+    def client(n):
+        try:
+            with p.connect(dbname="acme" if n % 2 else "globex") as c:
+                for i in range(5):
+                    assert c.execute("select %s::int * 2", [n * 10 + i]).fetchone()[0] == \
+                        (n * 10 + i) * 2
+            done.append(n)
+        except Exception as e:
+            errors.append((n, repr(e)))
+
+    threads = [threading.Thread(target=client, args=(n,), daemon=True) for n in range(60)]
+    with pgt.ServerConnSampler(pg, "acme") as sampler:
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join(60)
+    assert not errors, errors[:5]
+    assert len(done) == 60
+    assert sampler.max <= 3
+
+
+def test_cancel_never_hits_the_next_client_of_the_same_server(pgtenant):
+    """pool_size 1: A's query is cancelled and B runs right after on the same
+    server; B must never be cancelled by A's request."""
+    p = pgtenant({"default_pool_size": 1})
+    with p.connect() as a, p.connect() as b:
+        for i in range(5):
+            timer = threading.Timer(0.3, a.cancel)
+            timer.start()
+            try:
+                with pytest.raises(psycopg.errors.QueryCanceled):
+                    a.execute("select pg_sleep(20)")
+            finally:
+                timer.cancel()
+            assert b.execute("select pg_sleep(0.3), %s::int", [i]).fetchone()[1] == i
+
+
+def test_stale_cancel_of_an_idle_client_does_not_cancel_another_clients_query(pgtenant):
+    p = pgtenant({"default_pool_size": 1})
+    with p.connect() as a, p.connect() as b:
+        assert a.execute("select 1").fetchone()[0] == 1  # a used the only server, then let it go
+        result = {}
+
+        def run_b():
+            try:
+                result["v"] = b.execute("select pg_sleep(1.5), 'b done'").fetchone()[1]
+            except Exception as e:
+                result["e"] = e
+
+        t = threading.Thread(target=run_b, daemon=True)
+        t.start()
+        time.sleep(0.5)
+        a.cancel()  # a has nothing running
+        t.join(15)
+        assert result == {"v": "b done"}
+        assert a.execute("select 2").fetchone()[0] == 2

@@ -39,10 +39,10 @@ static void analyze(const char *sql, const char *guc, const char *extra, SqlInfo
 static void render_tokens(const char *sql, char *buf, size_t size)
 {
 	static const char *const code[] = {
-	        [SQLTOK_EOF] = "EOF",   [SQLTOK_IDENT] = "I",  [SQLTOK_QIDENT] = "Q",
-	        [SQLTOK_STRING] = "S",  [SQLTOK_NUMBER] = "N", [SQLTOK_PARAM] = "P",
-	        [SQLTOK_SEMI] = ";",    [SQLTOK_LPAREN] = "(", [SQLTOK_RPAREN] = ")",
-	        [SQLTOK_COMMA] = ",",   [SQLTOK_DOT] = ".",    [SQLTOK_OP] = "O",
+	        [SQLTOK_EOF] = "EOF",  [SQLTOK_IDENT] = "I",  [SQLTOK_QIDENT] = "Q",
+	        [SQLTOK_STRING] = "S", [SQLTOK_NUMBER] = "N", [SQLTOK_PARAM] = "P",
+	        [SQLTOK_SEMI] = ";",   [SQLTOK_LPAREN] = "(", [SQLTOK_RPAREN] = ")",
+	        [SQLTOK_COMMA] = ",",  [SQLTOK_DOT] = ".",    [SQLTOK_OP] = "O",
 	        [SQLTOK_ERROR] = "X",
 	};
 	SqlLexer lx;
@@ -63,7 +63,7 @@ static void render_tokens(const char *sql, char *buf, size_t size)
 		text = t == SQLTOK_IDENT || t == SQLTOK_QIDENT || t == SQLTOK_STRING ||
 		       t == SQLTOK_NUMBER || t == SQLTOK_PARAM || t == SQLTOK_OP;
 		w = snprintf(buf + n, size - n, "%s%s%s%.*s", n ? " " : "", c, text ? ":" : "",
-			     text ? (int)tok.len : 0, tok.text);
+		             text ? (int)tok.len : 0, tok.text);
 		if (w < 0 || (size_t)w >= size - n)
 			break;
 		n += (size_t)w;
@@ -126,8 +126,9 @@ static void test_lexer_draws_postgresql_token_boundaries(void)
 
 	for (size_t i = 0; i < ARRAY_SIZE(lex_cases); i++) {
 		render_tokens(lex_cases[i].sql, buf, sizeof(buf));
-		CHECK_MSG(strcmp(buf, lex_cases[i].tokens) == 0, "lex \"%s\": got \"%s\", want \"%s\"",
-			  lex_cases[i].sql, buf, lex_cases[i].tokens);
+		CHECK_MSG(strcmp(buf, lex_cases[i].tokens) == 0,
+		          "lex \"%s\": got \"%s\", want \"%s\"", lex_cases[i].sql, buf,
+		          lex_cases[i].tokens);
 	}
 }
 
@@ -143,7 +144,7 @@ static void test_lexer_tracks_depth_offsets_and_sticky_errors(void)
 	for (size_t i = 0; i < ARRAY_SIZE(depth); i++) {
 		sqllex_next(&lx, &tok);
 		CHECK_MSG(tok.depth == depth[i] && tok.offset == offset[i],
-			  "token %zu: depth %d offset %zu", i, tok.depth, tok.offset);
+		          "token %zu: depth %d offset %zu", i, tok.depth, tok.offset);
 	}
 	CHECK(sqllex_next(&lx, &tok) == SQLTOK_EOF);
 	CHECK(sqllex_next(&lx, &tok) == SQLTOK_EOF);
@@ -224,6 +225,10 @@ static const struct {
         {"SELECT set_config($$search_path$$, 'x', false)", SQL_GUARD_SEARCH_PATH, 0},
         {"SELECT set_config(E'search_path', 'x', false)", SQL_GUARD_SEARCH_PATH, 0},
         {"SELECT set_config /* c */ ('Search_Path', 'x', false)", SQL_GUARD_SEARCH_PATH, 0},
+        {"SELECT set_config((('search_path'::text))::pg_catalog.text, 'x', false)",
+         SQL_GUARD_SEARCH_PATH, 0},
+        {"SELECT * FROM t, LATERAL set_config('search_path', t.s, false)", SQL_GUARD_SEARCH_PATH,
+         0},
         {"WITH c AS (SELECT set_config('search_path', 'x', false)) SELECT * FROM c",
          SQL_GUARD_SEARCH_PATH, 0},
         {"SELECT * FROM t WHERE a IN (SELECT set_config('app.tenant_id','2',false))",
@@ -243,8 +248,7 @@ static const struct {
         {"SELECT 'SET search_path TO x'", SQL_GUARD_OK, 0},
         {"-- SET search_path TO x\nSELECT 1", SQL_GUARD_OK, 0},
         {"/* SET search_path TO x */ SELECT 1", SQL_GUARD_OK, 0},
-        {"/* nested /* SET search_path */ still comment; SET ROLE x */ SELECT 1", SQL_GUARD_OK,
-         0},
+        {"/* nested /* SET search_path */ still comment; SET ROLE x */ SELECT 1", SQL_GUARD_OK, 0},
         {"SELECT $$ set search_path $$", SQL_GUARD_OK, 0},
         {"SELECT $fn$ SET ROLE admin; $fn$", SQL_GUARD_OK, 0},
         {"SELECT E'\\' ; SET search_path TO x'", SQL_GUARD_OK, 0},
@@ -279,15 +283,15 @@ static void test_guard_refuses_every_form_and_no_look_alike(void)
 		SqlInfo info;
 		analyze(guard_cases[i].sql, TENANT_GUC, NULL, &info);
 		CHECK_MSG(info.guard == guard_cases[i].guard, "guard \"%s\": got %s, want %s",
-			  guard_cases[i].sql, sql_guard_name(info.guard, TENANT_GUC),
-			  sql_guard_name(guard_cases[i].guard, TENANT_GUC));
+		          guard_cases[i].sql, sql_guard_name(info.guard, TENANT_GUC),
+		          sql_guard_name(guard_cases[i].guard, TENANT_GUC));
 		if (guard_cases[i].guard != SQL_GUARD_OK && guard_cases[i].offset != ANY_OFFSET)
 			CHECK_MSG(info.guard_offset == guard_cases[i].offset,
-				  "guard offset \"%s\": got %zu, want %zu", guard_cases[i].sql,
-				  info.guard_offset, guard_cases[i].offset);
+			          "guard offset \"%s\": got %zu, want %zu", guard_cases[i].sql,
+			          info.guard_offset, guard_cases[i].offset);
 		if (info.guard != SQL_GUARD_OK)
 			CHECK_MSG(!info.read_only, "refused \"%s\" must not be read-only",
-				  guard_cases[i].sql);
+			          guard_cases[i].sql);
 	}
 }
 
@@ -324,6 +328,8 @@ static const struct {
         {"SELECT set_config('search_'\n'path', 'x', false)", SQLF_STATE_UNKNOWN, 0},
         {"SELECT set_config(U&'search\\005fpath', 'x', false)", SQLF_STATE_UNKNOWN, 0},
         {"SELECT set_config(E'search\\137path', 'x', false)", SQLF_STATE_UNKNOWN, 0},
+        {"SELECT set_config((('search_path'), 'x'), 'y', false)", SQLF_STATE_UNKNOWN, 0},
+        {"SELECT set_config(VARIADIC ARRAY['search_path', 'x', 'false'])", SQLF_STATE_UNKNOWN, 0},
         {"SELECT set_config(setting_name => 'search_path', new_value => 'x', is_local => false)",
          SQLF_STATE_UNKNOWN, 0},
         {"UPDATE pg_settings SET setting = 'x' WHERE name = 'search_path'", SQLF_STATE_UNKNOWN, 0},
@@ -389,8 +395,8 @@ static const struct {
         {"SELECT set_config('statement_timeout', '1s', 'on')", 0, SQLF_SESSION_STATE},
         {"SELECT set_config('statement_timeout', '1s', TRUE::bool)", 0, SQLF_SESSION_STATE},
         {"SELECT set_config('statement_timeout', '1s', $1)", SQLF_SESSION_STATE, 0},
-        {"SELECT set_config('work_mem', format('%sMB', (1)), is_local) FROM t",
-         SQLF_SESSION_STATE, 0},
+        {"SELECT set_config('work_mem', format('%sMB', (1)), is_local) FROM t", SQLF_SESSION_STATE,
+         0},
         {"RESET statement_timeout", SQLF_SESSION_STATE, 0},
         {"RESET TIME ZONE", SQLF_SESSION_STATE, 0},
         {"RESET TRANSACTION ISOLATION LEVEL", 0, SQLF_SESSION_STATE},
@@ -449,11 +455,11 @@ static void test_flags_mark_state_session_and_transactions(void)
 		SqlInfo info;
 		analyze(flag_cases[i].sql, TENANT_GUC, NULL, &info);
 		CHECK_MSG((info.flags & flag_cases[i].want) == flag_cases[i].want &&
-				  (info.flags & flag_cases[i].deny) == 0,
-			  "flags \"%s\": got 0x%04x, want 0x%04x, deny 0x%04x", flag_cases[i].sql,
-			  info.flags, flag_cases[i].want, flag_cases[i].deny);
+		                  (info.flags & flag_cases[i].deny) == 0,
+		          "flags \"%s\": got 0x%04x, want 0x%04x, deny 0x%04x", flag_cases[i].sql,
+		          info.flags, flag_cases[i].want, flag_cases[i].deny);
 		CHECK_MSG(info.guard == SQL_GUARD_OK, "no guard expected for \"%s\"",
-			  flag_cases[i].sql);
+		          flag_cases[i].sql);
 	}
 }
 
@@ -470,8 +476,8 @@ static const struct {
         {"SELECT \"update\", \"delete\" FROM t", NULL, true},
         {"SELECT a::numeric(10,2) FROM t", NULL, true},
         {"SELECT a::pg_catalog.numeric(10, 2), b::timestamptz(3) FROM t", NULL, true},
-        {"SELECT CAST(a AS varchar(20)), x::character varying(10), y::bit varying(3) FROM t",
-         NULL, true},
+        {"SELECT CAST(a AS varchar(20)), x::character varying(10), y::bit varying(3) FROM t", NULL,
+         true},
         {"SELECT timestamp(3) '2020-01-01', interval(2) '1 s', decimal(5) '1'", NULL, true},
         {"SELECT count(*), sum(x), avg(x), min(x), max(x) FROM t GROUP BY y", NULL, true},
         {"WITH c AS (SELECT 1) SELECT * FROM c", NULL, true},
@@ -487,8 +493,8 @@ static const struct {
         {"EXPLAIN VERBOSE SELECT 1", NULL, true},
         {"EXPLAIN (COSTS off, FORMAT json) SELECT 1", NULL, true},
         {"/* pgtenant:replica */ SELECT 1", NULL, true},
-        {"SELECT now(), current_timestamp, lower(name), coalesce(a, b), nullif(a, 0) FROM t",
-         NULL, true},
+        {"SELECT now(), current_timestamp, lower(name), coalesce(a, b), nullif(a, 0) FROM t", NULL,
+         true},
         {"SELECT * FROM generate_series(1, 10) AS g(i)", NULL, true},
         {"SELECT * FROM generate_series(1, 10) g(i)", NULL, true},
         {"SELECT * FROM (SELECT 1, 2) AS s(a, b)", NULL, true},
@@ -507,8 +513,8 @@ static const struct {
         {"SELECT /* nextval('s') FOR UPDATE */ 1", NULL, true},
         {"(SELECT 1) UNION (SELECT 2)", NULL, true},
         {"SELECT * FROM t WHERE a LIKE ('a%') OR a IS DISTINCT FROM (b)", NULL, true},
-        {"SELECT date_trunc('day', ts), to_char(ts, 'YYYY'), extract(epoch FROM ts) FROM t",
-         NULL, true},
+        {"SELECT date_trunc('day', ts), to_char(ts, 'YYYY'), extract(epoch FROM ts) FROM t", NULL,
+         true},
         {"SELECT substring('abc' FROM 1 FOR 2), trim(both ' ' FROM x), position('a' IN x) "
          "FROM t",
          NULL, true},
@@ -518,8 +524,8 @@ static const struct {
         {"BEGIN READ ONLY", NULL, true},
         {"SELECT pg_sleep(0.1)", NULL, true},
         {"SELECT 1 FROM t WHERE a = ANY($1) AND b = ALL (ARRAY[1])", NULL, true},
-        {"SELECT 1 FROM t1 LEFT JOIN t2 USING (id) JOIN (SELECT 1 AS id) s ON (s.id = t1.id)",
-         NULL, true},
+        {"SELECT 1 FROM t1 LEFT JOIN t2 USING (id) JOIN (SELECT 1 AS id) s ON (s.id = t1.id)", NULL,
+         true},
         {"WITH t AS MATERIALIZED (SELECT 1) SELECT * FROM t", NULL, true},
         {"SELECT * FROM unnest(ARRAY[1, 2]) WITH ORDINALITY AS u(x, n)", NULL, true},
         {"SELECT left('abc', 2), right('abc', 1)", NULL, true},
@@ -528,13 +534,29 @@ static const struct {
         {"select 1 ; ; ", NULL, true},
         {"SELECT COUNT(*) FROM t WHERE created_at AT TIME ZONE 'UTC' > now() - interval '1 day'",
          NULL, true},
+        {"SELECT * FROM t1 JOIN (SELECT 1 AS a) s USING (a)", NULL, true},
+        {"SELECT * FROM t1 x CROSS JOIN (VALUES (1)) v(y)", NULL, true},
+        {"SELECT * FROM t1 LEFT JOIN (t2 JOIN t3 ON true) ON true", NULL, true},
+        {"SELECT * FROM \"T\" NATURAL JOIN (SELECT 1) s", NULL, true},
+        {"SELECT interval '1 day 12:00' DAY TO SECOND(3)", NULL, true},
+        {"SELECT 1 FROM t WHERE a LIKE ('a%') AND b NOT ILIKE ('b')", NULL, true},
+        {"SELECT (1, 2) OVERLAPS (3, 4)", NULL, true},
+        {"SELECT ts AT TIME ZONE ('UTC') FROM t", NULL, true},
+        {"SELECT count(*) OVER (ORDER BY (a)) FROM t GROUP BY (b)", NULL, true},
+        {"SELECT * FROM t ORDER BY a FETCH FIRST 10 ROWS ONLY", NULL, true},
+        {"SELECT * FROM t FOR READ ONLY", NULL, true},
         /* not read-only: writes, locks, session-bound functions, unknowns */
+        {"SELECT second(ts) FROM t", NULL, false},
+        {"SELECT join(ARRAY['a'], ',')", NULL, false},
+        {"SELECT 1 FROM t, join(1)", NULL, false},
+        {"SELECT by(1), filter(2)", NULL, false},
+        {"SELECT 1 FROM t WHERE a LIKE my_fn('x')", NULL, false},
+        {"SELECT 1 FROM t WHERE NOT materialized(a)", NULL, false},
         {"WITH u AS (UPDATE t SET a = 1 RETURNING *) SELECT * FROM u", NULL, false},
         {"WITH d AS (DELETE FROM t RETURNING *) SELECT count(*) FROM d", NULL, false},
         {"WITH x AS (SELECT 1), i AS (INSERT INTO t VALUES (1) RETURNING id) SELECT id FROM i",
          NULL, false},
-        {"WITH m AS (MERGE INTO t USING s ON true WHEN MATCHED THEN DELETE) SELECT 1", NULL,
-         false},
+        {"WITH m AS (MERGE INTO t USING s ON true WHEN MATCHED THEN DELETE) SELECT 1", NULL, false},
         {"SELECT * FROM t FOR UPDATE", NULL, false},
         {"SELECT * FROM t FOR NO KEY UPDATE", NULL, false},
         {"SELECT * FROM t FOR SHARE", NULL, false},
@@ -623,7 +645,7 @@ static void test_read_routing_only_for_certain_reads(void)
 		SqlInfo info;
 		analyze(route_cases[i].sql, TENANT_GUC, route_cases[i].extra, &info);
 		CHECK_MSG(info.read_only == route_cases[i].ro, "read_only \"%s\": got %d, want %d",
-			  route_cases[i].sql, info.read_only, route_cases[i].ro);
+		          route_cases[i].sql, info.read_only, route_cases[i].ro);
 	}
 }
 
@@ -653,9 +675,9 @@ static void test_leading_comment_hints(void)
 		SqlInfo info;
 		analyze(hint_cases[i].sql, TENANT_GUC, NULL, &info);
 		CHECK_MSG(info.hint_replica == hint_cases[i].replica &&
-				  info.hint_primary == hint_cases[i].primary,
-			  "hints \"%s\": got replica=%d primary=%d", hint_cases[i].sql,
-			  info.hint_replica, info.hint_primary);
+		                  info.hint_primary == hint_cases[i].primary,
+		          "hints \"%s\": got replica=%d primary=%d", hint_cases[i].sql,
+		          info.hint_replica, info.hint_primary);
 	}
 }
 
@@ -689,9 +711,9 @@ static void test_statement_count_and_max_param(void)
 		SqlInfo info;
 		analyze(count_cases[i].sql, TENANT_GUC, NULL, &info);
 		CHECK_MSG(info.n_statements == count_cases[i].n_statements &&
-				  info.max_param == count_cases[i].max_param,
-			  "counts \"%s\": got %d statements, $%d", count_cases[i].sql,
-			  info.n_statements, info.max_param);
+		                  info.max_param == count_cases[i].max_param,
+		          "counts \"%s\": got %d statements, $%d", count_cases[i].sql,
+		          info.n_statements, info.max_param);
 	}
 }
 
@@ -700,7 +722,8 @@ static void test_every_prefix_is_safe(void)
 {
 	const char *samples[] = {
 	        "SELECT set_config('search_path', $q$x$q$, false); SET \"app\".\"tenant_id\" = 'x'",
-	        "WITH RECURSIVE r(n) AS (SELECT 1) SELECT E'\\'', U&'\\0061', /* a /* b */ */ 1.5e3",
+	        "WITH RECURSIVE r(n) AS (SELECT 1) SELECT E'\\'', U&'\\0061', /* a /* b */ */ "
+	        "1.5e3",
 	        "CREATE FUNCTION f() BEGIN ATOMIC SELECT 1; END; EXPLAIN (ANALYZE) SELECT $1",
 	};
 	int runs = 0;
@@ -725,7 +748,7 @@ static void bench_pgbench_select(void)
 {
 	static const char sql[] = "SELECT abalance FROM pgbench_accounts WHERE aid = 48213;";
 	static const char sql100[] = "SELECT a.id, a.name, b.total FROM accounts a JOIN balances b "
-				     "ON b.account_id = a.id WHERE a.id = $1";
+	                             "ON b.account_id = a.id WHERE a.id = $1";
 	const int n = 100000;
 	struct timespec t0, t1;
 	unsigned sink = 0;
