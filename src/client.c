@@ -15,6 +15,7 @@
 #include "client.h"
 
 #include "admin.h"
+#include "audit.h"
 #include "control.h"
 #include "log.h"
 #include "net.h"
@@ -180,6 +181,8 @@ void client_fatal(Client *c, const char *sqlstate, const char *msg, const char *
 	if (c->closing)
 		return;
 	client_log(LOG_LVL_INFO, c, "closing: %s (%s)", msg, sqlstate);
+	if (c->state == CL_LOGIN)
+		audit_login(c->tenant ? c->tenant->name : NULL, c->user[0] ? c->user : NULL, c->addr, false, msg);
 	proto_error(&c->conn.out, "FATAL", sqlstate, msg, hint);
 	c->close_after_flush = true;
 	conn_want_read(&c->conn, false);
@@ -641,6 +644,7 @@ static void console_login(Client *c)
 	}
 	if (g_cfg->log_connections)
 		client_log(LOG_LVL_INFO, c, "console login (%s)", c->console_admin ? "admin" : "stats");
+	audit_login(NULL, c->user, c->addr, true, "console");
 	proto_auth_request(out, AUTH_REQ_OK, NULL, 0);
 	/* the console speaks for pgtenant itself; psql only needs a sane version and encoding */
 	static const char *const params[][2] = {{"server_version", "15.0 (pgtenant " PGTENANT_VERSION ")"},
@@ -736,6 +740,7 @@ static void login_finish(Client *c)
 	t->n_clients++;
 	if (g_cfg->log_connections)
 		client_log(LOG_LVL_INFO, c, "login");
+	audit_login(t->name, c->user, c->addr, true, NULL);
 	if (c->pool->welcome_ready) {
 		client_welcome(c, &c->pool->welcome);
 		return;
@@ -1146,12 +1151,14 @@ again:
 			buf_reserve(in, total - buf_avail(in));
 			break;
 		}
-		if (s->unit_start && type != 'd' && type != 'c' && type != 'f')
+		if (s->unit_start && type != 'd' && type != 'c' && type != 'f') {
 			server_unit_begin(s, c, type);
+			if (!c->query_start)
+				c->query_start = g_now;
+		}
 		bool replaced = false;
 		switch (type) {
 		case 'Q':
-			c->query_start = g_now;
 			c->tenant->stats.queries++;
 			c->token_held = false;
 			break;

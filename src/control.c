@@ -8,6 +8,8 @@
 #include "control.h"
 
 #include "admin.h"
+#include "audit.h"
+#include "metrics.h"
 #include "client.h"
 #include "listener.h"
 #include "log.h"
@@ -94,6 +96,8 @@ bool control_reload(ConfigErrors *errs)
 		log_error("reload failed; the old configuration stays in force:");
 		for (int i = 0; i < errs->n; i++)
 			log_error("  %s", errs->msgs[i]);
+		metrics_count_reload(false);
+		audit_reload(false, errs->n);
 		return false;
 	}
 	AuthFile *af = NULL;
@@ -104,6 +108,8 @@ bool control_reload(ConfigErrors *errs)
 			errs->msgs[errs->n++] = xstrdup(err);
 			config_free(cfg);
 			log_error("reload failed; the old configuration stays in force: %s", err);
+			metrics_count_reload(false);
+			audit_reload(false, errs->n);
 			return false;
 		}
 	}
@@ -161,6 +167,9 @@ bool control_reload(ConfigErrors *errs)
 	}
 	free(old);
 	log_info("configuration reloaded: %d backends, %d tenants", cfg->n_backends, cfg->n_tenants);
+	audit_open(cfg->audit_log);
+	metrics_count_reload(true);
+	audit_reload(true, 0);
 	return true;
 }
 
@@ -230,12 +239,21 @@ static void kick_all_pools(void)
 	list_for_each(pit, &g_pools) pool_kick(list_entry(pit, Pool, node));
 }
 
+static void unpause(Tenant *t, void *arg)
+{
+	(void)arg;
+	t->paused = false;
+}
+
 void control_resume(Tenant *t)
 {
-	if (t)
+	if (t) {
 		t->paused = false;
-	else
+	} else {
+		/* RESUME without a name ends every pause, also those given per tenant */
 		paused_all = false;
+		tenant_foreach(unpause, NULL);
+	}
 	kick_all_pools();
 }
 

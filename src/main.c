@@ -10,6 +10,8 @@
 #include "conn.h"
 #include "control.h"
 #include "listener.h"
+#include "audit.h"
+#include "metrics.h"
 #include "log.h"
 #include "pgtenant.h"
 #include "pool.h"
@@ -245,6 +247,12 @@ int main(int argc, char **argv)
 	tenant_registry_build(g_cfg);
 	pool_reservations_build();
 	listener_start();
+	audit_open(g_cfg->audit_log);
+	if (g_cfg->metrics_listen && *g_cfg->metrics_listen &&
+	    !metrics_start(g_base, g_cfg->metrics_listen, err, sizeof(err))) {
+		log_error("%s", err);
+		return 1;
+	}
 	write_pid_file(g_cfg->pid_file);
 
 	struct event *sig_hup = evsignal_new(g_base, SIGHUP, on_signal, NULL);
@@ -262,6 +270,8 @@ int main(int argc, char **argv)
 	event_base_dispatch(g_base);
 
 	listener_stop();
+	metrics_stop();
+	audit_close();
 	pool_close_all();
 	server_free_closed();
 	if (g_cfg->pid_file && *g_cfg->pid_file)

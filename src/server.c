@@ -855,9 +855,22 @@ again:
 				s->timeout_cancel = false;
 			if (!settle_rfq(s, s->tx_status))
 				drop = true;
+			if (!drop) {
+				TenantStats *st = &c->tenant->stats;
+				if (c->query_start) {
+					st->query_time_us += (uint64_t)(g_now - c->query_start);
+					c->query_start = 0;
+				}
+				if (c->tx_status == 'I' && s->tx_status != 'I')
+					c->xact_start = g_now;
+				if (s->tx_status == 'I') {
+					st->xacts++;
+					if (c->xact_start)
+						st->xact_time_us += (uint64_t)(g_now - c->xact_start);
+					c->xact_start = 0;
+				}
+			}
 			c->tx_status = s->tx_status;
-			if (!drop && s->tx_status == 'I')
-				c->tenant->stats.xacts++;
 			if (s->expect_rfq == 0 && s->tx_status == 'I' && c->fwd_remain == 0 &&
 			    (g_shutdown || config_tenant_pool_mode(g_cfg, c->tenant->conf) == POOL_MODE_TRANSACTION))
 				release = true;
