@@ -19,7 +19,8 @@ LIBS       = $(DEP_LIBS) -lm
 
 PYTEST    := /usr/bin/python3 -m pytest
 
-.PHONY: all deps check unit-check integration-check check-asan bench install clean format lint demo fuzz
+.PHONY: all deps check unit-check integration-check check-asan bench install clean format lint demo fuzz \
+	fuzz-check
 
 all: pgtenant
 
@@ -54,7 +55,17 @@ integration-check: pgtenant
 check: deps
 	$(MAKE) pgtenant
 	$(MAKE) unit-check
+	$(MAKE) fuzz-check
 	$(MAKE) integration-check
+
+# Fuzz targets of the parsers that take untrusted bytes (test/fuzz/run.sh):
+# fuzz-check replays the seed corpora (seconds; gcc+ASan when clang's
+# libFuzzer is missing), fuzz runs libFuzzer for FUZZ_SECONDS (60) a target.
+fuzz-check: config.mk
+	@./test/fuzz/run.sh check
+
+fuzz: config.mk
+	@FUZZ_SECONDS="$(FUZZ_SECONDS)" ./test/fuzz/run.sh fuzz
 
 check-asan: deps
 	$(MAKE) clean

@@ -32,6 +32,7 @@ typedef enum {
 
 typedef enum {
 	LOGIN_STARTUP = 0, /* waiting for the startup packet (or SSL/GSS/cancel request) */
+	LOGIN_TLS_HANDSHAKE, /* answered SSLRequest with 'S' (or direct TLS): handshake running */
 	LOGIN_PASSWORD,    /* sent AuthenticationCleartext/MD5, waiting for PasswordMessage */
 	LOGIN_SASL_INIT,   /* sent AuthenticationSASL */
 	LOGIN_SASL_FINAL,  /* sent AuthenticationSASLContinue */
@@ -46,7 +47,8 @@ struct Client {
 	ClientState state;
 	Conn conn;
 	Tenant *tenant;
-	Pool *pool;
+	Pool *pool;      /* the pool of the current batch: home_pool or one of its replicas */
+	Pool *home_pool; /* the tenant's pool on the primary */
 	ServerConn *server;
 
 	char user[64];       /* the user that authenticated (tenant suffix removed) */
@@ -67,6 +69,7 @@ struct Client {
 	bool params_have_defaults;
 
 	LoginStage login_stage;
+	bool tls_direct;    /* TLS from the first byte (PostgreSQL 17 sslnegotiation=direct), no SSLRequest */
 	const char *secret; /* from the auth file; not owned */
 	uint8_t md5_salt[4];
 	ScramServer scram;
@@ -81,6 +84,10 @@ struct Client {
 	bool close_after_flush;
 	bool closing;
 	bool bp_paused; /* not reading: its server's output buffer is full */
+	/* read routing (SPEC §5) */
+	bool sticky_primary; /* session state was created: everything stays on the primary */
+	usec_t rw_until;     /* read_your_writes: reads go to the primary until then */
+	char *deferred_begin; /* a BEGIN answered locally; sent with the transaction's first statement */
 	struct PrepClient *prep; /* named prepared statements (transaction mode) */
 	bool prep_skip;          /* a Parse was refused: drop messages up to (not including) Sync */
 	bool console;       /* dbname = admin_db */
@@ -96,6 +103,8 @@ extern int g_n_clients;
 void client_accept(int fd);
 /* A server was linked to this waiting client: continue forwarding its messages. */
 void client_resume(Client *c);
+/* A waiting client's replica went away: route its batch again. */
+void client_resume_routing(Client *c);
 /* The pool could not give a server in time: error the pending batch, session goes on. */
 void client_wait_failed(Client *c, const char *sqlstate, const char *msg);
 /* The server under this client died: error, then the session goes on without it. */

@@ -2,7 +2,14 @@
  * conn: the socket half every client and server connection shares — a
  * non-blocking fd, its read and write events, an input buffer and an
  * output buffer. Callers use conn_*() and never read(2)/write(2) directly,
- * so TLS can later slot in behind the same calls (Redis's connection.h idea).
+ * so TLS slots in behind the same calls (Redis's connection.h idea): with
+ * Conn.ssl set, conn_read and conn_flush go through SSL_read/SSL_write.
+ *
+ * TLS and the event loop: a readable fd is not the only sign of input, as
+ * OpenSSL may hold decrypted bytes the socket no longer shows; conn_read
+ * re-activates the read event for them. SSL_read may need the socket
+ * writable and SSL_write readable; the flags below carry that over to the
+ * other event, so callers keep to the plain-socket discipline.
  *
  * Back-pressure: a connection whose peer's output buffer is above
  * CONN_HIGH_WATER stops reading until that buffer drains below
@@ -33,6 +40,10 @@ typedef struct Conn {
 	bool write_armed;
 	Buf in;
 	Buf out;
+	struct ssl_st *ssl;       /* NULL: plain socket */
+	bool ssl_failed;          /* a fatal TLS error: no close_notify may be sent */
+	bool ssl_read_wants_write; /* SSL_read needs the socket writable */
+	bool ssl_write_wants_read; /* SSL_write needs the socket readable */
 } Conn;
 
 extern struct event_base *g_base;
@@ -51,5 +62,15 @@ static inline bool conn_out_full(const Conn *c)
 }
 /* Frees the buffers of an idle connection if they grew (memory per idle client stays small). */
 void conn_shrink(Conn *c);
+/*
+ * One step of the TLS handshake on c->ssl, arming whichever event it waits
+ * for: IO_OK when done, IO_AGAIN to be called again on the next event,
+ * IO_ERROR / IO_EOF with the reason in err.
+ */
+IoStatus conn_tls_handshake(Conn *c, char *err, size_t errlen);
+static inline bool conn_is_tls(const Conn *c)
+{
+	return c->ssl != NULL;
+}
 
 #endif

@@ -15,6 +15,22 @@
 #include "param.h"
 #include "types.h"
 
+typedef enum { REPLICA_UNKNOWN = 0, REPLICA_UP, REPLICA_DOWN, REPLICA_LAGGING } ReplicaState;
+
+/* A read replica of a backend; objects live as long as the process (pools point at them). */
+typedef struct Replica {
+	char *host;
+	int port;
+	int pool_size; /* all server connections to this replica together */
+	int n_servers;
+	int inflight;  /* server connections linked to clients: the load measure */
+	ReplicaState state;
+	usec_t lag_us;
+	usec_t last_check;  /* wall clock of the last health result */
+	bool configured;    /* still listed in the configuration */
+	struct HealthConn *health;
+} Replica;
+
 struct Backend {
 	char *name;
 	char *host;
@@ -22,6 +38,15 @@ struct Backend {
 	int pool_size; /* all server connections to the primary together */
 	int min_pool_size;
 	int n_servers;
+	Replica **replicas;
+	int n_replicas;
+	uint64_t primary_lsn;    /* pg_current_wal_lsn() at the last health round */
+	bool primary_up;
+	usec_t primary_checked;  /* wall clock */
+	struct HealthConn *health;
+	const char *dbname;      /* for health checks: the backend's credentials */
+	const char *user;
+	const char *password;
 	Backend *next;
 };
 
@@ -43,6 +68,7 @@ typedef struct TenantQueue {
 struct Pool {
 	List node; /* in g_pools */
 	Backend *backend;
+	Replica *replica; /* NULL: the primary */
 	char *dbname;
 	char *user;
 	char *password; /* NULL: none known (trust) */
@@ -70,15 +96,43 @@ struct Pool {
 
 	usec_t next_connect_at; /* login retry back-off */
 	bool failing;           /* the last connect or login failed */
+	bool tls_unverified;    /* ... because the backend's certificate did not verify: waiting
+	                         * clients get 08006 at once instead of waiting out the back-off */
 	char last_error[256];
 };
 
 extern List g_pools;
 
+static inline const char *pool_host(const Pool *p)
+{
+	return p->replica ? p->replica->host : p->backend->host;
+}
+
+static inline int pool_port(const Pool *p)
+{
+	return p->replica ? p->replica->port : p->backend->port;
+}
+
+/* The most server connections the pool's target (primary or replica) may have. */
+static inline int pool_cap(const Pool *p)
+{
+	return p->replica ? p->replica->pool_size : p->backend->pool_size;
+}
+
+static inline int *pool_target_count(Pool *p)
+{
+	return p->replica ? &p->replica->n_servers : &p->backend->n_servers;
+}
+
 void pool_backends_build(const Config *cfg);
 Backend *pool_backend(const char *name);
-/* Finds or creates the pool for (backend, dbname, user). */
-Pool *pool_get(Backend *be, const char *dbname, const char *user, const char *password);
+void pool_foreach_backend(void (*fn)(Backend *be, void *arg), void *arg);
+/* Finds or creates the pool for (backend or one of its replicas, dbname, user). */
+Pool *pool_get(Backend *be, Replica *replica, const char *dbname, const char *user, const char *password);
+/* The pool on replica r with primary's database and role. */
+Pool *pool_replica_of(Pool *primary, Replica *r);
+/* The eligible replica with the fewest queries in flight, or NULL (reads go to the primary). */
+Replica *pool_pick_replica(Backend *be);
 
 /* The tenant's queue on pool p (created on first use). */
 TenantQueue *pool_tenant_queue(Pool *p, Tenant *t);

@@ -43,6 +43,8 @@ PrepResult prep_client_message(Client *c, ServerConn *s, uint8_t type, const uin
  * that prepares synchronously from needing a connection its siblings hold.
  */
 bool prep_client_parse_only(Client *c, const uint8_t *body, size_t len);
+/* The query text of the client's named statement, or NULL. */
+const char *prep_client_query(const Client *c, const char *name);
 /* Counts a ReadyForQuery-producing message (Query, Sync, FunctionCall) sent to s. */
 void prep_server_sent_sync(ServerConn *s);
 

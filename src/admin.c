@@ -26,6 +26,7 @@
 #include "client.h"
 #include "config.h"
 #include "control.h"
+#include "health.h"
 #include "log.h"
 #include "pgtenant.h"
 #include "pool.h"
@@ -648,6 +649,32 @@ static void show_backends(Buf *out, bool rowdesc)
 		rs_int(&rs, be ? be->n_servers : 0);
 		rs_str(&rs, last_error);
 		rs_row_end(&rs);
+		for (int r = 0; be && r < be->n_replicas; r++) {
+			const Replica *rep = be->replicas[r];
+			char when[40];
+			if (!rep->configured)
+				continue;
+			rs_row(&rs);
+			rs_str(&rs, bc->name);
+			rs_str(&rs, "replica");
+			rs_str(&rs, rep->host);
+			rs_int(&rs, rep->port);
+			rs_str(&rs, health_state_name(rep->state));
+			rs_int(&rs, rep->lag_us / USEC_PER_MS);
+			if (rep->last_check) {
+				time_t secs = (time_t)(rep->last_check / USEC_PER_SEC);
+				struct tm tm;
+				gmtime_r(&secs, &tm);
+				strftime(when, sizeof(when), "%Y-%m-%d %H:%M:%S+00", &tm);
+				rs_str(&rs, when);
+			} else {
+				rs_str(&rs, NULL);
+			}
+			rs_int(&rs, rep->pool_size);
+			rs_int(&rs, rep->n_servers);
+			rs_str(&rs, NULL);
+			rs_row_end(&rs);
+		}
 	}
 	rs_end(&rs);
 }
@@ -698,7 +725,7 @@ static void client_row(ResultSet *rs, const Client *c, const char *state)
 	rs_str(rs, c->addr);
 	rs_int(rs, c->port);
 	rs_str(rs, state);
-	rs_str(rs, "no"); /* client TLS is not implemented yet */
+	rs_str(rs, conn_is_tls(&c->conn) ? "yes" : "no");
 	rs_str(rs, when);
 	rs_int(rs, strcmp(state, "waiting") == 0 ? (int64_t)(g_now - c->wait_start) : 0);
 	rs_str(rs, c->pool ? c->pool->dbname : NULL);

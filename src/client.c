@@ -22,10 +22,12 @@
 #include "pgtenant.h"
 #include "pool.h"
 #include "prepare.h"
+#include "pool.h"
 #include "proto.h"
 #include "server.h"
 #include "sqllex.h"
 #include "tenant.h"
+#include "tls.h"
 
 #include <errno.h>
 #include <stdio.h>
@@ -50,6 +52,8 @@ static void client_on_read(evutil_socket_t fd, short what, void *arg);
 static void client_on_write(evutil_socket_t fd, short what, void *arg);
 static void client_forward(Client *c);
 static void login_process(Client *c);
+static bool direct_tls_hello(Client *c);
+static void tls_handshake_step(Client *c);
 static void client_throttle_fire(evutil_socket_t fd, short what, void *arg);
 
 static const char *const state_names[] = {"free", "login", "welcome", "idle", "waiting", "active", "console"};
@@ -180,6 +184,12 @@ void client_fatal(Client *c, const char *sqlstate, const char *msg, const char *
 {
 	if (c->closing)
 		return;
+	if (c->state == CL_LOGIN && c->login_stage == LOGIN_TLS_HANDSHAKE) {
+		/* mid-handshake there is no channel: plaintext now would only break the client's TLS */
+		client_log(LOG_LVL_INFO, c, "closing during the TLS handshake: %s (%s)", msg, sqlstate);
+		client_close(c, NULL);
+		return;
+	}
 	client_log(LOG_LVL_INFO, c, "closing: %s (%s)", msg, sqlstate);
 	if (c->state == CL_LOGIN)
 		audit_login(c->tenant ? c->tenant->name : NULL, c->user[0] ? c->user : NULL, c->addr, false, msg);
@@ -237,6 +247,8 @@ void client_close(Client *c, const char *reason)
 	free(c->login_ctx);
 	c->login_ctx = NULL;
 	prep_client_free(c);
+	free(c->deferred_begin);
+	c->deferred_begin = NULL;
 	g_n_clients--;
 	list_append(&free_later, &c->node);
 }
@@ -256,6 +268,11 @@ static void client_on_write(evutil_socket_t fd, short what, void *arg)
 {
 	Client *c = arg;
 	time_update();
+	if (c->state == CL_LOGIN && c->login_stage == LOGIN_TLS_HANDSHAKE) {
+		tls_handshake_step(c);
+		client_maintain();
+		return;
+	}
 	if (!client_flush(c))
 		return;
 	if (buf_avail(&c->conn.out) < CONN_LOW_WATER && c->server)
@@ -269,6 +286,11 @@ static void client_on_read(evutil_socket_t fd, short what, void *arg)
 	IoStatus st;
 
 	time_update();
+	if (c->state == CL_LOGIN && (c->login_stage == LOGIN_TLS_HANDSHAKE || direct_tls_hello(c))) {
+		tls_handshake_step(c);
+		client_maintain();
+		return;
+	}
 	st = conn_read(&c->conn);
 	if (st == IO_EOF || st == IO_ERROR) {
 		client_close(c, st == IO_EOF ? "client closed connection" : "client read error");
@@ -288,6 +310,91 @@ static void client_on_read(evutil_socket_t fd, short what, void *arg)
 /* ---------------------------------------------------------------------------------------
  * Login: startup packet, authentication, tenant checks.
  */
+
+static inline bool client_is_unix(const Client *c)
+{
+	return c->port == 0 && strcmp(c->addr, "unix") == 0;
+}
+
+/* SSLRequest accepted: 'S' goes out in clear, then the handshake runs on the read/write events. */
+static void start_tls(Client *c)
+{
+	if (buf_avail(&c->conn.in)) {
+		/* bytes sent before the handshake would later pass as encrypted (CVE-2021-23214) */
+		client_fatal(c, "08P01", "received unencrypted data after SSL request", NULL);
+		return;
+	}
+	buf_append(&c->conn.out, "S", 1);
+	if (!client_flush(c))
+		return;
+	if (buf_avail(&c->conn.out)) {
+		client_close(c, "could not send the SSLRequest answer");
+		return;
+	}
+	c->conn.ssl = tls_accept_new(c->conn.fd);
+	if (!c->conn.ssl) {
+		client_log(LOG_LVL_WARNING, c, "cannot start TLS");
+		client_close(c, NULL);
+		return;
+	}
+	c->login_stage = LOGIN_TLS_HANDSHAKE;
+	conn_want_read(&c->conn, true);
+}
+
+/*
+ * PostgreSQL 17's direct TLS: the first byte is a TLS handshake record
+ * instead of a startup packet (whose first byte, a length's top byte, is 0).
+ * Peeked, so OpenSSL reads the ClientHello itself.
+ */
+static bool direct_tls_hello(Client *c)
+{
+	uint8_t first;
+	ssize_t n;
+
+	if (c->login_stage != LOGIN_STARTUP || c->conn.ssl || buf_avail(&c->conn.in) || !tls_accept_enabled())
+		return false;
+	do {
+		n = recv(c->conn.fd, &first, 1, MSG_PEEK);
+	} while (n < 0 && errno == EINTR);
+	if (n != 1 || first != 0x16)
+		return false;
+	c->conn.ssl = tls_accept_new(c->conn.fd);
+	if (!c->conn.ssl)
+		return false;
+	c->tls_direct = true;
+	c->login_stage = LOGIN_TLS_HANDSHAKE;
+	return true;
+}
+
+static void tls_handshake_step(Client *c)
+{
+	char err[256];
+	IoStatus st = conn_tls_handshake(&c->conn, err, sizeof(err));
+
+	if (st == IO_AGAIN)
+		return;
+	if (st != IO_OK) {
+		client_log(LOG_LVL_INFO, c, "TLS handshake failed: %s", err);
+		audit_login(NULL, NULL, c->addr, false, "TLS handshake failed");
+		client_close(c, NULL);
+		return;
+	}
+	c->login_stage = LOGIN_STARTUP;
+	if (c->tls_direct && !tls_alpn_postgresql(c->conn.ssl)) {
+		client_fatal(c, "08P01", "direct TLS connection without ALPN protocol \"postgresql\"", NULL);
+		return;
+	}
+	if (LOG_LVL_DEBUG <= g_log_level) {
+		char desc[128];
+		const char *sni = tls_server_name(c->conn.ssl);
+		tls_describe(c->conn.ssl, desc, sizeof(desc));
+		client_log(LOG_LVL_DEBUG, c, "TLS established: %s%s%s%s", desc, c->tls_direct ? " (direct)" : "",
+			   sni ? ", server name " : "", sni ? sni : "");
+	}
+	/* the startup packet may already sit decrypted inside OpenSSL: this kicks the read event */
+	conn_want_read(&c->conn, true);
+}
+
 
 static bool parse_options(Client *c, const char *options, const char **tenant_opt, char *tenant_buf,
 			  size_t tenant_len)
@@ -360,6 +467,7 @@ static bool forbidden_param(Client *c, const char *name)
 }
 
 static void login_finish(Client *c);
+static void cert_auth(Client *c);
 
 static void start_password_auth(Client *c)
 {
@@ -371,7 +479,7 @@ static void start_password_auth(Client *c)
 		return;
 	}
 	if (at == AUTH_CERT) {
-		client_fatal(c, "28000", "certificate authentication requires a TLS connection", NULL);
+		cert_auth(c);
 		return;
 	}
 	/* md5 cannot be answered from a SCRAM verifier; SCRAM cannot use an md5 hash. */
@@ -484,6 +592,59 @@ struct LoginCtx {
 	char bound_tenant[CONFIG_NAME_MAX + 1];
 };
 
+/*
+ * auth_type = cert: the certificate (verified against tls_ca_file) names the
+ * user in its CN, optionally as user.tenant — then it is a credential for
+ * that tenant only, like an auth_file entry "user.tenant", and names the
+ * tenant when nothing else does.
+ */
+static void cert_auth(Client *c)
+{
+	struct LoginCtx *ctx = c->login_ctx;
+	char cn[128], err[200], msg[400];
+	const char *suffix;
+	size_t plen;
+
+	if (!c->conn.ssl) {
+		client_fatal(c, "28000", "certificate authentication requires a TLS connection",
+			     "Connect with sslmode=require and a client certificate.");
+		return;
+	}
+	if (!tls_peer_cn(c->conn.ssl, cn, sizeof(cn), err, sizeof(err))) {
+		snprintf(msg, sizeof(msg), "certificate authentication failed for user \"%s\": %s", c->user, err);
+		c->tenant = NULL;
+		client_fatal(c, "28000", msg, NULL);
+		return;
+	}
+	ctx->bound = false;
+	if (strcmp(cn, c->user) != 0) {
+		suffix = tenant_user_suffix(cn, g_cfg->tenant_separator, &plen);
+		if (!suffix || plen != strlen(c->user) || strncmp(cn, c->user, plen) != 0) {
+			snprintf(msg, sizeof(msg),
+				 "certificate authentication failed for user \"%s\": the certificate is for \"%s\"",
+				 c->user, cn);
+			c->tenant = NULL;
+			client_fatal(c, "28000", msg, NULL);
+			return;
+		}
+		ctx->bound = true;
+		strlcpy_safe(ctx->bound_tenant, suffix, sizeof(ctx->bound_tenant));
+		if (ctx->result == TENANT_NONE || ctx->result == TENANT_UNKNOWN) {
+			Tenant *t = tenant_lookup(suffix);
+			if (t && ctx->result == TENANT_NONE) {
+				c->tenant = t;
+				ctx->result = TENANT_OK;
+			} else if (!t && ctx->result == TENANT_NONE) {
+				ctx->result = TENANT_UNKNOWN;
+				snprintf(ctx->bad, sizeof(ctx->bad), "%.100s", suffix);
+			}
+		}
+	}
+	c->secret = NULL;
+	c->fake_auth = false;
+	login_finish(c);
+}
+
 static void handle_startup(Client *c, const uint8_t *body, size_t len)
 {
 	Startup st;
@@ -521,7 +682,8 @@ static void handle_startup(Client *c, const uint8_t *body, size_t len)
 	if (st.options && !parse_options(c, st.options, &tenant_opt, tenant_opt_buf, sizeof(tenant_opt_buf)))
 		return;
 
-	TenantQuery q = {.user = st.user, .database = st.database, .options_tenant = tenant_opt, .sni = NULL};
+	TenantQuery q = {.user = st.user, .database = st.database, .options_tenant = tenant_opt,
+			 .sni = tls_server_name(c->conn.ssl)};
 	char auth_user[64];
 	const char *bad = NULL;
 	size_t bad_len = 0;
@@ -595,6 +757,14 @@ static void login_process(Client *c)
 					return;
 				}
 				buf_consume(in, len);
+				if (c->conn.ssl) {
+					client_fatal(c, "08P01", "encryption request inside an encrypted connection", NULL);
+					return;
+				}
+				if (code == PROTO_SSL && tls_accept_enabled() && !client_is_unix(c)) {
+					start_tls(c);
+					return;
+				}
 				buf_append(&c->conn.out, "N", 1);
 				if (!client_flush(c))
 					return;
@@ -604,6 +774,11 @@ static void login_process(Client *c)
 				if (len == 16)
 					handle_cancel(buf_head(in));
 				client_close(c, NULL);
+				return;
+			}
+			if (!c->conn.ssl && g_cfg->tls_mode == TLS_REQUIRE && !client_is_unix(c)) {
+				client_fatal(c, "28000", "TLS is required: pgtenant has tls_mode = require",
+					     "Connect with sslmode=require (or verify-ca, verify-full).");
 				return;
 			}
 			/* copy: parsing keeps pointers into the packet, which is consumed below */
@@ -731,7 +906,7 @@ static void login_finish(Client *c)
 			return;
 		}
 	}
-	c->pool = tenant_pool_for(t, c->user);
+	c->pool = c->home_pool = tenant_pool_for(t, c->user);
 	if (!c->pool) {
 		snprintf(msg, sizeof(msg), "no server credentials for tenant \"%s\"", t->name);
 		client_fatal(c, "28000", msg, NULL);
@@ -941,8 +1116,10 @@ static bool inspect_statement(Client *c, ServerConn *s, uint8_t type, const uint
 		if (sqllex_next(&lx, &tok) == SQLTOK_IDENT && sqltok_is(&tok, "discard"))
 			prep_server_reset(s);
 	}
-	if (info.flags & (SQLF_SESSION_STATE | SQLF_STATE_UNKNOWN | SQLF_UNPARSED))
+	if (info.flags & (SQLF_SESSION_STATE | SQLF_STATE_UNKNOWN | SQLF_UNPARSED)) {
 		s->marked_by = c->tenant;
+		c->sticky_primary = true; /* a replica would not see what the session left behind */
+	}
 	return true;
 }
 
@@ -1029,6 +1206,174 @@ static bool parse_is_plain(const uint8_t *body, size_t len)
 	sql_analyze(query, strlen(query), g_cfg->tenant_guc, g_cfg->read_only_functions, &info);
 	return info.guard == SQL_GUARD_OK &&
 	       !(info.flags & (SQLF_STATE_UNKNOWN | SQLF_RESETS_STATE | SQLF_SESSION_STATE | SQLF_UNPARSED));
+}
+
+/* ---------------------------------------------------------------------------------------
+ * Read routing: one decision per batch (a Query, or extended messages up to Sync), made
+ * before a server is taken. Unsure means primary.
+ */
+
+typedef enum {
+	ROUTE_PRIMARY = 0,
+	ROUTE_REPLICA,
+	ROUTE_WAIT,
+	ROUTE_DEFER_BEGIN,    /* answer BEGIN here; choose the server with the first statement */
+	ROUTE_LOCAL_END,      /* COMMIT of a transaction that never reached a server */
+	ROUTE_LOCAL_ROLLBACK
+} Route;
+
+typedef struct BatchInfo {
+	bool all_read_only;
+	bool hint_replica;
+	bool hint_primary;
+	bool read_only_tx;
+	bool begin_only;    /* a lone BEGIN / START TRANSACTION (not READ ONLY) */
+	bool end_only;      /* a lone COMMIT / END / ROLLBACK / ABORT */
+	bool end_rollback;  /* ... and it is ROLLBACK / ABORT */
+	bool session_state;
+} BatchInfo;
+
+static void note_sql(BatchInfo *b, const char *sql, size_t len, bool lone)
+{
+	SqlInfo info;
+	SqlLexer lx;
+	SqlToken tok;
+
+	sql_analyze(sql, len, g_cfg->tenant_guc, g_cfg->read_only_functions, &info);
+	if (!info.read_only)
+		b->all_read_only = false;
+	b->hint_replica |= info.hint_replica;
+	b->hint_primary |= info.hint_primary;
+	b->read_only_tx |= (info.flags & SQLF_READ_ONLY_TX) != 0;
+	if (info.flags & (SQLF_SESSION_STATE | SQLF_STATE_UNKNOWN | SQLF_UNPARSED))
+		b->session_state = true;
+	if (!lone || info.n_statements != 1 || (info.flags & (SQLF_TX_CONTROL | SQLF_READ_ONLY_TX)) != SQLF_TX_CONTROL)
+		return;
+	sqllex_init(&lx, sql, len);
+	if (sqllex_next(&lx, &tok) != SQLTOK_IDENT)
+		return;
+	if (sqltok_is(&tok, "begin") || sqltok_is(&tok, "start"))
+		b->begin_only = true;
+	else if (sqltok_is(&tok, "commit") || sqltok_is(&tok, "end"))
+		b->end_only = true;
+	else if (sqltok_is(&tok, "rollback") || sqltok_is(&tok, "abort"))
+		b->end_only = b->end_rollback = true;
+}
+
+/* Looks at the client's buffered batch; ROUTE_WAIT until it is complete. */
+static Route route_scan(Client *c, BatchInfo *b)
+{
+	const Buf *in = &c->conn.in;
+	size_t pos = 0, avail = buf_avail(in);
+	const uint8_t *base = buf_head(in);
+
+	memset(b, 0, sizeof(*b));
+	b->all_read_only = true;
+	while (avail - pos >= MSG_HEADER_LEN) {
+		uint8_t type = base[pos];
+		size_t total = 1 + (size_t)read_u32be(base + pos + 1);
+		if (avail - pos < total)
+			break;
+		const uint8_t *body = base + pos + MSG_HEADER_LEN;
+		size_t blen = total - MSG_HEADER_LEN;
+		switch (type) {
+		case 'Q': {
+			const uint8_t *nul = blen ? memchr(body, 0, blen) : NULL;
+			if (!nul)
+				return ROUTE_PRIMARY;
+			note_sql(b, (const char *)body, (size_t)(nul - body), pos == 0);
+			return ROUTE_REPLICA; /* decided by the flags */
+		}
+		case 'P': {
+			MsgReader r;
+			const char *name, *query;
+			msg_reader_init(&r, body, blen);
+			if (!msg_get_cstr(&r, &name) || !msg_get_cstr(&r, &query))
+				return ROUTE_PRIMARY;
+			note_sql(b, query, strlen(query), false);
+			break;
+		}
+		case 'B': {
+			MsgReader r;
+			const char *portal, *name;
+			msg_reader_init(&r, body, blen);
+			if (!msg_get_cstr(&r, &portal) || !msg_get_cstr(&r, &name))
+				return ROUTE_PRIMARY;
+			if (*name) {
+				const char *text = prep_client_query(c, name);
+				if (!text)
+					return ROUTE_PRIMARY;
+				note_sql(b, text, strlen(text), false);
+			}
+			break;
+		}
+		case 'S':
+			return ROUTE_REPLICA;
+		case 'D':
+		case 'E':
+		case 'C':
+			break;
+		default: /* Flush (the client waits for replies mid-batch), FunctionCall, COPY data */
+			return ROUTE_PRIMARY;
+		}
+		pos += total;
+	}
+	/* a batch bigger than this is not worth holding back */
+	return avail > 1024 * 1024 ? ROUTE_PRIMARY : ROUTE_WAIT;
+}
+
+static Route route_batch(Client *c)
+{
+	BatchInfo b;
+	ReadRouting mode = config_tenant_read_routing(g_cfg, c->tenant->conf);
+	Pool *home = c->home_pool;
+
+	c->pool = home;
+	if (mode == READ_ROUTING_OFF || !home->backend->n_replicas ||
+	    config_tenant_pool_mode(g_cfg, c->tenant->conf) != POOL_MODE_TRANSACTION)
+		return ROUTE_PRIMARY;
+	Route r = route_scan(c, &b);
+	if (r == ROUTE_WAIT)
+		return r;
+	if (c->deferred_begin && b.end_only)
+		return b.end_rollback ? ROUTE_LOCAL_ROLLBACK : ROUTE_LOCAL_END;
+	if (!c->deferred_begin && b.begin_only && c->tx_status == 'I' && !c->sticky_primary)
+		return ROUTE_DEFER_BEGIN;
+	bool replica;
+	if (r == ROUTE_PRIMARY || b.hint_primary || c->sticky_primary || b.session_state)
+		replica = false;
+	else if (c->deferred_begin)
+		replica = b.read_only_tx; /* BEGIN; SET TRANSACTION READ ONLY */
+	else if (b.read_only_tx || b.hint_replica)
+		replica = true;
+	else
+		replica = mode == READ_ROUTING_AUTO && b.all_read_only && g_now >= c->rw_until;
+	if (b.session_state)
+		c->sticky_primary = true;
+	if (!replica) {
+		if (!b.all_read_only || c->deferred_begin) {
+			usec_t ryw = config_read_your_writes(g_cfg);
+			if (ryw > 0)
+				c->rw_until = g_now + ryw;
+		}
+		return ROUTE_PRIMARY;
+	}
+	Replica *rep = pool_pick_replica(home->backend);
+	if (!rep)
+		return ROUTE_PRIMARY;
+	c->pool = pool_replica_of(home, rep);
+	return ROUTE_REPLICA;
+}
+
+/* Answers a message locally with a command tag and ReadyForQuery. */
+static void answer_locally(Client *c, const char *tag, char status)
+{
+	size_t start;
+	pkt_begin(&c->conn.out, 'C', &start);
+	pkt_put_cstr(&c->conn.out, tag);
+	pkt_finish(&c->conn.out, start);
+	c->tx_status = status;
+	proto_ready(&c->conn.out, status);
 }
 
 /* Must pgtenant hold this client message whole before forwarding it? */
@@ -1138,6 +1483,23 @@ again:
 			continue;
 		}
 		if (!s) {
+			Route route = route_batch(c);
+			if (route == ROUTE_WAIT)
+				break; /* the rest of the batch decides where it goes */
+			if (route >= ROUTE_DEFER_BEGIN) {
+				const uint8_t *body = buf_head(in) + MSG_HEADER_LEN;
+				if (route == ROUTE_DEFER_BEGIN) {
+					c->deferred_begin = xstrndup((const char *)body, len - 4);
+					answer_locally(c, "BEGIN", 'T');
+				} else {
+					free(c->deferred_begin);
+					c->deferred_begin = NULL;
+					answer_locally(c, route == ROUTE_LOCAL_ROLLBACK ? "ROLLBACK" : "COMMIT", 'I');
+				}
+				c->tenant->stats.queries++;
+				buf_consume(in, total);
+				continue;
+			}
 			if (!pool_acquire(c)) {
 				/* queued: stop reading until a server is linked (client_resume);
 				 * refused at once: the error went out and the input was handled */
@@ -1215,6 +1577,15 @@ again:
 		return;
 	if (!buf_avail(in))
 		conn_shrink(&c->conn);
+}
+
+void client_resume_routing(Client *c)
+{
+	if (c->closing)
+		return;
+	c->pool = c->home_pool;
+	conn_want_read(&c->conn, true);
+	client_forward(c);
 }
 
 void client_resume(Client *c)

@@ -3,7 +3,13 @@
  */
 #include "conn.h"
 
+#include "tls.h"
+
 #include <errno.h>
+#include <limits.h>
+#include <openssl/err.h>
+#include <openssl/ssl.h>
+#include <stdio.h>
 #include <string.h>
 #include <sys/socket.h>
 #include <unistd.h>
@@ -14,6 +20,8 @@ void conn_init(Conn *c, int fd, event_callback_fn on_read, event_callback_fn on_
 {
 	c->fd = fd;
 	c->read_armed = c->write_armed = false;
+	c->ssl = NULL;
+	c->ssl_failed = c->ssl_read_wants_write = c->ssl_write_wants_read = false;
 	buf_init(&c->in);
 	buf_init(&c->out);
 	event_assign(&c->ev_read, g_base, fd, EV_READ | EV_PERSIST, on_read, arg);
@@ -29,6 +37,15 @@ void conn_close(Conn *c)
 	if (c->write_armed)
 		event_del(&c->ev_write);
 	c->read_armed = c->write_armed = false;
+	if (c->ssl) {
+		/* one try at close_notify; a peer that does not read it loses nothing */
+		ERR_clear_error();
+		if (!c->ssl_failed && SSL_is_init_finished(c->ssl))
+			SSL_shutdown(c->ssl);
+		SSL_free(c->ssl);
+		c->ssl = NULL;
+		ERR_clear_error();
+	}
 	close(c->fd);
 	c->fd = -1;
 	buf_free(&c->in);
@@ -37,13 +54,18 @@ void conn_close(Conn *c)
 
 void conn_want_read(Conn *c, bool on)
 {
-	if (c->fd < 0 || on == c->read_armed)
+	if (c->fd < 0)
 		return;
-	if (on)
-		event_add(&c->ev_read, NULL);
-	else
-		event_del(&c->ev_read);
-	c->read_armed = on;
+	if (on != c->read_armed) {
+		if (on)
+			event_add(&c->ev_read, NULL);
+		else
+			event_del(&c->ev_read);
+		c->read_armed = on;
+	}
+	/* bytes OpenSSL already decrypted make the socket look idle */
+	if (on && c->ssl && SSL_is_init_finished(c->ssl) && SSL_has_pending(c->ssl))
+		event_active(&c->ev_read, EV_READ, 0);
 }
 
 static void want_write(Conn *c, bool on)
@@ -57,10 +79,116 @@ static void want_write(Conn *c, bool on)
 	c->write_armed = on;
 }
 
+/* What an SSL_read or SSL_write that returned ret <= 0 means for the caller. */
+static IoStatus ssl_status(Conn *c, int ret, bool reading)
+{
+	int e = SSL_get_error(c->ssl, ret);
+
+	switch (e) {
+	case SSL_ERROR_WANT_READ:
+		if (!reading)
+			c->ssl_write_wants_read = true; /* conn_read retries the write */
+		return IO_AGAIN;
+	case SSL_ERROR_WANT_WRITE:
+		if (reading)
+			c->ssl_read_wants_write = true; /* conn_flush retries the read */
+		want_write(c, true);
+		return IO_AGAIN;
+	case SSL_ERROR_ZERO_RETURN:
+		return IO_EOF;
+	case SSL_ERROR_SYSCALL:
+		c->ssl_failed = true;
+		ERR_clear_error();
+		return ret == 0 || errno == 0 ? IO_EOF : IO_ERROR;
+	default:
+		c->ssl_failed = true;
+		ERR_clear_error();
+		return IO_ERROR;
+	}
+}
+
+static IoStatus ssl_read(Conn *c)
+{
+	size_t room = c->in.cap - c->in.len;
+	int n;
+
+	ERR_clear_error();
+	n = SSL_read(c->ssl, c->in.data + c->in.len, room > INT_MAX ? INT_MAX : (int)room);
+	if (c->ssl_write_wants_read) {
+		c->ssl_write_wants_read = false;
+		want_write(c, true); /* the write event retries the flush */
+	}
+	if (n <= 0)
+		return ssl_status(c, n, true);
+	c->in.len += (size_t)n;
+	/* the rest of a record (or read-ahead) waits inside OpenSSL, not in the socket */
+	if (c->read_armed && SSL_has_pending(c->ssl))
+		event_active(&c->ev_read, EV_READ, 0);
+	return IO_OK;
+}
+
+static IoStatus ssl_flush(Conn *c)
+{
+	if (c->ssl_read_wants_write) {
+		c->ssl_read_wants_write = false;
+		if (c->read_armed)
+			event_active(&c->ev_read, EV_READ, 0);
+	}
+	while (buf_avail(&c->out)) {
+		size_t len = buf_avail(&c->out);
+		int n;
+		ERR_clear_error();
+		n = SSL_write(c->ssl, buf_head(&c->out), len > INT_MAX ? INT_MAX : (int)len);
+		if (n <= 0) {
+			IoStatus st = ssl_status(c, n, false);
+			return st == IO_AGAIN ? IO_AGAIN : IO_ERROR;
+		}
+		buf_consume(&c->out, (size_t)n);
+	}
+	want_write(c, false);
+	return IO_OK;
+}
+
+IoStatus conn_tls_handshake(Conn *c, char *err, size_t errlen)
+{
+	int r, e;
+
+	ERR_clear_error();
+	r = SSL_do_handshake(c->ssl);
+	if (r == 1) {
+		want_write(c, false);
+		return IO_OK;
+	}
+	e = SSL_get_error(c->ssl, r);
+	if (e == SSL_ERROR_WANT_READ) {
+		want_write(c, false);
+		conn_want_read(c, true);
+		return IO_AGAIN;
+	}
+	if (e == SSL_ERROR_WANT_WRITE) {
+		want_write(c, true);
+		return IO_AGAIN;
+	}
+	c->ssl_failed = true;
+	if (e == SSL_ERROR_SYSCALL && !ERR_peek_error()) {
+		snprintf(err, errlen, "%s", r == 0 || errno == 0 ? "connection closed during the TLS handshake"
+								: strerror(errno));
+		return r == 0 || errno == 0 ? IO_EOF : IO_ERROR;
+	}
+	if (e == SSL_ERROR_ZERO_RETURN) {
+		snprintf(err, errlen, "connection closed during the TLS handshake");
+		return IO_EOF;
+	}
+	tls_describe_failure(c->ssl, err, errlen);
+	return IO_ERROR;
+}
+
 IoStatus conn_read(Conn *c)
 {
 	ssize_t n;
 	buf_reserve(&c->in, CONN_READ_CHUNK);
+	if (c->ssl)
+		return ssl_read(c);
 	do {
 		n = recv(c->fd, c->in.data + c->in.len, c->in.cap - c->in.len, 0);
 	} while (n < 0 && errno == EINTR);
@@ -77,6 +205,8 @@ IoStatus conn_flush(Conn *c)
 {
 	if (c->fd < 0)
 		return IO_ERROR;
+	if (c->ssl)
+		return ssl_flush(c);
 	while (buf_avail(&c->out)) {
 		ssize_t n = send(c->fd, buf_head(&c->out), buf_avail(&c->out), MSG_NOSIGNAL);
 		if (n < 0) {

@@ -17,6 +17,7 @@
 #include "pool.h"
 #include "server.h"
 #include "tenant.h"
+#include "tls.h"
 
 #include <event2/event.h>
 #include <stdlib.h>
@@ -112,6 +113,18 @@ bool control_reload(ConfigErrors *errs)
 			audit_reload(false, errs->n);
 			return false;
 		}
+	}
+	/* New certificates and keys serve new connections; open ones keep their session. */
+	if (!tls_configure(cfg, err, sizeof(err))) {
+		errs->msgs = xrealloc(errs->msgs, sizeof(char *) * (size_t)(errs->n + 1));
+		errs->msgs[errs->n++] = xstrdup(err);
+		config_free(cfg);
+		if (af)
+			authfile_free(af);
+		log_error("reload failed; the old configuration stays in force: %s", err);
+		metrics_count_reload(false);
+		audit_reload(false, errs->n);
+		return false;
 	}
 
 	/* Remember every tenant object before the rebuild, to find the ones that went away. */

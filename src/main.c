@@ -9,6 +9,7 @@
 #include "config.h"
 #include "conn.h"
 #include "control.h"
+#include "health.h"
 #include "listener.h"
 #include "audit.h"
 #include "metrics.h"
@@ -17,6 +18,7 @@
 #include "pool.h"
 #include "server.h"
 #include "tenant.h"
+#include "tls.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -223,6 +225,11 @@ int main(int argc, char **argv)
 		fprintf(check ? stdout : stderr, "%s\n", err);
 		return 1;
 	}
+	/* certificate and key problems are configuration problems: --check reports them too */
+	if (!tls_configure(g_cfg, err, sizeof(err))) {
+		fprintf(check ? stdout : stderr, "%s: %s\n", config_path, err);
+		return 1;
+	}
 	if (check) {
 		printf("%s: configuration is valid (%d backends, %d tenants)\n", config_path, g_cfg->n_backends,
 		       g_cfg->n_tenants);
@@ -248,6 +255,7 @@ int main(int argc, char **argv)
 	pool_reservations_build();
 	listener_start();
 	audit_open(g_cfg->audit_log);
+	health_start();
 	if (g_cfg->metrics_listen && *g_cfg->metrics_listen &&
 	    !metrics_start(g_base, g_cfg->metrics_listen, err, sizeof(err))) {
 		log_error("%s", err);
@@ -271,6 +279,7 @@ int main(int argc, char **argv)
 
 	listener_stop();
 	metrics_stop();
+	health_stop();
 	audit_close();
 	pool_close_all();
 	server_free_closed();
@@ -282,5 +291,6 @@ int main(int argc, char **argv)
 	event_free(sig_term);
 	event_free(sig_int);
 	event_base_free(g_base);
+	tls_cleanup();
 	return 0;
 }

@@ -431,10 +431,28 @@ void metrics_render(Buf *out)
 		const char *labels[] = {"backend",      br[i].be->name, "role", "primary", "host",
 		                        br[i].be->host, "port",         port,   NULL};
 		sample_u64(out, "pgtenant_backend_up", labels, br[i].failing ? 0 : 1);
+		for (int r = 0; r < br[i].be->n_replicas; r++) {
+			const Replica *rep = br[i].be->replicas[r];
+			if (!rep->configured)
+				continue;
+			snprintf(port, sizeof(port), "%d", rep->port);
+			const char *rl[] = {"backend", br[i].be->name, "role", "replica", "host", rep->host,
+					    "port",    port,           NULL};
+			sample_u64(out, "pgtenant_backend_up", rl, rep->state == REPLICA_DOWN ? 0 : 1);
+		}
 	}
 
-	/* no replica is connected yet: the family is declared, with no series */
 	family(out, "pgtenant_replica_lag_seconds", "gauge", "Replay lag of each read replica.");
+	for (int i = 0; i < nb; i++) {
+		for (int r = 0; r < br[i].be->n_replicas; r++) {
+			const Replica *rep = br[i].be->replicas[r];
+			if (!rep->configured)
+				continue;
+			snprintf(port, sizeof(port), "%d", rep->port);
+			const char *ll[] = {"backend", br[i].be->name, "host", rep->host, "port", port, NULL};
+			sample_f(out, "pgtenant_replica_lag_seconds", ll, (double)rep->lag_us / (double)USEC_PER_SEC);
+		}
+	}
 
 	family(out, "pgtenant_reloads_total", "counter", "Configuration reloads by result.");
 	{

@@ -41,7 +41,57 @@ void pool_backends_build(const Config *cfg)
 		be->port = bc->port;
 		be->pool_size = bc->pool_size > 0 ? bc->pool_size : cfg->default_pool_size;
 		be->min_pool_size = bc->min_pool_size;
+		be->dbname = bc->dbname;
+		be->user = bc->user;
+		be->password = bc->password;
+		for (int r = 0; r < be->n_replicas; r++)
+			be->replicas[r]->configured = false;
+		for (int r = 0; r < bc->n_replicas; r++) {
+			Replica *rep = NULL;
+			for (int k = 0; k < be->n_replicas && !rep; k++)
+				if (strcmp(be->replicas[k]->host, bc->replicas[r].host) == 0 &&
+				    be->replicas[k]->port == bc->replicas[r].port)
+					rep = be->replicas[k];
+			if (!rep) {
+				rep = xcalloc(1, sizeof(*rep));
+				rep->host = xstrdup(bc->replicas[r].host);
+				rep->port = bc->replicas[r].port;
+				be->replicas = xrealloc(be->replicas, sizeof(Replica *) * (size_t)(be->n_replicas + 1));
+				be->replicas[be->n_replicas++] = rep;
+			}
+			rep->configured = true;
+			rep->pool_size = config_backend_replica_pool_size(bc);
+		}
 	}
+}
+
+void pool_foreach_backend(void (*fn)(Backend *be, void *arg), void *arg)
+{
+	for (Backend *be = backends; be; be = be->next)
+		fn(be, arg);
+}
+
+Pool *pool_replica_of(Pool *primary, Replica *r)
+{
+	Pool *p = pool_get(primary->backend, r, primary->dbname, primary->user, primary->password);
+	p->has_shared = primary->has_shared;
+	return p;
+}
+
+static bool replica_eligible(const Replica *r)
+{
+	return r->configured && r->state == REPLICA_UP && r->lag_us <= g_cfg->max_replica_lag;
+}
+
+Replica *pool_pick_replica(Backend *be)
+{
+	Replica *best = NULL;
+	for (int i = 0; i < be->n_replicas; i++) {
+		Replica *r = be->replicas[i];
+		if (replica_eligible(r) && (!best || r->inflight < best->inflight))
+			best = r;
+	}
+	return best;
 }
 
 Backend *pool_backend(const char *name)
@@ -52,13 +102,14 @@ Backend *pool_backend(const char *name)
 	return NULL;
 }
 
-Pool *pool_get(Backend *be, const char *dbname, const char *user, const char *password)
+Pool *pool_get(Backend *be, Replica *replica, const char *dbname, const char *user, const char *password)
 {
 	List *it;
 	list_for_each(it, &g_pools)
 	{
 		Pool *p = list_entry(it, Pool, node);
-		if (p->backend == be && strcmp(p->dbname, dbname) == 0 && strcmp(p->user, user) == 0) {
+		if (p->backend == be && p->replica == replica && strcmp(p->dbname, dbname) == 0 &&
+		    strcmp(p->user, user) == 0) {
 			if (password && (!p->password || strcmp(p->password, password) != 0)) {
 				free(p->password);
 				p->password = xstrdup(password);
@@ -68,6 +119,7 @@ Pool *pool_get(Backend *be, const char *dbname, const char *user, const char *pa
 	}
 	Pool *p = xcalloc(1, sizeof(*p));
 	p->backend = be;
+	p->replica = replica;
 	p->dbname = xstrdup(dbname);
 	p->user = xstrdup(user);
 	p->password = password ? xstrdup(password) : NULL;
@@ -118,12 +170,16 @@ void pool_tenant_linked(Pool *p, Tenant *t)
 		p->reserved_used++;
 	t->n_servers++;
 	p->n_linked++;
+	if (p->replica)
+		p->replica->inflight++;
 }
 
 void pool_tenant_unlinked(Pool *p, Tenant *t)
 {
 	t->n_servers--;
 	p->n_linked--;
+	if (p->replica)
+		p->replica->inflight--;
 	if (t->n_servers < t->conf->reserved_conns)
 		p->reserved_used--;
 }
@@ -163,7 +219,7 @@ static bool tenant_may_take(const Pool *p, const Tenant *t)
 	if (t->n_servers < t->conf->reserved_conns)
 		return true;
 	int unused_reserved = p->reserved_total - p->reserved_used;
-	return p->n_linked + unused_reserved < p->backend->pool_size;
+	return p->n_linked + unused_reserved < pool_cap(p);
 }
 
 /* The idle server to hand to t: one already holding t's state if any, else the most recent. */
@@ -279,7 +335,7 @@ void pool_server_gone(ServerConn *s, bool failed_login, const char *why)
 	Pool *p = s->pool;
 
 	p->n_servers--;
-	p->backend->n_servers--;
+	(*pool_target_count(p))--;
 	if (failed_login) {
 		p->failing = true;
 		p->next_connect_at = g_now + g_cfg->server_login_retry;
@@ -291,6 +347,17 @@ void pool_server_gone(ServerConn *s, bool failed_login, const char *why)
 		{
 			Client *c = list_entry(it, Client, node);
 			client_welcome(c, NULL);
+		}
+		if (p->replica) {
+			/* a replica that refuses connections gets no reads until a health check passes;
+			 * its waiting clients go back to be routed again (to the primary or another) */
+			p->replica->state = REPLICA_DOWN;
+			list_for_each_safe(it, &p->waiting, tmp)
+			{
+				Client *c = list_entry(it, Client, node);
+				pool_unwait(c);
+				client_resume_routing(c);
+			}
 		}
 	}
 }
@@ -335,17 +402,17 @@ void pool_maybe_connect(Pool *p)
 		return;
 	if (p->failing && g_now < p->next_connect_at)
 		return;
-	if (be->n_servers >= be->pool_size) {
-		/* full: an idle server of another pool of this backend makes room */
+	if (*pool_target_count(p) >= pool_cap(p)) {
+		/* full: an idle server of another pool on the same target makes room */
 		list_for_each(it, &g_pools)
 		{
 			Pool *o = list_entry(it, Pool, node);
-			if (o != p && o->backend == be && !list_empty(&o->idle)) {
+			if (o != p && o->backend == be && o->replica == p->replica && !list_empty(&o->idle)) {
 				server_close(list_entry(o->idle.next, ServerConn, node), "making room for another pool");
 				break;
 			}
 		}
-		if (be->n_servers >= be->pool_size)
+		if (*pool_target_count(p) >= pool_cap(p))
 			return;
 	}
 	server_connect(p);

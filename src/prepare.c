@@ -580,6 +580,12 @@ bool prep_client_parse_only(Client *c, const uint8_t *body, size_t len)
 	return true;
 }
 
+const char *prep_client_query(const Client *c, const char *name)
+{
+	NameEntry *e = name_find(c->prep, name);
+	return e ? e->stmt->query : NULL;
+}
+
 bool prep_server_parse_complete(ServerConn *s)
 {
 	Reply rep;

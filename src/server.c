@@ -46,7 +46,7 @@ const char *server_state_name(ServerState st)
 
 #define server_log(lvl, s, fmt, ...)                                                               \
 	log_at(lvl, "S-%p %s/%s@%s:%d " fmt, (void *)(s), (s)->pool->dbname, (s)->pool->user,       \
-	       (s)->pool->backend->host, (s)->pool->backend->port, ##__VA_ARGS__)
+	       pool_host((s)->pool), pool_port((s)->pool), ##__VA_ARGS__)
 
 /* The one place a server changes state (and list). */
 void server_set_state(ServerConn *s, ServerState st)
@@ -97,7 +97,7 @@ ServerConn *server_connect(Pool *p)
 {
 	char err[256];
 	bool in_progress;
-	int fd = net_connect(p->backend->host, p->backend->port, &in_progress, err, sizeof(err));
+	int fd = net_connect(pool_host(p), pool_port(p), &in_progress, err, sizeof(err));
 
 	if (fd < 0) {
 		strlcpy_safe(p->last_error, err, sizeof(p->last_error));
@@ -106,7 +106,7 @@ ServerConn *server_connect(Pool *p)
 		log_warning("backend %s: %s", p->backend->name, err);
 		return NULL;
 	}
-	if (p->backend->host[0] != '/')
+	if (pool_host(p)[0] != '/')
 		net_tune(fd, g_cfg->tcp_keepalive, g_cfg->tcp_user_timeout);
 
 	ServerConn *s = xcalloc(1, sizeof(*s));
@@ -118,9 +118,9 @@ ServerConn *server_connect(Pool *p)
 	params_init(&s->params);
 	conn_init(&s->conn, fd, server_on_read, server_on_write, s);
 	p->n_servers++;
-	p->backend->n_servers++;
+	(*pool_target_count(p))++;
 	server_set_state(s, SV_CONNECTING);
-	log_debug("S-%p connecting to %s:%d", (void *)s, p->backend->host, p->backend->port);
+	log_debug("S-%p connecting to %s:%d", (void *)s, pool_host(p), pool_port(p));
 	if (in_progress) {
 		/* writability tells the connect finished */
 		event_add(&s->conn.ev_write, NULL);
@@ -192,8 +192,8 @@ static void server_on_write(evutil_socket_t fd, short what, void *arg)
 		s->conn.write_armed = false;
 		if (err) {
 			char msg[200];
-			snprintf(msg, sizeof(msg), "cannot connect to %s:%d: %s", s->pool->backend->host,
-				 s->pool->backend->port, strerror(err));
+			snprintf(msg, sizeof(msg), "cannot connect to %s:%d: %s", pool_host(s->pool),
+				 pool_port(s->pool), strerror(err));
 			strlcpy_safe(s->pool->last_error, msg, sizeof(s->pool->last_error));
 			server_close(s, msg);
 		} else {
@@ -497,6 +497,14 @@ void server_link(ServerConn *s, Client *c)
 		proto_simple_query(&s->conn.out, (const char *)sql.data);
 		s->swallow_rfq++;
 		prep_server_sent_sync(s);
+	}
+	if (c->deferred_begin) {
+		/* the BEGIN the client was told succeeded, now that the transaction has a server */
+		proto_simple_query(&s->conn.out, c->deferred_begin);
+		s->swallow_rfq++;
+		prep_server_sent_sync(s);
+		free(c->deferred_begin);
+		c->deferred_begin = NULL;
 	}
 }
 
@@ -1015,7 +1023,7 @@ void server_cancel(ServerConn *s)
 	char err[200];
 	bool in_progress;
 	Buf b;
-	int fd = net_connect(s->pool->backend->host, s->pool->backend->port, &in_progress, err, sizeof(err));
+	int fd = net_connect(pool_host(s->pool), pool_port(s->pool), &in_progress, err, sizeof(err));
 
 	if (fd < 0) {
 		server_log(LOG_LVL_WARNING, s, "cancel failed: %s", err);

@@ -819,7 +819,7 @@ static const char *const sql_ro_functions[] = {
 	"pg_encoding_to_char", "pg_function_is_visible", "pg_get_constraintdef", "pg_get_expr",
 	"pg_get_function_arguments", "pg_get_function_result", "pg_get_functiondef",
 	"pg_get_indexdef", "pg_get_triggerdef", "pg_get_userbyid", "pg_get_viewdef",
-	"pg_has_role", "pg_indexes_size", "pg_postmaster_start_time", "pg_relation_size",
+	"pg_has_role", "pg_indexes_size", "pg_is_in_recovery", "pg_is_wal_replay_paused", "pg_last_wal_receive_lsn", "pg_last_wal_replay_lsn", "pg_last_xact_replay_timestamp", "pg_postmaster_start_time", "pg_relation_size",
 	"pg_size_pretty", "pg_sleep", "pg_sleep_for", "pg_sleep_until", "pg_table_is_visible",
 	"pg_table_size", "pg_total_relation_size", "pg_type_is_visible", "pg_typeof",
 	"phraseto_tsquery", "pi", "plainto_tsquery", "position", "pow", "power", "querytree",

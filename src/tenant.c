@@ -305,7 +305,7 @@ Pool *tenant_pool_for(Tenant *t, const char *user)
 	const char *dbname = (tc->mode == TENANT_MODE_DATABASE && tc->dbname) ? tc->dbname
 			     : bc->dbname				     ? bc->dbname
 									     : server_user;
-	Pool *p = pool_get(be, dbname, server_user, password);
+	Pool *p = pool_get(be, NULL, dbname, server_user, password);
 	if (tc->mode == TENANT_MODE_SHARED)
 		p->has_shared = true;
 	/* a pool that depends on the client's own user is not cached on the tenant */

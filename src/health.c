@@ -1,0 +1,287 @@
+/*
+ * health: see include/health.h.
+ */
+#include "health.h"
+
+#include "conn.h"
+#include "log.h"
+#include "pgtenant.h"
+#include "pool.h"
+
+#include <event2/event.h>
+#include <libpq-fe.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+typedef enum { HC_IDLE = 0, HC_CONNECTING, HC_QUERYING } HcState;
+
+typedef struct HealthConn {
+	Backend *backend;
+	Replica *replica; /* NULL: the primary */
+	PGconn *conn;
+	HcState state;
+	struct event *ev;
+	int ev_fd;
+	short ev_what;
+	usec_t started;
+} HealthConn;
+
+static struct event *round_ev;
+
+static const char *const state_names[] = {"unknown", "up", "down", "lagging"};
+
+const char *health_state_name(int state)
+{
+	return state >= 0 && state < (int)ARRAY_SIZE(state_names) ? state_names[state] : "unknown";
+}
+
+static void hc_on_event(evutil_socket_t fd, short what, void *arg);
+
+/* Points the connection's event at its (possibly new) socket for reading or writing. */
+static void hc_watch(HealthConn *h, short what)
+{
+	int fd = PQsocket(h->conn);
+	if (h->ev && (h->ev_fd != fd || h->ev_what != what)) {
+		event_free(h->ev);
+		h->ev = NULL;
+	}
+	if (!h->ev && fd >= 0) {
+		h->ev = event_new(g_base, fd, what, hc_on_event, h);
+		h->ev_fd = fd;
+		h->ev_what = what;
+	}
+	if (h->ev) {
+		struct timeval tv = {(time_t)(g_cfg->health_check_period / USEC_PER_SEC) + 1, 0};
+		event_add(h->ev, &tv);
+	}
+}
+
+static void hc_drop(HealthConn *h)
+{
+	if (h->ev) {
+		event_free(h->ev);
+		h->ev = NULL;
+	}
+	if (h->conn) {
+		PQfinish(h->conn);
+		h->conn = NULL;
+	}
+	h->state = HC_IDLE;
+}
+
+static void mark_down(HealthConn *h, const char *why)
+{
+	if (h->replica) {
+		if (h->replica->state != REPLICA_DOWN)
+			log_warning("replica %s:%d of backend %s is down: %s", h->replica->host, h->replica->port,
+				    h->backend->name, why);
+		h->replica->state = REPLICA_DOWN;
+		h->replica->last_check = time_wall_usec();
+	} else {
+		h->backend->primary_up = false;
+		h->backend->primary_checked = time_wall_usec();
+	}
+	hc_drop(h);
+}
+
+static uint64_t parse_lsn(const char *s)
+{
+	unsigned int hi = 0, lo = 0;
+	if (!s || sscanf(s, "%X/%X", &hi, &lo) != 2)
+		return 0;
+	return ((uint64_t)hi << 32) | lo;
+}
+
+static void take_result(HealthConn *h, PGresult *res)
+{
+	if (PQresultStatus(res) != PGRES_TUPLES_OK || PQntuples(res) != 1) {
+		mark_down(h, PQresultErrorMessage(res));
+		return;
+	}
+	if (!h->replica) {
+		h->backend->primary_lsn = parse_lsn(PQgetvalue(res, 0, 0));
+		h->backend->primary_up = true;
+		h->backend->primary_checked = time_wall_usec();
+		return;
+	}
+	Replica *r = h->replica;
+	bool in_recovery = strcmp(PQgetvalue(res, 0, 0), "t") == 0;
+	uint64_t replay = parse_lsn(PQgetvalue(res, 0, 1));
+	double behind = PQgetisnull(res, 0, 2) ? 0.0 : atof(PQgetvalue(res, 0, 2));
+	ReplicaState before = r->state;
+
+	r->last_check = time_wall_usec();
+	if (!in_recovery) {
+		r->state = REPLICA_DOWN; /* promoted or misconfigured: it is no replica */
+		if (before != REPLICA_DOWN)
+			log_warning("replica %s:%d of backend %s is not in recovery: no reads", r->host, r->port,
+				    h->backend->name);
+		return;
+	}
+	/* caught up with the primary's last known position: no lag, however old the last commit */
+	if (h->backend->primary_lsn && replay >= h->backend->primary_lsn)
+		r->lag_us = 0;
+	else
+		r->lag_us = (usec_t)(behind * (double)USEC_PER_SEC);
+	r->state = r->lag_us > g_cfg->max_replica_lag ? REPLICA_LAGGING : REPLICA_UP;
+	if (r->state != before)
+		log_info("replica %s:%d of backend %s is %s (lag %lld ms)", r->host, r->port, h->backend->name,
+			 health_state_name(r->state), (long long)(r->lag_us / USEC_PER_MS));
+}
+
+static void send_probe(HealthConn *h)
+{
+	const char *sql = h->replica
+				  ? "SELECT pg_catalog.pg_is_in_recovery(), pg_catalog.pg_last_wal_replay_lsn(), "
+				    "EXTRACT(epoch FROM now() - pg_catalog.pg_last_xact_replay_timestamp())"
+				  : "SELECT CASE WHEN pg_catalog.pg_is_in_recovery() THEN "
+				    "pg_catalog.pg_last_wal_replay_lsn() ELSE pg_catalog.pg_current_wal_lsn() END";
+	if (!PQsendQuery(h->conn, sql)) {
+		mark_down(h, PQerrorMessage(h->conn));
+		return;
+	}
+	h->state = HC_QUERYING;
+	h->started = g_now;
+	PQflush(h->conn);
+	hc_watch(h, EV_READ);
+}
+
+static void hc_on_event(evutil_socket_t fd, short what, void *arg)
+{
+	HealthConn *h = arg;
+	time_update();
+	if (what & EV_TIMEOUT) {
+		mark_down(h, "health check timed out");
+		return;
+	}
+	if (h->state == HC_CONNECTING) {
+		switch (PQconnectPoll(h->conn)) {
+		case PGRES_POLLING_READING:
+			hc_watch(h, EV_READ);
+			return;
+		case PGRES_POLLING_WRITING:
+			hc_watch(h, EV_WRITE);
+			return;
+		case PGRES_POLLING_OK:
+			PQsetnonblocking(h->conn, 1);
+			send_probe(h);
+			return;
+		default:
+			mark_down(h, PQerrorMessage(h->conn));
+			return;
+		}
+	}
+	if (h->state != HC_QUERYING)
+		return;
+	if (!PQconsumeInput(h->conn)) {
+		mark_down(h, PQerrorMessage(h->conn));
+		return;
+	}
+	while (!PQisBusy(h->conn)) {
+		PGresult *res = PQgetResult(h->conn);
+		if (!res) {
+			h->state = HC_IDLE;
+			if (h->ev)
+				event_del(h->ev);
+			return;
+		}
+		take_result(h, res);
+		PQclear(res);
+		if (!h->conn)
+			return; /* marked down */
+	}
+	hc_watch(h, EV_READ);
+}
+
+static void hc_begin(HealthConn *h)
+{
+	if (h->state != HC_IDLE)
+		return; /* the previous round is still running; its timeout handles a hung one */
+	if (h->conn && PQstatus(h->conn) == CONNECTION_OK) {
+		send_probe(h);
+		return;
+	}
+	hc_drop(h);
+	char port[16];
+	snprintf(port, sizeof(port), "%d", h->replica ? h->replica->port : h->backend->port);
+	const char *host = h->replica ? h->replica->host : h->backend->host;
+	const char *user = h->backend->user ? h->backend->user : "postgres";
+	const char *password = h->backend->password;
+	if (!password && g_auth)
+		password = authfile_lookup(g_auth, user);
+	const char *keys[] = {"host", "port", "dbname", "user",
+			      "password", "application_name", "connect_timeout", NULL};
+	const char *vals[] = {host, port, h->backend->dbname ? h->backend->dbname : "postgres", user,
+			      password ? password : "", "pgtenant health check", "5", NULL};
+	h->conn = PQconnectStartParams(keys, vals, 0);
+	if (!h->conn || PQstatus(h->conn) == CONNECTION_BAD) {
+		mark_down(h, h->conn ? PQerrorMessage(h->conn) : "out of memory");
+		return;
+	}
+	h->state = HC_CONNECTING;
+	h->started = g_now;
+	hc_watch(h, EV_WRITE);
+}
+
+static HealthConn *hc_for(Backend *be, Replica *r)
+{
+	HealthConn **slot = r ? &r->health : &be->health;
+	if (!*slot) {
+		HealthConn *h = xcalloc(1, sizeof(*h));
+		h->backend = be;
+		h->replica = r;
+		*slot = h;
+	}
+	return *slot;
+}
+
+static void check_backend(Backend *be, void *arg)
+{
+	(void)arg;
+	if (!be->n_replicas)
+		return; /* nothing routes by health without replicas */
+	hc_begin(hc_for(be, NULL));
+	for (int i = 0; i < be->n_replicas; i++) {
+		Replica *r = be->replicas[i];
+		if (r->configured)
+			hc_begin(hc_for(be, r));
+		else if (r->health)
+			hc_drop(r->health);
+	}
+}
+
+static void on_round(evutil_socket_t fd, short what, void *arg)
+{
+	time_update();
+	pool_foreach_backend(check_backend, NULL);
+	struct timeval tv = {(time_t)(g_cfg->health_check_period / USEC_PER_SEC),
+			     (suseconds_t)(g_cfg->health_check_period % USEC_PER_SEC)};
+	evtimer_add(round_ev, &tv);
+}
+
+void health_start(void)
+{
+	if (!round_ev)
+		round_ev = evtimer_new(g_base, on_round, NULL);
+	on_round(-1, 0, NULL);
+}
+
+static void stop_backend(Backend *be, void *arg)
+{
+	(void)arg;
+	if (be->health)
+		hc_drop(be->health);
+	for (int i = 0; i < be->n_replicas; i++)
+		if (be->replicas[i]->health)
+			hc_drop(be->replicas[i]->health);
+}
+
+void health_stop(void)
+{
+	if (round_ev) {
+		event_free(round_ev);
+		round_ev = NULL;
+	}
+	pool_foreach_backend(stop_backend, NULL);
+}

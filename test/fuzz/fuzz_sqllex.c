@@ -1,0 +1,82 @@
+/*
+ * Fuzz target: the SQL lexer and statement classifier with arbitrary text
+ * (every Query and Parse a client sends goes through sql_analyze).
+ *
+ * Properties: tokenizing reaches EOF or ERROR in at most len+1 tokens;
+ * every token lies inside the input, after the previous one; ERROR is
+ * sticky; and sql_analyze never calls something read-only for certain that
+ * it could not parse, that the guard refuses or that may change the tenant
+ * state (SPEC §4, §5: anything unsure goes to the primary).
+ */
+#include "sqllex.h"
+
+#include "fuzz.h"
+
+static void fuzz_tokens(const char *s, size_t len)
+{
+	SqlLexer lx;
+	SqlToken tok;
+	size_t prev_end = 0, count = 0;
+	SqlTokType t;
+
+	sqllex_init(&lx, s, len);
+	for (;;) {
+		memset(&tok, 0xa5, sizeof(tok));
+		t = sqllex_next(&lx, &tok);
+		FUZZ_ASSERT(t == tok.type);
+		FUZZ_ASSERT(++count <= len + 1);
+		FUZZ_ASSERT(tok.offset <= len);
+		FUZZ_ASSERT(tok.text >= s && tok.len <= len && tok.text + tok.len <= s + len);
+		FUZZ_ASSERT(tok.depth >= 0);
+		if (t == SQLTOK_EOF) {
+			FUZZ_ASSERT(sqllex_next(&lx, &tok) == SQLTOK_EOF);
+			break;
+		}
+		if (t == SQLTOK_ERROR) {
+			FUZZ_ASSERT(lx.failed);
+			FUZZ_ASSERT(sqllex_next(&lx, &tok) == SQLTOK_ERROR);
+			break;
+		}
+		/* tokens advance and do not overlap; a token's text starts at or after its first byte */
+		FUZZ_ASSERT(tok.offset >= prev_end && tok.offset < len);
+		FUZZ_ASSERT(tok.text >= s + tok.offset);
+		FUZZ_ASSERT(lx.pos > tok.offset && lx.pos <= len);
+		FUZZ_ASSERT(tok.text + tok.len <= s + lx.pos);
+		prev_end = lx.pos;
+		if (t == SQLTOK_IDENT) {
+			(void)sqltok_is(&tok, "set");
+			(void)sqltok_is(&tok, "select");
+		}
+		FUZZ_ASSERT(t != SQLTOK_SEMI || (tok.len == 1 && tok.text[0] == ';'));
+	}
+}
+
+static void fuzz_analyze(const char *s, size_t len, const char *extra_ro)
+{
+	SqlInfo info;
+
+	memset(&info, 0xa5, sizeof(info));
+	sql_analyze(s, len, "app.tenant_id", extra_ro, &info);
+	FUZZ_ASSERT(info.n_statements >= 0);
+	FUZZ_ASSERT(info.max_param >= 0);
+	FUZZ_ASSERT(info.guard >= SQL_GUARD_OK && info.guard <= SQL_GUARD_SESSION_AUTH);
+	if (info.guard != SQL_GUARD_OK) {
+		FUZZ_ASSERT(info.guard_offset < len);
+		FUZZ_ASSERT(sql_guard_name(info.guard, "app.tenant_id") != NULL);
+		FUZZ_ASSERT(!info.read_only);
+	}
+	if (info.flags & (SQLF_UNPARSED | SQLF_STATE_UNKNOWN | SQLF_SESSION_STATE))
+		FUZZ_ASSERT(!info.read_only);
+}
+
+int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
+{
+	/* exact-size copy: the lexer takes (pointer, length) and must not look past the end */
+	char *s = (char *)fuzz_dup(data, size);
+
+	fuzz_tokens(s, size);
+	fuzz_analyze(s, size, NULL);
+	fuzz_analyze(s, size, "my_report, public.f2");
+	free(s);
+	return 0;
+}

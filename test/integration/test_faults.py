@@ -1,0 +1,589 @@
+"""Faults from outside (SPEC §8): server connections killed under load,
+clients that send half a message or stop reading, idle sockets that never
+log in, malformed packets on an established session, SIGTERM under load,
+and tens of thousands of short sessions. In every case the other clients
+go on, no server connection is leaked, pgtenant's memory and file
+descriptors stay bounded, and the process does not crash (the fixture
+fails a test whose pgtenant died)."""
+
+import os
+import re
+import resource
+import select
+import signal
+import socket
+import struct
+import subprocess
+import threading
+import time
+
+import psycopg
+import pytest
+
+import pgt
+
+ADMIN, ADMIN_PASS = "admin", "adminpass"
+
+# A database-mode tenant on the backend's own database (appdb), so these
+# tests can load their own tables without touching acme and globex.
+FAULTS = {"mode": "database", "backend": "main", "dbname": "appdb"}
+
+
+# ---------------------------------------------------------------- helpers
+
+def rss_kb(pid):
+    with open(f"/proc/{pid}/status") as f:
+        for line in f:
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1])
+    raise AssertionError(f"no VmRSS for pid {pid}")
+
+
+def fd_count(pid):
+    return len(os.listdir(f"/proc/{pid}/fd"))
+
+
+def server_pids(pg, dbname):
+    """pids of the server connections pgtenant holds to dbname (as app)."""
+    return [r[0] for r in pg.server_conns(dbname)]
+
+
+def start(pgtenant, globals_=None, tenants=None, **kw):
+    """A pgtenant with an admin user and the faults tenant."""
+    users = dict(pgt.DEFAULT_USERS)
+    users[ADMIN] = ADMIN_PASS
+    g = {"admin_users": ADMIN}
+    g.update(globals_ or {})
+    t = {"faults": dict(FAULTS)}
+    t.update(tenants or {})
+    return pgtenant(g, users=users, tenants=t, **kw)
+
+
+def console_rows(p, sql):
+    """Rows of a console SHOW as dicts."""
+    with psycopg.connect(p.conninfo(ADMIN, "pgtenant", ADMIN_PASS), autocommit=True) as c:
+        cur = c.execute(sql)
+        names = [d.name for d in cur.description]
+        return [dict(zip(names, r)) for r in cur.fetchall()]
+
+
+def pool_row(p, dbname):
+    rows = [r for r in console_rows(p, "SHOW POOLS") if r.get("database") == dbname]
+    assert len(rows) <= 1, rows
+    return rows[0] if rows else None
+
+
+def assert_pool_settles(p, pg, dbname, pool_size, timeout=15):
+    """No server connection of dbname stays busy for a client that is gone:
+    SHOW POOLS has none active and at most pool_size in all, and PostgreSQL
+    agrees (no pgtenant server connection left active or in a transaction)."""
+    deadline = time.monotonic() + timeout
+    while True:
+        row = pool_row(p, dbname)
+        conns = pg.server_conns(dbname)
+        pool_ok = row is None or (int(row["sv_active"]) == 0 and
+                                  int(row["sv_active"]) + int(row["sv_idle"]) <= pool_size)
+        if pool_ok and len(conns) <= pool_size and all(r[3] == "idle" for r in conns):
+            return
+        if time.monotonic() > deadline:
+            raise AssertionError(f"{dbname}'s server connections not released after {timeout}s:"
+                                 f"\nSHOW POOLS: {row}\npg_stat_activity: {conns}")
+        time.sleep(0.2)
+
+
+def spawn_pgbench(env, args):
+    full_env = dict(os.environ)
+    full_env.update(env)
+    return pgt.spawn([os.path.join(pgt.PG_BIN, "pgbench")] + args, env=full_env,
+                     stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+
+
+def finish(proc, timeout=90):
+    try:
+        out, err = proc.communicate(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        os.killpg(proc.pid, signal.SIGKILL)
+        out, err = proc.communicate()
+        raise AssertionError(f"pgbench did not finish in {timeout}s:\n{out[-3000:]}\n{err[-3000:]}")
+    return out, err
+
+
+PROGRESS_RE = re.compile(r"progress: ([\d.]+) s, ([\d.]+) tps")
+ABORT_RE = re.compile(r"client (\d+) aborted in command (\d+)")
+
+
+class Bystander:
+    """A client of another tenant running `select 1` in a loop in a thread,
+    counting answers and errors."""
+
+    def __init__(self, p, dbname="globex"):
+        self.p, self.dbname = p, dbname
+        self.ok = 0
+        self.errors = []
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+
+    def _run(self):
+        try:
+            with self.p.connect(dbname=self.dbname) as c:
+                while not self._stop.is_set():
+                    try:
+                        assert c.execute("select 1").fetchone()[0] == 1
+                        self.ok += 1
+                    except psycopg.Error as e:
+                        self.errors.append(e)
+                        return
+                    self._stop.wait(0.01)
+        except Exception as e:
+            self.errors.append(e)
+
+    def __enter__(self):
+        self._thread.start()
+        return self
+
+    def __exit__(self, *a):
+        self._stop.set()
+        self._thread.join(15)
+
+
+@pytest.fixture(scope="module")
+def pgbench_appdb(pg):
+    """pgbench tables (scale 1) in appdb, loaded directly as app."""
+    res = pgt.pgbench({"PGPASSWORD": pgt.APP_PASSWORD},
+                      ["-i", "-s", "1", "-q", "-h", pg.sockdir, "-p", str(pg.port), "-U", "app",
+                       "appdb"])
+    assert res.returncode == 0, res.stdout + res.stderr
+    return "appdb"
+
+
+# ---------------------------------------------------------------- server connections killed
+
+def test_server_connections_killed_under_pgbench_load_fail_only_their_clients(pg, pgtenant,
+                                                                               pgbench_appdb):
+    p = start(pgtenant, {"server_login_retry": "200ms"}, tenants={"faults": dict(FAULTS, pool_size=4)})
+    clients = 8
+    with Bystander(p) as bystander:
+        bench = spawn_pgbench(p.env(dbname="faults"),
+                              ["-n", "-c", str(clients), "-j", "2", "-T", "10", "-P", "1"])
+        t0 = time.monotonic()
+        pgt.wait_for(lambda: len(server_pids(pg, "appdb")) >= 1 and time.monotonic() - t0 > 3,
+                     timeout=15, what="pgbench to be running through pgtenant")
+        ok_before = bystander.ok
+        victims = server_pids(pg, "appdb")
+        with pg.connect() as d:
+            for pid in victims:
+                d.execute("select pg_terminate_backend(%s)", [pid])
+        killed_at = time.monotonic() - t0
+        out, err = finish(bench)
+        time.sleep(0.5)
+        ok_after = bystander.ok
+    assert p.alive(), "pgtenant died when its server connections were killed"
+    assert not bystander.errors, f"a client of another tenant got errors: {bystander.errors}"
+    assert ok_after > ok_before + 10, "the other tenant's client stopped being served"
+
+    aborted = {int(m.group(1)) for m in ABORT_RE.finditer(err)}
+    assert len(aborted) < clients, \
+        f"every pgbench client failed after {len(victims)} server connections were killed:\n{err[-3000:]}"
+    stats = pgt.parse_pgbench(out)
+    assert stats.get("processed", 0) > 0, out + err[-3000:]
+    # the clients whose server connection survived, or who got a new one, went on
+    later = [float(tps) for t, tps in PROGRESS_RE.findall(err) if float(t) >= killed_at + 2]
+    assert later and max(later) > 0, \
+        f"no transactions after the kill at {killed_at:.1f}s:\n{err[-3000:]}"
+
+    # pgtenant replaced the killed connections and serves new clients
+    with p.connect(dbname="faults") as c:
+        assert c.execute("select count(*) from pgbench_branches").fetchone()[0] == 1
+    assert not set(victims) & set(server_pids(pg, "appdb"))
+    assert_pool_settles(p, pg, "appdb", 4)
+
+
+# ---------------------------------------------------------------- half messages, vanishing clients
+
+def test_half_sent_message_inside_a_transaction_then_vanishing_frees_the_server(pg, pgtenant):
+    p = start(pgtenant, {"query_wait_timeout": "5s"},
+              tenants={"faults": dict(FAULTS, pool_size=1)})
+    with pg.connect(dbname="appdb") as d:
+        d.execute("drop table if exists faults_half")
+        d.execute("create table faults_half (tag text)")
+        d.execute("grant all on faults_half to app")
+    for cut in (1, 3, 5, 9):  # inside the header, right after it, inside the body
+        c = p.raw(dbname="faults")
+        c.query("begin")
+        c.query(f"insert into faults_half values ('cut {cut}')")
+        c.send(pgt.msg(b"Q", b"insert into faults_half values ('never')\0")[:cut])
+        c.sock.close()
+        # the only server connection must come back (rolled back) for the next client
+        with p.connect(dbname="faults") as other:
+            t0 = time.monotonic()
+            assert other.execute("select count(*) from faults_half").fetchone()[0] == 0
+            assert time.monotonic() - t0 < 4
+            assert other.info.transaction_status == psycopg.pq.TransactionStatus.IDLE
+    # half a message from a client that holds no server connection
+    c = p.raw(dbname="faults")
+    c.send(pgt.msg(b"Q", b"select 1\0")[:7])
+    c.sock.close()
+    with p.connect(dbname="faults") as other:
+        assert other.execute("select 2").fetchone()[0] == 2
+    assert_pool_settles(p, pg, "appdb", 1)
+
+
+def test_client_that_stops_reading_a_big_result_gets_back_pressure_not_buffering(pg, pgtenant):
+    p = start(pgtenant, {"query_wait_timeout": "5s"},
+              tenants={"faults": dict(FAULTS, pool_size=2)})
+    pid = p.proc.pid
+    marker = "slow reader result"
+    with p.connect(dbname="faults") as warm:
+        warm.execute("select 1")
+    slow = p.raw(dbname="faults")
+    slow.sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 64 * 1024)
+    base = rss_kb(pid)
+    # about 200 MB of rows; the client never reads them
+    slow.send(pgt.msg(b"Q", f"select repeat('x', 1000) from generate_series(1, 200000) "
+                            f"-- {marker}\0".encode()))
+
+    def backend_blocked():
+        with pg.connect() as d:
+            rows = d.execute("select wait_event from pg_stat_activity where query like %s "
+                             "and pid <> pg_backend_pid() and state = 'active'",
+                             [f"%{marker}%"]).fetchall()
+        return rows and rows[0][0] == "ClientWrite"
+    # PostgreSQL blocks writing to pgtenant: pgtenant stopped reading the server
+    pgt.wait_for(backend_blocked, timeout=20, period=0.2,
+                 what="the server to block on ClientWrite (back-pressure)")
+    peak = rss_kb(pid)
+    deadline = time.monotonic() + 4
+    with p.connect(dbname="faults") as same, p.connect(dbname="globex") as other:
+        while time.monotonic() < deadline:
+            t0 = time.monotonic()
+            assert same.execute("select 1").fetchone()[0] == 1
+            assert other.execute("select 2").fetchone()[0] == 2
+            assert time.monotonic() - t0 < 2, "other clients stalled behind a slow reader"
+            peak = max(peak, rss_kb(pid))
+            time.sleep(0.1)
+    assert backend_blocked(), "the big result was consumed although the client never read it"
+    growth_mb = (peak - base) / 1024
+    assert growth_mb < 60, f"pgtenant buffered the result: RSS grew {growth_mb:.0f} MB"
+
+    # the slow client vanishes: its server connection is closed or drained, never leaked
+    slow.sock.close()
+
+    def query_gone():
+        with pg.connect() as d:
+            return d.execute("select count(*) from pg_stat_activity where query like %s "
+                             "and state = 'active' and pid <> pg_backend_pid()",
+                             [f"%{marker}%"]).fetchone()[0] == 0
+    pgt.wait_for(query_gone, timeout=20, period=0.2, what="the abandoned big query to end")
+    assert_pool_settles(p, pg, "appdb", 2)
+    # both server connections are usable at once again
+    a, b = p.connect(dbname="faults"), p.connect(dbname="faults")
+    try:
+        a.execute("begin")
+        b.execute("begin")
+        pa = a.execute("select pg_backend_pid()").fetchone()[0]
+        pb = b.execute("select pg_backend_pid()").fetchone()[0]
+        assert pa != pb
+        a.execute("commit")
+        b.execute("commit")
+    finally:
+        a.close()
+        b.close()
+    assert (rss_kb(pid) - base) / 1024 < 60
+
+
+# ---------------------------------------------------------------- sockets that never log in
+
+def test_a_thousand_silent_connections_are_closed_at_client_login_timeout(pgtenant):
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if soft < 1200:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (min(hard, 4096), hard))
+    p = start(pgtenant, {"client_login_timeout": "2s", "listen_backlog": 1024})
+    pid = p.proc.pid
+    with p.connect() as c:
+        c.execute("select 1")
+    base = fd_count(pid)
+    socks = []
+    try:
+        t0 = time.monotonic()
+        for _ in range(1000):
+            socks.append(socket.create_connection(("127.0.0.1", p.port), timeout=10))
+        opened = time.monotonic() - t0
+        # pgtenant accepted them (they hold descriptors) and still serves real clients
+        pgt.wait_for(lambda: fd_count(pid) >= base + 900, timeout=10,
+                     what=f"pgtenant to accept the silent connections (fds {fd_count(pid)})")
+        with p.connect() as c:
+            assert c.execute("select 1").fetchone()[0] == 1
+        pgt.wait_for(lambda: fd_count(pid) <= base + 2, timeout=2 + opened + 8, period=0.2,
+                     what=f"the silent connections to be closed (fds {fd_count(pid)}, "
+                          f"before {base})")
+        assert time.monotonic() - t0 >= 1.5, "silent connections closed before client_login_timeout"
+        # every one of them was closed by pgtenant (EOF, maybe after an ErrorResponse)
+        for s in socks:
+            s.settimeout(5)
+            data = b""
+            while True:
+                try:
+                    chunk = s.recv(4096)
+                except ConnectionResetError:
+                    break
+                if not chunk:
+                    break
+                data += chunk
+            assert data == b"" or data[:1] == b"E", data[:100]
+    finally:
+        for s in socks:
+            s.close()
+    with p.connect() as c:
+        assert c.execute("select 1").fetchone()[0] == 1
+
+
+# ---------------------------------------------------------------- malformed packets after login
+
+MALFORMED = {
+    "unknown_message_type": b"\xfe" + struct.pack("!I", 4),
+    "length_below_4": b"Q" + struct.pack("!I", 3),
+    "negative_length": b"Q" + struct.pack("!i", -16),
+    "length_over_max_packet_size": b"Q" + struct.pack("!I", 4 * 1024 * 1024),
+    "huge_length": b"P" + struct.pack("!I", 0x7ffffff0),
+    "startup_packet_after_login": pgt.startup_packet({"user": "app", "database": "acme"}),
+    "query_without_terminator": b"Q" + struct.pack("!I", 4 + 8) + b"select 1",
+}
+
+
+@pytest.mark.parametrize("case", sorted(MALFORMED))
+def test_malformed_packet_on_an_established_session_is_fatal_08P01_and_harms_no_one(
+        pg, pgtenant, case):
+    p = start(pgtenant, {"max_packet_size": "1MB", "query_wait_timeout": "5s"},
+              tenants={"faults": dict(FAULTS, pool_size=1)})
+    with pg.connect(dbname="appdb") as d:
+        d.execute("create table if not exists faults_malformed (tag text)")
+        d.execute("grant all on faults_malformed to app")
+        d.execute("delete from faults_malformed")
+    with p.connect(dbname="globex") as other:
+        victim = p.raw(dbname="faults")
+        # the victim holds the tenant's only server connection, inside a transaction
+        victim.query("begin")
+        victim.query(f"insert into faults_malformed values ('{case}')")
+        victim.sock.settimeout(10)
+        t0 = time.monotonic()
+        try:
+            victim.send(MALFORMED[case])
+        except (BrokenPipeError, ConnectionResetError):
+            pass
+        try:
+            msgs = victim.read_until_close()
+        except socket.timeout:
+            pytest.fail(f"{case}: no answer and no close within 10 s "
+                        "(pgtenant waits for a body that will never come?)")
+        finally:
+            victim.sock.close()
+        assert time.monotonic() - t0 < 10
+        errors = [pgt.parse_fields(b) for k, b in msgs if k == b"E"]
+        assert errors, f"{case}: closed without an ErrorResponse: {msgs}"
+        assert errors[-1].get("C") == "08P01", errors
+        assert errors[-1].get("S") == "FATAL", errors
+        assert other.execute("select 1").fetchone()[0] == 1
+    # the victim's transaction was rolled back and its server connection came back
+    with p.connect(dbname="faults") as again:
+        assert again.execute("select count(*) from faults_malformed").fetchone()[0] == 0
+    assert_pool_settles(p, pg, "appdb", 1)
+
+
+def test_garbage_after_a_valid_extended_batch_start_is_08P01_and_frees_the_server(pg, pgtenant):
+    p = start(pgtenant, {"query_wait_timeout": "5s"},
+              tenants={"faults": dict(FAULTS, pool_size=1)})
+    cases = [
+        # Parse whose parameter-type count promises more than the message holds
+        pgt.msg(b"P", b"\0select $1\0" + struct.pack("!H", 5) + struct.pack("!I", 23)),
+        # Bind whose parameter value length runs past the message
+        pgt.ext_parse("select $1::text") +
+        pgt.msg(b"B", b"\0\0" + struct.pack("!HH", 0, 1) + struct.pack("!i", 1000) + b"abc" +
+                struct.pack("!H", 0)),
+        # Execute without its portal name terminator
+        pgt.ext_parse("select 1") + pgt.ext_bind() + pgt.msg(b"E", b"abc"),
+    ]
+    for data in cases:
+        c = p.raw(dbname="faults")
+        c.sock.settimeout(10)
+        c.send(data + pgt.ext_sync())
+        msgs = c.read_until_close()
+        c.sock.close()
+        errors = [pgt.parse_fields(b) for k, b in msgs if k == b"E"]
+        assert errors and errors[0].get("C") in ("08P01",), (data, msgs)
+        with p.connect(dbname="faults") as again:
+            assert again.execute("select 1").fetchone()[0] == 1
+    assert_pool_settles(p, pg, "appdb", 1)
+
+
+# ---------------------------------------------------------------- SIGTERM under load
+
+SHUTDOWN_SCRIPT = """\
+\\set id random(1, 2000000000)
+BEGIN;
+INSERT INTO faults_shutdown VALUES (:id, 1);
+SELECT pg_sleep(0.02);
+INSERT INTO faults_shutdown VALUES (:id, 2);
+COMMIT;
+"""
+
+
+def test_sigterm_under_pgbench_finishes_every_started_transaction_and_exits(pg, pgtenant,
+                                                                            tmp_path):
+    with pg.connect(dbname="appdb") as d:
+        d.execute("drop table if exists faults_shutdown")
+        d.execute("create table faults_shutdown (id bigint, step int)")
+        d.execute("grant all on faults_shutdown to app")
+    script = tmp_path / "shutdown.sql"
+    script.write_text(SHUTDOWN_SCRIPT)
+    p = start(pgtenant, {"shutdown_timeout": "10s"},
+              tenants={"faults": dict(FAULTS, pool_size=6)})
+    held = p.connect(dbname="faults")
+    bench = spawn_pgbench(p.env(dbname="faults"),
+                          ["-n", "-c", "8", "-j", "2", "-T", "30", "-f", str(script)])
+    try:
+        pgt.wait_for(lambda: len(server_pids(pg, "appdb")) >= 3, timeout=15,
+                     what="pgbench load through pgtenant")
+        time.sleep(1)
+        held.execute("begin")
+        held.execute("insert into faults_shutdown values (-1, 1)")
+        p.expect_exit = True
+        sigterm_at = time.monotonic()
+        p.signal(signal.SIGTERM)
+
+        def refused():
+            try:
+                c = p.connect(dbname="faults", connect_timeout=3)
+            except psycopg.OperationalError:
+                return True
+            c.close()
+            return False
+        pgt.wait_for(refused, timeout=5, period=0.1, what="new connections to be refused")
+        time.sleep(1)
+        # a transaction that had started before SIGTERM runs to its end
+        held.execute("insert into faults_shutdown values (-1, 2)")
+        held.execute("commit")
+    finally:
+        held.close()
+    try:
+        rc = p.proc.wait(10 + 3)
+    except subprocess.TimeoutExpired:
+        pytest.fail("pgtenant still running shutdown_timeout after SIGTERM, with every "
+                    "transaction finished")
+    assert rc == 0, f"pgtenant exited with {rc} after SIGTERM"
+    assert time.monotonic() - sigterm_at < 10 + 3
+    out, err = finish(bench, timeout=60)
+
+    with pg.connect(dbname="appdb") as d:
+        assert d.execute("select count(*) from faults_shutdown where id = -1").fetchone()[0] == 2
+        # atomicity: no transaction half-committed (cannot happen, but cheap to state)
+        assert d.execute("select count(*) from (select id from faults_shutdown group by id "
+                         "having count(*) <> 2) x").fetchone()[0] == 0
+        committed = d.execute("select count(distinct id) from faults_shutdown where id > 0"
+                              ).fetchone()[0]
+    assert committed > 0, out + err[-3000:]
+    # pgbench's clients may only lose their connection between transactions: command 1 is
+    # BEGIN; an abort in commands 2-5 is a transaction pgtenant cut after it had started
+    cut = [m.group(0) for m in ABORT_RE.finditer(err) if int(m.group(2)) >= 2]
+    assert not cut, "transactions cut by the shutdown:\n" + "\n".join(
+        l for l in err.splitlines() if "aborted" in l)[-3000:]
+    stats = pgt.parse_pgbench(out)
+    assert stats.get("failed", 0) == 0, out
+
+
+def test_sigterm_closes_a_transaction_that_outlives_shutdown_timeout(pgtenant):
+    p = start(pgtenant, {"shutdown_timeout": "2s"})
+    held = p.connect(dbname="faults")
+    try:
+        held.execute("begin")
+        held.execute("select 1")
+        p.expect_exit = True
+        t0 = time.monotonic()
+        p.signal(signal.SIGTERM)
+        try:
+            rc = p.proc.wait(2 + 5)
+        except subprocess.TimeoutExpired:
+            pytest.fail("pgtenant did not exit within shutdown_timeout while a client idled "
+                        "in a transaction")
+        assert time.monotonic() - t0 >= 1.5, "the open transaction was cut before shutdown_timeout"
+        assert rc == 0
+        with pytest.raises(psycopg.Error):
+            held.execute("select 1")
+    finally:
+        held.close()
+
+
+# ---------------------------------------------------------------- many short sessions
+
+def _cycle(port, i):
+    """One connect/query/disconnect, in one of a few shapes."""
+    kind = i % 20
+    c = pgt.RawConn(port, timeout=20)
+    try:
+        if kind == 19:  # vanishes in the middle of authentication
+            c.send(pgt.startup_packet({"user": "app", "database": "faults"}))
+            c.recv_msg()
+            return
+        c.startup("app", "faults", pgt.APP_PASSWORD)
+        if kind == 18:  # vanishes inside a transaction
+            c.query("begin")
+            c.query("select 1")
+            return
+        assert c.query("select 1") == [["1"]]
+        if kind % 4 == 3:  # vanishes without Terminate
+            return
+        c.close()
+        c = None
+    finally:
+        if c is not None:
+            c.sock.close()
+
+
+def _run_cycles(port, n, threads=4):
+    errors = []
+    counter = iter(range(n))
+    lock = threading.Lock()
+
+    def worker():
+        while True:
+            with lock:
+                i = next(counter, None)
+            if i is None:
+                return
+            try:
+                _cycle(port, i)
+            except Exception as e:
+                errors.append(repr(e))
+                if len(errors) > 20:
+                    return
+
+    ts = [threading.Thread(target=worker, daemon=True) for _ in range(threads)]
+    for t in ts:
+        t.start()
+    for t in ts:
+        t.join(120)
+    return errors
+
+
+def test_20000_short_sessions_leak_no_descriptors_memory_or_servers(pg, pgtenant):
+    # md5 keeps the per-login cost low (SCRAM's PBKDF2 would dominate the run)
+    p = start(pgtenant, {"auth_type": "md5", "log_connections": False,
+                         "log_disconnections": False},
+              tenants={"faults": dict(FAULTS, pool_size=4)})
+    pid = p.proc.pid
+    assert not _run_cycles(p.port, 2000)  # warm up pools and allocator
+    time.sleep(1)
+    base_fds, base_rss = fd_count(pid), rss_kb(pid)
+    t0 = time.monotonic()
+    errors = _run_cycles(p.port, 20000)
+    took = time.monotonic() - t0
+    assert not errors, errors[:5]
+
+    pgt.wait_for(lambda: fd_count(pid) <= base_fds, timeout=10, period=0.2,
+                 what=f"descriptors back to {base_fds} (now {fd_count(pid)})")
+    growth_kb = rss_kb(pid) - base_rss
+    assert growth_kb < 12 * 1024, \
+        f"RSS grew {growth_kb} kB over 20000 sessions ({growth_kb * 1024 / 20000:.0f} B each)"
+    assert_pool_settles(p, pg, "appdb", 4)
+    clients = [r for r in console_rows(p, "SHOW CLIENTS") if r.get("tenant") == "faults"]
+    assert not clients, clients
+    assert took < 90
