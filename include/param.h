@@ -25,6 +25,7 @@ typedef struct Params {
 	Param *items;
 	int n;
 	int cap;
+	uint64_t version; /* changes with every change of the list (never repeats in a process) */
 } Params;
 
 void params_init(Params *p);

@@ -41,6 +41,9 @@ struct ServerConn {
 	uint32_t be_pid;
 	uint32_t be_key;
 	Params params; /* what this connection has now */
+	/* the client params last synced here, and the versions then: unchanged means no SET */
+	uint64_t synced_client_version;
+	uint64_t synced_server_version;
 
 	int expect_rfq;  /* client Query/Sync/FunctionCall messages not yet answered */
 	int swallow_rfq; /* pgtenant's own queries whose replies are dropped */

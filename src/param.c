@@ -9,9 +9,12 @@
 #include <string.h>
 #include <strings.h>
 
+static uint64_t next_version = 1;
+
 void params_init(Params *p)
 {
 	memset(p, 0, sizeof(*p));
+	p->version = next_version++;
 }
 
 void params_clear(Params *p)
@@ -21,6 +24,7 @@ void params_clear(Params *p)
 		free(p->items[i].value);
 	}
 	p->n = 0;
+	p->version = next_version++;
 }
 
 void params_free(Params *p)
@@ -52,6 +56,7 @@ bool params_set(Params *p, const char *name, const char *value)
 			return false;
 		free(p->items[i].value);
 		p->items[i].value = xstrdup(value);
+		p->version = next_version++;
 		return true;
 	}
 	if (p->n == p->cap) {
@@ -61,6 +66,7 @@ bool params_set(Params *p, const char *name, const char *value)
 	p->items[p->n].name = xstrdup(name);
 	p->items[p->n].value = xstrdup(value);
 	p->n++;
+	p->version = next_version++;
 	return true;
 }
 
@@ -72,6 +78,7 @@ void params_remove(Params *p, const char *name)
 	free(p->items[i].name);
 	free(p->items[i].value);
 	p->items[i] = p->items[--p->n];
+	p->version = next_version++;
 }
 
 void params_copy(Params *dst, const Params *src)

@@ -244,6 +244,11 @@ bool pool_acquire(Client *c)
 		client_wait_failed(c, "42501", p->rls_refusal);
 		return false;
 	}
+	if (p->tls_unverified && p->failing && g_now < p->next_connect_at && list_empty(&p->idle)) {
+		/* the backend's certificate did not verify: say so now, not after query_wait_timeout */
+		client_wait_failed(c, "08006", p->last_error);
+		return false;
+	}
 	if (!list_empty(&p->idle) && list_empty(&p->waiting) && tenant_may_take(p, c->tenant)) {
 		server_link(pick_idle(p, c->tenant), c);
 		return true;

@@ -22,6 +22,7 @@
 #include "prepare.h"
 #include "proto.h"
 #include "tenant.h"
+#include "tls.h"
 
 #include <errno.h>
 #include <stdio.h>
@@ -93,6 +94,121 @@ static void send_startup(ServerConn *s)
 	server_flush(s);
 }
 
+/* ---------------------------------------------------------------------------------------
+ * TLS towards the backend: SSLRequest, the answer byte, the handshake, and then the
+ * startup packet goes through the session like everything after it.
+ */
+
+static void login_failed(ServerConn *s, const char *msg);
+
+static ServerTlsMode backend_tls_mode(const Backend *be)
+{
+	for (int i = 0; i < g_cfg->n_backends; i++)
+		if (strcmp(g_cfg->backends[i].name, be->name) == 0)
+			return config_backend_server_tls_mode(g_cfg, &g_cfg->backends[i]);
+	return g_cfg->server_tls_mode;
+}
+
+static void tls_failed(ServerConn *s, const char *why, bool verification)
+{
+	Pool *p = s->pool;
+	char msg[256];
+	List *it, *tmp;
+
+	snprintf(msg, sizeof(msg), "TLS connection to backend \"%s\" (%s:%d) failed: %s", p->backend->name,
+		 pool_host(p), pool_port(p), why);
+	login_failed(s, msg);
+	if (!verification)
+		return;
+	/* a certificate that did not verify will not on the next try either: nobody waits for it */
+	p->tls_unverified = true;
+	list_for_each_safe(it, &p->waiting, tmp)
+	{
+		Client *c = list_entry(it, Client, node);
+		pool_unwait(c);
+		client_wait_failed(c, "08006", msg);
+	}
+}
+
+/* Connected: ask for TLS when server_tls_mode wants it, else log in at once. */
+static void server_begin(ServerConn *s)
+{
+	Pool *p = s->pool;
+	ServerTlsMode mode = backend_tls_mode(p->backend);
+	size_t start;
+
+	s->tls_mode = (uint8_t)mode;
+	/* PostgreSQL does not speak TLS on unix sockets; libpq skips it there too */
+	if (mode == SERVER_TLS_DISABLE || pool_host(p)[0] == '/') {
+		send_startup(s);
+		return;
+	}
+	pkt_begin(&s->conn.out, 0, &start);
+	pkt_put_u32(&s->conn.out, PROTO_SSL);
+	pkt_finish(&s->conn.out, start);
+	server_set_state(s, SV_LOGIN);
+	s->tls_stage = SV_TLS_REQUESTED;
+	conn_want_read(&s->conn, true);
+	server_flush(s);
+}
+
+static void server_tls_step(ServerConn *s)
+{
+	char err[200];
+	IoStatus st = conn_tls_handshake(&s->conn, err, sizeof(err));
+
+	if (st == IO_AGAIN)
+		return;
+	if (st != IO_OK) {
+		tls_failed(s, err, tls_verify_failed(s->conn.ssl));
+		return;
+	}
+	s->tls_stage = SV_TLS_ON;
+	s->pool->tls_unverified = false;
+	if (LOG_LVL_DEBUG <= g_log_level) {
+		char desc[128];
+		tls_describe(s->conn.ssl, desc, sizeof(desc));
+		server_log(LOG_LVL_DEBUG, s, "TLS established: %s", desc);
+	}
+	send_startup(s);
+}
+
+/* The backend's one-byte answer to SSLRequest. */
+static void tls_answer(ServerConn *s)
+{
+	Buf *in = &s->conn.in;
+	uint8_t b = buf_head(in)[0];
+
+	if (b == 'S') {
+		if (buf_avail(in) != 1) {
+			/* bytes before the handshake would pass as encrypted (CVE-2021-23222) */
+			tls_failed(s, "received unencrypted data after the SSL response", false);
+			return;
+		}
+		buf_consume(in, 1);
+		s->conn.ssl = tls_connect_new(s->conn.fd, (ServerTlsMode)s->tls_mode, pool_host(s->pool));
+		if (!s->conn.ssl) {
+			tls_failed(s, "cannot create a TLS session", false);
+			return;
+		}
+		s->tls_stage = SV_TLS_HANDSHAKE;
+		server_tls_step(s);
+		return;
+	}
+	if (b == 'N') {
+		buf_consume(in, 1);
+		if (s->tls_mode == SERVER_TLS_PREFER) {
+			s->tls_stage = SV_TLS_OFF;
+			send_startup(s);
+			return;
+		}
+		tls_failed(s, "the server does not support TLS", false);
+		return;
+	}
+	tls_failed(s, b == 'E' ? "the server refused the SSL request" : "unexpected answer to the SSL request",
+		   false);
+}
+
 ServerConn *server_connect(Pool *p)
 {
 	char err[256];
@@ -126,7 +242,7 @@ ServerConn *server_connect(Pool *p)
 		event_add(&s->conn.ev_write, NULL);
 		s->conn.write_armed = true;
 	} else {
-		send_startup(s);
+		server_begin(s);
 	}
 	return s;
 }
@@ -197,8 +313,13 @@ static void server_on_write(evutil_socket_t fd, short what, void *arg)
 			strlcpy_safe(s->pool->last_error, msg, sizeof(s->pool->last_error));
 			server_close(s, msg);
 		} else {
-			send_startup(s);
+			server_begin(s);
 		}
+		client_maintain();
+		return;
+	}
+	if (s->tls_stage == SV_TLS_HANDSHAKE) {
+		server_tls_step(s);
 		client_maintain();
 		return;
 	}
@@ -215,11 +336,18 @@ static void server_on_read(evutil_socket_t fd, short what, void *arg)
 	IoStatus st;
 
 	time_update();
+	if (s->tls_stage == SV_TLS_HANDSHAKE) {
+		server_tls_step(s);
+		client_maintain();
+		return;
+	}
 	st = conn_read(&s->conn);
 	if (st == IO_EOF || st == IO_ERROR) {
 		server_close(s, st == IO_EOF ? "server closed the connection" : "server read error");
 	} else if (st == IO_OK) {
-		if (s->state == SV_LOGIN)
+		if (s->tls_stage == SV_TLS_REQUESTED)
+			tls_answer(s);
+		else if (s->state == SV_LOGIN)
 			login_process(s);
 		else
 			server_forward(s);
@@ -492,12 +620,16 @@ void server_link(ServerConn *s, Client *c)
 		c->params_have_defaults = true;
 	}
 	sql.off = sql.len = 0;
-	if (param_sync_sql(&c->params, &s->params, &sql)) {
+	/* versions are unique per list and change, so equal versions mean nothing to compare */
+	if ((s->synced_client_version != c->params.version || s->synced_server_version != s->params.version) &&
+	    param_sync_sql(&c->params, &s->params, &sql)) {
 		buf_append(&sql, "", 1);
 		proto_simple_query(&s->conn.out, (const char *)sql.data);
 		s->swallow_rfq++;
 		prep_server_sent_sync(s);
 	}
+	s->synced_client_version = c->params.version;
+	s->synced_server_version = s->params.version;
 	if (c->deferred_begin) {
 		/* the BEGIN the client was told succeeded, now that the transaction has a server */
 		proto_simple_query(&s->conn.out, c->deferred_begin);

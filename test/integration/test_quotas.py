@@ -347,7 +347,7 @@ def test_reserved_conns_stay_available_while_another_tenant_saturates_the_pool(
         except Exception as e:
             problems.append(f"hog: {e}")
 
-    with ActiveSampler(pg, "q-hog") as sampler:
+    with ActiveSampler(pg, "q-hog") as sampler, pgt.ServerConnSampler(pg, "appdb") as total:
         threads = [threading.Thread(target=hog, daemon=True) for _ in range(10)]
         for t in threads:
             t.start()
@@ -368,7 +368,8 @@ def test_reserved_conns_stay_available_while_another_tenant_saturates_the_pool(
             t.join(60)
     assert not problems, problems[:5]
     print(f"\nreserved_conns 2: vip waited {[round(w * 1000) for w in waits]} ms for its two "
-          f"connections; hog ran at most {sampler.max} queries at once")
+          f"connections; hog ran at most {sampler.max} queries at once; {total.max} server "
+          "connections in all")
     assert len(set(pids)) == 2, "the two vip transactions should hold two server connections"
     assert max(waits) < 1.0, f"vip waited {max(waits):.2f}s for a reserved connection"
     assert sampler.max <= 2, (f"hog ran {sampler.max} queries at once in a pool of 4 with 2 "
