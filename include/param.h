@@ -26,6 +26,8 @@ typedef struct Params {
 	int n;
 	int cap;
 	uint64_t version; /* changes with every change of the list (never repeats in a process) */
+	uint64_t fp;      /* fingerprint of the settable values (see params_fingerprint) */
+	uint64_t fp_version;
 } Params;
 
 void params_init(Params *p);
@@ -36,6 +38,13 @@ const char *params_get(const Params *p, const char *name);
 bool params_set(Params *p, const char *name, const char *value);
 void params_remove(Params *p, const char *name);
 void params_copy(Params *dst, const Params *src);
+
+/*
+ * An order-independent hash of the settable (name, value) pairs, cached per
+ * version. Equal fingerprints of a client and a server mean nothing to SET,
+ * so the common link costs no list comparison.
+ */
+uint64_t params_fingerprint(Params *p);
 
 /* Reported by the server but not settable (never SET on a client's behalf). */
 bool param_is_readonly(const char *name);

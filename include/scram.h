@@ -31,7 +31,12 @@ typedef struct ScramServer {
 	char *server_first;
 	char *client_nonce;
 	char *server_nonce; /* full nonce: client's + ours */
-	char gs2_flag;      /* 'n' or 'y': the client-final "c=" must echo this gs2 header */
+	char gs2_flag;      /* 'n', 'y' or 'p': the client-final "c=" must echo this gs2 header */
+	/* channel binding (SCRAM-SHA-256-PLUS, tls-server-end-point) */
+	bool cb_offered;    /* PLUS was advertised: a client saying 'y' suspects a downgrade */
+	bool cb_selected;   /* the client chose PLUS: it must send 'p' and this data */
+	uint8_t cb_data[64];
+	size_t cb_len;
 	int step;
 } ScramServer;
 
@@ -49,6 +54,12 @@ typedef struct ScramClient {
  * salt) or a SCRAM-SHA-256$ verifier; an md5 secret cannot be used (false).
  */
 bool scram_server_init(ScramServer *s, const char *secret);
+/*
+ * Channel binding, between scram_server_init and scram_server_first: offered
+ * = SCRAM-SHA-256-PLUS was advertised, selected = the client chose it; data is
+ * the tls-server-end-point hash of the server's certificate (at most 64 bytes).
+ */
+void scram_server_channel_binding(ScramServer *s, bool offered, bool selected, const uint8_t *data, size_t len);
 /* client-first-message (the SASLInitialResponse data) -> server-first-message. */
 bool scram_server_first(ScramServer *s, const uint8_t *msg, size_t len, char **out, char *err, size_t errlen);
 /* client-final-message -> server-final-message ("v=..."); false when the proof is wrong. */

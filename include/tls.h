@@ -49,6 +49,12 @@ bool tls_peer_cn(struct ssl_st *ssl, char *cn, size_t cnlen, char *err, size_t e
 void tls_describe_failure(struct ssl_st *ssl, char *err, size_t errlen);
 /* Did the handshake fail because the peer's certificate did not verify? */
 bool tls_verify_failed(struct ssl_st *ssl);
+/*
+ * SCRAM-SHA-256-PLUS channel binding data (RFC 5929 tls-server-end-point): the
+ * hash of pgtenant's own certificate. Returns its length, 0 when the
+ * certificate's signature has no usable hash (channel binding is then not offered).
+ */
+size_t tls_server_end_point(struct ssl_st *ssl, uint8_t *out, size_t cap);
 /* "TLSv1.3 TLS_AES_256_GCM_SHA384" for logs. */
 void tls_describe(struct ssl_st *ssl, char *out, size_t outlen);
 

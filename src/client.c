@@ -486,7 +486,13 @@ static void start_password_auth(Client *c)
 	bool use_scram = (at == AUTH_SCRAM && kind != SECRET_MD5) || (at == AUTH_MD5 && kind == SECRET_SCRAM);
 	if (use_scram) {
 		static const char mech[] = "SCRAM-SHA-256\0";
-		proto_auth_request(&c->conn.out, AUTH_REQ_SASL, mech, sizeof(mech));
+		/* over TLS, channel binding to our certificate (tls-server-end-point) is offered first */
+		static const char mech_plus[] = "SCRAM-SHA-256-PLUS\0SCRAM-SHA-256\0";
+		uint8_t cb[64];
+		if (c->conn.ssl && tls_server_end_point(c->conn.ssl, cb, sizeof(cb)) > 0)
+			proto_auth_request(&c->conn.out, AUTH_REQ_SASL, mech_plus, sizeof(mech_plus));
+		else
+			proto_auth_request(&c->conn.out, AUTH_REQ_SASL, mech, sizeof(mech));
 		c->login_stage = LOGIN_SASL_INIT;
 	} else {
 		if (!auth_random_bytes(c->md5_salt, 4)) {
@@ -533,19 +539,26 @@ static void handle_password_message(Client *c, const uint8_t *body, size_t len)
 		uint32_t n;
 		const uint8_t *data;
 		char *out = NULL;
-		char err[160];
+		char err[160] = "";
+		uint8_t cb[64];
+		size_t cb_len = c->conn.ssl ? tls_server_end_point(c->conn.ssl, cb, sizeof(cb)) : 0;
 		if (!msg_get_cstr(&r, &mech) || !msg_get_u32(&r, &n) || n == 0xffffffffu ||
 		    !msg_get_bytes(&r, n, &data)) {
 			client_fatal(c, "08P01", "malformed SASLInitialResponse", NULL);
 			return;
 		}
-		if (strcmp(mech, "SCRAM-SHA-256") != 0) {
+		bool plus = cb_len > 0 && strcmp(mech, "SCRAM-SHA-256-PLUS") == 0;
+		if (!plus && strcmp(mech, "SCRAM-SHA-256") != 0) {
 			client_fatal(c, "28000", "client selected an invalid SASL authentication mechanism", NULL);
 			return;
 		}
-		if (!scram_server_init(&c->scram, c->secret) ||
-		    !scram_server_first(&c->scram, data, n, &out, err, sizeof(err))) {
-			client_fatal(c, "08P01", out ? "malformed SCRAM message" : "malformed SCRAM message", NULL);
+		bool ok = scram_server_init(&c->scram, c->secret);
+		if (ok) {
+			scram_server_channel_binding(&c->scram, cb_len > 0, plus, cb, cb_len);
+			ok = scram_server_first(&c->scram, data, n, &out, err, sizeof(err));
+		}
+		if (!ok) {
+			client_fatal(c, "08P01", err[0] ? err : "malformed SCRAM message", NULL);
 			free(out);
 			return;
 		}
@@ -1459,7 +1472,7 @@ again:
 			}
 			c->prep_skip = false;
 		}
-		if (type == 'Q' && c->prep && tracks_prepared(c)) {
+		if (type == 'Q' && tracks_prepared(c)) {
 			/* DEALLOCATE of a name only pgtenant knows is answered here */
 			if (buf_avail(in) < total) {
 				buf_reserve(in, total - buf_avail(in));

@@ -140,6 +140,47 @@ void param_quote_ident(Buf *sql, const char *s)
 	buf_append(sql, "\"", 1);
 }
 
+static uint64_t hash_lower(uint64_t h, const char *s)
+{
+	for (; *s; s++) {
+		unsigned char ch = (unsigned char)*s;
+		if (ch >= 'A' && ch <= 'Z')
+			ch = (unsigned char)(ch + 32);
+		h ^= ch;
+		h *= 1099511628211ULL;
+	}
+	return h;
+}
+
+static uint64_t hash_exact(uint64_t h, const char *s)
+{
+	for (; *s; s++) {
+		h ^= (unsigned char)*s;
+		h *= 1099511628211ULL;
+	}
+	return h;
+}
+
+uint64_t params_fingerprint(Params *p)
+{
+	if (p->fp_version == p->version && p->version)
+		return p->fp;
+	uint64_t fp = 0;
+	for (int i = 0; i < p->n; i++) {
+		const Param *it = &p->items[i];
+		if (param_is_readonly(it->name))
+			continue;
+		uint64_t h = hash_lower(1469598103934665603ULL, it->name);
+		h ^= 0xff;
+		h *= 1099511628211ULL;
+		h = param_is_reported(it->name) ? hash_lower(h, it->value) : hash_exact(h, it->value);
+		fp += h * 0x9E3779B97F4A7C15ULL; /* a sum: the order of the list does not matter */
+	}
+	p->fp = fp;
+	p->fp_version = p->version;
+	return fp;
+}
+
 static bool value_equal(const char *name, const char *a, const char *b)
 {
 	/* Reported values come back normalised (utf8 -> UTF8); compare those loosely. */

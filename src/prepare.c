@@ -138,6 +138,9 @@ static void stmt_unref(PreparedStmt *p)
 typedef struct NameEntry {
 	char *name; /* NULL: empty slot; TOMBSTONE: deleted */
 	PreparedStmt *stmt;
+	/* the Parse that bound the name, while its batch may still be skipped */
+	uint64_t bound_on; /* PrepServer.uid (never reused, unlike a pointer) */
+	uint64_t bound_batch;
 } NameEntry;
 
 static char tombstone[1];
@@ -198,6 +201,7 @@ static void name_put(PrepClient *pc, const char *name, PreparedStmt *stmt)
 				pc->used++;
 			e->name = xstrdup(name);
 			e->stmt = stmt;
+			e->bound_on = 0;
 			pc->live++;
 			return;
 		}
@@ -231,7 +235,8 @@ void prep_client_free(Client *c)
 typedef struct SrvStmt {
 	PreparedStmt *stmt;
 	uint64_t last_use;
-	bool pending; /* Parse sent, ParseComplete not yet seen */
+	uint64_t batch; /* of the Parse while pending */
+	bool pending;   /* Parse sent, ParseComplete not yet seen */
 } SrvStmt;
 
 typedef enum {
@@ -243,10 +248,14 @@ typedef enum {
 	R_CLOSE_AS_ERROR  /* a no-op Close standing for a refused Parse: reply with the error */
 } ReplyKind;
 
+typedef enum { REFUSE_LIMIT = 1, REFUSE_EXISTS } RefuseWhy;
+
 typedef struct Reply {
 	uint8_t kind;
+	uint8_t why;        /* R_CLOSE_AS_ERROR: RefuseWhy */
 	PreparedStmt *stmt;
 	uint64_t batch;
+	char *name;         /* a client name bound by this Parse: unbound if PostgreSQL skips it */
 } Reply;
 
 typedef struct ReplyQueue {
@@ -261,16 +270,21 @@ struct PrepServer {
 	ReplyQueue parses; /* one per Parse sent, in order */
 	ReplyQueue closes; /* one per Close sent, in order */
 	uint64_t sync_sent, sync_recv;
+	uint64_t uid;
 };
 
 static PrepServer *srv(ServerConn *s)
 {
-	if (!s->prep)
+	static uint64_t next_uid = 1;
+	if (!s->prep) {
 		s->prep = xcalloc(1, sizeof(PrepServer));
+		s->prep->uid = next_uid++;
+	}
 	return s->prep;
 }
 
-static void rq_push(ReplyQueue *q, uint8_t kind, PreparedStmt *stmt, uint64_t batch)
+static void rq_push_full(ReplyQueue *q, uint8_t kind, PreparedStmt *stmt, uint64_t batch, const char *name,
+			 uint8_t why)
 {
 	if (q->n == q->cap) {
 		size_t cap = q->cap ? q->cap * 2 : 16;
@@ -282,8 +296,13 @@ static void rq_push(ReplyQueue *q, uint8_t kind, PreparedStmt *stmt, uint64_t ba
 		q->cap = cap;
 		q->head = 0;
 	}
-	q->items[(q->head + q->n) % q->cap] = (Reply){kind, stmt, batch};
+	q->items[(q->head + q->n) % q->cap] = (Reply){kind, why, stmt, batch, name ? xstrdup(name) : NULL};
 	q->n++;
+}
+
+static void rq_push(ReplyQueue *q, uint8_t kind, PreparedStmt *stmt, uint64_t batch)
+{
+	rq_push_full(q, kind, stmt, batch, NULL, 0);
 }
 
 static bool rq_pop(ReplyQueue *q, Reply *out)
@@ -368,7 +387,7 @@ static void srv_add(ServerConn *s, PrepServer *ps, PreparedStmt *p)
 		ps->stmts = xrealloc(ps->stmts, sizeof(SrvStmt) * (size_t)ps->cap);
 	}
 	stmt_ref(p);
-	ps->stmts[ps->n++] = (SrvStmt){p, ++ps->clock, true};
+	ps->stmts[ps->n++] = (SrvStmt){p, ++ps->clock, ps->sync_sent, true};
 }
 
 /* Makes sure s has p prepared, pipelining a Parse in front if not. */
@@ -376,6 +395,21 @@ static void ensure_prepared(ServerConn *s, PreparedStmt *p)
 {
 	PrepServer *ps = srv(s);
 	SrvStmt *e = srv_find(ps, p);
+	if (e && e->pending && e->batch != ps->sync_sent) {
+		/*
+		 * Its Parse went out in an earlier batch that may still fail and be skipped.
+		 * Prepare it again in this batch: a Close first (not an error if it is
+		 * missing) so a Parse that did succeed cannot clash with this one.
+		 */
+		put_close(&s->conn.out, p->name);
+		rq_push(&ps->closes, R_OWN_CLOSE, NULL, ps->sync_sent);
+		put_parse(&s->conn.out, p);
+		rq_push(&ps->parses, R_OWN_PARSE, p, ps->sync_sent);
+		e->batch = ps->sync_sent;
+		e->last_use = ++ps->clock;
+		g_prep_stats.parses_sent++;
+		return;
+	}
 	if (e) {
 		e->last_use = ++ps->clock;
 		g_prep_stats.hits++;
@@ -385,6 +419,17 @@ static void ensure_prepared(ServerConn *s, PreparedStmt *p)
 	put_parse(&s->conn.out, p);
 	rq_push(&ps->parses, R_OWN_PARSE, p, ps->sync_sent);
 	g_prep_stats.parses_sent++;
+}
+
+/*
+ * Was the name bound by a Parse in an earlier batch on s whose outcome is still
+ * unknown? Then the statement is used as that Parse left it: if PostgreSQL
+ * skipped the Parse, the Bind fails with 26000 as it would without pgtenant.
+ */
+static bool name_in_doubt(const NameEntry *e, ServerConn *s)
+{
+	const PrepServer *ps = s->prep;
+	return ps && e->bound_on == ps->uid && e->bound_batch != ps->sync_sent && e->bound_batch >= ps->sync_recv;
 }
 
 /* Copies a Bind or Describe with its statement name replaced (the rest as is). */
@@ -455,8 +500,12 @@ PrepResult prep_client_message(Client *c, ServerConn *s, uint8_t type, const uin
 			return PREP_PASS;
 		if (!all && !name_find(c->prep, name))
 			return PREP_PASS; /* not ours: PostgreSQL gives its own error */
-		if (s && s->expect_rfq > 0)
-			return PREP_PASS; /* replies pending: cannot answer out of order */
+		if (s && s->expect_rfq > 0) {
+			/* replies pending: cannot answer out of order; the server's copies go too */
+			if (all)
+				prep_server_reset(s);
+			return PREP_PASS;
+		}
 		if (all) {
 			prep_client_free(c);
 		} else {
@@ -485,27 +534,37 @@ PrepResult prep_client_message(Client *c, ServerConn *s, uint8_t type, const uin
 		if (!c->prep)
 			c->prep = xcalloc(1, sizeof(PrepClient));
 		NameEntry *old = name_find(c->prep, name);
-		if (!old && client_limit() && (int)c->prep->live >= client_limit()) {
-			/* stands in for the Parse so the refusal arrives in order */
+		if (old || (client_limit() && (int)c->prep->live >= client_limit())) {
+			/* a stand-in Close carries the refusal, so it arrives in order; as in
+			 * PostgreSQL, an existing name is an error (42P05) and keeps its statement */
 			put_close(&s->conn.out, "pgtenant_noop");
-			rq_push(&ps->closes, R_CLOSE_AS_ERROR, NULL, ps->sync_sent);
+			rq_push_full(&ps->closes, R_CLOSE_AS_ERROR, NULL, ps->sync_sent, NULL,
+				     old ? REFUSE_EXISTS : REFUSE_LIMIT);
 			return PREP_REFUSED;
 		}
 		PreparedStmt *p = stmt_get(query, strlen(query), types, n_types, c->tenant->state_sql);
 		stmt_ref(p);
-		if (old)
-			name_del(c->prep, old);
 		name_put(c->prep, name, p);
+		NameEntry *bound = name_find(c->prep, name);
+		bound->bound_on = ps->uid;
+		bound->bound_batch = ps->sync_sent;
 		SrvStmt *e = srv_find(ps, p);
-		if (e) {
+		if (e && !(e->pending && e->batch != ps->sync_sent)) {
 			e->last_use = ++ps->clock;
 			g_prep_stats.hits++;
 			put_close(&s->conn.out, "pgtenant_noop");
-			rq_push(&ps->closes, R_CLOSE_AS_PARSE, NULL, ps->sync_sent);
+			rq_push_full(&ps->closes, R_CLOSE_AS_PARSE, p, ps->sync_sent, name, 0);
 		} else {
-			srv_add(s, ps, p);
+			if (e) {
+				/* pending from an earlier batch that may be skipped: prepare it again here */
+				put_close(&s->conn.out, p->name);
+				rq_push(&ps->closes, R_OWN_CLOSE, NULL, ps->sync_sent);
+				e->batch = ps->sync_sent;
+			} else {
+				srv_add(s, ps, p);
+			}
 			put_parse(&s->conn.out, p);
-			rq_push(&ps->parses, R_CLIENT_PARSE, p, ps->sync_sent);
+			rq_push_full(&ps->parses, R_CLIENT_PARSE, p, ps->sync_sent, name, 0);
 			g_prep_stats.parses_sent++;
 		}
 		return PREP_REWRITTEN;
@@ -517,7 +576,8 @@ PrepResult prep_client_message(Client *c, ServerConn *s, uint8_t type, const uin
 		NameEntry *e = name_find(c->prep, name);
 		if (!e)
 			return PREP_PASS;
-		ensure_prepared(s, e->stmt);
+		if (!name_in_doubt(e, s))
+			ensure_prepared(s, e->stmt);
 		size_t head = strlen(portal) + 1;
 		size_t tail = head + strlen(name) + 1;
 		put_renamed(&s->conn.out, 'B', body, head, e->stmt->name, body + tail, len - tail);
@@ -531,7 +591,8 @@ PrepResult prep_client_message(Client *c, ServerConn *s, uint8_t type, const uin
 		NameEntry *e = name_find(c->prep, name);
 		if (!e)
 			return PREP_PASS;
-		ensure_prepared(s, e->stmt);
+		if (!name_in_doubt(e, s))
+			ensure_prepared(s, e->stmt);
 		put_renamed(&s->conn.out, 'D', body, 1, e->stmt->name, NULL, 0);
 		return PREP_REWRITTEN;
 	}
@@ -569,13 +630,10 @@ bool prep_client_parse_only(Client *c, const uint8_t *body, size_t len)
 		return false;
 	if (!c->prep)
 		c->prep = xcalloc(1, sizeof(PrepClient));
-	NameEntry *old = name_find(c->prep, name);
-	if (!old && client_limit() && (int)c->prep->live >= client_limit())
-		return false;
+	if (name_find(c->prep, name) || (client_limit() && (int)c->prep->live >= client_limit()))
+		return false; /* the server path gives the error in order */
 	PreparedStmt *p = stmt_get(query, strlen(query), types, n_types, c->tenant->state_sql);
 	stmt_ref(p);
-	if (old)
-		name_del(c->prep, old);
 	name_put(c->prep, name, p);
 	return true;
 }
@@ -594,9 +652,10 @@ bool prep_server_parse_complete(ServerConn *s)
 		return false;
 	if (rep.stmt) {
 		SrvStmt *e = srv_find(ps, rep.stmt);
-		if (e)
+		if (e && e->batch == rep.batch)
 			e->pending = false;
 	}
+	free(rep.name);
 	return rep.kind == R_OWN_PARSE;
 }
 
@@ -606,6 +665,7 @@ bool prep_server_close_complete(ServerConn *s, Client *c)
 	PrepServer *ps = s->prep;
 	if (!ps || !rq_pop(&ps->closes, &rep))
 		return false;
+	free(rep.name);
 	switch (rep.kind) {
 	case R_CLOSE_AS_PARSE: {
 		static const uint8_t parse_complete[5] = {'1', 0, 0, 0, 4};
@@ -614,14 +674,16 @@ bool prep_server_close_complete(ServerConn *s, Client *c)
 		return true;
 	}
 	case R_CLOSE_AS_ERROR:
-		if (c) {
+		if (c && rep.why == REFUSE_EXISTS) {
+			proto_error(&c->conn.out, "ERROR", "42P05", "prepared statement already exists", NULL);
+		} else if (c) {
 			char msg[160];
 			snprintf(msg, sizeof(msg),
 				 "too many prepared statements for this connection (max_client_prepared_statements = %d)",
 				 client_limit());
 			proto_error(&c->conn.out, "ERROR", "53400", msg, "Close or DEALLOCATE statements you no longer use.");
-			c->skip_until_sync = true;
 		}
+		/* the rest of the batch was held back by the client's prep_skip; its Sync answers */
 		return true;
 	case R_OWN_CLOSE:
 		return true;
@@ -640,11 +702,18 @@ static void drop_batch(ServerConn *s, ReplyQueue *q)
 			break;
 		if (rep->stmt && (rep->kind == R_OWN_PARSE || rep->kind == R_CLIENT_PARSE)) {
 			SrvStmt *e = srv_find(ps, rep->stmt);
-			if (e && e->pending)
+			if (e && e->pending && e->batch == rep->batch)
 				srv_remove(ps, rep->stmt);
 		}
-		Reply dummy;
+		if (rep->name && s->client && s->client->prep) {
+			/* PostgreSQL skipped the client's Parse: the name does not exist */
+			NameEntry *ne = name_find(s->client->prep, rep->name);
+			if (ne && ne->stmt == rep->stmt)
+				name_del(s->client->prep, ne);
+		}
+		Reply dummy = {0};
 		(void)rq_pop(q, &dummy);
+		free(dummy.name);
 	}
 }
 
@@ -678,6 +747,12 @@ void prep_server_free(ServerConn *s)
 	if (!ps)
 		return;
 	prep_server_reset(s);
+	ReplyQueue *queues[] = {&ps->parses, &ps->closes};
+	for (size_t i = 0; i < ARRAY_SIZE(queues); i++) {
+		Reply r;
+		while (rq_pop(queues[i], &r))
+			free(r.name);
+	}
 	free(ps->stmts);
 	free(ps->parses.items);
 	free(ps->closes.items);

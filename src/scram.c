@@ -422,6 +422,15 @@ bool scram_server_init(ScramServer *s, const char *secret)
 	return true;
 }
 
+void scram_server_channel_binding(ScramServer *s, bool offered, bool selected, const uint8_t *data, size_t len)
+{
+	s->cb_offered = offered;
+	s->cb_selected = selected && len > 0 && len <= sizeof(s->cb_data);
+	s->cb_len = s->cb_selected ? len : 0;
+	if (s->cb_selected)
+		memcpy(s->cb_data, data, len);
+}
+
 static bool scram_server_fail(ScramServer *s, char *err, size_t errlen, const char *msg)
 {
 	s->step = SCRAM_STEP_FAILED;
@@ -443,17 +452,32 @@ bool scram_server_first(ScramServer *s, const uint8_t *msg, size_t len, char **o
 		return scram_server_fail(s, err, errlen, "malformed SCRAM client-first-message");
 
 	/* gs2 header: cbind flag, then an (empty) authzid */
-	if (len >= 1 && msg[0] == 'p')
-		return scram_server_fail(s, err, errlen,
-		                         "SCRAM channel binding is not supported by pgtenant");
-	if (len < 3 || (msg[0] != 'n' && msg[0] != 'y') || msg[1] != ',')
+	static const char cb_type[] = "p=tls-server-end-point,";
+	size_t flag_len = 2; /* "n," or "y," */
+	if (len >= 1 && msg[0] == 'p') {
+		if (!s->cb_selected)
+			return scram_server_fail(s, err, errlen,
+			                         "SCRAM channel binding is not supported by pgtenant "
+			                         "without SCRAM-SHA-256-PLUS");
+		flag_len = sizeof(cb_type) - 1;
+		if (len < flag_len || memcmp(msg, cb_type, flag_len) != 0)
+			return scram_server_fail(s, err, errlen,
+			                         "unsupported SCRAM channel-binding type");
+	} else if (len < 3 || (msg[0] != 'n' && msg[0] != 'y') || msg[1] != ',') {
 		return scram_server_fail(s, err, errlen,
 		                         "malformed SCRAM client-first-message: bad gs2 header");
-	if (msg[2] != ',')
+	} else if (s->cb_selected) {
+		return scram_server_fail(s, err, errlen,
+		                         "SCRAM-SHA-256-PLUS was selected without channel binding data");
+	} else if (msg[0] == 'y' && s->cb_offered) {
+		/* the client can bind but believes we cannot: someone removed PLUS on the way */
+		return scram_server_fail(s, err, errlen, "SCRAM channel binding negotiation error");
+	}
+	if (len <= flag_len || msg[flag_len] != ',')
 		return scram_server_fail(s, err, errlen,
 		                         "SCRAM authorization identity is not supported");
 	s->gs2_flag = (char)msg[0];
-	r.pos = 3;
+	r.pos = flag_len + 1;
 	size_t bare_start = r.pos;
 
 	if (scram_reader_peek_attr(&r, 'm'))
@@ -528,10 +552,22 @@ bool scram_server_final(ScramServer *s, const uint8_t *msg, size_t len, char **o
 		return scram_server_fail(s, err, errlen,
 		                         "malformed SCRAM client-final-message: expected p=");
 
-	/* c= is base64 of the gs2 header we saw: "n,," or "y,," */
-	char gs2[4] = {s->gs2_flag, ',', ',', '\0'};
-	char gs2_64[scram_b64_enclen(3) + 1];
-	scram_b64_encode((const uint8_t *)gs2, 3, gs2_64);
+	/* c= is base64 of the gs2 header we saw ("n,,", "y,,"), or with 'p' of
+	 * "p=tls-server-end-point,," followed by the certificate hash */
+	static const char cb_hdr[] = "p=tls-server-end-point,,";
+	uint8_t gs2[sizeof(cb_hdr) + sizeof(s->cb_data)];
+	size_t gs2_len;
+	if (s->gs2_flag == 'p') {
+		memcpy(gs2, cb_hdr, sizeof(cb_hdr) - 1);
+		memcpy(gs2 + sizeof(cb_hdr) - 1, s->cb_data, s->cb_len);
+		gs2_len = sizeof(cb_hdr) - 1 + s->cb_len;
+	} else {
+		gs2[0] = (uint8_t)s->gs2_flag;
+		gs2[1] = gs2[2] = ',';
+		gs2_len = 3;
+	}
+	char gs2_64[scram_b64_enclen(sizeof(gs2)) + 1];
+	scram_b64_encode(gs2, gs2_len, gs2_64);
 	if (cb_len != strlen(gs2_64) || memcmp(cb, gs2_64, cb_len) != 0)
 		return scram_server_fail(s, err, errlen, "SCRAM channel binding check failed");
 	if (nonce_len != strlen(s->server_nonce) || memcmp(nonce, s->server_nonce, nonce_len) != 0)

@@ -622,6 +622,7 @@ void server_link(ServerConn *s, Client *c)
 	sql.off = sql.len = 0;
 	/* versions are unique per list and change, so equal versions mean nothing to compare */
 	if ((s->synced_client_version != c->params.version || s->synced_server_version != s->params.version) &&
+	    params_fingerprint(&c->params) != params_fingerprint(&s->params) &&
 	    param_sync_sql(&c->params, &s->params, &sql)) {
 		buf_append(&sql, "", 1);
 		proto_simple_query(&s->conn.out, (const char *)sql.data);

@@ -131,6 +131,52 @@ static void build_state(Tenant *t, const Config *cfg)
 	t->state_msgs_len = msgs.len;
 }
 
+typedef struct PoolKey {
+	uint64_t hash;
+	Tenant *t;
+} PoolKey;
+
+static int cmp_pool_key(const void *a, const void *b)
+{
+	uint64_t x = ((const PoolKey *)a)->hash, y = ((const PoolKey *)b)->hash;
+	return x < y ? -1 : x > y;
+}
+
+/*
+ * Database-mode tenants whose pool another tenant shares (same backend, database
+ * and role) need their statements analysed in transaction mode, so session state
+ * one leaves behind is wiped before the other gets the connection. A tenant with
+ * a pool of its own skips the lexer altogether.
+ */
+static void mark_shared_pools(const Config *cfg)
+{
+	PoolKey *keys = xmalloc(sizeof(PoolKey) * (size_t)(cfg->n_tenants + 1));
+	int n = 0;
+	for (int i = 0; i < cfg->n_tenants; i++) {
+		const TenantConf *tc = &cfg->tenants[i];
+		Tenant *t = tenant_lookup(tc->name);
+		if (!t || tc->mode != TENANT_MODE_DATABASE || config_tenant_pool_mode(cfg, tc) != POOL_MODE_TRANSACTION)
+			continue;
+		const BackendConf *bc = &cfg->backends[tc->backend_index];
+		const char *db = tc->dbname ? tc->dbname : bc->dbname ? bc->dbname : "";
+		const char *user = tc->server_user ? tc->server_user : bc->user ? bc->user : "";
+		uint64_t h = hash_name(bc->name, strlen(bc->name));
+		h = hash_name(db, strlen(db)) ^ (h * 31);
+		h = hash_name(user, strlen(user)) ^ (h * 31);
+		keys[n++] = (PoolKey){h, t};
+	}
+	qsort(keys, (size_t)n, sizeof(PoolKey), cmp_pool_key);
+	for (int i = 0; i < n; i++) {
+		bool shared = (i > 0 && keys[i - 1].hash == keys[i].hash) || (i + 1 < n && keys[i + 1].hash == keys[i].hash);
+		/* a pool that depends on the client's own user name is shared among users anyway */
+		const TenantConf *tc = keys[i].t->conf;
+		if (!tc->server_user && !cfg->backends[tc->backend_index].user)
+			shared = true;
+		keys[i].t->analyze = shared;
+	}
+	free(keys);
+}
+
 void tenant_registry_build(const Config *cfg)
 {
 	size_t size = 64;
@@ -163,8 +209,7 @@ void tenant_registry_build(const Config *cfg)
 		t->conf = tc;
 		t->disabled = tc->disabled;
 		build_state(t, cfg);
-		t->analyze = tc->mode != TENANT_MODE_DATABASE ||
-			     config_tenant_pool_mode(cfg, tc) == POOL_MODE_TRANSACTION;
+		t->analyze = tc->mode != TENANT_MODE_DATABASE; /* database mode: see mark_shared_pools */
 		t->pool = NULL; /* recomputed on next use: backend or credentials may have changed */
 		size_t slot = hash_name(t->name, strlen(t->name)) & (size - 1);
 		t->hash_next = table[slot];
@@ -178,6 +223,7 @@ void tenant_registry_build(const Config *cfg)
 			t->removed = true;
 	}
 	free(old);
+	mark_shared_pools(cfg);
 }
 
 const char *tenant_user_suffix(const char *user, const char *sep, size_t *prefix_len)

@@ -335,6 +335,24 @@ void tls_describe_failure(SSL *ssl, char *err, size_t errlen)
 	ERR_clear_error();
 }
 
+size_t tls_server_end_point(SSL *ssl, uint8_t *out, size_t cap)
+{
+	X509 *cert = ssl ? SSL_get_certificate(ssl) : NULL;
+	unsigned char md_buf[EVP_MAX_MD_SIZE];
+	unsigned int n = 0;
+	const EVP_MD *md;
+	int algo_nid;
+
+	if (!cert || !OBJ_find_sigid_algs(X509_get_signature_nid(cert), &algo_nid, NULL))
+		return 0;
+	/* RFC 5929 4.1: MD5 and SHA-1 are replaced by SHA-256 */
+	md = algo_nid == NID_md5 || algo_nid == NID_sha1 ? EVP_sha256() : EVP_get_digestbynid(algo_nid);
+	if (!md || X509_digest(cert, md, md_buf, &n) != 1 || n > cap)
+		return 0;
+	memcpy(out, md_buf, n);
+	return n;
+}
+
 void tls_describe(SSL *ssl, char *out, size_t outlen)
 {
 	snprintf(out, outlen, "%s %s", SSL_get_version(ssl), SSL_get_cipher_name(ssl));

@@ -591,6 +591,22 @@ def test_max_prepared_statements_3_evicts_lru_and_reprepares(pgtenant):
 def test_max_client_prepared_statements_5_refuses_the_6th_with_53400(pgtenant):
     p = pgtenant({"pool_mode": "transaction", "default_pool_size": 1,
                   "max_client_prepared_statements": 5})
+    # raw protocol first, with a short socket timeout so that a swallowed
+    # message fails the test quickly instead of hanging it
+    raw = p.raw()
+    try:
+        raw.sock.settimeout(5)
+        for k in range(5):
+            kinds, _, err = _raw_prepare(raw, f"r{k}", f"select {k}")
+            assert err is None and kinds == [b"1", b"Z"], (k, kinds, err)
+        kinds, _, err = _raw_prepare(raw, "r5", "select 5")
+        assert err is not None and err.sqlstate == "53400" and kinds == [b"E", b"Z"], (kinds, err)
+        assert raw.query("select 'usable after refusal'") == [["usable after refusal"]]
+        _, rows, err = _raw_exec(raw, "r4")
+        assert err is None and rows == [["4"]], (rows, err)
+    finally:
+        raw.close()
+
     with p.connect() as conn:
         for k in range(5):
             _ok(_prepare(conn, f"c{k}", f"select {k} + $1::int"), OK)
