@@ -48,6 +48,7 @@ struct Tenant {
 	/* Client statements are lexed: guard (schema/shared) and session-state marks. */
 	bool analyze;
 	TenantStats stats;
+	TenantStats logged; /* stats at the last periodic log line */
 	Tenant *hash_next;
 };
 
@@ -91,6 +92,9 @@ Pool *tenant_pool_for(Tenant *t, const char *user);
  * empty (*wait_us then says when the next token arrives). Always true without a limit.
  */
 bool tenant_take_token(Tenant *t, usec_t *wait_us);
+
+/* The periodic per-tenant stats line (every stats_period), for tenants with traffic. */
+void tenant_log_stats(usec_t period);
 
 /* Splits user at the last tenant_separator: returns the suffix or NULL. */
 const char *tenant_user_suffix(const char *user, const char *sep, size_t *prefix_len);

@@ -118,8 +118,15 @@ static void on_tick(evutil_socket_t fd, short what, void *arg)
 	pool_maintain();
 	server_maintain();
 	control_maintain();
+	static usec_t last_stats;
 	if (++ticks % 10 == 0)
 		client_idle_timeouts();
+	if (!last_stats)
+		last_stats = g_now;
+	if (g_cfg->stats_period > 0 && g_now - last_stats >= g_cfg->stats_period) {
+		tenant_log_stats(g_now - last_stats);
+		last_stats = g_now;
+	}
 	if (g_shutdown) {
 		client_close_idle_for_shutdown();
 		if (g_n_clients == 0 || g_now >= g_shutdown_deadline)

@@ -83,6 +83,8 @@ class Replica:
                 "hot_standby = on",
                 "hot_standby_feedback = on",
                 "wal_receiver_status_interval = 1s",
+                # a planner setting only replicas have: EXPLAIN (SETTINGS) names it
+                "random_page_cost = 3.9",
                 "",
             ]))
         self.start()
@@ -405,6 +407,28 @@ def test_auto_classification_end_to_end(pg, pgtenant, reps):
                 wrong.append(f"{sql!r}: on {'a replica' if want else 'the primary'} expected, "
                              f"pg_is_in_recovery() gave {got!r}")
     assert not wrong, "misrouted:\n" + "\n".join(wrong)
+
+
+def _explain_on_replica(conn, sql):
+    plan = "\n".join(r[0] for r in conn.execute(sql).fetchall())
+    return "random_page_cost" in plan and "3.9" in plan
+
+
+def test_auto_explain_without_analyze_goes_to_a_replica(pg, pgtenant, reps):
+    """SPEC §5: EXPLAIN without ANALYZE is read-only for certain; with ANALYZE
+    it is not. Replicas run with random_page_cost = 3.9, which EXPLAIN
+    (SETTINGS) shows."""
+    p = start(pgtenant, pg, reps, {"read_your_writes": 0})
+    with p.connect() as conn:
+        assert _explain_on_replica(conn, "explain (settings) select * from rr_t") is True
+        assert _explain_on_replica(conn, "EXPLAIN (COSTS OFF, SETTINGS ON) "
+                                         "select * from rr_t where id = 1") is True
+    with p.connect() as conn:
+        assert _explain_on_replica(conn, "explain (analyze, settings) select * from rr_t") \
+            is False
+    with p.connect() as conn:
+        # on a replica: 25006
+        conn.execute("explain analyze delete from rr_t where id = -12345")
 
 
 def test_auto_extended_protocol_select_goes_to_a_replica(pg, pgtenant, reps):
