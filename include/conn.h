@@ -27,8 +27,8 @@
 #define CONN_READ_CHUNK 16384
 #define CONN_HIGH_WATER (256 * 1024)
 #define CONN_LOW_WATER (64 * 1024)
-/* An idle connection keeps buffers up to this size; larger ones are freed. */
-#define CONN_KEEP_BUF (32 * 1024)
+/* An empty buffer of an idle connection goes back to the block cache (pktbuf.c). */
+#define CONN_KEEP_BUF 0
 
 typedef enum { IO_OK = 0, IO_AGAIN, IO_EOF, IO_ERROR } IoStatus;
 

@@ -200,6 +200,49 @@ def test_server_connections_killed_under_pgbench_load_fail_only_their_clients(pg
     assert_pool_settles(p, pg, "appdb", 4)
 
 
+def _pg_accepts(pg):
+    try:
+        pg.connect().close()
+        return True
+    except psycopg.Error:
+        return False
+
+
+def test_sigkill_of_a_server_backend_crash_restart_of_postgres_is_survived(pg, pgtenant):
+    """SIGKILL of one backend makes the postmaster end every backend and run
+    crash recovery: all of pgtenant's server connections die at once and
+    logins are refused for a moment. pgtenant must come through it and
+    serve its clients, the old sessions included, from fresh connections."""
+    p = start(pgtenant, {"server_login_retry": "300ms", "query_wait_timeout": "30s"},
+              tenants={"faults": dict(FAULTS, pool_size=3)})
+    a = p.connect(dbname="faults")
+    b = p.connect(dbname="globex")
+    try:
+        victim = a.execute("select pg_backend_pid()").fetchone()[0]
+        assert b.execute("select 1").fetchone()[0] == 1
+        os.kill(victim, signal.SIGKILL)
+
+        def serves(conn):
+            def ok():
+                try:
+                    return conn.execute("select 1").fetchone()[0] == 1
+                except psycopg.Error:
+                    return False  # the query that met the dying server may fail (08006)
+            return ok
+        pgt.wait_for(serves(a), timeout=60, period=0.5, what="the old faults session to be served")
+        pgt.wait_for(serves(b), timeout=60, period=0.5, what="the old globex session to be served")
+        assert a.execute("select pg_backend_pid()").fetchone()[0] != victim
+        with p.connect(dbname="faults") as fresh:
+            assert fresh.execute("select count(*) from pg_class").fetchone()[0] > 0
+    finally:
+        a.close()
+        b.close()
+        pgt.wait_for(lambda: _pg_accepts(pg), timeout=60, period=0.5,
+                     what="PostgreSQL to accept connections again")
+    assert p.alive()
+    assert_pool_settles(p, pg, "appdb", 3)
+
+
 # ---------------------------------------------------------------- half messages, vanishing clients
 
 def test_half_sent_message_inside_a_transaction_then_vanishing_frees_the_server(pg, pgtenant):
@@ -292,6 +335,75 @@ def test_client_that_stops_reading_a_big_result_gets_back_pressure_not_buffering
         a.close()
         b.close()
     assert (rss_kb(pid) - base) / 1024 < 60
+
+
+def test_copy_data_to_a_blocked_server_is_back_pressured_not_buffered(pg, pgtenant):
+    """The other direction: a client streams COPY data while its server is
+    blocked on a lock and reads nothing. pgtenant must stop reading the
+    client instead of buffering what the client sends."""
+    p = start(pgtenant, tenants={"faults": dict(FAULTS, pool_size=2)})
+    pid = p.proc.pid
+    with pg.connect(dbname="appdb") as d:
+        d.execute("drop table if exists faults_copy")
+        d.execute("create table faults_copy (line text)")
+        d.execute("grant all on faults_copy to app")
+    lines, width = 120000, 1000
+    chunk_lines = 64
+    chunk = pgt.msg(b"d", (b"y" * (width - 1) + b"\n") * chunk_lines)
+    total = lines // chunk_lines * len(chunk)
+    sent = [0]
+    send_error = []
+    locker = pg.connect(dbname="appdb", autocommit=False)
+    try:
+        locker.execute("lock table faults_copy in access exclusive mode")
+        c = p.raw(dbname="faults")
+        base = rss_kb(pid)
+        c.send(pgt.msg(b"Q", b"copy faults_copy from stdin\0"))
+
+        def stream():
+            try:
+                for _ in range(lines // chunk_lines):
+                    c.sock.sendall(chunk)
+                    sent[0] += len(chunk)
+                c.sock.sendall(pgt.msg(b"c"))
+            except Exception as e:
+                send_error.append(e)
+        t = threading.Thread(target=stream, daemon=True)
+        t.start()
+        pgt.wait_for(lambda: any(r[3] == "active" and "copy faults_copy" in (r[4] or "")
+                                 for r in pg.server_conns("appdb")),
+                     timeout=10, what="the COPY to reach the server and wait for the lock")
+        peak = base
+        for _ in range(30):
+            time.sleep(0.1)
+            peak = max(peak, rss_kb(pid))
+        stalled_at = sent[0]
+        print(f"COPY to a blocked server: {stalled_at >> 20} of {total >> 20} MB sent, "
+              f"RSS {base} -> {peak} kB")
+        assert t.is_alive() and stalled_at < total, \
+            "the client could send all its COPY data to a server that reads nothing"
+        assert (peak - base) / 1024 < 60, f"pgtenant buffered COPY data: RSS +{(peak - base) >> 10} MB"
+        # others are served meanwhile
+        with p.connect(dbname="globex") as other:
+            assert other.execute("select 1").fetchone()[0] == 1
+    finally:
+        locker.rollback()
+        locker.close()
+    t.join(60)
+    assert not t.is_alive() and not send_error, send_error
+    c.sock.settimeout(60)
+    tags = []
+    while True:
+        kind, body = c.recv_msg()
+        if kind == b"E":
+            pytest.fail(f"COPY failed: {pgt.parse_fields(body)}")
+        if kind == b"C":
+            tags.append(body.rstrip(b"\0").decode())
+        if kind == b"Z":
+            break
+    assert tags == [f"COPY {lines // chunk_lines * chunk_lines}"], tags
+    c.close()
+    assert_pool_settles(p, pg, "appdb", 2)
 
 
 # ---------------------------------------------------------------- sockets that never log in

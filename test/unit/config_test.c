@@ -333,6 +333,7 @@ static void test_every_default_matches_spec(void)
 	        {"read_only_functions", ""},
 	        {"health_check_period", "5s"},
 	        {"max_prepared_statements", "200"},
+	        {"max_client_prepared_statements", "1000"}, /* pgtenant's own addition */
 	        {"tls_mode", "disable"},
 	        {"tls_cert_file", ""},
 	        {"tls_key_file", ""},
