@@ -17,7 +17,7 @@
 #   DURATION [10]  ROUNDS [3]  JOBS [2]  CLIENTS ["10 50"]  SCALE [10]  POOL_SIZE [20]
 #   MODE [simple]  pgbench -M
 #   BENCH_CONNECT [0]   1: also -C runs (a new connection, so a handshake, per transaction)
-#   PG_PORT [35442] PGT_PORT [36442] PGT_TLS_PORT [36443] PGB_PORT [36444] PGB_TLS_PORT [36445]
+#   PG_PORT [15442] PGT_PORT [15443] PGT_TLS_PORT [15444] PGB_PORT [15445] PGB_TLS_PORT [15446]
 #   PG_BIN [/usr/lib/postgresql/15/bin]  PGTENANT [./pgtenant]  PGBOUNCER [/usr/sbin/pgbouncer]
 #   BENCH_KEEP [0]      1: keep the temporary directory
 #
@@ -35,11 +35,11 @@ SCALE=${SCALE:-10}
 POOL_SIZE=${POOL_SIZE:-20}
 MODE=${MODE:-simple}
 BENCH_CONNECT=${BENCH_CONNECT:-0}
-PG_PORT=${PG_PORT:-35442}
-PGT_PORT=${PGT_PORT:-36442}
-PGT_TLS_PORT=${PGT_TLS_PORT:-36443}
-PGB_PORT=${PGB_PORT:-36444}
-PGB_TLS_PORT=${PGB_TLS_PORT:-36445}
+PG_PORT=${PG_PORT:-15442}
+PGT_PORT=${PGT_PORT:-15443}
+PGT_TLS_PORT=${PGT_TLS_PORT:-15444}
+PGB_PORT=${PGB_PORT:-15445}
+PGB_TLS_PORT=${PGB_TLS_PORT:-15446}
 PG_BIN=${PG_BIN:-/usr/lib/postgresql/15/bin}
 PGTENANT=${PGTENANT:-$ROOT/pgtenant}
 PGBOUNCER=${PGBOUNCER:-/usr/sbin/pgbouncer}
@@ -101,7 +101,9 @@ cleanup() {
 trap cleanup EXIT
 trap 'note "interrupted"; exit 130' INT TERM
 
-port_busy() { [ -n "$(ss -Hltn "sport = :$1" 2>/dev/null)" ]; }
+port_busy() { # ss may see nothing in some sandboxes: a connect attempt tells too
+	[ -n "$(ss -Hltn "sport = :$1" 2>/dev/null)" ] || (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null
+}
 
 cpu_ticks() {
 	local stat rest f
@@ -307,7 +309,9 @@ for r in $(seq "$ROUNDS"); do
 	for cs in "${CASES[@]}"; do
 		read -r c conn <<<"$cs"
 		for t in "${TARGETS[@]}"; do
-			label="round $r: $c clients$([ "$conn" = 1 ] && echo ' -C') $t"
+			cflag=""
+			[ "$conn" = 1 ] && cflag=" -C"
+			label="round $r: $c clients$cflag $t"
 			if res=$(run_one "$t" "$c" "$conn" "$DURATION"); then
 				read -r tps tx cpu <<<"$res"
 				TPS["$cs $t"]+="$tps "
@@ -323,7 +327,7 @@ for r in $(seq "$ROUNDS"); do
 done
 
 median() {
-	printf '%s\n' "$@" | sort -g | awk '{ v[NR] = $1 } END { if (NR) print (NR % 2 ? v[(NR + 1) / 2] : (v[NR / 2] + v[NR / 2 + 1]) / 2) }'
+	printf '%s\n' "$@" | sort -g | awk '{ v[NR] = $1 } END { if (NR) printf "%.1f\n", (NR % 2 ? v[(NR + 1) / 2] : (v[NR / 2] + v[NR / 2 + 1]) / 2) }'
 }
 
 out ""
@@ -339,7 +343,9 @@ for cs in "${CASES[@]}"; do
 			sc=$(median ${CPU["$cs $pooler-tls"]:-})
 		}
 		ratio=$(awk -v a="${s:-0}" -v b="${p:-0}" 'BEGIN { if (b > 0) printf "%.2f", a / b; else print "-" }')
-		out "$(printf '%-28s %11s %10s %11s %14s %12s' "$pooler, $c clients$([ "$conn" = 1 ] && echo ' -C')" \
+		cflag=""
+		[ "$conn" = 1 ] && cflag=" -C"
+		out "$(printf '%-28s %11s %10s %11s %14s %12s' "$pooler, $c clients$cflag" \
 			"${p:--}" "${s:--}" "$ratio" "${pc:--}us" "${sc:--}us")"
 	done
 done

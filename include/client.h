@@ -105,6 +105,8 @@ void client_accept(int fd);
 void client_resume(Client *c);
 /* A waiting client's replica went away: route its batch again. */
 void client_resume_routing(Client *c);
+/* The state applied ahead of a held statement is in force (or failed: the statement is dropped). */
+void client_hold_done(Client *c, bool failed);
 /* The pool could not give a server in time: error the pending batch, session goes on. */
 void client_wait_failed(Client *c, const char *sqlstate, const char *msg);
 /* The server under this client died: error, then the session goes on without it. */

@@ -35,6 +35,15 @@ void *xrealloc(void *p, size_t n);
 char *xstrdup(const char *s);
 char *xstrndup(const char *s, size_t n);
 
+/*
+ * Objects that may still be pointed at after a reload (old configurations,
+ * removed tenants, old tenant-state strings) are kept here rather than freed:
+ * reloads are rare, so the cost is small, and nothing dangles. retired_free_all
+ * releases them at exit.
+ */
+void retire(void *p, void (*release)(void *));
+void retired_free_all(void);
+
 /* Copies at most size-1 bytes and always terminates; returns strlen(src). */
 size_t strlcpy_safe(char *dst, const char *src, size_t size);
 

@@ -69,6 +69,9 @@ struct ServerConn {
 	int inject_swallow;         /* replies of pgtenant's injected Parse/Bind/Execute still to drop */
 	bool inject_open;           /* injected; the client's next Query/Sync/FunctionCall closes the unit */
 	bool unit_start;            /* the client's next message starts a new unit */
+	bool hold;                  /* state applied in a transaction of its own: client waits */
+	bool hold_failed;           /* ... and applying it failed */
+	bool hold_released;         /* the held client is to be resumed */
 	const Tenant *marked_by;    /* session state left by this tenant's statements (needs DISCARD ALL) */
 
 	/* ReadyForQuery accounting: ordinals of replies that need special handling. */
@@ -102,6 +105,13 @@ ServerConn *server_connect(Pool *p);
 void server_link(ServerConn *s, Client *c);
 /* Before a client message that starts a unit: applies the tenant's state if not known in force. */
 void server_unit_begin(ServerConn *s, Client *c, uint8_t type);
+/*
+ * For a statement PostgreSQL refuses to run in a transaction block (VACUUM, CREATE
+ * INDEX CONCURRENTLY, ...): the state goes in a transaction of its own and the
+ * client's messages are held until it is known to be in force (one round trip,
+ * only then).
+ */
+void server_unit_begin_standalone(ServerConn *s, Client *c);
 /* A client Query/Sync/FunctionCall was forwarded whole: count its ReadyForQuery. */
 void server_unit_end(ServerConn *s, uint8_t type);
 /* A client statement may have changed the tenant state: apply it again before the next unit. */

@@ -1389,6 +1389,52 @@ static void answer_locally(Client *c, const char *tag, char status)
 	proto_ready(&c->conn.out, status);
 }
 
+typedef enum { UNIT_PLAIN = 0, UNIT_OWN_TRANSACTION, UNIT_RESETS } UnitKind;
+
+/*
+ * Statements PostgreSQL will not run inside a transaction block (or pipeline):
+ * the tenant state cannot share their implicit transaction.
+ */
+static UnitKind unit_kind(uint8_t type, const uint8_t *body, size_t len)
+{
+	const char *sql;
+	SqlLexer lx;
+	SqlToken tok[8];
+	int n = 0;
+
+	if (type == 'Q') {
+		sql = (const char *)body;
+	} else if (type == 'P') {
+		const uint8_t *nul = memchr(body, 0, len);
+		if (!nul)
+			return UNIT_PLAIN;
+		sql = (const char *)nul + 1;
+		len -= (size_t)(nul - body) + 1;
+	} else {
+		return UNIT_PLAIN;
+	}
+	const uint8_t *end = memchr(sql, 0, len);
+	if (!end)
+		return UNIT_PLAIN;
+	sqllex_init(&lx, sql, (size_t)(end - (const uint8_t *)sql));
+	while (n < 8 && sqllex_next(&lx, &tok[n]) == SQLTOK_IDENT)
+		n++;
+	if (n == 0)
+		return UNIT_PLAIN;
+	if (sqltok_is(&tok[0], "discard"))
+		return UNIT_RESETS;
+	if (sqltok_is(&tok[0], "vacuum") || sqltok_is(&tok[0], "cluster") || sqltok_is(&tok[0], "reindex") ||
+	    (n > 1 && sqltok_is(&tok[0], "alter") && sqltok_is(&tok[1], "system")))
+		return UNIT_OWN_TRANSACTION;
+	if (n > 1 && (sqltok_is(&tok[0], "create") || sqltok_is(&tok[0], "drop")) &&
+	    (sqltok_is(&tok[1], "database") || sqltok_is(&tok[1], "tablespace") || sqltok_is(&tok[1], "subscription")))
+		return UNIT_OWN_TRANSACTION;
+	for (int i = 1; i < n; i++)
+		if (sqltok_is(&tok[i], "concurrently"))
+			return UNIT_OWN_TRANSACTION;
+	return UNIT_PLAIN;
+}
+
 /* Must pgtenant hold this client message whole before forwarding it? */
 static inline bool client_must_inspect(const Client *c, const ServerConn *s, uint8_t type)
 {
@@ -1526,8 +1572,24 @@ again:
 			buf_reserve(in, total - buf_avail(in));
 			break;
 		}
+		if (s->hold) {
+			/* the tenant state is being applied on its own: wait for it */
+			conn_want_read(&c->conn, false);
+			break;
+		}
 		if (s->unit_start && type != 'd' && type != 'c' && type != 'f') {
-			server_unit_begin(s, c, type);
+			UnitKind kind = c->tenant->state_sql ? unit_kind(type, buf_head(in) + MSG_HEADER_LEN, len - 4)
+							    : UNIT_PLAIN;
+			if (kind == UNIT_OWN_TRANSACTION) {
+				server_unit_begin_standalone(s, c);
+				if (s->hold) {
+					conn_want_read(&c->conn, false);
+					break;
+				}
+			} else if (kind == UNIT_PLAIN) {
+				server_unit_begin(s, c, type);
+			}
+			/* UNIT_RESETS: DISCARD ALL wipes the state anyway; it is applied after */
 			if (!c->query_start)
 				c->query_start = g_now;
 		}
@@ -1590,6 +1652,28 @@ again:
 		return;
 	if (!buf_avail(in))
 		conn_shrink(&c->conn);
+}
+
+void client_hold_done(Client *c, bool failed)
+{
+	Buf *in = &c->conn.in;
+
+	if (c->closing)
+		return;
+	if (failed && buf_avail(in) >= MSG_HEADER_LEN) {
+		/* the error went out already; the statement it was for does not run */
+		if (buf_head(in)[0] == 'Q') {
+			size_t total = 1 + (size_t)read_u32be(buf_head(in) + 1);
+			if (buf_avail(in) >= total) {
+				buf_consume(in, total);
+				proto_ready(&c->conn.out, c->tx_status);
+			}
+		} else {
+			c->skip_until_sync = true;
+		}
+	}
+	conn_want_read(&c->conn, true);
+	client_forward(c);
 }
 
 void client_resume_routing(Client *c)

@@ -74,6 +74,38 @@ char *xstrndup(const char *s, size_t n)
 	return p;
 }
 
+typedef struct Retired {
+	void *p;
+	void (*release)(void *);
+} Retired;
+
+static Retired *retired;
+static size_t n_retired, cap_retired;
+
+void retire(void *p, void (*release)(void *))
+{
+	if (!p)
+		return;
+	if (n_retired == cap_retired) {
+		cap_retired = cap_retired ? cap_retired * 2 : 16;
+		retired = xrealloc(retired, sizeof(Retired) * cap_retired);
+	}
+	retired[n_retired].p = p;
+	retired[n_retired].release = release ? release : free;
+	n_retired++;
+}
+
+void retired_free_all(void)
+{
+	while (n_retired > 0) {
+		n_retired--;
+		retired[n_retired].release(retired[n_retired].p);
+	}
+	free(retired);
+	retired = NULL;
+	cap_retired = 0;
+}
+
 size_t strlcpy_safe(char *dst, const char *src, size_t size)
 {
 	size_t len = strlen(src);

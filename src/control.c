@@ -161,7 +161,8 @@ bool control_reload(ConfigErrors *errs)
 			}
 		}
 	}
-	/* The old Config is not freed: removed tenants' objects still point into it. */
+	/* The old Config is kept: removed tenants' objects still point into it. */
+	retire(g_cfg, (void (*)(void *))config_free);
 	g_cfg = cfg;
 	if (g_auth)
 		authfile_free(g_auth);

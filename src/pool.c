@@ -249,7 +249,10 @@ bool pool_acquire(Client *c)
 		client_wait_failed(c, "08006", p->last_error);
 		return false;
 	}
-	if (!list_empty(&p->idle) && list_empty(&p->waiting) && tenant_may_take(p, c->tenant)) {
+	/* others may wait for what they cannot take (their own limits): they do not hold this
+	 * tenant back, but its own earlier waiters go first */
+	if (!list_empty(&p->idle) && pool_tenant_queue(p, c->tenant)->n_waiting == 0 &&
+	    tenant_may_take(p, c->tenant)) {
 		server_link(pick_idle(p, c->tenant), c);
 		return true;
 	}

@@ -654,7 +654,7 @@ typedef struct RfqMark {
 	uint8_t kind;
 } RfqMark;
 
-enum { MARK_INJECT_END = 1, MARK_OWN_SYNC = 2 };
+enum { MARK_INJECT_END = 1, MARK_OWN_SYNC = 2, MARK_INJECT_OWN = 3 };
 
 static void mark_push(ServerConn *s, uint64_t ordinal, uint8_t kind)
 {
@@ -713,6 +713,28 @@ void server_unit_begin(ServerConn *s, Client *c, uint8_t type)
 	s->inject_open = true;
 }
 
+void server_unit_begin_standalone(ServerConn *s, Client *c)
+{
+	static const uint8_t sync_msg[5] = {'S', 0, 0, 0, 4};
+	const Tenant *t = c->tenant;
+
+	if (!t->state_sql || state_in_force(s, t->state_sql))
+		return;
+	buf_append(&s->conn.out, t->state_msgs, t->state_msgs_len);
+	buf_append(&s->conn.out, sync_msg, sizeof(sync_msg));
+	s->inject_swallow += 3;
+	s->st_inflight++;
+	s->st_pending_sql = t->state_sql;
+	if (s->expect_rfq == 0)
+		s->busy_since = g_now;
+	s->rfq_sent++;
+	s->expect_rfq++;
+	prep_server_sent_sync(s);
+	mark_push(s, s->rfq_sent, MARK_INJECT_OWN);
+	s->hold = true;
+	s->hold_failed = false;
+}
+
 void server_unit_end(ServerConn *s, uint8_t type)
 {
 	static const uint8_t sync_msg[5] = {'S', 0, 0, 0, 4};
@@ -750,6 +772,12 @@ static bool settle_rfq(ServerConn *s, char status)
 			forward = false;
 		else
 			ended_inject = true;
+		if (kind == MARK_INJECT_OWN) {
+			forward = false;
+			s->hold = false;
+			s->hold_failed = s->error_seen;
+			s->hold_released = true;
+		}
 	}
 	if (ended_inject) {
 		s->st_inflight--;
@@ -789,6 +817,8 @@ int server_pending_client_rfq(const ServerConn *s)
 void server_state_unknown(ServerConn *s)
 {
 	s->st_sql = NULL;
+	/* a unit in flight that applied the state does not make it known again */
+	s->st_pending_sql = NULL;
 }
 
 void server_unlink(ServerConn *s)
@@ -1012,7 +1042,7 @@ again:
 				}
 			}
 			c->tx_status = s->tx_status;
-			if (s->expect_rfq == 0 && s->tx_status == 'I' && c->fwd_remain == 0 &&
+			if (s->expect_rfq == 0 && s->tx_status == 'I' && c->fwd_remain == 0 && !s->hold_released &&
 			    (g_shutdown || config_tenant_pool_mode(g_cfg, c->tenant->conf) == POOL_MODE_TRANSACTION))
 				release = true;
 			break;
@@ -1045,6 +1075,14 @@ again:
 	if (s->state == SV_FREE)
 		return;
 	Client *c = s->client;
+	if (c && s->hold_released) {
+		s->hold_released = false;
+		if (!client_flush(c))
+			return;
+		client_hold_done(c, s->hold_failed);
+		if (s->state == SV_FREE || s->client != c)
+			return;
+	}
 	if (c) {
 		if (!client_flush(c))
 			return; /* closing the client released or closed s */

@@ -21,6 +21,22 @@ static Tenant **table;
 static size_t table_size; /* power of two */
 static int n_tenants;
 
+/* A removed tenant's object, at exit (clients may point at it until then). */
+static void tenant_release(void *p)
+{
+	Tenant *t = p;
+	struct TenantQueue *q = t->queues;
+	while (q) {
+		struct TenantQueue *next = q->next;
+		free(q);
+		q = next;
+	}
+	free((void *)t->state_sql);
+	free((void *)t->state_msgs);
+	free(t->name);
+	free(t);
+}
+
 static uint64_t hash_name(const char *s, size_t n)
 {
 	uint64_t h = 1469598103934665603ULL;
@@ -65,11 +81,14 @@ static void build_state(Tenant *t, const Config *cfg)
 	Buf sql, msgs;
 	size_t start;
 
-	t->state_sql = NULL;
-	t->state_msgs = NULL;
-	t->state_msgs_len = 0;
-	if (tc->mode == TENANT_MODE_DATABASE)
+	if (tc->mode == TENANT_MODE_DATABASE) {
+		retire((void *)t->state_sql, NULL);
+		retire((void *)t->state_msgs, NULL);
+		t->state_sql = NULL;
+		t->state_msgs = NULL;
+		t->state_msgs_len = 0;
 		return;
+	}
 	buf_init(&sql);
 	if (tc->mode == TENANT_MODE_SCHEMA) {
 		const char *shared = config_tenant_shared_schemas(tc);
@@ -126,7 +145,9 @@ static void build_state(Tenant *t, const Config *cfg)
 	pkt_put_u32(&msgs, 0);
 	pkt_finish(&msgs, start);
 
-	/* Kept for good: servers may still compare against the old text after a reload. */
+	/* The old text is kept: servers may still compare against it after a reload. */
+	retire((void *)t->state_sql, NULL);
+	retire((void *)t->state_msgs, NULL);
 	t->state_sql = (const char *)sql.data;
 	t->state_msgs = msgs.data;
 	t->state_msgs_len = msgs.len;
@@ -220,8 +241,10 @@ void tenant_registry_build(const Config *cfg)
 	/* Tenants that disappeared keep their objects while clients point at them (never freed:
 	 * removals are rare); control_reload closes those clients after their transaction. */
 	for (size_t b = 0; old && b < old_size; b++) {
-		for (Tenant *t = old[b]; t; t = t->hash_next)
+		for (Tenant *t = old[b]; t; t = t->hash_next) {
 			t->removed = true;
+			retire(t, tenant_release);
+		}
 	}
 	free(old);
 	mark_shared_pools(cfg);

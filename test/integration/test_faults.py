@@ -109,7 +109,7 @@ def finish(proc, timeout=90):
 
 
 PROGRESS_RE = re.compile(r"progress: ([\d.]+) s, ([\d.]+) tps")
-ABORT_RE = re.compile(r"client (\d+) aborted in command (\d+)")
+ABORT_RE = re.compile(r"client (\d+) (?:script \d+ )?aborted in command (\d+)")
 
 
 class Bystander:
@@ -160,23 +160,56 @@ def pgbench_appdb(pg):
 
 def test_server_connections_killed_under_pgbench_load_fail_only_their_clients(pg, pgtenant,
                                                                                pgbench_appdb):
-    p = start(pgtenant, {"server_login_retry": "200ms"}, tenants={"faults": dict(FAULTS, pool_size=4)})
+    p = start(pgtenant, {"server_login_retry": "200ms"},
+              tenants={"faults": dict(FAULTS, pool_size=4)})
     clients = 8
-    with Bystander(p) as bystander:
-        bench = spawn_pgbench(p.env(dbname="faults"),
-                              ["-n", "-c", str(clients), "-j", "2", "-T", "10", "-P", "1"])
-        t0 = time.monotonic()
-        pgt.wait_for(lambda: len(server_pids(pg, "appdb")) >= 1 and time.monotonic() - t0 > 3,
-                     timeout=15, what="pgbench to be running through pgtenant")
-        ok_before = bystander.ok
-        victims = server_pids(pg, "appdb")
-        with pg.connect() as d:
-            for pid in victims:
-                d.execute("select pg_terminate_backend(%s)", [pid])
-        killed_at = time.monotonic() - t0
-        out, err = finish(bench)
-        time.sleep(0.5)
-        ok_after = bystander.ok
+    # a client inside a transaction whose server connection is among the killed
+    victim = p.raw(dbname="faults")
+    victim.query("begin")
+    victim_pid = int(victim.scalar("select pg_backend_pid()"))
+    bench = None
+    try:
+        with Bystander(p) as bystander:
+            bench = spawn_pgbench(p.env(dbname="faults"),
+                                  ["-n", "-c", str(clients), "-j", "2", "-T", "10", "-P", "1"])
+            t0 = time.monotonic()
+            pgt.wait_for(lambda: len(server_pids(pg, "appdb")) >= 2 and time.monotonic() - t0 > 3,
+                         timeout=15, what="pgbench to be running through pgtenant")
+            ok_before = bystander.ok
+            victims = server_pids(pg, "appdb")
+            assert victim_pid in victims
+            with pg.connect() as d:
+                for pid in victims:
+                    d.execute("select pg_terminate_backend(%s)", [pid])
+            killed_at = time.monotonic() - t0
+            # the victim learns it at once or at its next statement: 08006, not a hang
+            victim.sock.settimeout(10)
+            try:
+                victim.send(pgt.msg(b"Q", b"select 1\0"))
+            except OSError:
+                pass
+            msgs, closed = [], False
+            try:
+                while True:
+                    kind, body = victim.recv_msg()
+                    msgs.append((kind, body))
+                    if kind == b"Z":
+                        break
+            except (EOFError, ConnectionResetError):
+                closed = True
+            errors = [pgt.parse_fields(b) for k, b in msgs if k == b"E"]
+            assert errors and errors[0].get("C") == "08006", msgs
+            if not closed:  # ERROR rather than FATAL: the session goes on after ROLLBACK
+                victim.query("rollback")
+                assert victim.query("select 1") == [["1"]]
+            victim.sock.close()
+            out, err = finish(bench, timeout=25)  # no client may hang on a dead connection
+            time.sleep(0.5)
+            ok_after = bystander.ok
+    finally:
+        if bench is not None and bench.poll() is None:
+            os.killpg(bench.pid, signal.SIGKILL)
+            bench.wait(10)
     assert p.alive(), "pgtenant died when its server connections were killed"
     assert not bystander.errors, f"a client of another tenant got errors: {bystander.errors}"
     assert ok_after > ok_before + 10, "the other tenant's client stopped being served"
@@ -273,8 +306,10 @@ def test_half_sent_message_inside_a_transaction_then_vanishing_frees_the_server(
     assert_pool_settles(p, pg, "appdb", 1)
 
 
-def test_client_that_stops_reading_a_big_result_gets_back_pressure_not_buffering(pg, pgtenant):
-    p = start(pgtenant, {"query_wait_timeout": "5s"},
+@pytest.mark.parametrize("pool_mode", ["transaction", "session"])
+def test_client_that_stops_reading_a_big_result_gets_back_pressure_not_buffering(pg, pgtenant,
+                                                                                 pool_mode):
+    p = start(pgtenant, {"query_wait_timeout": "5s", "pool_mode": pool_mode},
               tenants={"faults": dict(FAULTS, pool_size=2)})
     pid = p.proc.pid
     marker = "slow reader result"
@@ -404,6 +439,100 @@ def test_copy_data_to_a_blocked_server_is_back_pressured_not_buffered(pg, pgtena
     assert tags == [f"COPY {lines // chunk_lines * chunk_lines}"], tags
     c.close()
     assert_pool_settles(p, pg, "appdb", 2)
+
+
+def _vanish_queued(p):
+    """Queues for the tenant's only server connection behind a transaction, then vanishes."""
+    holder = p.raw(dbname="faults")
+    holder.query("begin")
+    c = p.raw(dbname="faults")
+    c.send(pgt.msg(b"Q", b"select 'queued'\0"))
+    time.sleep(0.2)
+    c.sock.close()
+    time.sleep(0.2)
+    holder.query("commit")
+    holder.close()
+
+
+def _vanish_in_copy_in(p):
+    c = p.raw(dbname="faults")
+    c.send(pgt.msg(b"Q", b"copy faults_vanish from stdin\0"))
+    kind, _ = c.recv_msg()
+    assert kind == b"G", kind
+    c.send(pgt.msg(b"d", b"copied but never finished\n"))
+    c.sock.close()
+
+
+def _vanish_in_extended_batch_without_sync(p):
+    c = p.raw(dbname="faults")
+    c.send(pgt.ext_parse("insert into faults_vanish values ('no sync')") + pgt.ext_bind() +
+           pgt.ext_execute() + pgt.msg(b"H"))
+    kinds = []
+    while b"C" not in kinds:
+        kind, _ = c.recv_msg()
+        kinds.append(kind)
+    c.sock.close()
+
+
+def _vanish_while_server_logs_in(p):
+    # a fresh pgtenant has no server connection yet: the query starts a login
+    c = p.raw(dbname="faults")
+    c.send(pgt.msg(b"Q", b"insert into faults_vanish values ('during login')\0"))
+    c.sock.close()
+
+
+def _vanish_mid_result(p):
+    c = p.raw(dbname="faults")
+    c.send(pgt.msg(b"Q", b"select repeat('z', 1000) from generate_series(1, 20000)\0"))
+    c.recv_msg()
+    c.sock.close()
+
+
+def _vanish_during_authentication(p):
+    s = socket.create_connection(("127.0.0.1", p.port))
+    s.sendall(pgt.startup_packet({"user": "app", "database": "faults"}))
+    s.recv(100)  # the SASL request
+    s.sendall(pgt.msg(b"p", b"SCRAM-SHA-256\0" + struct.pack("!I", 10) + b"n,,n=,r=ab"))
+    s.close()
+
+
+VANISH = {
+    "during_authentication": _vanish_during_authentication,
+    "while_server_logs_in": _vanish_while_server_logs_in,
+    "queued_for_a_server": _vanish_queued,
+    "in_copy_in": _vanish_in_copy_in,
+    "in_extended_batch_without_sync": _vanish_in_extended_batch_without_sync,
+    "mid_result": _vanish_mid_result,
+}
+
+
+@pytest.mark.parametrize("pool_mode", ["transaction", "session"])
+@pytest.mark.parametrize("stage", list(VANISH))
+def test_client_vanishing_at_any_stage_leaves_a_clean_server_for_the_next(pg, pgtenant, stage,
+                                                                          pool_mode):
+    """pool_size 1: the next client gets the very server connection the
+    vanished one used (or a fresh one), never one left inside its COPY,
+    transaction or implicit transaction."""
+    with pg.connect(dbname="appdb") as d:
+        d.execute("drop table if exists faults_vanish")
+        d.execute("create table faults_vanish (tag text)")
+        d.execute("grant all on faults_vanish to app")
+    p = start(pgtenant, {"query_wait_timeout": "5s", "pool_mode": pool_mode},
+              tenants={"faults": dict(FAULTS, pool_size=1)})
+    for _ in range(3):
+        VANISH[stage](p)
+    time.sleep(0.3)
+    with p.connect(dbname="faults") as nxt:
+        assert nxt.info.transaction_status == psycopg.pq.TransactionStatus.IDLE
+        nxt.execute("insert into faults_vanish values ('next')")
+        assert nxt.execute("select count(*) from faults_vanish where tag = 'next'").fetchone()[0] == 1
+    with pg.connect(dbname="appdb") as d:
+        tags = [r[0] for r in d.execute("select tag from faults_vanish").fetchall()]
+    # 'next' is committed (it was not swallowed by a leftover transaction); what the
+    # vanished clients left uncommitted is not
+    assert "next" in tags and "no sync" not in tags and \
+        "copied but never finished" not in tags, tags
+    assert_pool_settles(p, pg, "appdb", 1)
 
 
 # ---------------------------------------------------------------- sockets that never log in
@@ -648,6 +777,64 @@ def test_sigterm_closes_a_transaction_that_outlives_shutdown_timeout(pgtenant):
             held.execute("select 1")
     finally:
         held.close()
+
+
+@pytest.mark.parametrize("pool_mode", ["transaction", "session"])
+def test_sigterm_closes_clients_idle_outside_a_transaction_at_once(pgtenant, pool_mode):
+    """Nothing is running: shutdown must not sit out shutdown_timeout, and the
+    client is told why (FATAL 57P01), not shown a lost server connection."""
+    p = start(pgtenant, {"shutdown_timeout": "10s", "pool_mode": pool_mode})
+    c = p.raw(dbname="faults")
+    assert c.query("select 1") == [["1"]]
+    p.expect_exit = True
+    t0 = time.monotonic()
+    p.signal(signal.SIGTERM)
+    c.sock.settimeout(15)
+    msgs = c.read_until_close()
+    c.sock.close()
+    try:
+        rc = p.proc.wait(15)
+    except subprocess.TimeoutExpired:
+        rc = None
+    took = time.monotonic() - t0
+    errors = [pgt.parse_fields(b) for k, b in msgs if k == b"E"]
+    assert rc == 0 and took < 3, \
+        f"{pool_mode} mode: pgtenant exited ({rc}) {took:.1f}s after SIGTERM with only an idle client"
+    assert errors and errors[0].get("C") == "57P01", errors
+
+
+def test_sigterm_does_not_strand_a_client_waiting_for_a_server(pgtenant):
+    """A client queued for the only server connection when SIGTERM arrives:
+    once the running transaction ends it is served or told to go (FATAL
+    57P01) at once; pgtenant does not wait out shutdown_timeout for it."""
+    p = start(pgtenant, {"shutdown_timeout": "10s", "query_wait_timeout": "30s"},
+              tenants={"faults": dict(FAULTS, pool_size=1)})
+    a = p.raw(dbname="faults")
+    b = p.raw(dbname="faults")
+    a.query("begin")
+    a.query("select 1")
+    b.send(pgt.msg(b"Q", b"select 'b'\0"))  # queued: a holds the only server connection
+    time.sleep(0.5)
+    p.expect_exit = True
+    p.signal(signal.SIGTERM)
+    time.sleep(0.5)
+    a.query("commit")  # the running transaction finishes
+    t0 = time.monotonic()
+    b.sock.settimeout(15)
+    msgs = b.read_until_close()
+    answered = time.monotonic() - t0
+    a.sock.close()
+    b.sock.close()
+    try:
+        rc = p.proc.wait(15)
+    except subprocess.TimeoutExpired:
+        rc = None
+    took = time.monotonic() - t0
+    kinds = [k for k, _ in msgs]
+    assert b"E" in kinds or b"C" in kinds, \
+        f"the waiting client got no answer at all ({answered:.1f}s after the last transaction ended)"
+    assert answered < 3 and rc == 0 and took < 3, \
+        f"waiting client answered after {answered:.1f}s; pgtenant exited ({rc}) after {took:.1f}s"
 
 
 # ---------------------------------------------------------------- many short sessions

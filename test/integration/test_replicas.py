@@ -338,7 +338,7 @@ def test_show_backends_lists_primary_and_both_replicas_up(pg, pgtenant, reps):
         assert r["state"] == "up", r
         assert r["lag_ms"] not in (None, "") and int(float(r["lag_ms"])) < 10000, r
         assert r["last_check"] not in (None, ""), r
-    # POOLS knows the replica pools once they are used
+    # and reads do reach a replica
     with p.connect() as conn:
         assert in_recovery(conn, "select pg_is_in_recovery()") is True
 
@@ -643,6 +643,20 @@ def test_serializable_read_only_transaction_goes_to_the_primary(pg, pgtenant, re
         assert seen == {("f", str(pg.port))}, seen
     finally:
         c.close()
+
+
+def test_client_with_serializable_default_isolation_reads_on_the_primary(pg, pgtenant, reps):
+    """A startup parameter default_transaction_isolation = serializable makes
+    every statement of the client SERIALIZABLE (SPEC §3 applies it on the
+    client's behalf): not read-only for certain, and a hot standby refuses it."""
+    p = start(pgtenant, pg, reps, {"read_your_writes": 0})
+    with p.connect(options="-c default_transaction_isolation=serializable") as conn:
+        try:
+            row = conn.execute("select pg_is_in_recovery(), "
+                               "current_setting('transaction_isolation')").fetchone()
+        except psycopg.Error as e:
+            pytest.fail(f"a plain read failed: {e.sqlstate} {e} (sent to a replica?)")
+        assert row == (False, "serializable"), row
 
 
 def test_psycopg_read_only_transactions(pg, pgtenant, reps):

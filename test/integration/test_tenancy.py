@@ -663,6 +663,11 @@ def test_statements_that_cannot_run_in_a_transaction_block_run_under_the_tenant_
     connection that holds another tenant's state: they must run, and on the
     tenant's own table (SPEC §4: the state is in force before the statement)."""
     make_schemas(pg, ["s_acme", "s_globex"])
+    with pg.connect(dbname="appdb") as c:
+        # building an index takes ownership of the table
+        for s in ("s_acme", "s_globex"):
+            c.execute(f"ALTER TABLE {s}.orders OWNER TO app")
+            c.execute(f"GRANT CREATE ON SCHEMA {s} TO app")
     try:
         p = pgtenant(backends={"main": backend(pg, pool_size=1)},
                      tenants={"acme": schema_tenant("acme"), "globex": schema_tenant("globex")})
