@@ -40,8 +40,8 @@ typedef struct Conn {
 	bool write_armed;
 	Buf in;
 	Buf out;
-	struct ssl_st *ssl;       /* NULL: plain socket */
-	bool ssl_failed;          /* a fatal TLS error: no close_notify may be sent */
+	struct ssl_st *ssl;        /* NULL: plain socket */
+	bool ssl_failed;           /* a fatal TLS error: no close_notify may be sent */
 	bool ssl_read_wants_write; /* SSL_read needs the socket writable */
 	bool ssl_write_wants_read; /* SSL_write needs the socket readable */
 } Conn;

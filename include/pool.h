@@ -40,6 +40,7 @@ struct Backend {
 	int n_servers;
 	Replica **replicas;
 	int n_replicas;
+	unsigned replica_turn;   /* round-robin among replicas equally loaded */
 	uint64_t primary_lsn;    /* pg_current_wal_lsn() at the last health round */
 	bool primary_up;
 	usec_t primary_checked;  /* wall clock */

@@ -45,7 +45,8 @@ bool tls_alpn_postgresql(struct ssl_st *ssl);
  * it does not verify, or it has no usable CN.
  */
 bool tls_peer_cn(struct ssl_st *ssl, char *cn, size_t cnlen, char *err, size_t errlen);
-/* Why a handshake failed: the certificate verification result if that was it, else OpenSSL's error. */
+/* Why a handshake failed: the certificate verification result if that was it, else OpenSSL's error.
+ */
 void tls_describe_failure(struct ssl_st *ssl, char *err, size_t errlen);
 /* Did the handshake fail because the peer's certificate did not verify? */
 bool tls_verify_failed(struct ssl_st *ssl);

@@ -697,9 +697,9 @@ static void show_pools(Buf *out, bool rowdesc)
 		const Pool *p = list_entry(it, Pool, node);
 		rs_row(&rs);
 		rs_str(&rs, p->backend->name);
-		rs_str(&rs, "primary");
-		rs_str(&rs, p->backend->host);
-		rs_int(&rs, p->backend->port);
+		rs_str(&rs, p->replica ? "replica" : "primary");
+		rs_str(&rs, pool_host(p));
+		rs_int(&rs, pool_port(p));
 		rs_str(&rs, p->user);
 		rs_int(&rs, list_len(&p->active));
 		rs_int(&rs, list_len(&p->idle));
@@ -783,9 +783,9 @@ static void show_servers(Buf *out, bool rowdesc)
 				format_mono_time(s->connect_time, when, sizeof(when));
 				rs_row(&rs);
 				rs_str(&rs, p->backend->name);
-				rs_str(&rs, "primary");
-				rs_str(&rs, p->backend->host);
-				rs_int(&rs, p->backend->port);
+				rs_str(&rs, p->replica ? "replica" : "primary");
+				rs_str(&rs, pool_host(p));
+				rs_int(&rs, pool_port(p));
 				rs_str(&rs, p->user);
 				rs_str(&rs, s->tenant ? s->tenant->name : NULL);
 				rs_str(&rs, server_state_name(s->state));

@@ -920,6 +920,10 @@ static void login_finish(Client *c)
 		}
 	}
 	c->pool = c->home_pool = tenant_pool_for(t, c->user);
+	/* a session whose transactions default to SERIALIZABLE cannot read on a hot standby */
+	const char *iso = params_get(&c->params, "default_transaction_isolation");
+	if (iso && strcasestr(iso, "serializable"))
+		c->sticky_primary = true;
 	if (!c->pool) {
 		snprintf(msg, sizeof(msg), "no server credentials for tenant \"%s\"", t->name);
 		client_fatal(c, "28000", msg, NULL);
@@ -1244,6 +1248,7 @@ typedef struct BatchInfo {
 	bool end_only;      /* a lone COMMIT / END / ROLLBACK / ABORT */
 	bool end_rollback;  /* ... and it is ROLLBACK / ABORT */
 	bool session_state;
+	bool serializable;  /* SERIALIZABLE: a hot standby refuses it */
 } BatchInfo;
 
 static void note_sql(BatchInfo *b, const char *sql, size_t len, bool lone)
@@ -1260,7 +1265,10 @@ static void note_sql(BatchInfo *b, const char *sql, size_t len, bool lone)
 	b->read_only_tx |= (info.flags & SQLF_READ_ONLY_TX) != 0;
 	if (info.flags & (SQLF_SESSION_STATE | SQLF_STATE_UNKNOWN | SQLF_UNPARSED))
 		b->session_state = true;
-	if (!lone || info.n_statements != 1 || (info.flags & (SQLF_TX_CONTROL | SQLF_READ_ONLY_TX)) != SQLF_TX_CONTROL)
+	if (info.flags & SQLF_SERIALIZABLE)
+		b->serializable = true;
+	if (!lone || info.n_statements != 1 ||
+	    (info.flags & (SQLF_TX_CONTROL | SQLF_READ_ONLY_TX | SQLF_SERIALIZABLE)) != SQLF_TX_CONTROL)
 		return;
 	sqllex_init(&lx, sql, len);
 	if (sqllex_next(&lx, &tok) != SQLTOK_IDENT)
@@ -1353,7 +1361,7 @@ static Route route_batch(Client *c)
 	if (!c->deferred_begin && b.begin_only && c->tx_status == 'I' && !c->sticky_primary)
 		return ROUTE_DEFER_BEGIN;
 	bool replica;
-	if (r == ROUTE_PRIMARY || b.hint_primary || c->sticky_primary || b.session_state)
+	if (r == ROUTE_PRIMARY || b.hint_primary || c->sticky_primary || b.session_state || b.serializable)
 		replica = false;
 	else if (c->deferred_begin)
 		replica = b.read_only_tx; /* BEGIN; SET TRANSACTION READ ONLY */

@@ -171,8 +171,9 @@ IoStatus conn_tls_handshake(Conn *c, char *err, size_t errlen)
 	}
 	c->ssl_failed = true;
 	if (e == SSL_ERROR_SYSCALL && !ERR_peek_error()) {
-		snprintf(err, errlen, "%s", r == 0 || errno == 0 ? "connection closed during the TLS handshake"
-								: strerror(errno));
+		snprintf(err, errlen, "%s",
+		         r == 0 || errno == 0 ? "connection closed during the TLS handshake"
+		                              : strerror(errno));
 		return r == 0 || errno == 0 ? IO_EOF : IO_ERROR;
 	}
 	if (e == SSL_ERROR_ZERO_RETURN) {

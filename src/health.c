@@ -136,7 +136,7 @@ static void send_probe(HealthConn *h)
 				  ? "SELECT pg_catalog.pg_is_in_recovery(), pg_catalog.pg_last_wal_replay_lsn(), "
 				    "EXTRACT(epoch FROM now() - pg_catalog.pg_last_xact_replay_timestamp())"
 				  : "SELECT CASE WHEN pg_catalog.pg_is_in_recovery() THEN "
-				    "pg_catalog.pg_last_wal_replay_lsn() ELSE pg_catalog.pg_current_wal_lsn() END";
+				    "pg_catalog.pg_last_wal_replay_lsn() ELSE pg_catalog.pg_current_wal_flush_lsn() END";
 	if (!PQsendQuery(h->conn, sql)) {
 		mark_down(h, PQerrorMessage(h->conn));
 		return;
@@ -210,10 +210,22 @@ static void hc_begin(HealthConn *h)
 	const char *password = h->backend->password;
 	if (!password && g_auth)
 		password = authfile_lookup(g_auth, user);
-	const char *keys[] = {"host", "port", "dbname", "user",
-			      "password", "application_name", "connect_timeout", NULL};
+	/* the same TLS demands as the pool's own connections */
+	static const char *const sslmodes[] = {"disable", "prefer", "require", "verify-ca", "verify-full"};
+	const BackendConf *bc = NULL;
+	for (int i = 0; i < g_cfg->n_backends; i++)
+		if (strcmp(g_cfg->backends[i].name, h->backend->name) == 0)
+			bc = &g_cfg->backends[i];
+	int mode = bc ? (int)config_backend_server_tls_mode(g_cfg, bc) : (int)g_cfg->server_tls_mode;
+	const char *keys[] = {"host", "port", "dbname", "user", "password", "application_name",
+			      "connect_timeout", "sslmode", "sslrootcert", NULL};
 	const char *vals[] = {host, port, h->backend->dbname ? h->backend->dbname : "postgres", user,
-			      password ? password : "", "pgtenant health check", "5", NULL};
+			      password ? password : "", "pgtenant health check", "5",
+			      sslmodes[mode >= 0 && mode < 5 ? mode : 0],
+			      g_cfg->server_tls_ca_file && *g_cfg->server_tls_ca_file ? g_cfg->server_tls_ca_file : NULL,
+			      NULL};
+	if (!vals[8])
+		keys[8] = NULL; /* no CA file: leave libpq's default */
 	h->conn = PQconnectStartParams(keys, vals, 0);
 	if (!h->conn || PQstatus(h->conn) == CONNECTION_BAD) {
 		mark_down(h, h->conn ? PQerrorMessage(h->conn) : "out of memory");

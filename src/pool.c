@@ -86,8 +86,10 @@ static bool replica_eligible(const Replica *r)
 Replica *pool_pick_replica(Backend *be)
 {
 	Replica *best = NULL;
-	for (int i = 0; i < be->n_replicas; i++) {
-		Replica *r = be->replicas[i];
+	/* start the scan one further each time, so replicas tied on load take turns */
+	unsigned start = be->replica_turn++;
+	for (int k = 0; k < be->n_replicas; k++) {
+		Replica *r = be->replicas[(start + (unsigned)k) % (unsigned)be->n_replicas];
 		if (replica_eligible(r) && (!best || r->inflight < best->inflight))
 			best = r;
 	}

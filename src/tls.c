@@ -50,14 +50,14 @@ static void ssl_error_text(const char *what, const char *file, char *err, size_t
 static void ctx_common(SSL_CTX *ctx)
 {
 	SSL_CTX_set_min_proto_version(ctx, TLS1_2_VERSION);
-	SSL_CTX_set_options(ctx, SSL_OP_NO_COMPRESSION | SSL_OP_NO_RENEGOTIATION | SSL_OP_NO_TICKET |
-					 SSL_OP_IGNORE_UNEXPECTED_EOF);
+	SSL_CTX_set_options(ctx, SSL_OP_NO_COMPRESSION | SSL_OP_NO_RENEGOTIATION |
+	                                 SSL_OP_NO_TICKET | SSL_OP_IGNORE_UNEXPECTED_EOF);
 	/*
 	 * conn_flush hands SSL_write whatever the out buffer holds and may offer a
 	 * moved or grown buffer on retry; idle connections give their buffers back.
 	 */
 	SSL_CTX_set_mode(ctx, SSL_MODE_ENABLE_PARTIAL_WRITE | SSL_MODE_ACCEPT_MOVING_WRITE_BUFFER |
-				      SSL_MODE_RELEASE_BUFFERS);
+	                              SSL_MODE_RELEASE_BUFFERS);
 	SSL_CTX_set_session_cache_mode(ctx, SSL_SESS_CACHE_OFF);
 	/* fewer reads per record; conn_read re-arms itself for what OpenSSL buffered */
 	SSL_CTX_set_read_ahead(ctx, 1);
@@ -72,13 +72,13 @@ static int accept_any_cert(int preverify_ok, X509_STORE_CTX *store)
 }
 
 /* Offer "postgresql" when the client asks for it; a client without ALPN is fine (SSLRequest). */
-static int alpn_select(SSL *ssl, const unsigned char **out, unsigned char *outlen, const unsigned char *in,
-		       unsigned int inlen, void *arg)
+static int alpn_select(SSL *ssl, const unsigned char **out, unsigned char *outlen,
+                       const unsigned char *in, unsigned int inlen, void *arg)
 {
 	(void)ssl;
 	(void)arg;
-	if (SSL_select_next_proto((unsigned char **)out, outlen, alpn_postgresql, sizeof(alpn_postgresql) - 1,
-				  in, inlen) == OPENSSL_NPN_NEGOTIATED)
+	if (SSL_select_next_proto((unsigned char **)out, outlen, alpn_postgresql,
+	                          sizeof(alpn_postgresql) - 1, in, inlen) == OPENSSL_NPN_NEGOTIATED)
 		return SSL_TLSEXT_ERR_OK;
 	return SSL_TLSEXT_ERR_NOACK;
 }
@@ -112,11 +112,12 @@ static SSL_CTX *build_accept_ctx(const Config *cfg, char *err, size_t errlen)
 		goto fail;
 	}
 	if (SSL_CTX_check_private_key(ctx) != 1) {
-		ssl_error_text("tls_key_file does not match tls_cert_file", cfg->tls_key_file, err, errlen);
+		ssl_error_text("tls_key_file does not match tls_cert_file", cfg->tls_key_file, err,
+		               errlen);
 		goto fail;
 	}
 	if (cfg->tls_ca_file && *cfg->tls_ca_file) {
-		STACK_OF(X509_NAME) *names;
+		STACK_OF(X509_NAME) * names;
 		if (SSL_CTX_load_verify_locations(ctx, cfg->tls_ca_file, NULL) != 1 ||
 		    !(names = SSL_load_client_CA_file(cfg->tls_ca_file))) {
 			ssl_error_text("tls_ca_file: cannot load", cfg->tls_ca_file, err, errlen);
@@ -145,7 +146,8 @@ static SSL_CTX *build_connect_ctx(const Config *cfg, char *err, size_t errlen)
 	ctx_common(ctx);
 	if (cfg->server_tls_ca_file && *cfg->server_tls_ca_file) {
 		if (SSL_CTX_load_verify_locations(ctx, cfg->server_tls_ca_file, NULL) != 1) {
-			ssl_error_text("server_tls_ca_file: cannot load", cfg->server_tls_ca_file, err, errlen);
+			ssl_error_text("server_tls_ca_file: cannot load", cfg->server_tls_ca_file,
+			               err, errlen);
 			SSL_CTX_free(ctx);
 			return NULL;
 		}
@@ -160,7 +162,8 @@ static SSL_CTX *build_connect_ctx(const Config *cfg, char *err, size_t errlen)
 bool tls_configure(const Config *cfg, char *err, size_t errlen)
 {
 	SSL_CTX *acc = NULL, *con;
-	bool have_cert = cfg->tls_cert_file && *cfg->tls_cert_file && cfg->tls_key_file && *cfg->tls_key_file;
+	bool have_cert = cfg->tls_cert_file && *cfg->tls_cert_file && cfg->tls_key_file &&
+	                 *cfg->tls_key_file;
 
 	if (have_cert) {
 		acc = build_accept_ctx(cfg, err, errlen);
@@ -274,7 +277,8 @@ bool tls_peer_cn(SSL *ssl, char *cn, size_t cnlen, char *err, size_t errlen)
 
 	*cn = '\0';
 	if (!ssl || !(SSL_get_verify_mode(ssl) & SSL_VERIFY_PEER)) {
-		snprintf(err, errlen, "client certificates are not verified (tls_ca_file is not set)");
+		snprintf(err, errlen,
+		         "client certificates are not verified (tls_ca_file is not set)");
 		return false;
 	}
 	cert = SSL_get1_peer_certificate(ssl);
@@ -284,7 +288,8 @@ bool tls_peer_cn(SSL *ssl, char *cn, size_t cnlen, char *err, size_t errlen)
 	}
 	vr = SSL_get_verify_result(ssl);
 	if (vr != X509_V_OK) {
-		snprintf(err, errlen, "client certificate verification failed: %s", X509_verify_cert_error_string(vr));
+		snprintf(err, errlen, "client certificate verification failed: %s",
+		         X509_verify_cert_error_string(vr));
 		goto out;
 	}
 	X509_NAME *subject = X509_get_subject_name(cert);
@@ -294,7 +299,8 @@ bool tls_peer_cn(SSL *ssl, char *cn, size_t cnlen, char *err, size_t errlen)
 		goto out;
 	}
 	unsigned char *utf8 = NULL;
-	int n = ASN1_STRING_to_UTF8(&utf8, X509_NAME_ENTRY_get_data(X509_NAME_get_entry(subject, idx)));
+	int n = ASN1_STRING_to_UTF8(&utf8,
+	                            X509_NAME_ENTRY_get_data(X509_NAME_get_entry(subject, idx)));
 	if (n <= 0 || (size_t)n >= cnlen || memchr(utf8, '\0', (size_t)n)) {
 		/* an embedded NUL would let "admin\0.evil" pass as "admin" */
 		snprintf(err, errlen, "client certificate common name is invalid");
@@ -311,14 +317,15 @@ out:
 
 bool tls_verify_failed(SSL *ssl)
 {
-	return ssl && (SSL_get_verify_mode(ssl) & SSL_VERIFY_PEER) && SSL_get_verify_result(ssl) != X509_V_OK;
+	return ssl && (SSL_get_verify_mode(ssl) & SSL_VERIFY_PEER) &&
+	       SSL_get_verify_result(ssl) != X509_V_OK;
 }
 
 void tls_describe_failure(SSL *ssl, char *err, size_t errlen)
 {
 	if (tls_verify_failed(ssl)) {
 		snprintf(err, errlen, "certificate verify failed: %s",
-			 X509_verify_cert_error_string(SSL_get_verify_result(ssl)));
+		         X509_verify_cert_error_string(SSL_get_verify_result(ssl)));
 		ERR_clear_error();
 		return;
 	}
@@ -346,7 +353,8 @@ size_t tls_server_end_point(SSL *ssl, uint8_t *out, size_t cap)
 	if (!cert || !OBJ_find_sigid_algs(X509_get_signature_nid(cert), &algo_nid, NULL))
 		return 0;
 	/* RFC 5929 4.1: MD5 and SHA-1 are replaced by SHA-256 */
-	md = algo_nid == NID_md5 || algo_nid == NID_sha1 ? EVP_sha256() : EVP_get_digestbynid(algo_nid);
+	md = algo_nid == NID_md5 || algo_nid == NID_sha1 ? EVP_sha256()
+	                                                 : EVP_get_digestbynid(algo_nid);
 	if (!md || X509_digest(cert, md, md_buf, &n) != 1 || n > cap)
 		return 0;
 	memcpy(out, md_buf, n);

@@ -25,7 +25,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 #define FUZZ_ASSERT(cond)                                                                          \
 	do {                                                                                       \
 		if (!(cond)) {                                                                     \
-			fprintf(stderr, "%s:%d: fuzz property failed: %s\n", __FILE__, __LINE__, #cond); \
+			fprintf(stderr, "%s:%d: fuzz property failed: %s\n", __FILE__, __LINE__,   \
+			        #cond);                                                            \
 			abort();                                                                   \
 		}                                                                                  \
 	} while (0)
@@ -48,8 +49,8 @@ static inline uint8_t *fuzz_dup(const uint8_t *p, size_t n)
 	return d;
 }
 
-static inline void fuzz_split(const uint8_t *data, size_t size, uint8_t **a, size_t *alen, uint8_t **b,
-			      size_t *blen)
+static inline void fuzz_split(const uint8_t *data, size_t size, uint8_t **a, size_t *alen,
+                              uint8_t **b, size_t *blen)
 {
 	const uint8_t *sep = size >= 4 ? memmem(data, size, FUZZ_SEP, 4) : NULL;
 	if (!sep) {
@@ -66,7 +67,8 @@ static inline void fuzz_split(const uint8_t *data, size_t size, uint8_t **a, siz
 }
 
 /* Replaces every "@N@" in msg with nonce (a value the peer chose at random); exact-size result. */
-static inline uint8_t *fuzz_substitute(const uint8_t *msg, size_t len, const char *nonce, size_t *outlen)
+static inline uint8_t *fuzz_substitute(const uint8_t *msg, size_t len, const char *nonce,
+                                       size_t *outlen)
 {
 	size_t nl = strlen(nonce), o = 0, cap = 1;
 	uint8_t *out, *exact;

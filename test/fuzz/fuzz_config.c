@@ -115,7 +115,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 		config_errors_free(&errs);
 		if (sets_len == 0)
 			goto done;
-		path = fuzz_write_file("fuzz.ini", (const uint8_t *)minimal_ini, sizeof(minimal_ini) - 1);
+		path = fuzz_write_file("fuzz.ini", (const uint8_t *)minimal_ini,
+		                       sizeof(minimal_ini) - 1);
 		cfg = config_load(path, &errs);
 		FUZZ_ASSERT(cfg != NULL);
 	}

@@ -20,7 +20,8 @@ static void fuzz_error_fields(const uint8_t *data, size_t size)
 
 	proto_error_fields(data, size, &sqlstate, &msg);
 	if (sqlstate) {
-		FUZZ_ASSERT((const uint8_t *)sqlstate > data && (const uint8_t *)sqlstate < data + size);
+		FUZZ_ASSERT((const uint8_t *)sqlstate > data &&
+		            (const uint8_t *)sqlstate < data + size);
 		FUZZ_ASSERT(memchr(sqlstate, 0, size - (size_t)((const uint8_t *)sqlstate - data)));
 	}
 	if (msg) {

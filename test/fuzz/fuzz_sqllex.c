@@ -37,7 +37,8 @@ static void fuzz_tokens(const char *s, size_t len)
 			FUZZ_ASSERT(sqllex_next(&lx, &tok) == SQLTOK_ERROR);
 			break;
 		}
-		/* tokens advance and do not overlap; a token's text starts at or after its first byte */
+		/* tokens advance and do not overlap; a token's text starts at or after its first
+		 * byte */
 		FUZZ_ASSERT(tok.offset >= prev_end && tok.offset < len);
 		FUZZ_ASSERT(tok.text >= s + tok.offset);
 		FUZZ_ASSERT(lx.pos > tok.offset && lx.pos <= len);

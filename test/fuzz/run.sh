@@ -47,7 +47,7 @@ fi
 make -s -f test/fuzz/fuzz.mk ENGINE="$engine" -j"$JOBS" >/dev/null
 out=build/fuzz/$engine
 targets=$*
-[ -n "$targets" ] || targets=$(cd test/fuzz && ls fuzz_*.c | sed 's/\.c$//')
+[ -n "$targets" ] || targets=$(cd test/fuzz && find . -maxdepth 1 -name 'fuzz_*.c' | sed 's|^\./||; s/\.c$//' | sort)
 
 # leaks are bugs; UBSan findings abort; a wedged input shows as a timeout
 export ASAN_OPTIONS="${ASAN_OPTIONS:-detect_leaks=1:abort_on_error=1:symbolize=1}"
@@ -56,20 +56,24 @@ export UBSAN_OPTIONS="${UBSAN_OPTIONS:-print_stacktrace=1:halt_on_error=1}"
 failed=""
 for t in $targets; do
 	corpus=test/fuzz/corpus/$t
+	log=build/fuzz/$t.log
 	dict=test/fuzz/dict/$t.dict
 	dict_arg=""
 	[ -f "$dict" ] && dict_arg="-dict=$dict"
 	if [ "$mode" = check ]; then
+		# corpus file names are plain words: split them into arguments
 		files=$(find "$corpus" -type f | sort)
+		# shellcheck disable=SC2086
 		if [ "$engine" = libfuzzer ]; then
 			# file arguments: run each once and exit
-			"$out/$t" -timeout=10 -rss_limit_mb=2048 $files >build/fuzz/$t.log 2>&1 || failed="$failed $t"
+			"$out/$t" -timeout=10 -rss_limit_mb=2048 $files >"$log" 2>&1 || failed="$failed $t"
 		else
-			"$out/$t" $files >build/fuzz/$t.log 2>&1 || failed="$failed $t"
+			# shellcheck disable=SC2086
+			"$out/$t" $files >"$log" 2>&1 || failed="$failed $t"
 		fi
 		n=$(echo "$files" | wc -l)
 		case " $failed " in
-		*" $t "*) echo "fuzz-check: $t FAILED (log: build/fuzz/$t.log)"; tail -40 build/fuzz/$t.log ;;
+		*" $t "*) echo "fuzz-check: $t FAILED (log: build/fuzz/$t.log)"; tail -40 "$log" ;;
 		*) echo "fuzz-check: $t ok ($n inputs, $engine)" ;;
 		esac
 	else
@@ -78,12 +82,12 @@ for t in $targets; do
 		# shellcheck disable=SC2086
 		if ! "$out/$t" -max_total_time="$FUZZ_SECONDS" -timeout=10 -rss_limit_mb=2048 \
 			-max_len=8192 -print_final_stats=1 -artifact_prefix="build/fuzz/artifacts/$t/" \
-			$dict_arg $FUZZ_ARGS "build/fuzz/work/$t" "$corpus" >build/fuzz/$t.log 2>&1; then
+			$dict_arg $FUZZ_ARGS "build/fuzz/work/$t" "$corpus" >"$log" 2>&1; then
 			failed="$failed $t"
 			echo "fuzz: $t FOUND A PROBLEM (log: build/fuzz/$t.log, inputs: build/fuzz/artifacts/$t/)"
-			tail -60 build/fuzz/$t.log
+			tail -60 "$log"
 		else
-			grep -E '^stat::number_of_executed_units|^#[0-9]+.*DONE' build/fuzz/$t.log | tail -2
+			grep -a -E '^stat::number_of_executed_units|^#[0-9]+.*DONE' "$log" | tail -2
 		fi
 	fi
 done

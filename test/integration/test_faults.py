@@ -9,7 +9,6 @@ fails a test whose pgtenant died)."""
 import os
 import re
 import resource
-import select
 import signal
 import socket
 import struct
@@ -218,7 +217,8 @@ def test_server_connections_killed_under_pgbench_load_fail_only_their_clients(pg
     print(f"killed {len(victims)} server connections at {killed_at:.1f}s; pgbench clients "
           f"aborted: {sorted(aborted)}; progress: {PROGRESS_RE.findall(err)}")
     assert len(aborted) < clients, \
-        f"every pgbench client failed after {len(victims)} server connections were killed:\n{err[-3000:]}"
+        f"every pgbench client failed after {len(victims)} server connections were " \
+        f"killed:\n{err[-3000:]}"
     stats = pgt.parse_pgbench(out)
     assert stats.get("processed", 0) > 0, out + err[-3000:]
     # the clients whose server connection survived, or who got a new one, went on
@@ -417,7 +417,8 @@ def test_copy_data_to_a_blocked_server_is_back_pressured_not_buffered(pg, pgtena
               f"RSS {base} -> {peak} kB")
         assert t.is_alive() and stalled_at < total, \
             "the client could send all its COPY data to a server that reads nothing"
-        assert (peak - base) / 1024 < 60, f"pgtenant buffered COPY data: RSS +{(peak - base) >> 10} MB"
+        assert (peak - base) / 1024 < 60, \
+            f"pgtenant buffered COPY data: RSS +{(peak - base) >> 10} MB"
         # others are served meanwhile
         with p.connect(dbname="globex") as other:
             assert other.execute("select 1").fetchone()[0] == 1
@@ -525,7 +526,8 @@ def test_client_vanishing_at_any_stage_leaves_a_clean_server_for_the_next(pg, pg
     with p.connect(dbname="faults") as nxt:
         assert nxt.info.transaction_status == psycopg.pq.TransactionStatus.IDLE
         nxt.execute("insert into faults_vanish values ('next')")
-        assert nxt.execute("select count(*) from faults_vanish where tag = 'next'").fetchone()[0] == 1
+        n = nxt.execute("select count(*) from faults_vanish where tag = 'next'").fetchone()[0]
+        assert n == 1
     with pg.connect(dbname="appdb") as d:
         tags = [r[0] for r in d.execute("select tag from faults_vanish").fetchall()]
     # 'next' is committed (it was not swallowed by a leftover transaction); what the
@@ -799,7 +801,8 @@ def test_sigterm_closes_clients_idle_outside_a_transaction_at_once(pgtenant, poo
     took = time.monotonic() - t0
     errors = [pgt.parse_fields(b) for k, b in msgs if k == b"E"]
     assert rc == 0 and took < 3, \
-        f"{pool_mode} mode: pgtenant exited ({rc}) {took:.1f}s after SIGTERM with only an idle client"
+        f"{pool_mode} mode: pgtenant exited ({rc}) {took:.1f}s after SIGTERM with only an " \
+        "idle client"
     assert errors and errors[0].get("C") == "57P01", errors
 
 
@@ -832,7 +835,8 @@ def test_sigterm_does_not_strand_a_client_waiting_for_a_server(pgtenant):
     took = time.monotonic() - t0
     kinds = [k for k, _ in msgs]
     assert b"E" in kinds or b"C" in kinds, \
-        f"the waiting client got no answer at all ({answered:.1f}s after the last transaction ended)"
+        f"the waiting client got no answer at all ({answered:.1f}s after the last " \
+        "transaction ended)"
     assert answered < 3 and rc == 0 and took < 3, \
         f"waiting client answered after {answered:.1f}s; pgtenant exited ({rc}) after {took:.1f}s"
 

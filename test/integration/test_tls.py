@@ -543,3 +543,15 @@ def test_scram_without_binding_over_tls_when_plus_was_offered_is_refused(pgtenan
     fields = pgt.parse_fields(body)
     assert "negotiation" in fields["M"]
     c.sock.close()
+
+
+def test_check_reports_a_certificate_that_cannot_be_loaded(pgtenant, certs):
+    p = pgtenant(globals_=tls_globals(certs, "require", tls_key_file=certs.path("client_app.key")),
+                 start=False)
+    res = pgt.run([pgt.PGTENANT_BIN, "--check", p.ini], timeout=30)
+    assert res.returncode == 1
+    assert "tls_key_file" in res.stdout
+    p = pgtenant(globals_=tls_globals(certs, "require", tls_cert_file=certs.path("missing.crt")),
+                 start=False)
+    res = pgt.run([pgt.PGTENANT_BIN, "--check", p.ini], timeout=30)
+    assert res.returncode == 1 and "missing.crt" in res.stdout
