@@ -1,5 +1,4 @@
 #!/bin/bash
-# shellcheck disable=SC2317  # functions run from traps look unreachable
 # pgtenant noisy-neighbour benchmark: the latency of a quiet tenant B (B_CLIENTS clients
 # looping B_SQL, default `SELECT 1`) alone, and next to a noisy tenant A (A_CLIENTS = 50
 # clients looping A_SQL, default `SELECT pg_sleep(0.01)`, as fast as they can):
@@ -27,206 +26,50 @@
 # Results are printed and written to bench/results/noisy-<timestamp>.txt.
 # Exit status: 0 when every phase ran without errors, 1 otherwise, 2 on setup failure.
 set -euo pipefail
+# shellcheck source-path=SCRIPTDIR
+. "$(dirname "$0")/lib.sh"
 
-ROOT=$(cd "$(dirname "$0")/.." && pwd)
-
-PHASE=${PHASE:-8}
-A_CLIENTS=${A_CLIENTS:-50}
-B_CLIENTS=${B_CLIENTS:-2}
-POOL_SIZE=${POOL_SIZE:-10}
-A_POOL_SIZE=${A_POOL_SIZE:-6}
-A_SQL=${A_SQL:-"SELECT pg_sleep(0.01)"}
-B_SQL=${B_SQL:-"SELECT 1"}
-TARGETS=${TARGETS:-"pgtenant pgbouncer"}
-PG_PORT=${PG_PORT:-25452}
-PGT_PORT=${PGT_PORT:-26452}
-PGB_PORT=${PGB_PORT:-26453}
-PG_BIN=${PG_BIN:-/usr/lib/postgresql/15/bin}
-PGTENANT=${PGTENANT:-$ROOT/pgtenant}
-PGBOUNCER=${PGBOUNCER:-/usr/sbin/pgbouncer}
-PYTHON=${PYTHON:-/usr/bin/python3}
-BENCH_KEEP=${BENCH_KEEP:-0}
-
-DB=bench
-DB_USER=bench
-DB_PASS=benchpass
-export PGPASSWORD=$DB_PASS PGCONNECT_TIMEOUT=10
-
-STAMP=$(date +%Y%m%d-%H%M%S)
-RESULTS_DIR=$ROOT/bench/results
-RESULT=$RESULTS_DIR/noisy-$STAMP.txt
-mkdir -p "$RESULTS_DIR"
-: >"$RESULT"
-
-out() { printf '%s\n' "$*" | tee -a "$RESULT"; }
-note() { printf 'bench: %s\n' "$*" | tee -a "$RESULT" >&2; }
-die() { note "error: $*"; exit 2; }
-
-# ---------------------------------------------------------------- processes (as bench/run.sh)
-
-DIR=""
-PGT_PID=""
-PGB_PID=""
-PG_STARTED=0
-
-if [ "$(id -u)" = 0 ]; then
-	RUN_USER=postgres
-	id "$RUN_USER" >/dev/null 2>&1 ||
-		useradd --system --user-group --home-dir /var/lib/postgresql --shell /bin/sh "$RUN_USER"
-	as_pg() { (cd / && runuser -u "$RUN_USER" -- "$@"); }
-	AS_PG_EXEC=(setpriv --reuid="$RUN_USER" --regid="$RUN_USER" --init-groups --)
-else
-	RUN_USER=$(id -un)
-	as_pg() { (cd / && "$@"); }
-	AS_PG_EXEC=()
-fi
-
-stop_pid() { # pid: TERM, then KILL after 5 s
-	local pid=$1 _
-	kill -TERM "$pid" 2>/dev/null || return 0
-	for _ in $(seq 50); do
-		kill -0 "$pid" 2>/dev/null || return 0
-		sleep 0.1
-	done
-	kill -KILL "$pid" 2>/dev/null || true
-}
-
-cleanup() {
-	set +e
-	[ -n "$PGT_PID" ] && stop_pid "$PGT_PID"
-	[ -n "$PGB_PID" ] && stop_pid "$PGB_PID"
-	[ "$PG_STARTED" = 1 ] && as_pg "$PG_BIN/pg_ctl" stop -D "$DIR/pgdata" -m immediate -w >/dev/null 2>&1
-	if [ -n "$DIR" ]; then
-		if [ "$BENCH_KEEP" = 1 ]; then note "kept $DIR"; else rm -rf "$DIR"; fi
-	fi
-}
-trap cleanup EXIT
-trap 'note "interrupted"; exit 130' INT TERM
-
-port_busy() { [ -n "$(ss -Htan "sport = :$1" 2>/dev/null)" ]; } # listening, or bound by a client
-
-wait_ready() { # port pid user db: up to 10 s for the port to answer a startup packet
-	local _
-	for _ in $(seq 100); do
-		[ -n "$2" ] && ! kill -0 "$2" 2>/dev/null && return 1
-		"$PG_BIN/pg_isready" -q -h 127.0.0.1 -p "$1" -U "$3" -d "$4" -t 1 && return 0
-		sleep 0.1
-	done
-	return 1
-}
+defaults \
+	PHASE=8 A_CLIENTS=50 B_CLIENTS=2 POOL_SIZE=10 A_POOL_SIZE=6 A_SQL="SELECT pg_sleep(0.01)" \
+	B_SQL="SELECT 1" TARGETS="pgtenant pgbouncer" PG_PORT=25452 PGT_PORT=26452 PGB_PORT=26453
+bench_results noisy
 
 # ---------------------------------------------------------------- setup
 
-"$ROOT/scripts/deps.sh" || die "missing packages (see above)"
-for p in psql pg_isready initdb pg_ctl; do
-	[ -x "$PG_BIN/$p" ] || die "$PG_BIN/$p not found (install postgresql-15, or set PG_BIN)"
-done
-"$PYTHON" -c 'import psycopg' 2>/dev/null || die "$PYTHON has no psycopg (apt-get install python3-psycopg)"
-for p in $PG_PORT $PGT_PORT $PGB_PORT; do
-	port_busy "$p" && die "port $p is already in use (set PG_PORT, PGT_PORT or PGB_PORT)"
-done
+bench_deps psql pg_isready initdb pg_ctl
+need_psycopg
+check_ports "$PG_PORT" "$PGT_PORT" "$PGB_PORT"
 PG_MAX_CONN=100
 
-DIR=$(mktemp -d /tmp/pgtenant-bench-noisy.XXXXXX)
-chmod 755 "$DIR"
-mkdir "$DIR/pgdata" "$DIR/run"
-[ "$(id -u)" = 0 ] && chown "$RUN_USER": "$DIR/pgdata" "$DIR/run"
-
+bench_workdir noisy pgdata run
 note "PostgreSQL on 127.0.0.1:$PG_PORT (max_connections $PG_MAX_CONN) in $DIR"
-as_pg "$PG_BIN/initdb" -D "$DIR/pgdata" -U postgres --encoding=UTF8 --locale=C \
-	--auth-local=peer --auth-host=scram-sha-256 >/dev/null
-cat >>"$DIR/pgdata/postgresql.conf" <<EOF
-
-# pgtenant bench: throwaway, speed over durability
-listen_addresses = '127.0.0.1'
-port = $PG_PORT
-unix_socket_directories = '$DIR/run'
-max_connections = $PG_MAX_CONN
-fsync = off
-synchronous_commit = off
-full_page_writes = off
-shared_buffers = 256MB
-password_encryption = 'scram-sha-256'
-EOF
-PG_STARTED=1
-as_pg "$PG_BIN/pg_ctl" start -D "$DIR/pgdata" -l "$DIR/run/postgresql.log" -w -t 60 >/dev/null ||
-	{ tail -n 20 "$DIR/run/postgresql.log" >&2; die "PostgreSQL did not start"; }
-as_pg "$PG_BIN/psql" -X -q -v ON_ERROR_STOP=1 -h "$DIR/run" -p "$PG_PORT" -U postgres -d postgres \
-	-c "CREATE ROLE $DB_USER LOGIN PASSWORD '$DB_PASS'" -c "CREATE DATABASE $DB OWNER $DB_USER" >/dev/null
-
-as_pg "$PG_BIN/psql" -X -q -v ON_ERROR_STOP=1 -h "$DIR/run" -p "$PG_PORT" -U postgres -d "$DB" \
-	-c "CREATE SCHEMA s_a AUTHORIZATION $DB_USER" -c "CREATE SCHEMA s_b AUTHORIZATION $DB_USER" >/dev/null
-
-printf '"%s" "%s"\n' "$DB_USER" "$DB_PASS" >"$DIR/userlist.txt"
-chmod 644 "$DIR/userlist.txt"
+pg_init "$DIR/pgdata" "$PG_PORT" "$PG_MAX_CONN"
+pg_start PostgreSQL "$DIR/pgdata" "$DIR/run/postgresql.log"
+pg_create_bench_db "$PG_PORT"
+pg_admin "$PG_PORT" "$DB" -c "CREATE SCHEMA s_a AUTHORIZATION $DB_USER" -c "CREATE SCHEMA s_b AUTHORIZATION $DB_USER"
+write_userlist
 
 # ---------------------------------------------------------------- the poolers
 
 start_pgtenant() {
-	[ -x "$PGTENANT" ] || { note "pgtenant: $PGTENANT not found (make pgtenant)"; return 1; }
-	cat >"$DIR/pgtenant.ini" <<-EOF
-		[pgtenant]
-		listen_addr = 127.0.0.1
-		listen_port = $PGT_PORT
-		pool_mode = transaction
-		auth_type = scram-sha-256
-		auth_file = $DIR/userlist.txt
-		tenant_users = *
-		tenant_from = database
-		log_connections = no
-		log_disconnections = no
-		shutdown_timeout = 2s
-
-		[backend pg]
-		host = 127.0.0.1
-		port = $PG_PORT
-		user = $DB_USER
-		password = $DB_PASS
-		dbname = $DB
-		pool_size = $POOL_SIZE
-
-		[tenant a]
-		mode = schema
-		backend = pg
-		schema = s_a
-		pool_size = $A_POOL_SIZE
-
-		[tenant b]
-		mode = schema
-		backend = pg
-		schema = s_b
-		pool_size = $POOL_SIZE
-	EOF
-	timeout 30 "$PGTENANT" --check "$DIR/pgtenant.ini" >"$DIR/pgtenant.log" 2>&1 ||
-		{ note "pgtenant --check rejected the configuration:"; tail -n 20 "$DIR/pgtenant.log" >&2; return 1; }
-	"$PGTENANT" "$DIR/pgtenant.ini" >>"$DIR/pgtenant.log" 2>&1 &
-	PGT_PID=$!
-	wait_ready "$PGT_PORT" "$PGT_PID" "$DB_USER" a ||
-		{ note "pgtenant did not start; its log:"; tail -n 20 "$DIR/pgtenant.log" >&2; return 1; }
+	{
+		pgt_ini_head "$PGT_PORT"
+		echo "tenant_from = database"
+		pgt_ini_backend "$POOL_SIZE"
+		pgt_ini_tenant a schema "schema = s_a" "pool_size = $A_POOL_SIZE"
+		pgt_ini_tenant b schema "schema = s_b" "pool_size = $POOL_SIZE"
+	} >"$DIR/pgtenant.ini"
+	launch_pgtenant pgtenant "$DIR/pgtenant.ini" "$DIR/pgtenant.log" &&
+		await_target pgtenant "$DIR/pgtenant.log" "$PGT_PORT" "$DB_USER" a
 }
 
 start_pgbouncer() {
-	[ -x "$PGBOUNCER" ] || { note "PgBouncer: $PGBOUNCER not found"; return 1; }
-	cat >"$DIR/pgbouncer.ini" <<-EOF
-		[databases]
-		shared = host=127.0.0.1 port=$PG_PORT dbname=$DB
-
-		[pgbouncer]
-		listen_addr = 127.0.0.1
-		listen_port = $PGB_PORT
-		unix_socket_dir =
-		auth_type = scram-sha-256
-		auth_file = $DIR/userlist.txt
-		pool_mode = transaction
-		default_pool_size = $POOL_SIZE
-		max_client_conn = 1000
-		log_connections = 0
-		log_disconnections = 0
-	EOF
-	"${AS_PG_EXEC[@]}" "$PGBOUNCER" "$DIR/pgbouncer.ini" >"$DIR/pgbouncer.log" 2>&1 &
-	PGB_PID=$!
-	wait_ready "$PGB_PORT" "$PGB_PID" "$DB_USER" shared ||
-		{ note "PgBouncer did not start; its log:"; tail -n 20 "$DIR/pgbouncer.log" >&2; return 1; }
+	{
+		printf '[databases]\nshared = host=127.0.0.1 port=%s dbname=%s\n' "$PG_PORT" "$DB"
+		pgb_ini_head "$PGB_PORT" "$POOL_SIZE" 1000
+	} >"$DIR/pgbouncer.ini"
+	launch_pgbouncer pgbouncer "$DIR/pgbouncer.ini" "$DIR/pgbouncer.log" &&
+		await_target pgbouncer "$DIR/pgbouncer.log" "$PGB_PORT" "$DB_USER" shared
 }
 
 # ---------------------------------------------------------------- the load
@@ -240,7 +83,8 @@ import psycopg
 port, db, clients, duration, sql = int(sys.argv[1]), sys.argv[2], int(sys.argv[3]), float(sys.argv[4]), sys.argv[5]
 user, password = os.environ["BENCH_USER"], os.environ["PGPASSWORD"]
 lat, errors, first = [], [0], []
-state = {"run": False, "stop": False}
+state = {"stop": False}
+go = asyncio.Event()
 
 async def client(ready):
     conn = await psycopg.AsyncConnection.connect(
@@ -249,8 +93,7 @@ async def client(ready):
     conn.prepare_threshold = None
     ready.release()
     try:
-        while not state["run"]:
-            await asyncio.sleep(0.01)
+        await go.wait()  # every client is connected
         while not state["stop"]:
             t0 = time.monotonic()
             try:
@@ -269,7 +112,7 @@ async def main():
     for _ in tasks:
         await ready.acquire()
     print("ready", file=sys.stderr, flush=True)
-    state["run"] = True
+    go.set()
     t0 = time.monotonic()
     await asyncio.sleep(duration)
     state["stop"] = True
@@ -287,10 +130,6 @@ EOF
 
 drive() { # port db clients duration sql -> key=value line
 	BENCH_USER=$DB_USER timeout 120 "$PYTHON" "$DIR/driver.py" "$@"
-}
-
-field() { # line key -> value
-	sed -n "s/.*\\b$2=\\([^ ]*\\).*/\\1/p" <<<"$1"
 }
 
 declare -A ALONE=() WITH=() NOISY=()
@@ -320,20 +159,18 @@ run_target() { # name port db_of_A db_of_B
 	done
 }
 
-out "pgtenant noisy-neighbour benchmark $STAMP"
-out "host: $(uname -srm), $(nproc) CPUs; $("$PG_BIN/postgres" --version); $("$PGBOUNCER" --version 2>/dev/null | head -n1)"
-out "pgtenant: $(git -C "$ROOT" describe --always --dirty 2>/dev/null || echo '?')"
+out_header "pgtenant noisy-neighbour benchmark"
 out "A: $A_CLIENTS clients of '$A_SQL'; B: $B_CLIENTS clients of '$B_SQL'; pool of $POOL_SIZE (pgtenant: A at most $A_POOL_SIZE)"
 out ""
 for t in $TARGETS; do
 	case $t in
 		pgtenant)
 			if start_pgtenant; then run_target pgtenant "$PGT_PORT" a b; else any_failed=1; fi
-			[ -n "$PGT_PID" ] && { stop_pid "$PGT_PID"; PGT_PID=""; }
+			stop_target pgtenant
 			;;
 		pgbouncer)
 			if start_pgbouncer; then run_target pgbouncer "$PGB_PORT" shared shared; else any_failed=1; fi
-			[ -n "$PGB_PID" ] && { stop_pid "$PGB_PID"; PGB_PID=""; }
+			stop_target pgbouncer
 			;;
 		*) die "unknown target $t" ;;
 	esac

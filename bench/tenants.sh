@@ -1,5 +1,4 @@
 #!/bin/bash
-# shellcheck disable=SC2317  # functions run from traps look unreachable
 # pgtenant many-tenants benchmark: TENANTS schema tenants (default 1,000), CLIENTS_PER
 # clients each (default 2), every client looping `SELECT current_schema(), count(*) FROM
 # orders` on its own tenant's table for DURATION seconds.
@@ -32,135 +31,29 @@
 # Results are printed and written to bench/results/tenants-<timestamp>.txt.
 # Exit status: 0 when both runs served every statement correctly, 1 otherwise, 2 on setup failure.
 set -euo pipefail
+# shellcheck source-path=SCRIPTDIR
+. "$(dirname "$0")/lib.sh"
 
-ROOT=$(cd "$(dirname "$0")/.." && pwd)
-
-TENANTS=${TENANTS:-1000}
-CLIENTS_PER=${CLIENTS_PER:-2}
-DURATION=${DURATION:-10}
-POOL_SIZE=${POOL_SIZE:-20}
-PGB_POOL_SIZE=${PGB_POOL_SIZE:-1}
-TARGETS=${TARGETS:-"pgtenant pgbouncer"}
-PG_PORT=${PG_PORT:-25442}
-PGT_PORT=${PGT_PORT:-26442}
-PGB_PORT=${PGB_PORT:-26443}
-PG_BIN=${PG_BIN:-/usr/lib/postgresql/15/bin}
-PGTENANT=${PGTENANT:-$ROOT/pgtenant}
-PGBOUNCER=${PGBOUNCER:-/usr/sbin/pgbouncer}
-PYTHON=${PYTHON:-/usr/bin/python3}
-BENCH_KEEP=${BENCH_KEEP:-0}
-
-DB=bench
-DB_USER=bench
-DB_PASS=benchpass
-export PGPASSWORD=$DB_PASS PGCONNECT_TIMEOUT=10
+defaults \
+	TENANTS=1000 CLIENTS_PER=2 DURATION=10 POOL_SIZE=20 PGB_POOL_SIZE=1 \
+	TARGETS="pgtenant pgbouncer" PG_PORT=25442 PGT_PORT=26442 PGB_PORT=26443
 N_CLIENTS=$((TENANTS * CLIENTS_PER))
-
-STAMP=$(date +%Y%m%d-%H%M%S)
-RESULTS_DIR=$ROOT/bench/results
-RESULT=$RESULTS_DIR/tenants-$STAMP.txt
-mkdir -p "$RESULTS_DIR"
-: >"$RESULT"
-
-out() { printf '%s\n' "$*" | tee -a "$RESULT"; }
-note() { printf 'bench: %s\n' "$*" | tee -a "$RESULT" >&2; }
-die() { note "error: $*"; exit 2; }
-
-# ---------------------------------------------------------------- processes (as bench/run.sh)
-
-DIR=""
-PGT_PID=""
-PGB_PID=""
-PG_STARTED=0
-
-if [ "$(id -u)" = 0 ]; then
-	RUN_USER=postgres
-	id "$RUN_USER" >/dev/null 2>&1 ||
-		useradd --system --user-group --home-dir /var/lib/postgresql --shell /bin/sh "$RUN_USER"
-	as_pg() { (cd / && runuser -u "$RUN_USER" -- "$@"); }
-	AS_PG_EXEC=(setpriv --reuid="$RUN_USER" --regid="$RUN_USER" --init-groups --)
-else
-	RUN_USER=$(id -un)
-	as_pg() { (cd / && "$@"); }
-	AS_PG_EXEC=()
-fi
-
-stop_pid() { # pid: TERM, then KILL after 5 s
-	local pid=$1 _
-	kill -TERM "$pid" 2>/dev/null || return 0
-	for _ in $(seq 50); do
-		kill -0 "$pid" 2>/dev/null || return 0
-		sleep 0.1
-	done
-	kill -KILL "$pid" 2>/dev/null || true
-}
-
-cleanup() {
-	set +e
-	[ -n "$PGT_PID" ] && stop_pid "$PGT_PID"
-	[ -n "$PGB_PID" ] && stop_pid "$PGB_PID"
-	[ "$PG_STARTED" = 1 ] && as_pg "$PG_BIN/pg_ctl" stop -D "$DIR/pgdata" -m immediate -w >/dev/null 2>&1
-	if [ -n "$DIR" ]; then
-		if [ "$BENCH_KEEP" = 1 ]; then note "kept $DIR"; else rm -rf "$DIR"; fi
-	fi
-}
-trap cleanup EXIT
-trap 'note "interrupted"; exit 130' INT TERM
-
-port_busy() { [ -n "$(ss -Htan "sport = :$1" 2>/dev/null)" ]; } # listening, or bound by a client
-
-wait_ready() { # port pid user db: up to 10 s for the port to answer a startup packet
-	local _
-	for _ in $(seq 100); do
-		[ -n "$2" ] && ! kill -0 "$2" 2>/dev/null && return 1
-		"$PG_BIN/pg_isready" -q -h 127.0.0.1 -p "$1" -U "$3" -d "$4" -t 1 && return 0
-		sleep 0.1
-	done
-	return 1
-}
+bench_results tenants
 
 # ---------------------------------------------------------------- setup
 
-"$ROOT/scripts/deps.sh" || die "missing packages (see above)"
-for p in psql pg_isready initdb pg_ctl; do
-	[ -x "$PG_BIN/$p" ] || die "$PG_BIN/$p not found (install postgresql-15, or set PG_BIN)"
-done
-"$PYTHON" -c 'import psycopg' 2>/dev/null || die "$PYTHON has no psycopg (apt-get install python3-psycopg)"
-for p in $PG_PORT $PGT_PORT $PGB_PORT; do
-	port_busy "$p" && die "port $p is already in use (set PG_PORT, PGT_PORT or PGB_PORT)"
-done
+bench_deps psql pg_isready initdb pg_ctl
+need_psycopg
+check_ports "$PG_PORT" "$PGT_PORT" "$PGB_PORT"
 # clients + PgBouncer's server connections, each a file descriptor
-ulimit -n 20000 2>/dev/null || ulimit -n "$(ulimit -Hn)" || true
-[ "$(ulimit -n)" -gt $((N_CLIENTS * 2 + 200)) ] ||
-	note "warning: open-file limit $(ulimit -n) is low for $N_CLIENTS clients"
+raise_nofile 20000 $((N_CLIENTS * 2 + 200)) "$N_CLIENTS clients"
 PG_MAX_CONN=$((TENANTS * PGB_POOL_SIZE + POOL_SIZE + 50))
 
-DIR=$(mktemp -d /tmp/pgtenant-bench-tenants.XXXXXX)
-chmod 755 "$DIR"
-mkdir "$DIR/pgdata" "$DIR/run"
-[ "$(id -u)" = 0 ] && chown "$RUN_USER": "$DIR/pgdata" "$DIR/run"
-
+bench_workdir tenants pgdata run
 note "PostgreSQL on 127.0.0.1:$PG_PORT (max_connections $PG_MAX_CONN) in $DIR"
-as_pg "$PG_BIN/initdb" -D "$DIR/pgdata" -U postgres --encoding=UTF8 --locale=C \
-	--auth-local=peer --auth-host=scram-sha-256 >/dev/null
-cat >>"$DIR/pgdata/postgresql.conf" <<EOF
-
-# pgtenant bench: throwaway, speed over durability
-listen_addresses = '127.0.0.1'
-port = $PG_PORT
-unix_socket_directories = '$DIR/run'
-max_connections = $PG_MAX_CONN
-fsync = off
-synchronous_commit = off
-full_page_writes = off
-shared_buffers = 256MB
-password_encryption = 'scram-sha-256'
-EOF
-PG_STARTED=1
-as_pg "$PG_BIN/pg_ctl" start -D "$DIR/pgdata" -l "$DIR/run/postgresql.log" -w -t 60 >/dev/null ||
-	{ tail -n 20 "$DIR/run/postgresql.log" >&2; die "PostgreSQL did not start"; }
-as_pg "$PG_BIN/psql" -X -q -v ON_ERROR_STOP=1 -h "$DIR/run" -p "$PG_PORT" -U postgres -d postgres \
-	-c "CREATE ROLE $DB_USER LOGIN PASSWORD '$DB_PASS'" -c "CREATE DATABASE $DB OWNER $DB_USER" >/dev/null
+pg_init "$DIR/pgdata" "$PG_PORT" "$PG_MAX_CONN"
+pg_start PostgreSQL "$DIR/pgdata" "$DIR/run/postgresql.log"
+pg_create_bench_db "$PG_PORT"
 
 note "creating $TENANTS schemas with an orders table each"
 {
@@ -174,76 +67,34 @@ note "creating $TENANTS schemas with an orders table each"
 timeout 300 "$PG_BIN/psql" -X -q -v ON_ERROR_STOP=1 -h 127.0.0.1 -p "$PG_PORT" -U "$DB_USER" -d "$DB" \
 	-f "$DIR/schemas.sql" >/dev/null || die "creating the schemas failed"
 
-printf '"%s" "%s"\n' "$DB_USER" "$DB_PASS" >"$DIR/userlist.txt"
-chmod 644 "$DIR/userlist.txt"
+write_userlist
 
 # ---------------------------------------------------------------- the poolers
 
 start_pgtenant() {
-	[ -x "$PGTENANT" ] || { note "pgtenant: $PGTENANT not found (make pgtenant)"; return 1; }
 	{
-		cat <<-EOF
-			[pgtenant]
-			listen_addr = 127.0.0.1
-			listen_port = $PGT_PORT
-			pool_mode = transaction
-			auth_type = scram-sha-256
-			auth_file = $DIR/userlist.txt
-			tenant_users = *
-			tenant_from = database
-			tenant_pool_size = 5
-			max_client_conn = $((N_CLIENTS + 100))
-			log_connections = no
-			log_disconnections = no
-			shutdown_timeout = 2s
-
-			[backend pg]
-			host = 127.0.0.1
-			port = $PG_PORT
-			user = $DB_USER
-			password = $DB_PASS
-			dbname = $DB
-			pool_size = $POOL_SIZE
-		EOF
+		pgt_ini_head "$PGT_PORT"
+		printf 'tenant_from = database\ntenant_pool_size = 5\nmax_client_conn = %s\n' $((N_CLIENTS + 100))
+		pgt_ini_backend "$POOL_SIZE"
 		for i in $(seq 0 $((TENANTS - 1))); do
 			printf '\n[tenant t%d]\nmode = schema\nbackend = pg\nschema = s_%d\n' "$i" "$i"
 		done
 	} >"$DIR/pgtenant.ini"
-	timeout 60 "$PGTENANT" --check "$DIR/pgtenant.ini" >"$DIR/pgtenant.log" 2>&1 ||
-		{ note "pgtenant --check rejected the configuration:"; tail -n 20 "$DIR/pgtenant.log" >&2; return 1; }
-	"$PGTENANT" "$DIR/pgtenant.ini" >>"$DIR/pgtenant.log" 2>&1 &
-	PGT_PID=$!
-	wait_ready "$PGT_PORT" "$PGT_PID" "$DB_USER" t0 ||
-		{ note "pgtenant did not start; its log:"; tail -n 20 "$DIR/pgtenant.log" >&2; return 1; }
+	launch_pgtenant pgtenant "$DIR/pgtenant.ini" "$DIR/pgtenant.log" &&
+		await_target pgtenant "$DIR/pgtenant.log" "$PGT_PORT" "$DB_USER" t0
 }
 
 start_pgbouncer() {
-	[ -x "$PGBOUNCER" ] || { note "PgBouncer: $PGBOUNCER not found"; return 1; }
 	{
 		echo "[databases]"
 		for i in $(seq 0 $((TENANTS - 1))); do
 			echo "t$i = host=127.0.0.1 port=$PG_PORT dbname=$DB connect_query='SET search_path = s_$i'"
 		done
-		cat <<-EOF
-
-			[pgbouncer]
-			listen_addr = 127.0.0.1
-			listen_port = $PGB_PORT
-			unix_socket_dir =
-			auth_type = scram-sha-256
-			auth_file = $DIR/userlist.txt
-			pool_mode = transaction
-			default_pool_size = $PGB_POOL_SIZE
-			max_client_conn = $((N_CLIENTS + 100))
-			log_connections = 0
-			log_disconnections = 0
-			log_pooler_errors = 1
-		EOF
+		pgb_ini_head "$PGB_PORT" "$PGB_POOL_SIZE" $((N_CLIENTS + 100))
+		echo "log_pooler_errors = 1"
 	} >"$DIR/pgbouncer.ini"
-	"${AS_PG_EXEC[@]}" "$PGBOUNCER" "$DIR/pgbouncer.ini" >"$DIR/pgbouncer.log" 2>&1 &
-	PGB_PID=$!
-	wait_ready "$PGB_PORT" "$PGB_PID" "$DB_USER" t0 ||
-		{ note "PgBouncer did not start; its log:"; tail -n 20 "$DIR/pgbouncer.log" >&2; return 1; }
+	launch_pgbouncer pgbouncer "$DIR/pgbouncer.ini" "$DIR/pgbouncer.log" &&
+		await_target pgbouncer "$DIR/pgbouncer.log" "$PGB_PORT" "$DB_USER" t0
 }
 
 # ---------------------------------------------------------------- the load
@@ -356,28 +207,23 @@ run_target() { # name port
 	case $line in *" errors=0 wrong_schema=0 connect_errors=0 "*) ;; *) any_failed=1 ;; esac
 }
 
-out "pgtenant many-tenants benchmark $STAMP"
-out "host: $(uname -srm), $(nproc) CPUs; $("$PG_BIN/postgres" --version); $("$PGBOUNCER" --version 2>/dev/null | head -n1)"
-out "pgtenant: $(git -C "$ROOT" describe --always --dirty 2>/dev/null || echo '?')"
+out_header "pgtenant many-tenants benchmark"
 out "$TENANTS schema tenants x $CLIENTS_PER clients, ${DURATION}s of SELECT current_schema(), count(*) FROM orders"
 out ""
 for t in $TARGETS; do
 	case $t in
 		pgtenant)
 			if start_pgtenant; then run_target pgtenant "$PGT_PORT"; else RES[pgtenant]=FAILED; any_failed=1; fi
-			[ -n "$PGT_PID" ] && { stop_pid "$PGT_PID"; PGT_PID=""; }
+			stop_target pgtenant
 			;;
 		pgbouncer)
 			if start_pgbouncer; then run_target pgbouncer "$PGB_PORT"; else RES[pgbouncer]=FAILED; any_failed=1; fi
-			[ -n "$PGB_PID" ] && { stop_pid "$PGB_PID"; PGB_PID=""; }
+			stop_target pgbouncer
 			;;
 		*) die "unknown target $t" ;;
 	esac
 done
 
-field() { # line key -> value
-	sed -n "s/.*\\b$2=\\([^ ]*\\).*/\\1/p" <<<"$1"
-}
 out ""
 hdr=$(printf '%-10s %-12s %10s %12s %9s %10s %8s %8s' pooler "pools" tps server_conns mean_ms connect_s errors wrong)
 out "$hdr"

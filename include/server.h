@@ -52,6 +52,7 @@ struct ServerConn {
 	char tx_status;
 	bool dirty; /* state unknown: close instead of reusing */
 	bool bp_paused; /* not reading: the client's output buffer is full */
+	bool batch_open; /* the client sent extended messages whose Sync has not come yet */
 
 	/*
 	 * Tenant state (SPEC §4). st_sql is the state statement known to be in

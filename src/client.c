@@ -22,7 +22,6 @@
 #include "pgtenant.h"
 #include "pool.h"
 #include "prepare.h"
-#include "pool.h"
 #include "proto.h"
 #include "server.h"
 #include "sqllex.h"
@@ -208,7 +207,7 @@ static void detach_server(Client *c)
 	if (!s)
 		return;
 	clean = s->expect_rfq == 0 && s->swallow_rfq == 0 && s->tx_status == 'I' && c->fwd_remain == 0 &&
-		!s->dirty;
+		!s->dirty && !s->batch_open;
 	if (!clean) {
 		/* Mid-query or mid-transaction: the connection cannot be trusted for anyone else. */
 		server_unlink(s);
@@ -1614,6 +1613,10 @@ again:
 		default:
 			break;
 		}
+		if (type == 'Q' && buf_avail(in) >= total && (len == 4 || buf_head(in)[total - 1] != 0)) {
+			client_fatal(c, "08P01", "invalid string in Query message", NULL);
+			return;
+		}
 		if ((type == 'Q' || type == 'P') && c->tenant->analyze &&
 		    !inspect_statement(c, s, type, buf_head(in) + MSG_HEADER_LEN, len - 4, &replaced)) {
 			client_fatal(c, "08P01", "malformed message", NULL);
@@ -1633,10 +1636,15 @@ again:
 		c->fwd_remain = replaced ? 0 : total - n;
 		c->tenant->stats.bytes_in += n;
 		if (type == 'Q' || type == 'S' || type == 'F') {
+			if (type == 'S')
+				s->batch_open = false;
 			if (c->fwd_remain)
 				c->fwd_type = type;
 			else
 				server_unit_end(s, type);
+		} else if (type == 'P' || type == 'B' || type == 'E' || type == 'D' || type == 'C' || type == 'H') {
+			/* extended messages without their Sync yet: the server is mid-batch */
+			s->batch_open = true;
 		}
 		if (conn_out_full(&s->conn)) {
 			conn_want_read(&c->conn, false);
@@ -1773,6 +1781,27 @@ void client_close_idle_for_shutdown(void)
 	{
 		Client *c = list_entry(it, Client, node);
 		client_fatal(c, "57P01", "pgtenant is shutting down", NULL);
+	}
+	/* session mode: clients holding a server but outside any transaction */
+	list_for_each_safe(it, &g_active_clients, tmp)
+	{
+		Client *c = list_entry(it, Client, node);
+		ServerConn *s = c->server;
+		if (s && s->expect_rfq == 0 && s->tx_status == 'I' && c->fwd_remain == 0 && !s->batch_open &&
+		    !buf_avail(&c->conn.in))
+			client_fatal(c, "57P01", "pgtenant is shutting down", NULL);
+	}
+	/* clients queued for a server have not started a transaction: tell them to go */
+	List *pit;
+	list_for_each(pit, &g_pools)
+	{
+		Pool *p = list_entry(pit, Pool, node);
+		list_for_each_safe(it, &p->waiting, tmp)
+		{
+			Client *c = list_entry(it, Client, node);
+			pool_unwait(c);
+			client_fatal(c, "57P01", "pgtenant is shutting down", NULL);
+		}
 	}
 	list_for_each_safe(it, &g_login_clients, tmp)
 	{

@@ -601,6 +601,7 @@ void server_link(ServerConn *s, Client *c)
 	s->unit_start = true;
 	s->inject_open = false;
 	s->timeout_cancel = false;
+	s->batch_open = false;
 	if (s->marked_by && s->marked_by != c->tenant) {
 		/* Another tenant left temp tables, cursors, LISTENs or SETs here: wipe them first. */
 		proto_simple_query(&s->conn.out, "DISCARD ALL");
@@ -1043,6 +1044,7 @@ again:
 			}
 			c->tx_status = s->tx_status;
 			if (s->expect_rfq == 0 && s->tx_status == 'I' && c->fwd_remain == 0 && !s->hold_released &&
+			    !s->batch_open &&
 			    (g_shutdown || config_tenant_pool_mode(g_cfg, c->tenant->conf) == POOL_MODE_TRANSACTION))
 				release = true;
 			break;
