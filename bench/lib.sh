@@ -117,10 +117,12 @@ cleanup() {
 trap cleanup EXIT
 trap 'note "interrupted"; exit 130' INT TERM
 
-port_busy() { # port: listening, held by a socket (not TIME-WAIT), or answering a connect
-	# (ss may see nothing in some sandboxes: the connect attempt tells then)
-	[ -n "$(ss -Htan exclude time-wait "sport = :$1" 2>/dev/null)" ] ||
-		(exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null
+port_busy() { # port: a listener could not bind it (with SO_REUSEADDR, as PostgreSQL and the
+	# poolers do): something listens there, or a client socket holds it, even from TIME-WAIT
+	! "$PYTHON" -c 'import socket, sys
+s = socket.socket()
+s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+s.bind(("127.0.0.1", int(sys.argv[1])))' "$1" 2>/dev/null
 }
 
 check_ports() { # port...: die on the first one in use
@@ -182,9 +184,9 @@ bench_workdir() { # name subdir...: DIR, a new temporary directory; the subdirs 
 	done
 }
 
-pg_init() { # datadir port max_connections [shared_buffers]: initdb, a throwaway server on 127.0.0.1
+pg_init() { # datadir port max_connections [shared_buffers [host auth]]: initdb, a throwaway server
 	as_pg "$PG_BIN/initdb" -D "$1" -U postgres --encoding=UTF8 --locale=C \
-		--auth-local=peer --auth-host=scram-sha-256 >/dev/null
+		--auth-local=peer --auth-host="${5:-scram-sha-256}" >/dev/null
 	cat >>"$1/postgresql.conf" <<-EOF
 
 		# pgtenant bench: throwaway, speed over durability

@@ -26,7 +26,8 @@
 #   POOL_SIZE [20]         server connections of each pooler
 #   TENANT_FROM [database] how the client names its tenant: database (-d acme)
 #                          or user (-U bench.acme)
-#   PG_PORT [35432] PGT_PORT [36432] PGB_PORT [36433]
+#   PG_PORT [25432] PGT_PORT [26432] PGB_PORT [26433]  (below the ephemeral range 32768-60999:
+#                          a client socket in TIME-WAIT there blocks a listener for 60 s)
 #   PG_BIN [/usr/lib/postgresql/15/bin]  PGTENANT [./pgtenant]  PGBOUNCER [/usr/sbin/pgbouncer]
 #   BENCH_KEEP [0]         1: keep the temporary directory (logs, configs)
 #
@@ -40,7 +41,7 @@ set -euo pipefail
 defaults \
 	DURATION=10 ROUNDS=3 JOBS=2 CLIENTS="10 100" MODES="simple extended" BENCH_CONNECT=0 \
 	CONNECT_CLIENTS=20 TARGETS="direct pgtenant pgbouncer" SCALE=10 POOL_SIZE=20 \
-	TENANT_FROM=database PG_PORT=35432 PGT_PORT=36432 PGB_PORT=36433
+	TENANT_FROM=database PG_PORT=25432 PGT_PORT=26432 PGB_PORT=26433
 [ "${BENCH_PREPARED:-0}" = 1 ] && MODES="$MODES prepared"
 
 TENANT=acme

@@ -28,6 +28,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/resource.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 static const char *config_path;
@@ -58,6 +59,27 @@ static AuthFile *load_auth(const Config *cfg, char *err, size_t errlen)
 	if (!cfg->auth_file || !*cfg->auth_file)
 		return NULL;
 	return authfile_load(cfg->auth_file, err, errlen);
+}
+
+/* Secrets in a file anyone may read deserve a warning (the file still loads). */
+static void warn_readable_secrets(const Config *cfg)
+{
+	struct stat st;
+	bool config_has_password = false;
+
+	for (int i = 0; i < cfg->n_backends; i++)
+		if (cfg->backends[i].password)
+			config_has_password = true;
+	for (int i = 0; i < cfg->n_tenants; i++)
+		if (cfg->tenants[i].server_password)
+			config_has_password = true;
+	for (int i = 0; i < cfg->n_files; i++) {
+		if (config_has_password && stat(cfg->files[i], &st) == 0 && (st.st_mode & S_IROTH))
+			log_warning("%s holds passwords and is readable by every user: chmod o-r it",
+				    cfg->files[i]);
+	}
+	if (cfg->auth_file && *cfg->auth_file && stat(cfg->auth_file, &st) == 0 && (st.st_mode & S_IROTH))
+		log_warning("auth_file %s is readable by every user: chmod o-r it", cfg->auth_file);
 }
 
 static void raise_fd_limit(const Config *cfg)
@@ -251,6 +273,7 @@ int main(int argc, char **argv)
 		return 1;
 	}
 	log_open(g_cfg->log_file);
+	warn_readable_secrets(g_cfg);
 	raise_fd_limit(g_cfg);
 	g_base = event_base_new();
 	if (!g_base) {

@@ -201,3 +201,24 @@ def test_auth_file_entry_with_tenant_suffix_is_a_credential_for_that_tenant_only
     assert e.sqlstate == "28P01", e.fields
     e = pgt.startup_error(p.port, "app", "globex", "acmesecret")
     assert e.sqlstate == "28P01", e.fields
+
+
+def _serves(p):
+    with p.connect() as conn:
+        return conn.execute("select 1").fetchone()[0] == 1
+
+
+def test_auth_file_readable_by_everyone_gets_a_warning(pgtenant):
+    p = pgtenant(start=False)
+    os.chmod(p.auth_file, 0o644)
+    p.start()
+    assert f"auth_file {p.auth_file} is readable by every user" in p.log()
+    assert _serves(p)
+
+
+def test_auth_file_only_its_owner_reads_starts_without_that_warning(pgtenant):
+    p = pgtenant(start=False)
+    os.chmod(p.auth_file, 0o600)
+    p.start()
+    assert f"auth_file {p.auth_file} is readable" not in p.log()
+    assert _serves(p)

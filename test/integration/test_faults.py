@@ -466,6 +466,9 @@ def _vanish_in_copy_in(p):
 
 def _vanish_in_extended_batch_without_sync(p):
     c = p.raw(dbname="faults")
+    # session state that a session-mode reset must remove before the next client
+    c.query("set work_mem = '77MB'")
+    c.query("create temp table if not exists faults_leak (a int)")
     c.send(pgt.ext_parse("insert into faults_vanish values ('no sync')") + pgt.ext_bind() +
            pgt.ext_execute() + pgt.msg(b"H"))
     kinds = []
@@ -528,6 +531,10 @@ def test_client_vanishing_at_any_stage_leaves_a_clean_server_for_the_next(pg, pg
         nxt.execute("insert into faults_vanish values ('next')")
         n = nxt.execute("select count(*) from faults_vanish where tag = 'next'").fetchone()[0]
         assert n == 1
+        if pool_mode == "session":  # a new session: nothing of the vanished one's is left
+            assert nxt.execute("show work_mem").fetchone()[0] != "77MB"
+            assert nxt.execute("select count(*) from pg_class where relname = 'faults_leak' "
+                               "and relpersistence = 't'").fetchone()[0] == 0
     with pg.connect(dbname="appdb") as d:
         tags = [r[0] for r in d.execute("select tag from faults_vanish").fetchall()]
     # 'next' is committed (it was not swallowed by a leftover transaction); what the
@@ -592,7 +599,6 @@ MALFORMED = {
     "length_over_max_packet_size": b"Q" + struct.pack("!I", 4 * 1024 * 1024),
     "huge_length": b"P" + struct.pack("!I", 0x7ffffff0),
     "startup_packet_after_login": pgt.startup_packet({"user": "app", "database": "acme"}),
-    "query_without_terminator": b"Q" + struct.pack("!I", 4 + 8) + b"select 1",
 }
 
 
@@ -635,29 +641,32 @@ def test_malformed_packet_on_an_established_session_is_fatal_08P01_and_harms_no_
     assert_pool_settles(p, pg, "appdb", 1)
 
 
-def test_malformed_extended_protocol_messages_get_08P01_and_free_the_server(pg, pgtenant):
-    """Messages whose inside is malformed (framing intact). pgtenant may refuse
-    them itself (FATAL 08P01, close) or forward them so PostgreSQL answers
-    as to a direct connection (ERROR 08P01, session goes on); either way the
-    client learns 08P01 and the server connection is not lost."""
+def test_messages_with_malformed_contents_get_08P01_and_free_the_server(pg, pgtenant):
+    """Messages whose framing is intact but whose inside is malformed.
+    pgtenant may refuse them itself (FATAL 08P01, close) or forward them so
+    PostgreSQL answers as to a direct connection (ERROR 08P01, session goes
+    on); either way the client learns 08P01 and the server connection is not
+    lost."""
     p = start(pgtenant, {"query_wait_timeout": "5s"},
               tenants={"faults": dict(FAULTS, pool_size=1)})
+    sync = pgt.ext_sync()
     cases = {
+        "query_without_terminator": b"Q" + struct.pack("!I", 4 + 8) + b"select 1",
         "parse_param_types_past_end":
-            pgt.msg(b"P", b"\0select $1\0" + struct.pack("!H", 5) + struct.pack("!I", 23)),
+            pgt.msg(b"P", b"\0select $1\0" + struct.pack("!H", 5) + struct.pack("!I", 23)) + sync,
         "bind_value_past_end":
             pgt.ext_parse("select $1::text") +
             pgt.msg(b"B", b"\0\0" + struct.pack("!HH", 0, 1) + struct.pack("!i", 1000) + b"abc" +
-                    struct.pack("!H", 0)),
+                    struct.pack("!H", 0)) + sync,
         "execute_without_terminator":
-            pgt.ext_parse("select 1") + pgt.ext_bind() + pgt.msg(b"E", b"abc"),
-        "named_parse_without_terminator": pgt.msg(b"P", b"stmt1\0select 1"),
-        "close_of_unknown_kind": pgt.msg(b"C", b"Xname\0"),
+            pgt.ext_parse("select 1") + pgt.ext_bind() + pgt.msg(b"E", b"abc") + sync,
+        "named_parse_without_terminator": pgt.msg(b"P", b"stmt1\0select 1") + sync,
+        "close_of_unknown_kind": pgt.msg(b"C", b"Xname\0") + sync,
     }
     for name, data in cases.items():
         c = p.raw(dbname="faults")
         c.sock.settimeout(10)
-        c.send(data + pgt.ext_sync())
+        c.send(data)
         msgs, closed = [], False
         try:
             while True:
