@@ -945,6 +945,9 @@ again:
 				proto_error_fields(body, blen, &code, &msg);
 				server_log(LOG_LVL_WARNING, s, "error in a statement of pgtenant's: %s (%s)",
 					   msg ? msg : "?", code ? code : "?");
+				/* a reset that failed leaves the connection in a state nobody knows */
+				if (s->state == SV_RESET)
+					s->dirty = true;
 				if (!c && s->swallow_rfq == 0) {
 					server_close(s, "server sent an error while idle");
 					return;
