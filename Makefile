@@ -69,7 +69,8 @@ fuzz: config.mk
 
 check-asan: deps
 	$(MAKE) clean
-	$(MAKE) OPT=-O1 CFLAGS_USER=-g EXTRA_CFLAGS="-fsanitize=address,undefined -fno-omit-frame-pointer" \
+	PGTENANT_SANITIZED=1 $(MAKE) OPT=-O1 CFLAGS_USER=-g \
+		EXTRA_CFLAGS="-fsanitize=address,undefined -fno-omit-frame-pointer" \
 		EXTRA_LDFLAGS="-fsanitize=address,undefined" pgtenant unit-check integration-check
 
 bench: pgtenant

@@ -142,12 +142,6 @@ done
 
 out ""
 out "instructions per transaction ((Ir($N2) - Ir($N1)) / ($CLIENTS * $((N2 - N1))))"
-for t in $TARGETS; do
-	out "$(printf '%-10s %10s' "$t" "${IR[$t]:-FAILED}")"
-done
-if [ -n "${IR[pgtenant]:-}" ] && [ -n "${IR[pgbouncer]:-}" ]; then
-	out "$(printf '%-10s %10s' "pgt/pgb" "$(awk -v a="${IR[pgtenant]}" -v b="${IR[pgbouncer]}" \
-		'BEGIN { if (b > 0) printf "%.2f", a / b; else print "-" }')")"
-fi
+out_per_pooler IR instructions
 note "results written to $RESULT"
 exit "$any_failed"

@@ -20,6 +20,7 @@
 # Environment (defaults in brackets):
 #   CLIENTS [10000]  SETTLE [2] seconds idle before measuring  POOL_SIZE [20]
 #   CONNECT_TIMEOUT [180] seconds for all clients to log in
+#   IDLE_QUERY [0]  1: each client runs one `SELECT 1` after its login, before idling
 #   TARGETS ["pgtenant pgbouncer"]
 #   PG_PORT [25462] PGT_PORT [26462] PGB_PORT [26463]
 #   PG_BIN [/usr/lib/postgresql/15/bin]  PGTENANT [./pgtenant]  PGBOUNCER [/usr/sbin/pgbouncer]
@@ -32,7 +33,7 @@ set -euo pipefail
 . "$(dirname "$0")/lib.sh"
 
 defaults \
-	CLIENTS=10000 SETTLE=2 POOL_SIZE=20 CONNECT_TIMEOUT=180 TARGETS="pgtenant pgbouncer" \
+	CLIENTS=10000 SETTLE=2 POOL_SIZE=20 CONNECT_TIMEOUT=180 IDLE_QUERY=0 TARGETS="pgtenant pgbouncer" \
 	PG_PORT=25462 PGT_PORT=26462 PGB_PORT=26463
 TENANT=acme
 bench_results idle
@@ -83,6 +84,7 @@ or failed, and "closed lost=L" (sessions the pooler ended meanwhile) at the end.
 import asyncio, socket, struct, sys, time
 
 port, n, user, db, timeout = int(sys.argv[1]), int(sys.argv[2]), sys.argv[3], sys.argv[4], float(sys.argv[5])
+queries = int(sys.argv[6])  # SELECT 1 statements each client runs after logging in
 params = b"".join(k + b"\0" + v.encode() + b"\0" for k, v in
                   ((b"user", user), (b"database", db), (b"application_name", "idle")))
 startup = struct.pack("!ii", 8 + len(params) + 1, 196608) + params + b"\0"
@@ -90,7 +92,7 @@ errors, lost, logged_in = [], [0], [0]
 
 class Client(asyncio.Protocol):
     def __init__(self, done):
-        self.done, self.buf, self.transport = done, b"", None
+        self.done, self.buf, self.transport, self.queries = done, b"", None, queries
 
     def connection_made(self, transport):
         self.transport = transport
@@ -115,7 +117,10 @@ class Client(asyncio.Protocol):
                 return self.fail("error: " + body.replace(b"\0", b" ").decode(errors="replace").strip())
             if kind == b"R" and struct.unpack("!i", body[:4])[0] != 0:
                 return self.fail("asked for a password (auth code %d)" % struct.unpack("!i", body[:4])[0])
-            if kind == b"Z":
+            if kind == b"Z" and self.queries:
+                self.queries -= 1
+                self.transport.write(b"Q" + struct.pack("!i", 4 + 9) + b"SELECT 1\0")
+            elif kind == b"Z":
                 logged_in[0] += 1
                 return self.done.set_result(None)
 
@@ -170,7 +175,7 @@ measure() { # target port db
 	rm -f "$fifo"
 	mkfifo "$fifo"
 	timeout $((CONNECT_TIMEOUT + SETTLE + 60)) "$PYTHON" "$DIR/idle.py" "$port" "$CLIENTS" "$DB_USER" "$db" \
-		"$CONNECT_TIMEOUT" <"$fifo" >"$DIR/$name.clients" 2>"$DIR/$name.clients.err" &
+		"$CONNECT_TIMEOUT" "$IDLE_QUERY" <"$fifo" >"$DIR/$name.clients" 2>"$DIR/$name.clients.err" &
 	PID[clients]=$!
 	exec 7>"$fifo" # the driver holds its clients until this closes
 	for _ in $(seq $((CONNECT_TIMEOUT * 10 + 100))); do
@@ -194,13 +199,14 @@ measure() { # target port db
 		tail -n 5 "$DIR/$name.log" >&2
 	fi
 	if [ -n "$after" ]; then
+		# shellcheck disable=SC2034  # read by out_per_pooler (lib.sh)
 		RES[$name]=$(awk -v a="$after" -v b="$before" -v n="$(field "$line" ok)" \
 			'BEGIN { if (n > 0) printf "%.2f", (a - b) / n }')
 	fi
 }
 
 out_header "pgtenant idle-client benchmark"
-out "$CLIENTS idle clients (logged in, auth_type = trust, transaction mode), ${SETTLE}s idle; open-file limit $(ulimit -n)"
+out "$CLIENTS idle clients (logged in, auth_type = trust, transaction mode$([ "$IDLE_QUERY" = 0 ] || echo ", $IDLE_QUERY x SELECT 1 each")), ${SETTLE}s idle; open-file limit $(ulimit -n)"
 out ""
 for t in $TARGETS; do
 	case $t in
@@ -218,12 +224,6 @@ done
 
 out ""
 out "kB of RSS per idle client ((idle - before) / clients logged in)"
-for t in $TARGETS; do
-	out "$(printf '%-10s %8s kB' "$t" "${RES[$t]:-FAILED}")"
-done
-if [ -n "${RES[pgtenant]:-}" ] && [ -n "${RES[pgbouncer]:-}" ]; then
-	out "$(printf '%-10s %8s' "pgt/pgb" "$(awk -v a="${RES[pgtenant]}" -v b="${RES[pgbouncer]}" \
-		'BEGIN { if (b > 0) printf "%.2f", a / b; else print "-" }')")"
-fi
+out_per_pooler RES kB
 note "results written to $RESULT"
 exit "$any_failed"

@@ -16,7 +16,8 @@
 #   poolers    pgt_ini_head, pgt_ini_backend, pgt_ini_tenant, pgb_ini_head; launch_pgtenant,
 #              launch_pgbouncer (PGT_WRAP / PGB_WRAP: a command prefix, e.g. valgrind),
 #              await_target, wait_ready, wait_query, port_busy, check_ports
-#   figures    cpu_ticks, cpu_us_per_tx, pgbench_result, median, field, rss_kb
+#   figures    cpu_ticks, cpu_us_per_tx, pgbench_cpu, pgbench_result, median, field, ratio,
+#              out_per_pooler, rss_kb
 
 BENCH_LIB_DIR=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 ROOT=$(cd "$BENCH_LIB_DIR/.." && pwd)
@@ -167,9 +168,11 @@ need_psycopg() {
 	"$PYTHON" -c 'import psycopg' 2>/dev/null || die "$PYTHON has no psycopg (apt-get install python3-psycopg)"
 }
 
-raise_nofile() { # limit needed what: raise the open-file limit to limit (or the hard
-	# limit); warn when it stays at or below needed
-	ulimit -n "$1" 2>/dev/null || ulimit -n "$(ulimit -Hn)" 2>/dev/null || true
+raise_nofile() { # limit needed what: raise the open-file limit to limit (or to the hard
+	# limit), never lower it; warn when it stays at or below needed
+	if [ "$(ulimit -n)" != unlimited ] && [ "$(ulimit -n)" -lt "$1" ]; then
+		ulimit -n "$1" 2>/dev/null || ulimit -n "$(ulimit -Hn)" 2>/dev/null || true
+	fi
 	[ "$(ulimit -n)" -gt "$2" ] || note "warning: open-file limit $(ulimit -n) is low for $3"
 }
 
@@ -373,6 +376,22 @@ median() { # values (any mix of arguments and space-separated lists) -> median (
 
 field() { # "k=v k=v" line, key -> value
 	sed -n "s/.*\\b$2=\\([^ ]*\\).*/\\1/p" <<<"$1"
+}
+
+ratio() { # a b -> a/b (%.2f), or "-"
+	if [ -n "$1" ] && [ -n "$2" ]; then awk -v a="$1" -v b="$2" 'BEGIN { printf "%.2f", (b > 0 ? a / b : 0) }'; else echo -; fi
+}
+
+out_per_pooler() { # array unit: "pooler value unit" for each of TARGETS (FAILED when
+	# missing) from the associative array named, then pgtenant's over PgBouncer's
+	local -n vals=$1
+	local t
+	for t in $TARGETS; do
+		out "$(printf '%-10s %10s %s' "$t" "${vals[$t]:-FAILED}" "$2")"
+	done
+	if [ -n "${vals[pgtenant]:-}" ] && [ -n "${vals[pgbouncer]:-}" ]; then
+		out "$(printf '%-10s %10s' pgt/pgb "$(ratio "${vals[pgtenant]}" "${vals[pgbouncer]}")")"
+	fi
 }
 
 rss_kb() { # pid -> VmRSS in kB

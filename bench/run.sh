@@ -193,9 +193,6 @@ done
 
 # ---------------------------------------------------------------- table
 
-ratio() { # a b -> a/b or "-"
-	if [ -n "$1" ] && [ -n "$2" ]; then awk -v a="$1" -v b="$2" 'BEGIN { printf "%.2f", (b > 0 ? a / b : 0) }'; else echo -; fi
-}
 cell() { # value or a reason it is missing
 	if [ -n "$1" ]; then echo "$1"; elif [ -n "$2" ]; then echo "$2"; else echo FAIL; fi
 }

@@ -41,7 +41,9 @@ struct Backend {
 	Replica **replicas;
 	int n_replicas;
 	unsigned replica_turn;   /* round-robin among replicas equally loaded */
-	uint64_t primary_lsn;    /* pg_current_wal_lsn() at the last health round */
+	uint64_t primary_lsn;    /* the primary's WAL flush position at the last health round */
+	uint64_t primary_lsn_prev; /* ... and at the round before (at primary_prev_at, wall clock) */
+	usec_t primary_prev_at;
 	bool primary_up;
 	usec_t primary_checked;  /* wall clock */
 	struct HealthConn *health;

@@ -100,6 +100,8 @@ static void take_result(HealthConn *h, PGresult *res)
 		return;
 	}
 	if (!h->replica) {
+		h->backend->primary_lsn_prev = h->backend->primary_lsn;
+		h->backend->primary_prev_at = h->backend->primary_checked;
 		h->backend->primary_lsn = parse_lsn(PQgetvalue(res, 0, 0));
 		h->backend->primary_up = true;
 		h->backend->primary_checked = time_wall_usec();
@@ -119,11 +121,22 @@ static void take_result(HealthConn *h, PGresult *res)
 				    h->backend->name);
 		return;
 	}
-	/* caught up with the primary's last known position: no lag, however old the last commit */
-	if (h->backend->primary_lsn && replay >= h->backend->primary_lsn)
+	/*
+	 * Caught up with the primary's last known position: no lag, however old the
+	 * last commit. Past what the primary had one round ago: behind by less than
+	 * a round (an idle primary writes WAL without commits, so the time since the
+	 * last replayed commit would be a false lag). Otherwise the replay timestamp
+	 * tells how far behind it is.
+	 */
+	usec_t ts_lag = (usec_t)(behind * (double)USEC_PER_SEC);
+	if (h->backend->primary_lsn && replay >= h->backend->primary_lsn) {
 		r->lag_us = 0;
-	else
-		r->lag_us = (usec_t)(behind * (double)USEC_PER_SEC);
+	} else if (h->backend->primary_lsn_prev && replay >= h->backend->primary_lsn_prev) {
+		usec_t bound = r->last_check - h->backend->primary_prev_at;
+		r->lag_us = ts_lag < bound ? ts_lag : (bound > 0 ? bound : 0);
+	} else {
+		r->lag_us = ts_lag;
+	}
 	r->state = r->lag_us > g_cfg->max_replica_lag ? REPLICA_LAGGING : REPLICA_UP;
 	if (r->state != before)
 		log_info("replica %s:%d of backend %s is %s (lag %lld ms)", r->host, r->port, h->backend->name,

@@ -926,8 +926,11 @@ def test_20000_short_sessions_leak_no_descriptors_memory_or_servers(pg, pgtenant
     growth_kb = rss_kb(pid) - base_rss
     print(f"20000 sessions in {took:.1f}s: fds {base_fds} -> {client_fds()}, "
           f"RSS {base_rss} -> {rss_kb(pid)} kB")
-    assert growth_kb < 12 * 1024, \
-        f"RSS grew {growth_kb} kB over 20000 sessions ({growth_kb * 1024 / 20000:.0f} B each)"
+    # AddressSanitizer keeps freed memory in quarantine: RSS says nothing about leaks
+    # there (LeakSanitizer does, at exit)
+    if not os.environ.get("PGTENANT_SANITIZED"):
+        assert growth_kb < 12 * 1024, \
+            f"RSS grew {growth_kb} kB over 20000 sessions ({growth_kb * 1024 / 20000:.0f} B each)"
     assert_pool_settles(p, pg, "appdb", 4)
     clients = [r for r in console_rows(p, "SHOW CLIENTS") if r.get("tenant") == "faults"]
     assert not clients, clients
