@@ -72,7 +72,7 @@ struct Client {
 	bool tls_direct;    /* TLS from the first byte (PostgreSQL 17 sslnegotiation=direct), no SSLRequest */
 	const char *secret; /* from the auth file; not owned */
 	uint8_t md5_salt[4];
-	ScramServer scram;
+	ScramServer *scram; /* only during a SCRAM exchange */
 	bool fake_auth; /* unknown user: go through the motions, then fail */
 	struct LoginCtx *login_ctx;
 

@@ -241,7 +241,11 @@ void client_close(Client *c, const char *reason)
 		c->tenant->n_clients--;
 	client_set_state(c, CL_FREE);
 	conn_close(&c->conn);
-	scram_server_free(&c->scram);
+	if (c->scram) {
+		scram_server_free(c->scram);
+		free(c->scram);
+		c->scram = NULL;
+	}
 	params_free(&c->params);
 	free(c->login_ctx);
 	c->login_ctx = NULL;
@@ -551,10 +555,12 @@ static void handle_password_message(Client *c, const uint8_t *body, size_t len)
 			client_fatal(c, "28000", "client selected an invalid SASL authentication mechanism", NULL);
 			return;
 		}
-		bool ok = scram_server_init(&c->scram, c->secret);
+		if (!c->scram)
+			c->scram = xcalloc(1, sizeof(ScramServer));
+		bool ok = scram_server_init(c->scram, c->secret);
 		if (ok) {
-			scram_server_channel_binding(&c->scram, cb_len > 0, plus, cb, cb_len);
-			ok = scram_server_first(&c->scram, data, n, &out, err, sizeof(err));
+			scram_server_channel_binding(c->scram, cb_len > 0, plus, cb, cb_len);
+			ok = scram_server_first(c->scram, data, n, &out, err, sizeof(err));
 		}
 		if (!ok) {
 			client_fatal(c, "08P01", err[0] ? err : "malformed SCRAM message", NULL);
@@ -570,14 +576,16 @@ static void handle_password_message(Client *c, const uint8_t *body, size_t len)
 	if (c->login_stage == LOGIN_SASL_FINAL) {
 		char *out = NULL;
 		char err[160];
-		if (!scram_server_final(&c->scram, body, len, &out, err, sizeof(err)) || c->fake_auth) {
+		if (!c->scram || !scram_server_final(c->scram, body, len, &out, err, sizeof(err)) || c->fake_auth) {
 			free(out);
 			auth_failed(c);
 			return;
 		}
 		proto_auth_request(&c->conn.out, AUTH_REQ_SASL_FINAL, out, strlen(out));
 		free(out);
-		scram_server_free(&c->scram);
+		scram_server_free(c->scram);
+		free(c->scram);
+		c->scram = NULL;
 		login_finish(c);
 		return;
 	}
@@ -992,6 +1000,8 @@ void client_welcome(Client *c, const Params *server_params)
 	conn_want_read(&c->conn, true);
 	if (buf_avail(&c->conn.in))
 		client_forward(c);
+	else
+		conn_shrink(&c->conn); /* an idle client holds no buffer */
 }
 
 /* ---------------------------------------------------------------------------------------
@@ -1772,6 +1782,8 @@ void client_server_lost(Client *c, const char *why, int pending)
 	conn_want_read(&c->conn, true);
 	if (buf_avail(&c->conn.in))
 		client_forward(c);
+	else
+		conn_shrink(&c->conn); /* an idle client holds no buffer */
 }
 
 void client_close_idle_for_shutdown(void)

@@ -146,6 +146,8 @@ static IoStatus ssl_flush(Conn *c)
 		buf_consume(&c->out, (size_t)n);
 	}
 	want_write(c, false);
+	/* all sent: the block goes back to the cache until there is more to send */
+	buf_reset(&c->out, CONN_KEEP_BUF);
 	return IO_OK;
 }
 
@@ -222,6 +224,8 @@ IoStatus conn_flush(Conn *c)
 		buf_consume(&c->out, (size_t)n);
 	}
 	want_write(c, false);
+	/* all sent: the block goes back to the cache until there is more to send */
+	buf_reset(&c->out, CONN_KEEP_BUF);
 	return IO_OK;
 }
 
