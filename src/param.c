@@ -11,6 +11,67 @@
 
 static uint64_t next_version = 1;
 
+/*
+ * Parameter names and values are interned with a reference count: ten thousand
+ * clients with the same TimeZone and DateStyle share one copy of each string,
+ * which is most of what an idle client would otherwise hold.
+ */
+typedef struct Interned {
+	struct Interned *next;
+	uint32_t refs;
+	uint32_t hash;
+	char text[];
+} Interned;
+
+#define INTERN_BUCKETS 1024
+static Interned *intern_table[INTERN_BUCKETS];
+
+static uint32_t str_hash(const char *s)
+{
+	uint32_t h = 2166136261u;
+	for (; *s; s++) {
+		h ^= (unsigned char)*s;
+		h *= 16777619u;
+	}
+	return h;
+}
+
+static char *intern(const char *s)
+{
+	uint32_t h = str_hash(s);
+	Interned **slot = &intern_table[h % INTERN_BUCKETS];
+	for (Interned *e = *slot; e; e = e->next) {
+		if (e->hash == h && strcmp(e->text, s) == 0) {
+			e->refs++;
+			return e->text;
+		}
+	}
+	size_t n = strlen(s);
+	Interned *e = xmalloc(sizeof(Interned) + n + 1);
+	e->refs = 1;
+	e->hash = h;
+	memcpy(e->text, s, n + 1);
+	e->next = *slot;
+	*slot = e;
+	return e->text;
+}
+
+static void unintern(char *text)
+{
+	if (!text)
+		return;
+	Interned *e = (Interned *)(text - offsetof(Interned, text));
+	if (--e->refs > 0)
+		return;
+	for (Interned **pp = &intern_table[e->hash % INTERN_BUCKETS]; *pp; pp = &(*pp)->next) {
+		if (*pp == e) {
+			*pp = e->next;
+			break;
+		}
+	}
+	free(e);
+}
+
 void params_init(Params *p)
 {
 	memset(p, 0, sizeof(*p));
@@ -20,8 +81,8 @@ void params_init(Params *p)
 void params_clear(Params *p)
 {
 	for (int i = 0; i < p->n; i++) {
-		free(p->items[i].name);
-		free(p->items[i].value);
+		unintern(p->items[i].name);
+		unintern(p->items[i].value);
 	}
 	p->n = 0;
 	p->version = next_version++;
@@ -54,8 +115,9 @@ bool params_set(Params *p, const char *name, const char *value)
 	if (i >= 0) {
 		if (strcmp(p->items[i].value, value) == 0)
 			return false;
-		free(p->items[i].value);
-		p->items[i].value = xstrdup(value);
+		char *v = intern(value);
+		unintern(p->items[i].value);
+		p->items[i].value = v;
 		p->version = next_version++;
 		return true;
 	}
@@ -63,8 +125,8 @@ bool params_set(Params *p, const char *name, const char *value)
 		p->cap = p->cap ? p->cap * 2 : 8;
 		p->items = xrealloc(p->items, sizeof(Param) * (size_t)p->cap);
 	}
-	p->items[p->n].name = xstrdup(name);
-	p->items[p->n].value = xstrdup(value);
+	p->items[p->n].name = intern(name);
+	p->items[p->n].value = intern(value);
 	p->n++;
 	p->version = next_version++;
 	return true;
@@ -75,8 +137,8 @@ void params_remove(Params *p, const char *name)
 	int i = params_index(p, name);
 	if (i < 0)
 		return;
-	free(p->items[i].name);
-	free(p->items[i].value);
+	unintern(p->items[i].name);
+	unintern(p->items[i].value);
 	p->items[i] = p->items[--p->n];
 	p->version = next_version++;
 }
