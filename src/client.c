@@ -952,6 +952,22 @@ static void login_finish(Client *c)
 		pool_maybe_connect(c->pool);
 }
 
+/*
+ * The client has no server and pgtenant has answered what it owed: send it,
+ * read on, and hand back the buffers if nothing more is waiting.
+ */
+static void client_go_idle(Client *c)
+{
+	client_set_state(c, CL_IDLE);
+	if (!client_flush(c))
+		return;
+	conn_want_read(&c->conn, true);
+	if (buf_avail(&c->conn.in))
+		client_forward(c);
+	else
+		conn_shrink(&c->conn);
+}
+
 static void merge_defaults(Client *c, const Params *server_params)
 {
 	for (int i = 0; i < server_params->n; i++) {
@@ -994,14 +1010,7 @@ void client_welcome(Client *c, const Params *server_params)
 	cancel_hash_add(c);
 	proto_backend_key(out, c->cancel_pid, c->cancel_key);
 	proto_ready(out, 'I');
-	client_set_state(c, CL_IDLE);
-	if (!client_flush(c))
-		return;
-	conn_want_read(&c->conn, true);
-	if (buf_avail(&c->conn.in))
-		client_forward(c);
-	else
-		conn_shrink(&c->conn); /* an idle client holds no buffer */
+	client_go_idle(c);
 }
 
 /* ---------------------------------------------------------------------------------------
@@ -1753,11 +1762,7 @@ void client_wait_failed(Client *c, const char *sqlstate, const char *msg)
 	} else {
 		c->skip_until_sync = true;
 	}
-	client_set_state(c, CL_IDLE);
-	if (!client_flush(c))
-		return;
-	conn_want_read(&c->conn, true);
-	client_forward(c);
+	client_go_idle(c);
 }
 
 void client_server_lost(Client *c, const char *why, int pending)
@@ -1776,14 +1781,7 @@ void client_server_lost(Client *c, const char *why, int pending)
 	proto_error(&c->conn.out, "ERROR", "08006", why, NULL);
 	for (int i = 0; i < pending; i++)
 		proto_ready(&c->conn.out, 'I');
-	client_set_state(c, CL_IDLE);
-	if (!client_flush(c))
-		return;
-	conn_want_read(&c->conn, true);
-	if (buf_avail(&c->conn.in))
-		client_forward(c);
-	else
-		conn_shrink(&c->conn); /* an idle client holds no buffer */
+	client_go_idle(c);
 }
 
 void client_close_idle_for_shutdown(void)
