@@ -22,6 +22,7 @@
 #include "pgtenant.h"
 #include "pool.h"
 #include "prepare.h"
+#include "router.h"
 #include "proto.h"
 #include "server.h"
 #include "sqllex.h"
@@ -1243,167 +1244,6 @@ static bool parse_is_plain(const uint8_t *body, size_t len)
 	       !(info.flags & (SQLF_STATE_UNKNOWN | SQLF_RESETS_STATE | SQLF_SESSION_STATE | SQLF_UNPARSED));
 }
 
-/* ---------------------------------------------------------------------------------------
- * Read routing: one decision per batch (a Query, or extended messages up to Sync), made
- * before a server is taken. Unsure means primary.
- */
-
-typedef enum {
-	ROUTE_PRIMARY = 0,
-	ROUTE_REPLICA,
-	ROUTE_WAIT,
-	ROUTE_DEFER_BEGIN,    /* answer BEGIN here; choose the server with the first statement */
-	ROUTE_LOCAL_END,      /* COMMIT of a transaction that never reached a server */
-	ROUTE_LOCAL_ROLLBACK
-} Route;
-
-typedef struct BatchInfo {
-	bool all_read_only;
-	bool hint_replica;
-	bool hint_primary;
-	bool read_only_tx;
-	bool begin_only;    /* a lone BEGIN / START TRANSACTION (not READ ONLY) */
-	bool end_only;      /* a lone COMMIT / END / ROLLBACK / ABORT */
-	bool end_rollback;  /* ... and it is ROLLBACK / ABORT */
-	bool session_state;
-	bool serializable;  /* SERIALIZABLE: a hot standby refuses it */
-} BatchInfo;
-
-static void note_sql(BatchInfo *b, const char *sql, size_t len, bool lone)
-{
-	SqlInfo info;
-	SqlLexer lx;
-	SqlToken tok;
-
-	sql_analyze(sql, len, g_cfg->tenant_guc, g_cfg->read_only_functions, &info);
-	if (!info.read_only)
-		b->all_read_only = false;
-	b->hint_replica |= info.hint_replica;
-	b->hint_primary |= info.hint_primary;
-	b->read_only_tx |= (info.flags & SQLF_READ_ONLY_TX) != 0;
-	if (info.flags & (SQLF_SESSION_STATE | SQLF_STATE_UNKNOWN | SQLF_UNPARSED))
-		b->session_state = true;
-	if (info.flags & SQLF_SERIALIZABLE)
-		b->serializable = true;
-	if (!lone || info.n_statements != 1 ||
-	    (info.flags & (SQLF_TX_CONTROL | SQLF_READ_ONLY_TX | SQLF_SERIALIZABLE)) != SQLF_TX_CONTROL)
-		return;
-	sqllex_init(&lx, sql, len);
-	if (sqllex_next(&lx, &tok) != SQLTOK_IDENT)
-		return;
-	if (sqltok_is(&tok, "begin") || sqltok_is(&tok, "start"))
-		b->begin_only = true;
-	else if (sqltok_is(&tok, "commit") || sqltok_is(&tok, "end"))
-		b->end_only = true;
-	else if (sqltok_is(&tok, "rollback") || sqltok_is(&tok, "abort"))
-		b->end_only = b->end_rollback = true;
-}
-
-/* Looks at the client's buffered batch; ROUTE_WAIT until it is complete. */
-static Route route_scan(Client *c, BatchInfo *b)
-{
-	const Buf *in = &c->conn.in;
-	size_t pos = 0, avail = buf_avail(in);
-	const uint8_t *base = buf_head(in);
-
-	memset(b, 0, sizeof(*b));
-	b->all_read_only = true;
-	while (avail - pos >= MSG_HEADER_LEN) {
-		uint8_t type = base[pos];
-		size_t total = 1 + (size_t)read_u32be(base + pos + 1);
-		if (avail - pos < total)
-			break;
-		const uint8_t *body = base + pos + MSG_HEADER_LEN;
-		size_t blen = total - MSG_HEADER_LEN;
-		switch (type) {
-		case 'Q': {
-			const uint8_t *nul = blen ? memchr(body, 0, blen) : NULL;
-			if (!nul)
-				return ROUTE_PRIMARY;
-			note_sql(b, (const char *)body, (size_t)(nul - body), pos == 0);
-			return ROUTE_REPLICA; /* decided by the flags */
-		}
-		case 'P': {
-			MsgReader r;
-			const char *name, *query;
-			msg_reader_init(&r, body, blen);
-			if (!msg_get_cstr(&r, &name) || !msg_get_cstr(&r, &query))
-				return ROUTE_PRIMARY;
-			note_sql(b, query, strlen(query), false);
-			break;
-		}
-		case 'B': {
-			MsgReader r;
-			const char *portal, *name;
-			msg_reader_init(&r, body, blen);
-			if (!msg_get_cstr(&r, &portal) || !msg_get_cstr(&r, &name))
-				return ROUTE_PRIMARY;
-			if (*name) {
-				const char *text = prep_client_query(c, name);
-				if (!text)
-					return ROUTE_PRIMARY;
-				note_sql(b, text, strlen(text), false);
-			}
-			break;
-		}
-		case 'S':
-			return ROUTE_REPLICA;
-		case 'D':
-		case 'E':
-		case 'C':
-			break;
-		default: /* Flush (the client waits for replies mid-batch), FunctionCall, COPY data */
-			return ROUTE_PRIMARY;
-		}
-		pos += total;
-	}
-	/* a batch bigger than this is not worth holding back */
-	return avail > 1024 * 1024 ? ROUTE_PRIMARY : ROUTE_WAIT;
-}
-
-static Route route_batch(Client *c)
-{
-	BatchInfo b;
-	ReadRouting mode = config_tenant_read_routing(g_cfg, c->tenant->conf);
-	Pool *home = c->home_pool;
-
-	c->pool = home;
-	if (mode == READ_ROUTING_OFF || !home->backend->n_replicas ||
-	    config_tenant_pool_mode(g_cfg, c->tenant->conf) != POOL_MODE_TRANSACTION)
-		return ROUTE_PRIMARY;
-	Route r = route_scan(c, &b);
-	if (r == ROUTE_WAIT)
-		return r;
-	if (c->deferred_begin && b.end_only)
-		return b.end_rollback ? ROUTE_LOCAL_ROLLBACK : ROUTE_LOCAL_END;
-	if (!c->deferred_begin && b.begin_only && c->tx_status == 'I' && !c->sticky_primary)
-		return ROUTE_DEFER_BEGIN;
-	bool replica;
-	if (r == ROUTE_PRIMARY || b.hint_primary || c->sticky_primary || b.session_state || b.serializable)
-		replica = false;
-	else if (c->deferred_begin)
-		replica = b.read_only_tx; /* BEGIN; SET TRANSACTION READ ONLY */
-	else if (b.read_only_tx || b.hint_replica)
-		replica = true;
-	else
-		replica = mode == READ_ROUTING_AUTO && b.all_read_only && g_now >= c->rw_until;
-	if (b.session_state)
-		c->sticky_primary = true;
-	if (!replica) {
-		if (!b.all_read_only || c->deferred_begin) {
-			usec_t ryw = config_read_your_writes(g_cfg);
-			if (ryw > 0)
-				c->rw_until = g_now + ryw;
-		}
-		return ROUTE_PRIMARY;
-	}
-	Replica *rep = pool_pick_replica(home->backend);
-	if (!rep)
-		return ROUTE_PRIMARY;
-	c->pool = pool_replica_of(home, rep);
-	return ROUTE_REPLICA;
-}
-
 /* Answers a message locally with a command tag and ReadyForQuery. */
 static void answer_locally(Client *c, const char *tag, char status)
 {
@@ -1568,7 +1408,7 @@ again:
 			continue;
 		}
 		if (!s) {
-			Route route = route_batch(c);
+			Route route = router_route_batch(c);
 			if (route == ROUTE_WAIT)
 				break; /* the rest of the batch decides where it goes */
 			if (route >= ROUTE_DEFER_BEGIN) {
