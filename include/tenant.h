@@ -30,6 +30,10 @@ struct Tenant {
 	Pool *pool;
 	int n_clients;
 	int n_servers; /* server connections linked to this tenant's clients */
+	/* its logged-in clients by state (kept by client_set_state; WELCOME_WAIT counts as waiting) */
+	int cl_idle;
+	int cl_waiting;
+	int cl_active;
 	bool disabled;
 	bool paused;  /* PAUSE: new transactions wait */
 	struct TenantQueue *queues; /* one per pool this tenant's clients wait on */

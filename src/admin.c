@@ -336,7 +336,7 @@ static const char *tenant_state_name(const Tenant *t)
 }
 
 /* ---------------------------------------------------------------------------------------
- * Tenants, sorted by name, with client and server counts from one walk of the lists.
+ * Tenants, sorted by name, with the client and server counts each Tenant keeps.
  */
 
 typedef struct TenantRow {
@@ -356,14 +356,11 @@ static void collect_tenant(Tenant *t, void *arg)
 		tt->cap = tt->cap ? tt->cap * 2 : 64;
 		tt->rows = xrealloc(tt->rows, (size_t)tt->cap * sizeof(*tt->rows));
 	}
-	memset(&tt->rows[tt->n], 0, sizeof(tt->rows[0]));
-	tt->rows[tt->n++].t = t;
-}
-
-static int cmp_row_ptr(const void *a, const void *b)
-{
-	const Tenant *x = ((const TenantRow *)a)->t, *y = ((const TenantRow *)b)->t;
-	return x < y ? -1 : x > y;
+	tt->rows[tt->n++] = (TenantRow){.t = t,
+					.cl_active = t->cl_active,
+					.cl_waiting = t->cl_waiting,
+					.cl_idle = t->cl_idle,
+					.sv_active = t->n_servers};
 }
 
 static int cmp_row_name(const void *a, const void *b)
@@ -371,55 +368,12 @@ static int cmp_row_name(const void *a, const void *b)
 	return strcmp(((const TenantRow *)a)->t->name, ((const TenantRow *)b)->t->name);
 }
 
-static TenantRow *row_of(TenantTable *tt, const Tenant *t)
-{
-	TenantRow key = {.t = (Tenant *)t};
-	if (!t)
-		return NULL;
-	return bsearch(&key, tt->rows, (size_t)tt->n, sizeof(TenantRow), cmp_row_ptr);
-}
-
-static void count_clients(TenantTable *tt, const List *list, ClientState st)
-{
-	const List *it;
-	list_for_each(it, list)
-	{
-		TenantRow *r = row_of(tt, list_entry(it, Client, node)->tenant);
-		if (!r)
-			continue;
-		if (st == CL_ACTIVE)
-			r->cl_active++;
-		else if (st == CL_WAITING)
-			r->cl_waiting++;
-		else
-			r->cl_idle++;
-	}
-}
-
 static void tenant_table(TenantTable *tt)
 {
-	const List *it, *sit;
-
 	memset(tt, 0, sizeof(*tt));
 	tenant_foreach(collect_tenant, tt);
-	if (tt->n == 0)
-		return;
-	qsort(tt->rows, (size_t)tt->n, sizeof(TenantRow), cmp_row_ptr);
-	count_clients(tt, &g_idle_clients, CL_IDLE);
-	count_clients(tt, &g_active_clients, CL_ACTIVE);
-	list_for_each(it, &g_pools)
-	{
-		const Pool *p = list_entry(it, Pool, node);
-		count_clients(tt, &p->waiting, CL_WAITING);
-		count_clients(tt, &p->welcome_wait, CL_WAITING);
-		list_for_each(sit, &p->active)
-		{
-			TenantRow *r = row_of(tt, list_entry(sit, ServerConn, node)->tenant);
-			if (r)
-				r->sv_active++;
-		}
-	}
-	qsort(tt->rows, (size_t)tt->n, sizeof(TenantRow), cmp_row_name);
+	if (tt->n > 0)
+		qsort(tt->rows, (size_t)tt->n, sizeof(TenantRow), cmp_row_name);
 }
 
 /* ---------------------------------------------------------------------------------------

@@ -68,9 +68,33 @@ const char *client_state_name(ClientState st)
 	       (c)->user[0] ? (c)->user : "-", (c)->addr, (c)->port, ##__VA_ARGS__)
 
 /* The one place a client changes state: unlink from the old list, link to the new one. */
+/* The per-tenant count a state is counted in (SHOW TENANTS, metrics), or NULL. */
+static int *tenant_state_count(Client *c, ClientState st)
+{
+	if (!c->tenant)
+		return NULL;
+	switch (st) {
+	case CL_IDLE:
+		return &c->tenant->cl_idle;
+	case CL_WAITING:
+	case CL_WELCOME_WAIT:
+		return &c->tenant->cl_waiting;
+	case CL_ACTIVE:
+		return &c->tenant->cl_active;
+	default:
+		return NULL;
+	}
+}
+
 void client_set_state(Client *c, ClientState st)
 {
 	Pool *p = c->pool;
+	int *count = tenant_state_count(c, c->state);
+
+	if (count)
+		(*count)--;
+	if ((count = tenant_state_count(c, st)) != NULL)
+		(*count)++;
 
 	if (c->state == CL_WAITING && p) {
 		TenantQueue *q = pool_tenant_queue(p, c->tenant);

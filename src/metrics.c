@@ -130,7 +130,7 @@ typedef struct TenantRow {
 } TenantRow;
 
 typedef struct TenantTable {
-	TenantRow *rows; /* one per tenant, sorted by Tenant pointer while counting */
+	TenantRow *rows; /* one per tenant */
 	int n;
 	int cap;
 } TenantTable;
@@ -143,17 +143,12 @@ static void collect_tenant(Tenant *t, void *arg)
 		tt->cap = tt->cap ? tt->cap * 2 : 64;
 		tt->rows = xrealloc(tt->rows, (size_t)tt->cap * sizeof(*tt->rows));
 	}
-	memset(&tt->rows[tt->n], 0, sizeof(tt->rows[0]));
-	tt->rows[tt->n].t = t;
-	tt->rows[tt->n].name = t->name;
-	tt->rows[tt->n].stats = t->stats;
-	tt->n++;
-}
-
-static int cmp_row_ptr(const void *a, const void *b)
-{
-	const Tenant *x = ((const TenantRow *)a)->t, *y = ((const TenantRow *)b)->t;
-	return x < y ? -1 : x > y;
+	tt->rows[tt->n++] = (TenantRow){.t = t,
+					.name = t->name,
+					.cl_active = (uint64_t)t->cl_active,
+					.cl_waiting = (uint64_t)t->cl_waiting,
+					.cl_idle = (uint64_t)t->cl_idle,
+					.stats = t->stats};
 }
 
 /* Most queries first; the name breaks ties so the chosen set is stable between scrapes. */
@@ -163,34 +158,6 @@ static int cmp_row_activity(const void *a, const void *b)
 	if (x->stats.queries != y->stats.queries)
 		return x->stats.queries > y->stats.queries ? -1 : 1;
 	return strcmp(x->name, y->name);
-}
-
-static TenantRow *row_of(TenantTable *tt, const Tenant *t)
-{
-	TenantRow key = {.t = t};
-
-	if (!t)
-		return NULL;
-	return bsearch(&key, tt->rows, (size_t)tt->n, sizeof(TenantRow), cmp_row_ptr);
-}
-
-static void count_clients(TenantTable *tt, const List *list, int state)
-{
-	const List *it;
-
-	list_for_each(it, list)
-	{
-		const Client *c = list_entry(it, Client, node);
-		TenantRow *r = row_of(tt, c->tenant);
-		if (!r)
-			continue;
-		if (state == CL_ACTIVE)
-			r->cl_active++;
-		else if (state == CL_WAITING)
-			r->cl_waiting++;
-		else
-			r->cl_idle++;
-	}
 }
 
 static void stats_add(TenantStats *dst, const TenantStats *src)
@@ -214,22 +181,12 @@ static void stats_add(TenantStats *dst, const TenantStats *src)
  */
 static int tenant_rows(TenantTable *tt)
 {
-	const List *it;
 	int limit = g_cfg ? g_cfg->metrics_tenant_limit : 100;
 
 	memset(tt, 0, sizeof(*tt));
 	tenant_foreach(collect_tenant, tt);
 	if (tt->n == 0)
 		return 0;
-	qsort(tt->rows, (size_t)tt->n, sizeof(TenantRow), cmp_row_ptr);
-	count_clients(tt, &g_idle_clients, CL_IDLE);
-	count_clients(tt, &g_active_clients, CL_ACTIVE);
-	list_for_each(it, &g_pools)
-	{
-		const Pool *p = list_entry(it, Pool, node);
-		count_clients(tt, &p->waiting, CL_WAITING);
-		count_clients(tt, &p->welcome_wait, CL_WAITING);
-	}
 	qsort(tt->rows, (size_t)tt->n, sizeof(TenantRow), cmp_row_activity);
 	if (limit < 0)
 		limit = 0;
