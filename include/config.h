@@ -242,6 +242,8 @@ const char *config_tenant_id(const TenantConf *t);
 const char *config_tenant_users(const Config *cfg, const TenantConf *t); /* never NULL */
 const char *config_tenant_shared_schemas(const TenantConf *t);          /* "public" unless set */
 /* NULL: as the backend has it NULL (the client's user name / the client user). */
+/* The tenant's [backend] section (NULL only for a configuration that failed validation). */
+const BackendConf *config_tenant_backend(const Config *cfg, const TenantConf *t);
 const char *config_tenant_dbname(const Config *cfg, const TenantConf *t);
 const char *config_tenant_server_user(const Config *cfg, const TenantConf *t);
 /* A tenant with its own server_user uses only its own server_password (NULL: auth_file). */

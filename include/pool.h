@@ -47,6 +47,7 @@ struct Backend {
 	bool primary_up;
 	usec_t primary_checked;  /* wall clock */
 	struct HealthConn *health;
+	ServerTlsMode server_tls_mode; /* the backend's own, or the global one */
 	const char *dbname;      /* for health checks: the backend's credentials */
 	const char *user;
 	const char *password;

@@ -2059,32 +2059,36 @@ const char *config_tenant_users(const Config *cfg, const TenantConf *t)
 	return cfg->tenant_users ? cfg->tenant_users : "";
 }
 
+const BackendConf *config_tenant_backend(const Config *cfg, const TenantConf *t)
+{
+	if (t->backend_index >= 0 && t->backend_index < cfg->n_backends)
+		return &cfg->backends[t->backend_index];
+	return NULL;
+}
+
 const char *config_tenant_dbname(const Config *cfg, const TenantConf *t)
 {
+	const BackendConf *b = config_tenant_backend(cfg, t);
 	if (t->dbname)
 		return t->dbname;
-	if (t->backend_index >= 0 && t->backend_index < cfg->n_backends)
-		return cfg->backends[t->backend_index].dbname;
-	return NULL;
+	return b ? b->dbname : NULL;
 }
 
 const char *config_tenant_server_user(const Config *cfg, const TenantConf *t)
 {
+	const BackendConf *b = config_tenant_backend(cfg, t);
 	if (t->server_user)
 		return t->server_user;
-	if (t->backend_index >= 0 && t->backend_index < cfg->n_backends)
-		return cfg->backends[t->backend_index].user;
-	return NULL;
+	return b ? b->user : NULL;
 }
 
 const char *config_tenant_server_password(const Config *cfg, const TenantConf *t)
 {
+	const BackendConf *b = config_tenant_backend(cfg, t);
 	/* a tenant's own role never borrows the backend role's password */
 	if (t->server_user)
 		return t->server_password;
-	if (t->backend_index >= 0 && t->backend_index < cfg->n_backends)
-		return cfg->backends[t->backend_index].password;
-	return NULL;
+	return b ? b->password : NULL;
 }
 
 usec_t config_read_your_writes(const Config *cfg)

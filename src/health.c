@@ -225,11 +225,7 @@ static void hc_begin(HealthConn *h)
 		password = authfile_lookup(g_auth, user);
 	/* the same TLS demands as the pool's own connections */
 	static const char *const sslmodes[] = {"disable", "prefer", "require", "verify-ca", "verify-full"};
-	const BackendConf *bc = NULL;
-	for (int i = 0; i < g_cfg->n_backends; i++)
-		if (strcmp(g_cfg->backends[i].name, h->backend->name) == 0)
-			bc = &g_cfg->backends[i];
-	int mode = bc ? (int)config_backend_server_tls_mode(g_cfg, bc) : (int)g_cfg->server_tls_mode;
+	int mode = (int)h->backend->server_tls_mode;
 	const char *keys[] = {"host", "port", "dbname", "user", "password", "application_name",
 			      "connect_timeout", "sslmode", "sslrootcert", NULL};
 	const char *vals[] = {host, port, h->backend->dbname ? h->backend->dbname : "postgres", user,

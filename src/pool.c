@@ -41,6 +41,7 @@ void pool_backends_build(const Config *cfg)
 		be->port = bc->port;
 		be->pool_size = bc->pool_size > 0 ? bc->pool_size : cfg->default_pool_size;
 		be->min_pool_size = bc->min_pool_size;
+		be->server_tls_mode = config_backend_server_tls_mode(cfg, bc);
 		be->dbname = bc->dbname;
 		be->user = bc->user;
 		be->password = bc->password;

@@ -101,14 +101,6 @@ static void send_startup(ServerConn *s)
 
 static void login_failed(ServerConn *s, const char *msg);
 
-static ServerTlsMode backend_tls_mode(const Backend *be)
-{
-	for (int i = 0; i < g_cfg->n_backends; i++)
-		if (strcmp(g_cfg->backends[i].name, be->name) == 0)
-			return config_backend_server_tls_mode(g_cfg, &g_cfg->backends[i]);
-	return g_cfg->server_tls_mode;
-}
-
 static void tls_failed(ServerConn *s, const char *why, bool verification)
 {
 	Pool *p = s->pool;
@@ -134,7 +126,7 @@ static void tls_failed(ServerConn *s, const char *why, bool verification)
 static void server_begin(ServerConn *s)
 {
 	Pool *p = s->pool;
-	ServerTlsMode mode = backend_tls_mode(p->backend);
+	ServerTlsMode mode = p->backend->server_tls_mode;
 	size_t start;
 
 	s->tls_mode = (uint8_t)mode;

@@ -179,9 +179,13 @@ static void mark_shared_pools(const Config *cfg)
 		Tenant *t = tenant_lookup(tc->name);
 		if (!t || tc->mode != TENANT_MODE_DATABASE || config_tenant_pool_mode(cfg, tc) != POOL_MODE_TRANSACTION)
 			continue;
-		const BackendConf *bc = &cfg->backends[tc->backend_index];
-		const char *db = tc->dbname ? tc->dbname : bc->dbname ? bc->dbname : "";
-		const char *user = tc->server_user ? tc->server_user : bc->user ? bc->user : "";
+		const BackendConf *bc = config_tenant_backend(cfg, tc);
+		const char *db = config_tenant_dbname(cfg, tc);
+		const char *user = config_tenant_server_user(cfg, tc);
+		if (!db)
+			db = "";
+		if (!user)
+			user = "";
 		uint64_t h = hash_name(bc->name, strlen(bc->name));
 		h = hash_name(db, strlen(db)) ^ (h * 31);
 		h = hash_name(user, strlen(user)) ^ (h * 31);
@@ -192,7 +196,7 @@ static void mark_shared_pools(const Config *cfg)
 		bool shared = (i > 0 && keys[i - 1].hash == keys[i].hash) || (i + 1 < n && keys[i + 1].hash == keys[i].hash);
 		/* a pool that depends on the client's own user name is shared among users anyway */
 		const TenantConf *tc = keys[i].t->conf;
-		if (!tc->server_user && !cfg->backends[tc->backend_index].user)
+		if (!config_tenant_server_user(cfg, tc))
 			shared = true;
 		keys[i].t->analyze = shared;
 	}
@@ -350,31 +354,27 @@ TenantResult tenant_resolve(const Config *cfg, const TenantQuery *q, Tenant **ou
 Pool *tenant_pool_for(Tenant *t, const char *user)
 {
 	const TenantConf *tc = t->conf;
+	const BackendConf *bc = config_tenant_backend(g_cfg, tc);
 	Backend *be;
-	const BackendConf *bc = NULL;
 
 	if (t->pool)
 		return t->pool;
 	be = pool_backend(tc->backend);
-	for (int i = 0; i < g_cfg->n_backends; i++)
-		if (strcmp(g_cfg->backends[i].name, tc->backend) == 0)
-			bc = &g_cfg->backends[i];
 	if (!be || !bc)
 		return NULL;
 
-	const char *server_user = tc->server_user ? tc->server_user : bc->user ? bc->user : user;
+	/* a configured role (the tenant's or the backend's), else the client's own */
+	const char *server_user = config_tenant_server_user(g_cfg, tc);
+	const char *password = server_user ? config_tenant_server_password(g_cfg, tc) : NULL;
+	if (!server_user)
+		server_user = user;
 	if (!server_user)
 		return NULL; /* the pool depends on the client's user, unknown here */
-	const char *password = NULL;
-	if (tc->server_user)
-		password = tc->server_password;
-	else if (bc->user)
-		password = bc->password;
 	if (!password && g_auth)
 		password = authfile_lookup(g_auth, server_user);
-	const char *dbname = (tc->mode == TENANT_MODE_DATABASE && tc->dbname) ? tc->dbname
-			     : bc->dbname				     ? bc->dbname
-									     : server_user;
+	const char *dbname = tc->mode == TENANT_MODE_DATABASE ? config_tenant_dbname(g_cfg, tc) : bc->dbname;
+	if (!dbname)
+		dbname = server_user;
 	Pool *p = pool_get(be, NULL, dbname, server_user, password);
 	if (tc->mode == TENANT_MODE_SHARED)
 		p->has_shared = true;
