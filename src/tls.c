@@ -173,8 +173,16 @@ bool tls_configure(const Config *cfg, char *err, size_t errlen)
 			log_warning("%s (tls_mode = disable, so no client uses it)", err);
 		}
 	}
-	con = build_connect_ctx(cfg, err, errlen);
-	if (!con) {
+	/*
+	 * Loading the system's CA store costs tens of milliseconds; without a CA file of
+	 * its own and with no backend using TLS, it waits for the first TLS connect.
+	 * A configured CA file is still loaded now, so a bad one fails the (re)load.
+	 */
+	bool want_connect = cfg->server_tls_ca_file && *cfg->server_tls_ca_file;
+	for (int i = 0; i < cfg->n_backends && !want_connect; i++)
+		want_connect = config_backend_server_tls_mode(cfg, &cfg->backends[i]) != SERVER_TLS_DISABLE;
+	con = want_connect ? build_connect_ctx(cfg, err, errlen) : NULL;
+	if (want_connect && !con) {
 		SSL_CTX_free(acc);
 		return false;
 	}
@@ -226,8 +234,14 @@ SSL *tls_connect_new(int fd, ServerTlsMode mode, const char *host)
 	SSL *ssl;
 	bool ip = is_ip_literal(host);
 
-	if (!connect_ctx)
-		return NULL;
+	if (!connect_ctx) {
+		char err[256];
+		connect_ctx = build_connect_ctx(g_cfg, err, sizeof(err));
+		if (!connect_ctx) {
+			log_warning("%s", err);
+			return NULL;
+		}
+	}
 	ERR_clear_error();
 	ssl = SSL_new(connect_ctx);
 	if (!ssl)
