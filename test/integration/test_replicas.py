@@ -31,31 +31,17 @@ HEALTH = 1.0  # health_check_period used by these tests, seconds
 
 # ---------------------------------------------------------------- replicas
 
-class Replica:
-    """A hot-standby streaming replica of the session's primary."""
+class Replica(pgt.PgServer):
+    """A hot-standby streaming replica of the session's primary: laid out and run
+    (datadir, sockdir, logfile, OS user) as the harness runs the primary."""
 
     def __init__(self, primary, name):
+        super().__init__()
         self.primary = primary
         self.name = name
         self.slot = None
-        self.port = None
-        self.dir = None
         self.running = False
-
-    @property
-    def datadir(self):
-        return os.path.join(self.dir, "data")
-
-    @property
-    def sockdir(self):
-        return os.path.join(self.dir, "sock")
-
-    @property
-    def logfile(self):
-        return os.path.join(self.dir, "postgresql.log")
-
-    def _cmd(self, argv):
-        return self.primary._cmd(argv)
+        self.run_as = primary.run_as
 
     def create(self):
         self.dir = tempfile.mkdtemp(prefix=f"pgtenant-it-{self.name}-")
