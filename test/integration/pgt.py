@@ -511,6 +511,7 @@ class RawConn:
         self.buf = b""
         self.params = {}
         self.notices = []
+        self.columns = []  # of the last RowDescription
         self.key = None
 
     def close(self):
@@ -638,6 +639,12 @@ class RawConn:
             kind, body = self.recv_msg()
             if kind == b"T":
                 rows = []
+                (n,) = struct.unpack("!H", body[:2])
+                i, self.columns = 2, []
+                for _ in range(n):
+                    end = body.index(b"\0", i)
+                    self.columns.append(body[i:end].decode())
+                    i = end + 1 + 18
             elif kind == b"D":
                 (n,) = struct.unpack("!H", body[:2])
                 i, row = 2, []
@@ -664,6 +671,10 @@ class RawConn:
 
     def scalar(self, sql):
         return self.query(sql)[0][0]
+
+    def query_dicts(self, sql):
+        """Like query, each row a dict keyed by the column names of its RowDescription."""
+        return [dict(zip(self.columns, row)) for row in self.query(sql)]
 
 
 def startup_error(port, user, dbname, password="", params=None):

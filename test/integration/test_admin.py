@@ -114,37 +114,6 @@ def console_psycopg(p, user=ADMIN, **kw):
     return psycopg.connect(p.conninfo(user, "pgtenant", password), autocommit=True, **kw)
 
 
-def raw_rows(conn, sql):
-    """Simple query on a RawConn; rows as dicts keyed by the RowDescription."""
-    conn.send(pgt.msg(b"Q", sql.encode() + b"\0"))
-    names, rows, err = [], [], None
-    while True:
-        kind, body = conn.recv_msg()
-        if kind == b"T":
-            (n,) = struct.unpack("!H", body[:2])
-            i, names = 2, []
-            for _ in range(n):
-                end = body.index(b"\0", i)
-                names.append(body[i:end].decode())
-                i = end + 1 + 18
-            rows = []
-        elif kind == b"D":
-            (n,) = struct.unpack("!H", body[:2])
-            i, row = 2, []
-            for _ in range(n):
-                (ln,) = struct.unpack("!i", body[i:i + 4])
-                i += 4
-                row.append(None if ln < 0 else body[i:i + ln].decode())
-                i += max(ln, 0)
-            rows.append(dict(zip(names, row)))
-        elif kind == b"E":
-            err = pgt.PgError(pgt.parse_fields(body))
-        elif kind == b"Z":
-            if err:
-                raise err
-            return rows
-
-
 def row_for(rows, key, value):
     found = [r for r in rows if r[key] == value]
     assert len(found) == 1, f"{key}={value!r} in {rows}"
@@ -347,7 +316,7 @@ def test_several_commands_in_one_query_answer_in_turn(pgtenant):
         assert kinds.count(b"T") == 2 and kinds.count(b"C") == 2 and b"E" not in kinds
         # an error stops the string: the third command does not run
         with pytest.raises(pgt.PgError) as ei:
-            raw_rows(c, "SHOW VERSION; FROB; SHOW LISTS")
+            c.query_dicts("SHOW VERSION; FROB; SHOW LISTS")
         assert ei.value.sqlstate == "42601"
         # empty query
         c.send(pgt.msg(b"Q", b";\0"))
@@ -400,11 +369,11 @@ def test_unknown_command_is_42601_with_a_hint(pgtenant):
     with console(p) as c:
         for sql in ("FROB", "SHOW NOTHING", "SHOW", "PAUSE acme extra", "DROP TABLE x"):
             with pytest.raises(pgt.PgError) as ei:
-                raw_rows(c, sql)
+                c.query_dicts(sql)
             assert ei.value.sqlstate == "42601", (sql, ei.value.fields)
             assert ei.value.fields.get("H") == "Try SHOW HELP.", (sql, ei.value.fields)
         # the session goes on
-        assert raw_rows(c, "SHOW VERSION")[0]["version"].startswith("pgtenant ")
+        assert c.query_dicts("SHOW VERSION")[0]["version"].startswith("pgtenant ")
     state, err = psql_error(p, "FROB")
     assert state == "42601" and "Try SHOW HELP." in err
 
@@ -710,7 +679,7 @@ def test_pause_answers_only_after_the_running_transaction_ends(pgtenant):
         kind, body = admin.recv_msg()
         assert kind == b"C" and body.rstrip(b"\0") == b"PAUSE"
         assert admin.recv_msg()[0] == b"Z"
-        raw_rows(admin, "RESUME")
+        admin.query_dicts("RESUME")
     finally:
         conn.close()
         admin.close()
@@ -744,7 +713,7 @@ def test_query_string_goes_on_after_each_command_that_answers_later(pgtenant):
                 break
         assert kinds == [(b"C", b"PAUSE"), (b"C", b"RESUME"), (b"C", b"RESUME"), (b"T", None),
                          (b"D", None), (b"C", b"SHOW"), (b"Z", None)], kinds
-        assert {r["state"] for r in raw_rows(admin, "SHOW TENANTS")} == {"active"}
+        assert {r["state"] for r in admin.query_dicts("SHOW TENANTS")} == {"active"}
     finally:
         a.close()
         g.close()
@@ -817,7 +786,7 @@ def test_reconnect_and_wait_close_replace_server_connections(pgtenant):
         assert pid1 != pid2
     # with nothing to wait for it answers at once
     with console(p) as c:
-        raw_rows(c, "WAIT_CLOSE")
+        c.query_dicts("WAIT_CLOSE")
 
 
 # ---------------------------------------------------------------- robustness

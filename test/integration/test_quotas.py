@@ -4,7 +4,6 @@ rate_limit, query_timeout, query_wait_timeout, idle_transaction_timeout and
 client_idle_timeout."""
 
 import statistics
-import struct
 import threading
 import time
 
@@ -70,30 +69,7 @@ def start(pgtenant, pg, tenants, pool_size=10, globals_=None):
 def show_tenants(p):
     """SHOW TENANTS on the console, as {tenant: {column: value}}."""
     with p.raw(user=ADMIN, dbname="pgtenant", password=ADMIN_PASS) as c:
-        c.send(pgt.msg(b"Q", b"SHOW TENANTS\0"))
-        names, rows = [], []
-        while True:
-            kind, body = c.recv_msg()
-            if kind == b"T":
-                (n,) = struct.unpack("!H", body[:2])
-                i = 2
-                for _ in range(n):
-                    end = body.index(b"\0", i)
-                    names.append(body[i:end].decode())
-                    i = end + 1 + 18
-            elif kind == b"D":
-                (n,) = struct.unpack("!H", body[:2])
-                i, row = 2, []
-                for _ in range(n):
-                    (ln,) = struct.unpack("!i", body[i:i + 4])
-                    i += 4
-                    row.append(None if ln < 0 else body[i:i + ln].decode())
-                    i += max(ln, 0)
-                rows.append(dict(zip(names, row)))
-            elif kind == b"E":
-                raise pgt.PgError(pgt.parse_fields(body))
-            elif kind == b"Z":
-                return {r["tenant"]: r for r in rows}
+        return {r["tenant"]: r for r in c.query_dicts("SHOW TENANTS")}
 
 
 class ActiveSampler:

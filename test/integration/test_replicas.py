@@ -14,7 +14,6 @@ import atexit
 import os
 import pwd
 import shutil
-import struct
 import tempfile
 import threading
 import time
@@ -224,33 +223,7 @@ def console_rows(p, sql):
     """Simple query on the console; rows as dicts keyed by column name."""
     conn = p.raw(user=ADMIN, dbname="pgtenant", password=ADMIN_PASS)
     try:
-        conn.send(pgt.msg(b"Q", sql.encode() + b"\0"))
-        names, rows, err = [], [], None
-        while True:
-            kind, body = conn.recv_msg()
-            if kind == b"T":
-                (n,) = struct.unpack("!H", body[:2])
-                i, names = 2, []
-                for _ in range(n):
-                    end = body.index(b"\0", i)
-                    names.append(body[i:end].decode())
-                    i = end + 1 + 18
-                rows = []
-            elif kind == b"D":
-                (n,) = struct.unpack("!H", body[:2])
-                i, row = 2, []
-                for _ in range(n):
-                    (ln,) = struct.unpack("!i", body[i:i + 4])
-                    i += 4
-                    row.append(None if ln < 0 else body[i:i + ln].decode())
-                    i += max(ln, 0)
-                rows.append(dict(zip(names, row)))
-            elif kind == b"E":
-                err = pgt.PgError(pgt.parse_fields(body))
-            elif kind == b"Z":
-                if err:
-                    raise err
-                return rows
+        return conn.query_dicts(sql)
     finally:
         conn.close()
 
