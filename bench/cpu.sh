@@ -60,7 +60,7 @@ write_userlist
 	pgt_ini_tenant "$TENANT" database "dbname = $DB"
 } >"$DIR/pgtenant.ini"
 {
-	printf '[databases]\n%s = host=127.0.0.1 port=%s dbname=%s\n' "$DB" "$PG_PORT" "$DB"
+	printf '[databases]\n%s = host=%s port=%s dbname=%s\n' "$DB" "$(backend_host)" "$PG_PORT" "$DB"
 	pgb_ini_head "$PGB_PORT" "$POOL_SIZE" 100 trust
 } >"$DIR/pgbouncer.ini"
 

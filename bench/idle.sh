@@ -66,7 +66,7 @@ start_pgtenant() {
 
 start_pgbouncer() {
 	{
-		printf '[databases]\n%s = host=127.0.0.1 port=%s dbname=%s\n' "$DB" "$PG_PORT" "$DB"
+		printf '[databases]\n%s = host=%s port=%s dbname=%s\n' "$DB" "$(backend_host)" "$PG_PORT" "$DB"
 		pgb_ini_head "$PGB_PORT" "$POOL_SIZE" $((CLIENTS + 100)) trust
 	} >"$DIR/pgbouncer.ini"
 	launch_pgbouncer pgbouncer "$DIR/pgbouncer.ini" "$DIR/pgbouncer.log" &&

@@ -6,7 +6,8 @@
 #   settings   PG_BIN PGTENANT PGBOUNCER PYTHON BENCH_KEEP from the environment, with
 #              defaults; DB, DB_USER, DB_PASS (PGPASSWORD exported); ROOT; PGB_VERSION
 #   results    bench_results NAME: STAMP and RESULT (bench/results/NAME-STAMP.txt);
-#              out (printed and saved), note (stderr and saved, "$NOTE_TAG: " first), die
+#              out (printed and saved), note (stderr and saved, "$NOTE_TAG: " first), die;
+#              summary KEY VALUE (a figure for bench/all.sh, into $BENCH_SUMMARY if set)
 #   processes  RUN_USER, as_pg, AS_PG_EXEC: PostgreSQL and PgBouncer refuse root, so as
 #              root they run as `postgres`. PID[name] holds every pooler (or other helper)
 #              started in the background and CLUSTERS every PostgreSQL data directory
@@ -56,6 +57,9 @@ bench_results() { # name ("" for none): STAMP, RESULT and an empty results file
 }
 
 out() { printf '%s\n' "$*" | tee -a "$RESULT"; }
+# summary key value: one figure for `make bench`'s table (bench/all.sh), appended to
+# $BENCH_SUMMARY when that is set; nothing otherwise. Keys are documented in all.sh.
+summary() { if [ -n "${BENCH_SUMMARY:-}" ]; then printf '%s %s\n' "$1" "$2" >>"$BENCH_SUMMARY"; fi; }
 note() { printf '%s: %s\n' "$NOTE_TAG" "$*" | tee -a "$RESULT" >&2; }
 die() { note "error: $*"; exit 2; }
 
@@ -203,6 +207,12 @@ pg_init() { # datadir port max_connections [shared_buffers [host auth]]: initdb,
 		shared_buffers = ${4:-256MB}
 		password_encryption = 'scram-sha-256'
 	EOF
+	# The poolers may log in as the bench role over the unix socket (BACKEND_SOCKET=unix).
+	sed -i "1i local all $DB_USER scram-sha-256" "$1/pg_hba.conf"
+}
+
+backend_host() { # where the poolers reach PostgreSQL: 127.0.0.1, or DIR/run with BACKEND_SOCKET=unix
+	if [ "${BACKEND_SOCKET:-tcp}" = unix ]; then echo "$DIR/run"; else echo 127.0.0.1; fi
 }
 
 pg_start() { # what datadir log [pg_ctl options]: start it, or die with its log
@@ -256,7 +266,7 @@ pgt_ini_backend() { # pool_size: [backend pg], the bench database at PG_PORT
 	cat <<-EOF
 
 		[backend pg]
-		host = 127.0.0.1
+		host = $(backend_host)
 		port = $PG_PORT
 		user = $DB_USER
 		password = $DB_PASS

@@ -73,7 +73,7 @@ pgb_prepared_ok() {
 
 start_pgbouncer() {
 	{
-		printf '[databases]\n%s = host=127.0.0.1 port=%s dbname=%s\n' "$DB" "$PG_PORT" "$DB"
+		printf '[databases]\n%s = host=%s port=%s dbname=%s\n' "$DB" "$(backend_host)" "$PG_PORT" "$DB"
 		pgb_ini_head "$PGB_PORT" "$POOL_SIZE" 1000
 		if pgb_prepared_ok; then echo "max_prepared_statements = 200"; fi
 	} >"$DIR/pgbouncer.ini"
@@ -158,7 +158,7 @@ any_failed=0
 for r in $(seq "$ROUNDS"); do
 	for cs in "${CASES[@]}"; do
 		read -r m c conn <<<"$cs"
-		for t in direct pgtenant pgbouncer; do
+		for t in ${ORDER:-direct pgtenant pgbouncer}; do
 			case " $TARGETS " in *" $t "*) ;; *) continue ;; esac
 			label="round $r: $m $c clients"
 			[ "$conn" = 1 ] && label="$label -C"
