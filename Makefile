@@ -74,7 +74,7 @@ check-asan: deps
 		EXTRA_LDFLAGS="-fsanitize=address,undefined" pgtenant unit-check integration-check
 
 bench: pgtenant
-	./bench/run.sh
+	bash bench/all.sh
 
 demo: pgtenant
 	./scripts/demo.sh

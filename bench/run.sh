@@ -21,6 +21,13 @@
 #   CLIENTS ["10 100"]     client counts to run
 #   MODES ["simple extended"]  pgbench -M protocols; BENCH_PREPARED=1 adds "prepared"
 #   BENCH_CONNECT [0]      1: also -C (a new connection per transaction), CONNECT_CLIENTS [20]
+#   BENCH_LATENCY [0]      1: also one client with per-transaction latencies (pgbench -l):
+#                          the table's p50 column, and pgtenant's and PgBouncer's p50
+#                          added over direct
+#   CASES                  instead of the four above, an explicit list of MODE:CLIENTS
+#                          with MODE simple, extended, prepared, connect (-C, simple) or
+#                          latency (simple, with -l), e.g. "simple:10 connect:20 latency:1"
+#   ORDER ["direct pgtenant pgbouncer"]  the order of targets within a round
 #   TARGETS ["direct pgtenant pgbouncer"]
 #   SCALE [10]             pgbench -i -s
 #   POOL_SIZE [20]         server connections of each pooler
@@ -107,15 +114,29 @@ done
 
 # ---------------------------------------------------------------- runs
 
-# Cases: "mode clients connect"
+# Cases: "mode clients kind", kind 0 (plain), 1 (-C: a connection per transaction) or
+# L (per-transaction latencies logged)
+CASE_LIST=${CASES:-}
 CASES=()
-for m in $MODES; do
-	case $m in simple | extended | prepared) ;; *) die "unknown mode $m" ;; esac
-	for c in $CLIENTS; do CASES+=("$m $c 0"); done
+if [ -z "$CASE_LIST" ]; then
+	for m in $MODES; do
+		for c in $CLIENTS; do CASE_LIST="$CASE_LIST $m:$c"; done
+	done
+	[ "$BENCH_CONNECT" = 1 ] && CASE_LIST="$CASE_LIST connect:$CONNECT_CLIENTS"
+	[ "${BENCH_LATENCY:-0}" = 1 ] && CASE_LIST="$CASE_LIST latency:1"
+fi
+for cs in $CASE_LIST; do
+	m=${cs%%:*} c=${cs#*:}
+	[[ $c =~ ^[0-9]+$ ]] || die "bad case $cs (MODE:CLIENTS)"
+	case $m in
+		simple | extended | prepared) CASES+=("$m $c 0") ;;
+		connect) CASES+=("simple $c 1") ;;
+		latency) CASES+=("simple $c L") ;;
+		*) die "unknown mode $m in case $cs" ;;
+	esac
 done
-[ "$BENCH_CONNECT" = 1 ] && CASES+=("simple $CONNECT_CLIENTS 1")
 
-declare -A TPS=() CPU=() # "mode clients connect target" -> space-separated values per round
+declare -A TPS=() CPU=() P50=() # "mode clients kind target" -> space-separated values per round
 
 target_conn() { # target -> "port user db pid"
 	case $1 in
@@ -125,14 +146,22 @@ target_conn() { # target -> "port user db pid"
 	esac
 }
 
-# One pgbench run. Prints "tps transactions cpu_us_per_tx" ("-" for no CPU
-# figure), or returns 1.
-run_one() { # target mode clients connect duration
-	local target=$1 mode=$2 clients=$3 conn=$4 dur=$5 port user db pid args=()
+# One pgbench run. Prints "tps transactions cpu_us_per_tx p50_us" ("-" for no
+# CPU or latency figure), or returns 1.
+run_one() { # target mode clients kind duration
+	local target=$1 mode=$2 clients=$3 kind=$4 dur=$5 port user db pid args=() res p50=-
 	read -r port user db pid <<<"$(target_conn "$target")"
-	args=(-n -S -M "$mode" -c "$clients" -j "$JOBS" -T "$dur" -h 127.0.0.1 -p "$port" -U "$user")
-	[ "$conn" = 1 ] && args+=(-C)
-	pgbench_cpu "$pid" "$dur" "$DIR/pgbench-last.log" "${args[@]}" "$db"
+	args=(-n -S -M "$mode" -c "$clients" -j "$((clients < JOBS ? clients : JOBS))" -T "$dur" -h 127.0.0.1 -p "$port" -U "$user")
+	[ "$kind" = 1 ] && args+=(-C)
+	if [ "$kind" = L ]; then
+		rm -f "$DIR"/lat.*
+		args+=(-l "--log-prefix=$DIR/lat")
+	fi
+	res=$(pgbench_cpu "$pid" "$dur" "$DIR/pgbench-last.log" "${args[@]}" "$db") || return 1
+	# the log's third field is each transaction's latency in microseconds
+	[ "$kind" = L ] && p50=$(cat "$DIR"/lat.* | awk '{ print $3 }' | sort -n |
+		awk '{ v[NR] = $1 } END { if (NR) print v[int((NR + 1) / 2)] }')
+	echo "$res ${p50:--}"
 }
 
 skip_reason() { # target mode -> prints a reason when this target cannot run this mode
@@ -141,6 +170,10 @@ skip_reason() { # target mode -> prints a reason when this target cannot run thi
 	elif [ "$1" = pgbouncer ] && [ "$2" = prepared ] && ! pgb_prepared_ok; then
 		echo "PgBouncer $PGB_VERSION has no prepared statements in transaction mode (1.21+)"
 	fi
+}
+
+case_name() { # mode kind -> what the tables call the case
+	case $2 in 1) echo connect ;; L) echo latency ;; *) echo "$1" ;; esac
 }
 
 n_runs=$((ROUNDS * ${#CASES[@]} * 3))
@@ -157,12 +190,10 @@ done
 any_failed=0
 for r in $(seq "$ROUNDS"); do
 	for cs in "${CASES[@]}"; do
-		read -r m c conn <<<"$cs"
+		read -r m c kind <<<"$cs"
 		for t in ${ORDER:-direct pgtenant pgbouncer}; do
 			case " $TARGETS " in *" $t "*) ;; *) continue ;; esac
-			label="round $r: $m $c clients"
-			[ "$conn" = 1 ] && label="$label -C"
-			label="$label $t"
+			label="round $r: $(case_name "$m" "$kind") $c clients $t"
 			reason=$(skip_reason "$t" "$m")
 			if [ -n "$reason" ]; then
 				continue
@@ -175,11 +206,13 @@ for r in $(seq "$ROUNDS"); do
 				any_failed=1
 				continue
 			fi
-			if res=$(run_one "$t" "$m" "$c" "$conn" "$DURATION"); then
-				read -r tps tx cpu <<<"$res"
+			if res=$(run_one "$t" "$m" "$c" "$kind" "$DURATION"); then
+				read -r tps tx cpu p50 <<<"$res"
 				TPS["$cs $t"]+="$tps "
 				[ "$cpu" != - ] && CPU["$cs $t"]+="$cpu "
-				out "$(printf '%-44s tps %10.1f  tx %9d  cpu/tx %s' "$label" "$tps" "$tx" "$([ "$cpu" = - ] && echo - || echo "${cpu}us")")"
+				[ "$p50" != - ] && P50["$cs $t"]+="$p50 "
+				out "$(printf '%-44s tps %10.1f  tx %9d  cpu/tx %s%s' "$label" "$tps" "$tx" \
+					"$([ "$cpu" = - ] && echo - || echo "${cpu}us")" "$([ "$p50" = - ] || echo "  p50 ${p50}us")")"
 			else
 				any_failed=1
 				out "$(printf '%-44s FAILED:' "$label")"
@@ -201,12 +234,12 @@ out ""
 out "Medians over $ROUNDS rounds (tps; CPU = the pooler's own user+system time per transaction)"
 out ""
 hdr=$(printf '%-9s %7s %11s %11s %11s %9s %9s %12s %12s' mode clients direct pgtenant pgbouncer "pgt/dir" "pgt/pgb" "pgt_cpu_us" "pgb_cpu_us")
+p50_rows=()
 out "$hdr"
 out "$(printf '%s' "$hdr" | tr -c '\n' -)"
 for cs in "${CASES[@]}"; do
-	read -r m c conn <<<"$cs"
-	mname=$m
-	[ "$conn" = 1 ] && mname="$m -C"
+	read -r m c kind <<<"$cs"
+	mname=$(case_name "$m" "$kind")
 	dtps=$(median "${TPS["$cs direct"]:-}")
 	ttps=$(median "${TPS["$cs pgtenant"]:-}")
 	btps=$(median "${TPS["$cs pgbouncer"]:-}")
@@ -221,13 +254,33 @@ for cs in "${CASES[@]}"; do
 		"$(cell "$dtps" "$(missing direct)")" "$(cell "$ttps" "$(missing pgtenant)")" "$(cell "$btps" "$(missing pgbouncer)")" \
 		"$(ratio "$ttps" "$dtps")" "$(ratio "$ttps" "$btps")" \
 		"$(cell "$tcpu" "$(missing pgtenant)")" "$(cell "$bcpu" "$(missing pgbouncer)")")"
+	key="run.$mname.$c"
+	for t in direct pgtenant pgbouncer; do
+		v=$(median "${TPS["$cs $t"]:-}") && [ -n "$v" ] && summary "$key.tps.$t" "$v"
+		v=$(median "${CPU["$cs $t"]:-}") && [ -n "$v" ] && summary "$key.cpu_us.$t" "$v"
+		v=$(median "${P50["$cs $t"]:-}") && [ -n "$v" ] && summary "$key.p50_us.$t" "$v"
+		[ -n "$(missing "$t")" ] && summary "$key.tps.$t" "n/a"
+	done
+	if [ "$kind" = L ]; then
+		dp=$(median "${P50["$cs direct"]:-}")
+		for t in pgtenant pgbouncer; do
+			tp=$(median "${P50["$cs $t"]:-}")
+			[ -n "$dp" ] && [ -n "$tp" ] && p50_rows+=("$(printf '%-10s p50 %8.1f us   direct %8.1f us   added %6.1f us' "$t" "$tp" "$dp" \
+				"$(awk -v a="$tp" -v b="$dp" 'BEGIN { print a - b }')")")
+		done
+	fi
 done
 out ""
+if [ "${#p50_rows[@]}" -gt 0 ]; then
+	out "Latency of one client (pgbench -l), medians of each round's p50:"
+	for l in "${p50_rows[@]}"; do out "$l"; done
+	out ""
+fi
 for t in pgtenant pgbouncer; do
 	[ -n "${FAILED[$t]:-}" ] && out "NOTE: $t ${FAILED[$t]}; its runs are marked FAIL."
 done
 [ "$any_failed" = 1 ] && out "NOTE: some runs FAILED; the FAILED lines above give pgbench's first errors."
-case " $MODES " in *" prepared "*) pgb_prepared_ok || out "NOTE: PgBouncer $PGB_VERSION cannot run -M prepared in transaction mode (needs 1.21); marked n/a." ;; esac
+case " ${CASES[*]} " in *" prepared "*) pgb_prepared_ok || out "NOTE: PgBouncer $PGB_VERSION cannot run -M prepared in transaction mode (needs 1.21); marked n/a." ;; esac
 [ "$(nproc)" -le 4 ] && out "NOTE: $(nproc) CPUs: pgbench, PostgreSQL and the pooler share them, so pooler overhead shows up in the direct/pooled ratio more than on a larger machine."
 note "results written to $RESULT"
 [ -n "${FAILED[pgtenant]:-}${FAILED[pgbouncer]:-}" ] && any_failed=1

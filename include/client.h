@@ -42,56 +42,53 @@ struct Client {
 	List node; /* on exactly one list, by state */
 	List queue_node; /* CL_WAITING: in its tenant's queue on the pool */
 	List throttle_node; /* waiting for a rate_limit token */
-	bool token_held;    /* took the token for the statement at the head of its input */
-	usec_t idle_since;
-	ClientState state;
 	Conn conn;
 	Tenant *tenant;
 	Pool *pool;      /* the pool of the current batch: home_pool or one of its replicas */
 	Pool *home_pool; /* the tenant's pool on the primary */
 	ServerConn *server;
 
-	char user[64];       /* the user that authenticated (tenant suffix removed) */
-	char login_user[64]; /* the user name as the client sent it (md5 hashes with it) */
-	char addr[64];
-	int port;
+	usec_t idle_since;
 	usec_t connect_time;
 	usec_t wait_start;
 	usec_t xact_start;
 	usec_t query_start;
+	usec_t rw_until; /* read_your_writes: reads go to the primary until then */
+	size_t fwd_remain; /* bytes of the current message still to pass through */
 
-	/* cancel key handed to the client; hashed in client.c */
+	Client *cancel_next;      /* cancel key hash chain (client.c) */
+	char *deferred_begin;     /* a BEGIN answered locally; sent with the transaction's first statement */
+	struct PrepClient *prep;  /* named prepared statements (transaction mode) */
+	ScramServer *scram;       /* only during a SCRAM exchange */
+	struct LoginCtx *login_ctx; /* only during login: tenant verdict, secret, md5 salt */
+	Params params;
+
+	ClientState state;
+	LoginStage login_stage;
+	int port;
+	/* cancel key handed to the client */
 	uint32_t cancel_pid;
 	uint32_t cancel_key;
-	Client *cancel_next;
 
-	Params params;
+	/* Flags and small fields together, so the struct has no padding holes:
+	 * memory per idle client is a figure users size machines by. */
+	bool token_held;      /* took the token for the statement at the head of its input */
 	bool params_have_defaults;
-
-	LoginStage login_stage;
-	bool tls_direct;    /* TLS from the first byte (PostgreSQL 17 sslnegotiation=direct), no SSLRequest */
-	const char *secret; /* from the auth file; not owned */
-	uint8_t md5_salt[4];
-	ScramServer *scram; /* only during a SCRAM exchange */
-	bool fake_auth; /* unknown user: go through the motions, then fail */
-	struct LoginCtx *login_ctx;
-
-	size_t fwd_remain;     /* bytes of the current message still to pass through */
-	uint8_t fwd_type;      /* its type, when its end closes a unit (Query, Sync, FunctionCall) */
-	bool skip_until_sync;  /* an error was sent for a batch; drop messages until Sync */
-	bool skip_query_tail;  /* an error was sent for a Query still arriving; drop its rest */
-	char tx_status;        /* last ReadyForQuery status the client saw */
+	bool tls_direct;      /* TLS from the first byte (PostgreSQL 17 sslnegotiation=direct), no SSLRequest */
+	uint8_t fwd_type;     /* type of the message in passage, when its end closes a unit (Query, Sync, FunctionCall) */
+	bool skip_until_sync; /* an error was sent for a batch; drop messages until Sync */
+	bool skip_query_tail; /* an error was sent for a Query still arriving; drop its rest */
+	char tx_status;       /* last ReadyForQuery status the client saw */
 	bool close_after_flush;
 	bool closing;
-	bool bp_paused; /* not reading: its server's output buffer is full */
-	/* read routing (SPEC §5) */
-	bool sticky_primary; /* session state was created: everything stays on the primary */
-	usec_t rw_until;     /* read_your_writes: reads go to the primary until then */
-	char *deferred_begin; /* a BEGIN answered locally; sent with the transaction's first statement */
-	struct PrepClient *prep; /* named prepared statements (transaction mode) */
-	bool prep_skip;          /* a Parse was refused: drop messages up to (not including) Sync */
-	bool console;       /* dbname = admin_db */
-	bool console_admin; /* in admin_users (else stats_users: SHOW only) */
+	bool bp_paused;      /* not reading: its server's output buffer is full */
+	bool sticky_primary; /* read routing (SPEC §5): session state was created, everything stays on the primary */
+	bool prep_skip;      /* a Parse was refused: drop messages up to (not including) Sync */
+	bool console;        /* dbname = admin_db */
+	bool console_admin;  /* in admin_users (else stats_users: SHOW only) */
+
+	char user[64]; /* the user that authenticated (tenant suffix removed) */
+	char addr[48]; /* peer address as text (INET6_ADDRSTRLEN), or "unix" */
 };
 
 extern List g_login_clients;

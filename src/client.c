@@ -308,6 +308,19 @@ static void client_on_write(evutil_socket_t fd, short what, void *arg)
 	client_maintain();
 }
 
+/*
+ * A client queued for a server keeps its read event: re-arming it for every
+ * queued transaction would cost two epoll_ctl calls each, and a client that
+ * leaves while queued is noticed at once. What it sends meanwhile (a pipelined
+ * next statement) waits in its buffer; past the high-water mark reading stops
+ * until client_resume.
+ */
+static void client_wait_input(Client *c)
+{
+	if (buf_avail(&c->conn.in) > CONN_HIGH_WATER)
+		conn_want_read(&c->conn, false);
+}
+
 static void client_on_read(evutil_socket_t fd, short what, void *arg)
 {
 	Client *c = arg;
@@ -329,6 +342,8 @@ static void client_on_read(evutil_socket_t fd, short what, void *arg)
 			admin_process(c);
 		else if (c->state == CL_WELCOME_WAIT)
 			conn_want_read(&c->conn, false); /* nothing is expected before the welcome */
+		else if (c->state == CL_WAITING)
+			client_wait_input(c);
 		else
 			client_forward(c);
 	}
@@ -494,13 +509,26 @@ static bool forbidden_param(Client *c, const char *name)
 	       strcasecmp(name, g_cfg->tenant_guc) == 0;
 }
 
+/* What the startup packet settled, kept until authentication is done (login_finish, client_close free it). */
+struct LoginCtx {
+	TenantResult result;
+	char bad[128];
+	bool bound; /* the auth_file entry was "user.tenant": a credential for that tenant only */
+	bool fake_auth; /* unknown user: go through the motions, then fail */
+	uint8_t md5_salt[4];
+	const char *secret; /* from the auth file; not owned */
+	char bound_tenant[CONFIG_NAME_MAX + 1];
+	char login_user[64]; /* the user name as the client sent it (md5 hashes with it) */
+};
+
 static void login_finish(Client *c);
 static void cert_auth(Client *c);
 
 static void start_password_auth(Client *c)
 {
+	struct LoginCtx *ctx = c->login_ctx;
 	AuthType at = g_cfg->auth_type;
-	SecretKind kind = auth_secret_kind(c->secret);
+	SecretKind kind = auth_secret_kind(ctx->secret);
 
 	if (at == AUTH_TRUST) {
 		login_finish(c);
@@ -523,11 +551,11 @@ static void start_password_auth(Client *c)
 			proto_auth_request(&c->conn.out, AUTH_REQ_SASL, mech, sizeof(mech));
 		c->login_stage = LOGIN_SASL_INIT;
 	} else {
-		if (!auth_random_bytes(c->md5_salt, 4)) {
+		if (!auth_random_bytes(ctx->md5_salt, 4)) {
 			client_fatal(c, "XX000", "could not generate random salt", NULL);
 			return;
 		}
-		proto_auth_request(&c->conn.out, AUTH_REQ_MD5, c->md5_salt, 4);
+		proto_auth_request(&c->conn.out, AUTH_REQ_MD5, ctx->md5_salt, 4);
 		c->login_stage = LOGIN_PASSWORD;
 	}
 	client_flush(c);
@@ -545,9 +573,14 @@ static void auth_failed(Client *c)
 
 static void handle_password_message(Client *c, const uint8_t *body, size_t len)
 {
+	struct LoginCtx *ctx = c->login_ctx;
 	MsgReader r;
 	msg_reader_init(&r, body, len);
 
+	if (!ctx) {
+		client_fatal(c, "08P01", "unexpected password message", NULL);
+		return;
+	}
 	if (c->login_stage == LOGIN_PASSWORD) {
 		const char *resp;
 		if (!msg_get_cstr(&r, &resp)) {
@@ -555,7 +588,7 @@ static void handle_password_message(Client *c, const uint8_t *body, size_t len)
 			return;
 		}
 		/* libpq salts md5 with the user name it sent, tenant suffix included */
-		if (c->fake_auth || !auth_md5_verify(c->secret, c->login_user, c->md5_salt, resp)) {
+		if (ctx->fake_auth || !auth_md5_verify(ctx->secret, ctx->login_user, ctx->md5_salt, resp)) {
 			auth_failed(c);
 			return;
 		}
@@ -582,7 +615,7 @@ static void handle_password_message(Client *c, const uint8_t *body, size_t len)
 		}
 		if (!c->scram)
 			c->scram = xcalloc(1, sizeof(ScramServer));
-		bool ok = scram_server_init(c->scram, c->secret);
+		bool ok = scram_server_init(c->scram, ctx->secret);
 		if (ok) {
 			scram_server_channel_binding(c->scram, cb_len > 0, plus, cb, cb_len);
 			ok = scram_server_first(c->scram, data, n, &out, err, sizeof(err));
@@ -601,7 +634,7 @@ static void handle_password_message(Client *c, const uint8_t *body, size_t len)
 	if (c->login_stage == LOGIN_SASL_FINAL) {
 		char *out = NULL;
 		char err[160];
-		if (!c->scram || !scram_server_final(c->scram, body, len, &out, err, sizeof(err)) || c->fake_auth) {
+		if (!c->scram || !scram_server_final(c->scram, body, len, &out, err, sizeof(err)) || ctx->fake_auth) {
 			free(out);
 			auth_failed(c);
 			return;
@@ -628,14 +661,6 @@ static void handle_cancel(const uint8_t *p)
 		}
 	}
 }
-
-/* What the startup packet settled, kept until authentication is done. */
-struct LoginCtx {
-	TenantResult result;
-	char bad[128];
-	bool bound; /* the auth_file entry was "user.tenant": a credential for that tenant only */
-	char bound_tenant[CONFIG_NAME_MAX + 1];
-};
 
 /*
  * auth_type = cert: the certificate (verified against tls_ca_file) names the
@@ -685,8 +710,6 @@ static void cert_auth(Client *c)
 			}
 		}
 	}
-	c->secret = NULL;
-	c->fake_auth = false;
 	login_finish(c);
 }
 
@@ -708,7 +731,6 @@ static void handle_startup(Client *c, const uint8_t *body, size_t len)
 	if ((st.version & 0xffff) > 0 || st.n_pq_ext > 0)
 		proto_negotiate_version(&c->conn.out, PROTO_V3, st.pq_ext, st.n_pq_ext);
 	strlcpy_safe(c->user, st.user, sizeof(c->user));
-	strlcpy_safe(c->login_user, st.user, sizeof(c->login_user));
 	if (st.replication) {
 		client_fatal(c, "08P01", "replication connections are not supported by pgtenant", NULL);
 		return;
@@ -754,6 +776,7 @@ static void handle_startup(Client *c, const uint8_t *body, size_t len)
 	if (bad)
 		snprintf(ctx->bad, sizeof(ctx->bad), "%.*s", (int)(bad_len < 100 ? bad_len : 100), bad);
 	ctx->bound = bound;
+	strlcpy_safe(ctx->login_user, st.user, sizeof(ctx->login_user));
 	if (bound) {
 		size_t plen;
 		const char *suffix = tenant_user_suffix(st.user, g_cfg->tenant_separator, &plen);
@@ -761,8 +784,7 @@ static void handle_startup(Client *c, const uint8_t *body, size_t len)
 	}
 	c->tenant = t; /* may be NULL; checked after authentication */
 	c->pool = NULL;
-	c->secret = secret;
-	c->fake_auth = false;
+	ctx->secret = secret;
 	if (!secret && g_cfg->auth_type != AUTH_TRUST) {
 		/* Unknown user: run the exchange against a random secret so nothing is revealed. */
 		static char fake[33];
@@ -771,8 +793,8 @@ static void handle_startup(Client *c, const uint8_t *body, size_t len)
 			memset(rnd, 7, sizeof(rnd));
 		for (int i = 0; i < 16; i++)
 			snprintf(fake + 2 * i, 3, "%02x", rnd[i]);
-		c->secret = fake;
-		c->fake_auth = true;
+		ctx->secret = fake;
+		ctx->fake_auth = true;
 	}
 	free(c->login_ctx);
 	c->login_ctx = ctx;
@@ -891,7 +913,6 @@ static void login_finish(Client *c)
 	char msg[300];
 
 	c->login_ctx = NULL;
-	c->secret = NULL;
 	if (!ctx) {
 		client_fatal(c, "XX000", "internal error: no login context", NULL);
 		return;
@@ -1450,10 +1471,11 @@ again:
 				continue;
 			}
 			if (!pool_acquire(c)) {
-				/* queued: stop reading until a server is linked (client_resume);
-				 * refused at once: the error went out and the input was handled */
+				/* queued: input goes on being read (client_wait_input) until a
+				 * server is linked (client_resume); refused at once: the error
+				 * went out and the input was handled */
 				if (c->state == CL_WAITING)
-					conn_want_read(&c->conn, false);
+					client_wait_input(c);
 				return;
 			}
 			s = c->server;
