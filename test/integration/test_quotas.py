@@ -429,6 +429,42 @@ def test_query_wait_timeout_gives_53300_naming_the_tenant_and_the_session_goes_o
         assert waiter.execute("select 3").fetchone() == (3,)
 
 
+def test_queued_client_that_leaves_is_dropped_at_once_and_pipelined_queries_wait_in_order(
+        pg, pgtenant, schemas):
+    """A client queued for a server goes on being read: when it hangs up, it
+    leaves the queue at once (not when a server frees up), and statements it
+    pipelines while queued run in order once it gets a server."""
+    schemas(["queue"])
+    p = start(pgtenant, pg, {"queue": schema_tenant("queue", pool_size=1)})
+    q = lambda n: b"Q" + (4 + len(n) + 1).to_bytes(4, "big") + n + b"\0"
+    with p.connect(dbname="queue", autocommit=False) as holder:
+        holder.execute("select 1")  # holds the tenant's only server connection
+        leaver = p.raw(dbname="queue")
+        leaver.send(q(b"select 'never'"))
+        pgt.wait_for(lambda: show_tenants(p)["queue"]["cl_waiting"] == "1", 10,
+                     what="the leaver to be queued")
+        leaver.close()
+        pgt.wait_for(lambda: show_tenants(p)["queue"]["cl_waiting"] == "0", 5,
+                     what="the queue to drop a client that hung up")
+        assert show_tenants(p)["queue"]["cl_active"] == "1"  # only the holder
+
+        with p.raw(dbname="queue") as piper:
+            piper.send(q(b"select 'first'"))
+            pgt.wait_for(lambda: show_tenants(p)["queue"]["cl_waiting"] == "1", 10,
+                         what="the piper to be queued")
+            piper.send(q(b"select 'second'") + q(b"select 'third'"))
+            time.sleep(0.2)  # read while queued, nothing answered yet
+            holder.commit()
+            got = []
+            while len(got) < 3:
+                t, body = piper.recv_msg()
+                if t == b"D":
+                    got.append(body[6:].decode())
+                assert t != b"E", body
+            assert got == ["first", "second", "third"]
+    assert show_tenants(p)["queue"]["cl_waiting"] == "0"
+
+
 def test_idle_transaction_timeout_closes_with_25P03_and_rolls_back(pg, pgtenant, schemas):
     schemas(["idler"])
     p = start(pgtenant, pg, {"idler": schema_tenant("idler", idle_transaction_timeout="1s")})
