@@ -7,17 +7,21 @@
 #   run.sh      pgbench -S: simple 10 and 100 clients, extended 10, prepared 10, -C 20,
 #               and one client with per-transaction latencies; targets interleaved in
 #               each round; the pooler's own CPU per transaction from /proc/PID/stat
+#   run.sh      again with BACKEND_SOCKET=unix: both poolers reach PostgreSQL over its
+#               unix socket (-S simple, 10 clients)
 #   tenants.sh  pgtenant's CPU per transaction with TENANTS schema tenants and read
 #               routing on, against one plain tenant with the same clients
 #   idle.sh     RSS per idle client at 5,000 and 10,000 clients; 1,000 active clients
 #               while 10,000 are held
+#   syscost.c   what the kernel charges here per socket operation: the floor under
+#               any pooler's CPU per transaction
 # Each script appends "key value" lines to a summary file (lib.sh's `summary`); this
 # script reads them back into the table. Keys: run.<case>.<clients>.{tps,cpu_us,p50_us}.
 # <target>, tenants.cpu_us.{one,many}.<target>, idle.kb.<clients>.<target>,
 # idle.active.{tps,errors}.<target>.
 #
-# Environment: DURATION [10] and ROUNDS [3] for run.sh; SKIP (a list of run, tenants,
-# idle) to leave parts out; every script's own settings pass through.
+# Environment: DURATION [10] and ROUNDS [3] for run.sh; SKIP (a list of run, unix,
+# tenants, idle, syscost) to leave parts out; every script's own settings pass through.
 # The table is printed and written to bench/results/all-<timestamp>.txt, the scripts'
 # own results beside it. Exit status: 0 when every part ran, 1 otherwise.
 set -uo pipefail
@@ -49,8 +53,22 @@ part() { # name command...: runs one script with the summary file, notes a failu
 
 part run env DURATION="$DURATION" ROUNDS="$ROUNDS" \
 	CASES="simple:10 simple:100 extended:10 prepared:10 connect:20 latency:1" bash "$BENCH_LIB_DIR/run.sh"
+part unix env DURATION="$DURATION" ROUNDS="$ROUNDS" BENCH_SUMMARY_PREFIX=unix. BACKEND_SOCKET=unix \
+	TARGETS="pgtenant pgbouncer" CASES="simple:10" bash "$BENCH_LIB_DIR/run.sh"
 part tenants bash "$BENCH_LIB_DIR/tenants.sh"
 part idle bash "$BENCH_LIB_DIR/idle.sh"
+
+# What the kernel charges here per socket operation (bench/syscost.c): the floor
+# under any pooler's CPU per transaction.
+SYSCOST=""
+case " $SKIP " in *" syscost "*) ;; *)
+	if cc -O2 -o "$RESULTS_DIR/.syscost" "$BENCH_LIB_DIR/syscost.c" 2>/dev/null; then
+		SYSCOST=$("$RESULTS_DIR/.syscost") || SYSCOST=""
+		rm -f "$RESULTS_DIR/.syscost"
+	fi
+	[ -n "$SYSCOST" ] || { note "syscost: FAILED"; status=1; }
+	;;
+esac
 
 # ---------------------------------------------------------------- the table
 
@@ -71,6 +89,12 @@ row() { # figure target pgtenant pgbouncer direct ratio met
 t=$(get run.simple.10.cpu_us.pgtenant) b=$(get run.simple.10.cpu_us.pgbouncer)
 r=""; num "$t" && num "$b" && r="$(calc "$t / $b") pgb"
 row "pooler CPU/tx, -S 10 clients (us)" "<= 16 us" "$t" "$b" "" "$r" "$(verdict "$t" '<=' 16)"
+tu=$(get run.simple.10.usr_us.pgtenant) ts=$(get run.simple.10.sys_us.pgtenant)
+bu=$(get run.simple.10.usr_us.pgbouncer) bs=$(get run.simple.10.sys_us.pgbouncer)
+row "  of it user / kernel (us)" "(where it goes)" "${tu:+$tu / $ts}" "${bu:+$bu / $bs}" "" "" ""
+t=$(get unix.run.simple.10.cpu_us.pgtenant) b=$(get unix.run.simple.10.cpu_us.pgbouncer)
+r=""; num "$t" && num "$b" && r="$(calc "$t / $b") pgb"
+row "  the same, unix socket to PostgreSQL (us)" "<= 16 us" "$t" "$b" "" "$r" "$(verdict "$t" '<=' 16)"
 
 # the same with many tenants and read routing
 one=$(get tenants.cpu_us.one.pgtenant) many=$(get tenants.cpu_us.many.pgtenant) n=$(get tenants.count)
@@ -112,6 +136,13 @@ hdr=$(printf '%-44s|%-24s|%12s|%12s|%12s|%12s|%4s' figure target pgtenant pgboun
 out "$hdr"
 out "$(printf '%s' "$hdr" | tr -c '|\n' -)"
 for l in "${ROWS[@]}"; do out "$l"; done
+if [ -n "$SYSCOST" ]; then
+	out ""
+	out "Kernel CPU per operation on this machine (bench/syscost.c, ns): $(tr '\n' ' ' <<<"$SYSCOST")"
+	out "(a null syscall; 64 bytes sent and received over loopback TCP and over a unix socket pair;"
+	out "a round trip between two processes over TCP, both sides, wake-ups included). A pooler"
+	out "makes two such sends and two receives per transaction, whatever its user-space logic."
+fi
 out ""
 out "ratio: pgtenant over PgBouncer (pgb) or over direct (dir). PgBouncer is $PGB_VERSION; a '-' is a"
 out "figure that was not measured (a part skipped or failed, or PgBouncer cannot run the case)."

@@ -58,8 +58,9 @@ bench_results() { # name ("" for none): STAMP, RESULT and an empty results file
 
 out() { printf '%s\n' "$*" | tee -a "$RESULT"; }
 # summary key value: one figure for `make bench`'s table (bench/all.sh), appended to
-# $BENCH_SUMMARY when that is set; nothing otherwise. Keys are documented in all.sh.
-summary() { if [ -n "${BENCH_SUMMARY:-}" ]; then printf '%s %s\n' "$1" "$2" >>"$BENCH_SUMMARY"; fi; }
+# $BENCH_SUMMARY when that is set (BENCH_SUMMARY_PREFIX before the key); nothing otherwise.
+# Keys are documented in all.sh.
+summary() { if [ -n "${BENCH_SUMMARY:-}" ]; then printf '%s%s %s\n' "${BENCH_SUMMARY_PREFIX:-}" "$1" "$2" >>"$BENCH_SUMMARY"; fi; }
 note() { printf '%s: %s\n' "$NOTE_TAG" "$*" | tee -a "$RESULT" >&2; }
 die() { note "error: $*"; exit 2; }
 
@@ -338,12 +339,13 @@ await_query() { # name log port user db [sql]: one query through it, else its lo
 
 # ---------------------------------------------------------------- figures
 
-cpu_ticks() { # pid -> utime+stime in clock ticks; the comm field may hold spaces
+cpu_ticks() { # pid [split] -> utime+stime in clock ticks ("utime stime" with split);
+	# the comm field may hold spaces
 	local stat rest f
 	stat=$(<"/proc/$1/stat") || return 1
 	rest=${stat##*) }
 	read -ra f <<<"$rest"
-	echo $((f[11] + f[12])) # fields 14 and 15; f[0] is field 3
+	if [ -n "${2:-}" ]; then echo "${f[11]} ${f[12]}"; else echo $((f[11] + f[12])); fi # fields 14 and 15; f[0] is field 3
 }
 
 cpu_us_per_tx() { # ticks_before ticks_after transactions -> microseconds per transaction
@@ -361,20 +363,32 @@ pgbench_result() { # pgbench log -> "tps transactions", or returns 1
 
 # One pgbench run, and the CPU time PID (a pooler; "-" for none) spent on it. Prints
 # "tps transactions cpu_us_per_tx" ("-" for no CPU figure), or returns 1; a failed
-# run's output is added to DIR/pgbench-failures.log.
+# run's output is added to DIR/pgbench-failures.log. LOG.split gets "user_us system_us"
+# per transaction.
 pgbench_cpu() { # pid duration log pgbench-args...
-	local pid=$1 dur=$2 log=$3 t0="" t1="" res
+	local pid=$1 dur=$2 log=$3 t0="" t1="" res s0="" s1="" u0 u1 k0 k1
 	shift 3
-	if [ "$pid" != - ]; then t0=$(cpu_ticks "$pid") || return 1; fi
+	rm -f "$log.split"
+	if [ "$pid" != - ]; then
+		t0=$(cpu_ticks "$pid") || return 1
+		s0=$(cpu_ticks "$pid" split)
+	fi
 	if ! timeout -k 5 $((dur + 60)) "$PG_BIN/pgbench" "$@" >"$log" 2>&1; then
 		cat "$log" >>"$DIR/pgbench-failures.log"
 		return 1
 	fi
-	if [ "$pid" != - ]; then t1=$(cpu_ticks "$pid") || return 1; fi
+	if [ "$pid" != - ]; then
+		t1=$(cpu_ticks "$pid") || return 1
+		s1=$(cpu_ticks "$pid" split)
+	fi
 	res=$(pgbench_result "$log") || return 1
 	if [ "$pid" = - ]; then
 		echo "$res -"
 	else
+		# user and system time per transaction apart, in LOG.split
+		read -r u0 k0 <<<"$s0"
+		read -r u1 k1 <<<"$s1"
+		echo "$(cpu_us_per_tx "$u0" "$u1" "${res#* }") $(cpu_us_per_tx "$k0" "$k1" "${res#* }")" >"$log.split"
 		echo "$res $(cpu_us_per_tx "$t0" "$t1" "${res#* }")"
 	fi
 }

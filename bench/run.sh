@@ -136,7 +136,7 @@ for cs in $CASE_LIST; do
 	esac
 done
 
-declare -A TPS=() CPU=() P50=() # "mode clients kind target" -> space-separated values per round
+declare -A TPS=() CPU=() P50=() USR=() SYS=() # "mode clients kind target" -> space-separated values per round
 
 target_conn() { # target -> "port user db pid"
 	case $1 in
@@ -211,6 +211,11 @@ for r in $(seq "$ROUNDS"); do
 				TPS["$cs $t"]+="$tps "
 				[ "$cpu" != - ] && CPU["$cs $t"]+="$cpu "
 				[ "$p50" != - ] && P50["$cs $t"]+="$p50 "
+				if [ -s "$DIR/pgbench-last.log.split" ]; then
+					read -r usr sys <"$DIR/pgbench-last.log.split"
+					USR["$cs $t"]+="$usr "
+					SYS["$cs $t"]+="$sys "
+				fi
 				out "$(printf '%-44s tps %10.1f  tx %9d  cpu/tx %s%s' "$label" "$tps" "$tx" \
 					"$([ "$cpu" = - ] && echo - || echo "${cpu}us")" "$([ "$p50" = - ] || echo "  p50 ${p50}us")")"
 			else
@@ -259,6 +264,8 @@ for cs in "${CASES[@]}"; do
 		v=$(median "${TPS["$cs $t"]:-}") && [ -n "$v" ] && summary "$key.tps.$t" "$v"
 		v=$(median "${CPU["$cs $t"]:-}") && [ -n "$v" ] && summary "$key.cpu_us.$t" "$v"
 		v=$(median "${P50["$cs $t"]:-}") && [ -n "$v" ] && summary "$key.p50_us.$t" "$v"
+		v=$(median "${USR["$cs $t"]:-}") && [ -n "$v" ] && summary "$key.usr_us.$t" "$v"
+		v=$(median "${SYS["$cs $t"]:-}") && [ -n "$v" ] && summary "$key.sys_us.$t" "$v"
 		[ -n "$(missing "$t")" ] && summary "$key.tps.$t" "n/a"
 	done
 	if [ "$kind" = L ]; then

@@ -41,7 +41,7 @@
 # 15, as cpu_ticks in lib.sh) over the measured window - after every client has logged in
 # and started, so logins (SCRAM) are not counted - divided by the statements completed in
 # that window (each its own transaction: autocommit). Clock ticks are 1/CLK_TCK s, so for
-# a resolution of ~0.1 us keep DURATION x tps above ~100,000.
+# a resolution of ~0.1 us keep DURATION x tps above ~100,000 (at RATE 3000 and 10 s: ~0.3 us).
 #
 # The load is driven by one asyncio psycopg process (python3-psycopg), so thousands of
 # clients cost no thousands of threads or processes on a 2-CPU machine; the driver takes a
@@ -55,6 +55,10 @@
 #
 # Environment (defaults in brackets):
 #   TENANTS [1000]  CLIENTS_PER [2]  DURATION [10] seconds measured per run
+#   RATE [3000]     statements a second, all clients together, each client paced to its
+#                   share: every run carries the same load, so CPU per transaction compares
+#                   the work per statement, not how much a busier pooler batches per
+#                   wake-up; 0: each client as fast as it is answered (tps then bounds it)
 #   ROUNDS [3]      interleaved rounds; the table shows medians
 #   POOL_SIZE [20]  pgtenant's pool (and its replica pool)  PGB_POOL_SIZE [1] per tenant
 #   BASELINE [schema]  the one tenant: schema (t0 alone) or database (see above)
@@ -67,7 +71,8 @@
 #                   tenants.cpu_us.{one,many}.pgtenant, tenants.cpu_us.many.pgbouncer,
 #                   tenants.tps.{one,many}.pgtenant, tenants.tps.many.pgbouncer,
 #                   tenants.wrong_schema.pgtenant, tenants.routed (yes/no)
-# Output: a line per run (key=value), then the table of medians and pgtenant's CPU per
+# Output: a line per run (key=value; idle_cpu_pct: the pooler's CPU share over 2 s with
+# every client logged in and idle, just before the load), then the table of medians and pgtenant's CPU per
 # transaction, many minus one (the performance target: at most +1 us). Results are printed
 # and written to bench/results/tenants-<timestamp>.txt.
 # Exit status: 0 when every run served every statement correctly (and, with read routing
@@ -77,7 +82,7 @@ set -euo pipefail
 . "$(dirname "$0")/lib.sh"
 
 defaults \
-	TENANTS=1000 CLIENTS_PER=2 DURATION=10 ROUNDS=3 POOL_SIZE=20 PGB_POOL_SIZE=1 \
+	TENANTS=1000 CLIENTS_PER=2 DURATION=10 ROUNDS=3 POOL_SIZE=20 PGB_POOL_SIZE=1 RATE=3000 \
 	BASELINE=schema READ_ROUTING=auto TARGETS="pgtenant pgbouncer" \
 	PG_PORT=25442 REP_PORT=25443 PGT_PORT=26442 PGB_PORT=26443
 N_CLIENTS=$((TENANTS * CLIENTS_PER))
@@ -219,8 +224,9 @@ ONE_SCHEMA - then each loops a statement on its table for DURATION s.
 
 Over the measured window it also reads the pooler's CPU ticks (utime+stime of
 /proc/POOLER_PID/stat; 0: none) and the bench database's xact_commit on the primary
-and on the replica (REP_PORT; 0: none). Prints one line of key=value."""
-import asyncio, os, sys, time
+and on the replica (REP_PORT; 0: none); before it, the pooler's CPU share over IDLE_S
+seconds with every client logged in and idle. Prints one line of key=value."""
+import asyncio, os, random, sys, time
 import psycopg
 
 port, n_tenants, per, duration, pg_port, rep_port, pooler_pid = (int(a) for a in sys.argv[1:8])
@@ -232,6 +238,8 @@ lat_sum = [0.0]
 state = {"run": False, "stop": False}
 SERVERS_SQL = ("SELECT count(*) FROM pg_stat_activity WHERE usename = %s "
                "AND backend_type = 'client backend' AND pid <> pg_backend_pid()")
+IDLE_S = 2
+RATE = float(os.environ.get("RATE", "0"))
 COMMITS_SQL = "SELECT xact_commit FROM pg_stat_database WHERE datname = current_database()"
 
 def conninfo(db, p):
@@ -265,7 +273,16 @@ async def client(i, sem, ready):
     try:
         while not state["run"]:
             await asyncio.sleep(0.05)
+        # RATE > 0: every client paced to its share of RATE statements a second, from
+        # a random phase, so runs compare at the same load; 0: as fast as answered
+        interval = n_tenants * per / RATE if RATE > 0 else 0
+        due = time.monotonic() + random.random() * interval
         while not state["stop"]:
+            if interval:
+                now = time.monotonic()
+                if due > now:
+                    await asyncio.sleep(due - now)
+                due = max(due + interval, time.monotonic() - interval)
             t0 = time.monotonic()
             try:
                 cur = await conn.execute("SELECT current_schema(), count(*) FROM orders")
@@ -302,6 +319,10 @@ async def main():
     for _ in tasks:
         await ready.acquire()
     connect_s = time.monotonic() - t0
+    # the pooler's background CPU, every client logged in and idle
+    idle0, ti0 = cpu_ticks(), time.monotonic()
+    await asyncio.sleep(IDLE_S)
+    idle_pct = (cpu_ticks() - idle0) / os.sysconf("SC_CLK_TCK") / (time.monotonic() - ti0) * 100
     state["run"] = True
     await asyncio.sleep(0.5)  # every client has started its loop
     ok0, tick0, lat0, t1 = count["ok"], cpu_ticks(), lat_sum[0], time.monotonic()
@@ -323,7 +344,8 @@ async def main():
           f"connect_errors={count['conn_err']} connect_s={connect_s:.1f} "
           f"mean_ms={(lat1 - lat0) / max(n, 1) * 1000:.2f} server_conns={peak[0]} "
           f"replica_conns={peak[1] if rep_port else '-'} replica_pct={rep} "
-          f"cpu_ticks={tick1 - tick0 if pooler_pid else '-'}")
+          f"cpu_ticks={tick1 - tick0 if pooler_pid else '-'} "
+          f"idle_cpu_pct={f'{idle_pct:.1f}' if pooler_pid else '-'}")
     for e in first_err:
         print("  first errors:", e, file=sys.stderr)
 
@@ -344,7 +366,7 @@ done
 run_driver() { # run round port pid one_db one_schema
 	local run=$1 round=$2 line ticks n err=$DIR/driver-${1//\//-}-$2.err
 	note "round $round, $run: $N_CLIENTS clients of $([ "$5" = - ] && echo "$TENANTS tenants" || echo "tenant $5") for ${DURATION}s"
-	if ! line=$(BENCH_USER=$DB_USER timeout $((DURATION + 240)) "$PYTHON" "$DIR/driver.py" "$3" "$TENANTS" \
+	if ! line=$(BENCH_USER=$DB_USER RATE=$RATE timeout $((DURATION + 240)) "$PYTHON" "$DIR/driver.py" "$3" "$TENANTS" \
 		"$CLIENTS_PER" "$DURATION" "$PG_PORT" "$REP_PORT" "$4" "$5" "$6" 2>"$err"); then
 		note "$run: the driver failed:"
 		tail -n 5 "$err" >&2
@@ -478,6 +500,8 @@ fi
 
 out ""
 out "NOTE: cpu_us/tx is the pooler's utime+stime over the measured window / statements (1 tick = $((1000000 / CLK_TCK)) us)."
+out "      idle_cpu_pct (run lines): the pooler's CPU share over 2 s with every client logged in and"
+out "      idle, just before the load: background work, included in cpu_us/tx as (idle_cpu_pct x 10^4) / tps."
 out "NOTE: replica% is the replica's share of the transactions both servers committed in the window;"
 out "      pgtenant routes with read_routing = $READ_ROUTING (routed: $routed); PgBouncer has no read routing."
 out "NOTE: server_conns / replica_conns: the peak PostgreSQL saw on the primary / the replica"

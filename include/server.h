@@ -69,6 +69,9 @@ struct ServerConn {
 	bool rollback_seen;         /* ROLLBACK / PREPARE TRANSACTION tag since the last ReadyForQuery */
 	int inject_swallow;         /* replies of pgtenant's injected Parse/Bind/Execute still to drop */
 	bool inject_open;           /* injected; the client's next Query/Sync/FunctionCall closes the unit */
+	bool inject_unsynced;       /* a Query/FunctionCall went out behind an injected SET with no Sync
+				     * after it: nothing more is sent until the SET has completed */
+	bool unsynced_paused;       /* ... and the client stopped reading for it */
 	bool unit_start;            /* the client's next message starts a new unit */
 	bool hold;                  /* state applied in a transaction of its own: client waits */
 	bool hold_failed;           /* ... and applying it failed */

@@ -25,33 +25,47 @@ typedef struct TenantStats {
 } TenantStats;
 
 struct Tenant {
-	char *name;
-	const TenantConf *conf; /* points into g_cfg */
+	/*
+	 * What a transaction reads comes first, together: with thousands of tenants
+	 * a tenant's memory is cold when its client speaks, and every cache line
+	 * touched is a miss. The settings are resolved from conf and the globals
+	 * (tenant.c, at every registry build and console SET).
+	 *
+	 * state_sql: the statement that puts this tenant's state in force on a
+	 * server connection (SET search_path / SET <tenant_guc>), NULL in database
+	 * mode. Old strings stay allocated after a reload: servers compare against
+	 * them. state_msgs: its Parse/Bind/Execute, ready to copy in front of a
+	 * client's unit.
+	 */
 	Pool *pool;
-	int n_clients;
-	int n_servers; /* server connections linked to this tenant's clients */
-	/* its logged-in clients by state (kept by client_set_state; WELCOME_WAIT counts as waiting) */
+	const char *state_sql;
+	const uint8_t *state_msgs;
+	size_t state_msgs_len;
+	struct TenantQueue *queues; /* one per pool this tenant's clients wait on */
+	int n_servers;              /* server connections linked to this tenant's clients */
+	int pool_size;              /* resolved: the most server connections it may hold */
+	int reserved_conns;
+	int weight;                 /* resolved: at least 1 */
+	uint8_t pool_mode;          /* PoolMode, resolved */
+	uint8_t read_routing;       /* ReadRouting, resolved */
+	bool analyze;               /* client statements are lexed: guard (schema/shared), session-state marks */
+	bool paused;                /* PAUSE: new transactions wait */
+	bool disabled;
+	bool removed;               /* gone from the configuration: clients leave after their transaction */
+
+	/* Then what a transaction writes: its clients by state (kept by client_set_state;
+	 * WELCOME_WAIT counts as waiting), and the statistics. */
 	int cl_idle;
 	int cl_waiting;
 	int cl_active;
-	bool disabled;
-	bool paused;  /* PAUSE: new transactions wait */
-	struct TenantQueue *queues; /* one per pool this tenant's clients wait on */
-	double tokens;              /* rate_limit token bucket */
-	usec_t tokens_at;
-	bool removed; /* gone from the configuration: clients leave after their transaction */
-	/*
-	 * The statement that puts this tenant's state in force on a server
-	 * connection (SET search_path / SET <tenant_guc>), NULL in database mode.
-	 * Old strings stay allocated after a reload: servers compare against them.
-	 */
-	const char *state_sql;
-	/* Parse/Bind/Execute of state_sql, ready to copy in front of a client's unit */
-	const uint8_t *state_msgs;
-	size_t state_msgs_len;
-	/* Client statements are lexed: guard (schema/shared) and session-state marks. */
-	bool analyze;
+	int n_clients;
+	double rate_limit; /* statements per second, 0 = off */
 	TenantStats stats;
+
+	char *name;
+	const TenantConf *conf; /* points into g_cfg */
+	double tokens;          /* rate_limit token bucket */
+	usec_t tokens_at;
 	TenantStats logged; /* stats at the last periodic log line */
 	Tenant *hash_next;
 };
@@ -76,6 +90,8 @@ typedef struct TenantQuery {
  * of tenants that stay, and marks the ones that went away as removed.
  */
 void tenant_registry_build(const Config *cfg);
+/* Re-reads every tenant's resolved settings (after a console SET of a global). */
+void tenant_resolve_all(const Config *cfg);
 Tenant *tenant_lookup(const char *name);
 int tenant_count(void);
 void tenant_foreach(void (*fn)(Tenant *t, void *arg), void *arg);

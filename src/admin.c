@@ -1171,6 +1171,7 @@ static ExecResult exec_set(ExecCtx *x, const Tok *toks, int ntoks)
 		snprintf(msg, sizeof(msg), "invalid value for %s: %s", k->name, err);
 		return fail(x, "22023", msg, NULL);
 	}
+	tenant_resolve_all(g_cfg); /* settings tenants resolved from the globals */
 	return done(x, "SET");
 }
 

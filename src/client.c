@@ -122,7 +122,7 @@ void client_set_state(Client *c, ClientState st)
 		list_append(&q->clients, &c->queue_node);
 		p->n_waiting++;
 		if (q->n_waiting++ == 0) {
-			q->credit = c->tenant->conf->weight > 0 ? c->tenant->conf->weight : 1;
+			q->credit = c->tenant->weight;
 			list_append(&p->ring, &q->ring_node);
 		}
 		break;
@@ -239,7 +239,7 @@ static void detach_server(Client *c)
 		server_close(s, "client went away mid-transaction");
 		return;
 	}
-	if (config_tenant_pool_mode(g_cfg, c->tenant->conf) == POOL_MODE_SESSION) {
+	if (c->tenant->pool_mode == POOL_MODE_SESSION) {
 		server_unlink(s);
 		server_reset(s, g_cfg->server_reset_query, true);
 	} else {
@@ -1076,7 +1076,7 @@ static bool known_frontend_type(uint8_t t)
 
 static inline bool tracks_prepared(const Client *c)
 {
-	return config_tenant_pool_mode(g_cfg, c->tenant->conf) == POOL_MODE_TRANSACTION;
+	return c->tenant->pool_mode == POOL_MODE_TRANSACTION;
 }
 
 /*
@@ -1249,7 +1249,7 @@ static void client_throttle_fire(evutil_socket_t fd, short what, void *arg)
 static bool rate_limit_pass(Client *c)
 {
 	usec_t wait = 0;
-	if (c->token_held || c->tenant->conf->rate_limit <= 0)
+	if (c->token_held || c->tenant->rate_limit <= 0)
 		return true;
 	if (tenant_take_token(c->tenant, &wait)) {
 		c->token_held = true; /* until the statement is forwarded */
@@ -1487,6 +1487,13 @@ again:
 		if (s->hold) {
 			/* the tenant state is being applied on its own: wait for it */
 			conn_want_read(&c->conn, false);
+			break;
+		}
+		if (s->inject_unsynced) {
+			/* a Query went out behind the state SET with no Sync: the next message
+			 * waits until the SET has completed (server.c, tenant state injection) */
+			conn_want_read(&c->conn, false);
+			s->unsynced_paused = true;
 			break;
 		}
 		if (s->unit_start && type != 'd' && type != 'c' && type != 'f') {

@@ -140,7 +140,7 @@ Pool *pool_get(Backend *be, Replica *replica, const char *dbname, const char *us
 
 static int tenant_limit(const Tenant *t)
 {
-	return config_tenant_pool_size(g_cfg, t->conf);
+	return t->pool_size;
 }
 
 static int list_count(const List *l)
@@ -169,7 +169,7 @@ TenantQueue *pool_tenant_queue(Pool *p, Tenant *t)
 
 void pool_tenant_linked(Pool *p, Tenant *t)
 {
-	if (t->n_servers < t->conf->reserved_conns)
+	if (t->n_servers < t->reserved_conns)
 		p->reserved_used++;
 	t->n_servers++;
 	p->n_linked++;
@@ -183,7 +183,7 @@ void pool_tenant_unlinked(Pool *p, Tenant *t)
 	p->n_linked--;
 	if (p->replica)
 		p->replica->inflight--;
-	if (t->n_servers < t->conf->reserved_conns)
+	if (t->n_servers < t->reserved_conns)
 		p->reserved_used--;
 }
 
@@ -219,7 +219,7 @@ static bool tenant_may_take(const Pool *p, const Tenant *t)
 {
 	if (t->n_servers >= tenant_limit(t) || control_is_paused(t))
 		return false;
-	if (t->n_servers < t->conf->reserved_conns)
+	if (t->n_servers < t->reserved_conns)
 		return true;
 	int unused_reserved = p->reserved_total - p->reserved_used;
 	return p->n_linked + unused_reserved < pool_cap(p);
@@ -284,7 +284,7 @@ static bool hand_to_waiter(ServerConn *s)
 
 	for (int i = 0; i < queues && !list_empty(&p->ring); i++) {
 		TenantQueue *q = list_entry(p->ring.next, TenantQueue, ring_node);
-		int weight = q->tenant->conf->weight > 0 ? q->tenant->conf->weight : 1;
+		int weight = q->tenant->weight;
 		if (q->credit <= 0 || !tenant_may_take(p, q->tenant)) {
 			/* its turn is over (or it cannot take one now): next tenant */
 			q->credit = weight;

@@ -120,12 +120,12 @@ static Route route_scan(Client *c, BatchInfo *b)
 Route router_route_batch(Client *c)
 {
 	BatchInfo b;
-	ReadRouting mode = config_tenant_read_routing(g_cfg, c->tenant->conf);
+	ReadRouting mode = (ReadRouting)c->tenant->read_routing;
 	Pool *home = c->home_pool;
 
 	c->pool = home;
 	if (mode == READ_ROUTING_OFF || !home->backend->n_replicas ||
-	    config_tenant_pool_mode(g_cfg, c->tenant->conf) != POOL_MODE_TRANSACTION)
+	    c->tenant->pool_mode != POOL_MODE_TRANSACTION)
 		return ROUTE_PRIMARY;
 	Route r = route_scan(c, &b);
 	if (r == ROUTE_WAIT)

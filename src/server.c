@@ -592,6 +592,8 @@ void server_link(ServerConn *s, Client *c)
 	}
 	s->unit_start = true;
 	s->inject_open = false;
+	s->inject_unsynced = false;
+	s->unsynced_paused = false;
 	s->timeout_cancel = false;
 	s->batch_open = false;
 	if (s->marked_by && s->marked_by != c->tenant) {
@@ -638,8 +640,15 @@ void server_link(ServerConn *s, Client *c)
  * Tenant state injection. The state SET travels as Parse/Bind/Execute in front of the
  * client's first message of a unit, so PostgreSQL runs it in the same implicit
  * transaction as the client's statements: if it fails, the client's statements are
- * skipped up to the Sync and the client gets the error. A Query (or FunctionCall)
- * has no Sync of its own, so pgtenant sends one after it and drops its reply.
+ * skipped up to the Sync and the client gets the error.
+ *
+ * A Query (or FunctionCall) has no Sync of its own. None is sent after it: PostgreSQL
+ * flushes its output at every ReadyForQuery, so a Sync there would split the reply in
+ * two and cost a wake-up and a read more per transaction. Instead nothing more goes to
+ * the server until the SET has completed (inject_unsynced; in the same reply as the
+ * Query's results, so this holds back only a client that pipelines), and when the SET
+ * fails - PostgreSQL then skips the Query and waits for a Sync - pgtenant sends the
+ * Sync, whose ReadyForQuery answers the client's Query.
  */
 
 typedef struct RfqMark {
@@ -647,7 +656,7 @@ typedef struct RfqMark {
 	uint8_t kind;
 } RfqMark;
 
-enum { MARK_INJECT_END = 1, MARK_OWN_SYNC = 2, MARK_INJECT_OWN = 3 };
+enum { MARK_INJECT_END = 1, MARK_INJECT_OWN = 2 };
 
 static void mark_push(ServerConn *s, uint64_t ordinal, uint8_t kind)
 {
@@ -664,27 +673,6 @@ static void mark_pop(ServerConn *s)
 {
 	s->n_marks--;
 	memmove(s->marks, s->marks + 1, sizeof(RfqMark) * (size_t)s->n_marks);
-}
-
-/*
- * The ReadyForQuery with this ordinal will never come (PostgreSQL skipped or ignored
- * pgtenant's own Sync): forget it and renumber the ones after it.
- */
-static void mark_drop_own_sync(ServerConn *s, uint64_t ordinal)
-{
-	for (int i = 0; i < s->n_marks; i++) {
-		if (s->marks[i].ordinal != ordinal)
-			continue;
-		if (s->marks[i].kind != MARK_OWN_SYNC)
-			return;
-		memmove(s->marks + i, s->marks + i + 1, sizeof(RfqMark) * (size_t)(s->n_marks - i - 1));
-		s->n_marks--;
-		for (int j = i; j < s->n_marks; j++)
-			s->marks[j].ordinal--;
-		s->rfq_sent--;
-		s->expect_rfq--;
-		return;
-	}
 }
 
 static bool state_in_force(const ServerConn *s, const char *want)
@@ -730,8 +718,6 @@ void server_unit_begin_standalone(ServerConn *s, Client *c)
 
 void server_unit_end(ServerConn *s, uint8_t type)
 {
-	static const uint8_t sync_msg[5] = {'S', 0, 0, 0, 4};
-
 	if (s->expect_rfq == 0)
 		s->busy_since = g_now;
 	s->rfq_sent++;
@@ -742,13 +728,8 @@ void server_unit_end(ServerConn *s, uint8_t type)
 		return;
 	s->inject_open = false;
 	mark_push(s, s->rfq_sent, MARK_INJECT_END);
-	if (type != 'S') {
-		buf_append(&s->conn.out, sync_msg, sizeof(sync_msg));
-		s->rfq_sent++;
-		s->expect_rfq++;
-		prep_server_sent_sync(s);
-		mark_push(s, s->rfq_sent, MARK_OWN_SYNC);
-	}
+	if (type != 'S')
+		s->inject_unsynced = true;
 }
 
 /* ReadyForQuery arrived for a client unit: settle the tenant state. Returns false to drop it. */
@@ -761,10 +742,7 @@ static bool settle_rfq(ServerConn *s, char status)
 	if (s->n_marks && s->marks[0].ordinal == ordinal) {
 		uint8_t kind = s->marks[0].kind;
 		mark_pop(s);
-		if (kind == MARK_OWN_SYNC)
-			forward = false;
-		else
-			ended_inject = true;
+		ended_inject = true;
 		if (kind == MARK_INJECT_OWN) {
 			forward = false;
 			s->hold = false;
@@ -799,11 +777,7 @@ static bool settle_rfq(ServerConn *s, char status)
 
 int server_pending_client_rfq(const ServerConn *s)
 {
-	int own = 0;
-	for (int i = 0; i < s->n_marks; i++)
-		if (s->marks[i].kind == MARK_OWN_SYNC)
-			own++;
-	return s->expect_rfq - own;
+	return s->expect_rfq;
 }
 
 /* Marks a connection whose state a client statement may have changed. */
@@ -819,10 +793,11 @@ void server_unlink(ServerConn *s)
 	if (s->client) {
 		Client *c = s->client;
 		c->server = NULL;
-		if (c->bp_paused && !c->closing) {
+		if ((c->bp_paused || s->unsynced_paused) && !c->closing) {
 			c->bp_paused = false;
 			conn_want_read(&c->conn, true);
 		}
+		s->unsynced_paused = false;
 	}
 	s->client = NULL;
 	if (s->tenant) {
@@ -883,8 +858,11 @@ static bool is_rollback_tag(const uint8_t *body, size_t len)
 
 static void server_forward(ServerConn *s)
 {
+	static const uint8_t sync_msg[5] = {'S', 0, 0, 0, 4};
 	Buf *in = &s->conn.in;
 	bool release = false;
+	bool send_sync = false; /* an injected SET failed ahead of a Query: end the skip */
+	bool resume = false;    /* the client held back by inject_unsynced may go on */
 
 again:
 	while (buf_avail(in) && s->state != SV_FREE) {
@@ -961,10 +939,15 @@ again:
 				}
 			}
 			if (s->inject_swallow > 0) {
-				/* The state SET itself failed: the client's unit is skipped up to its Sync,
-				 * and when that Sync was pgtenant's, its reply now answers the client. */
-				s->inject_swallow = 0;
-				mark_drop_own_sync(s, s->rfq_recv + 2);
+				/* The state SET itself failed: PostgreSQL skips the client's unit up to
+				 * its Sync. Three replies are swallowed per injection; the rest of this
+				 * one's will not come, the next injection's (if any) will. */
+				s->inject_swallow -= (s->inject_swallow - 1) % 3 + 1;
+				if (s->inject_unsynced && s->inject_swallow == 0) {
+					/* the unit was a Query with no Sync: the one sent now ends it */
+					s->inject_unsynced = false;
+					send_sync = true;
+				}
 			}
 			break;
 		case '1':
@@ -987,16 +970,16 @@ again:
 			break;
 		case 'C':
 			if (s->inject_swallow > 0 && !drop) {
-				s->inject_swallow--;
+				/* a SET completed; after the last one, what was held back may follow */
+				if (--s->inject_swallow == 0 && s->inject_unsynced) {
+					s->inject_unsynced = false;
+					resume = s->unsynced_paused;
+					s->unsynced_paused = false;
+				}
 				drop = true;
 			} else if (!drop && is_rollback_tag(body, blen)) {
 				s->rollback_seen = true;
 			}
-			break;
-		case 'G':
-			/* COPY FROM STDIN ignores a Sync pgtenant sent after the Query */
-			if (!drop)
-				mark_drop_own_sync(s, s->rfq_recv + 2);
 			break;
 		case 'Z':
 			s->tx_status = (char)body[0];
@@ -1022,6 +1005,12 @@ again:
 				s->timeout_cancel = false;
 			if (!settle_rfq(s, s->tx_status))
 				drop = true;
+			if (s->inject_unsynced && s->expect_rfq == 0) {
+				/* (the SET's completion was not seen: dropped with no client) */
+				s->inject_unsynced = false;
+				resume = s->unsynced_paused;
+				s->unsynced_paused = false;
+			}
 			if (!drop) {
 				TenantStats *st = &c->tenant->stats;
 				if (c->query_start) {
@@ -1040,7 +1029,7 @@ again:
 			c->tx_status = s->tx_status;
 			if (s->expect_rfq == 0 && s->tx_status == 'I' && c->fwd_remain == 0 && !s->hold_released &&
 			    !s->batch_open &&
-			    (g_shutdown || config_tenant_pool_mode(g_cfg, c->tenant->conf) == POOL_MODE_TRANSACTION))
+			    (g_shutdown || c->tenant->pool_mode == POOL_MODE_TRANSACTION))
 				release = true;
 			break;
 		case 'N':
@@ -1071,6 +1060,11 @@ again:
 	}
 	if (s->state == SV_FREE)
 		return;
+	if (send_sync) {
+		buf_append(&s->conn.out, sync_msg, sizeof(sync_msg));
+		if (!server_flush(s))
+			return;
+	}
 	Client *c = s->client;
 	if (c && s->hold_released) {
 		s->hold_released = false;
@@ -1111,6 +1105,9 @@ again:
 	}
 	if (s->state != SV_FREE && !buf_avail(in))
 		conn_shrink(&s->conn);
+	/* released above, the client went on already (client_output_drained there) */
+	if (resume && c && !c->closing && c->server == s)
+		client_output_drained(c);
 }
 
 void server_output_drained(ServerConn *s)

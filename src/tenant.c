@@ -203,6 +203,24 @@ static void mark_shared_pools(const Config *cfg)
 	free(keys);
 }
 
+static void resolve_settings(Tenant *t, const Config *cfg)
+{
+	const TenantConf *tc = t->conf;
+	t->pool_size = config_tenant_pool_size(cfg, tc);
+	t->reserved_conns = tc->reserved_conns;
+	t->weight = tc->weight > 0 ? tc->weight : 1;
+	t->rate_limit = tc->rate_limit;
+	t->pool_mode = (uint8_t)config_tenant_pool_mode(cfg, tc);
+	t->read_routing = (uint8_t)config_tenant_read_routing(cfg, tc);
+}
+
+void tenant_resolve_all(const Config *cfg)
+{
+	for (size_t b = 0; b < table_size; b++)
+		for (Tenant *t = table[b]; t; t = t->hash_next)
+			resolve_settings(t, cfg);
+}
+
 void tenant_registry_build(const Config *cfg)
 {
 	size_t size = 64;
@@ -218,8 +236,9 @@ void tenant_registry_build(const Config *cfg)
 		const TenantConf *tc = &cfg->tenants[i];
 		Tenant *t = NULL;
 		/* keep the object (and its counters) of a tenant that already existed */
-		for (size_t b = 0; old && b < old_size && !t; b++) {
-			for (Tenant **pp = &old[b]; *pp; pp = &(*pp)->hash_next) {
+		if (old) {
+			size_t ob = hash_name(tc->name, strlen(tc->name)) & (old_size - 1);
+			for (Tenant **pp = &old[ob]; *pp; pp = &(*pp)->hash_next) {
 				if (strcmp((*pp)->name, tc->name) == 0) {
 					t = *pp;
 					*pp = t->hash_next;
@@ -236,6 +255,7 @@ void tenant_registry_build(const Config *cfg)
 		t->disabled = tc->disabled;
 		build_state(t, cfg);
 		t->analyze = tc->mode != TENANT_MODE_DATABASE; /* database mode: see mark_shared_pools */
+		resolve_settings(t, cfg);
 		t->pool = NULL; /* recomputed on next use: backend or credentials may have changed */
 		size_t slot = hash_name(t->name, strlen(t->name)) & (size - 1);
 		t->hash_next = table[slot];
@@ -415,7 +435,7 @@ void tenant_log_stats(usec_t period)
 
 bool tenant_take_token(Tenant *t, usec_t *wait_us)
 {
-	double rate = t->conf->rate_limit;
+	double rate = t->rate_limit;
 	/* a tenth of a second of burst: smooth enough, and a sleeping tenant cannot bank a flood */
 	double burst = rate * 0.1 > 1.0 ? rate * 0.1 : 1.0;
 

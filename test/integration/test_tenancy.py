@@ -371,6 +371,43 @@ class ServerLog:
         return len(re.findall(pattern, self.text(), re.I | re.M))
 
 
+def test_a_state_set_that_fails_errors_each_statement_and_leaves_the_connection_usable(
+        pg, pgtenant):
+    """The state SET goes out in front of a simple Query with no Sync after it
+    (one reply, one wake-up); when the SET fails, PostgreSQL skips the Query and
+    waits for a Sync, which pgtenant must then send. The client gets the SET's
+    error for each statement (pipelined ones too), nothing hangs, and the one
+    server connection serves the next tenant under that tenant's state."""
+    q = lambda sql: b"Q" + (4 + len(sql) + 1).to_bytes(4, "big") + sql + b"\0"
+    # shared tenants SET tenant_guc = tenant_id: a bad value for statement_timeout fails
+    p = pgtenant({"tenant_guc": "statement_timeout"},
+                 backends={"main": backend(pg, pool_size=1)},
+                 tenants={"bad": shared_tenant("bad", tenant_id="not-a-duration"),
+                          "good": shared_tenant("good", tenant_id="4321")})
+    with p.raw(dbname="bad") as c:
+        for _ in range(2):
+            with pytest.raises(pgt.PgError) as ei:
+                c.query("select 1")
+            assert ei.value.sqlstate == "22023", ei.value
+        # three pipelined statements: each one gets the error and its own ReadyForQuery
+        c.send(q(b"select 1") + q(b"select 2") + q(b"select 3"))
+        errors = readies = 0
+        while readies < 3:
+            t, body = c.recv_msg()
+            assert t in (b"E", b"Z", b"N"), (t, body)
+            errors += t == b"E"
+            readies += t == b"Z"
+        assert errors == 3
+        with pytest.raises(pgt.PgError) as ei:
+            c.query("select 4")
+        assert ei.value.sqlstate == "22023", ei.value
+    with p.raw(dbname="good") as c:
+        assert c.query("show statement_timeout") == [["4321ms"]]
+        assert c.query("select 5") == [["5"]]
+    with p.connect(dbname="good") as conn:  # extended protocol, same server connection
+        assert conn.execute("select %s::int", [6]).fetchone() == (6,)
+
+
 def test_tenant_state_is_set_once_per_switch_not_per_statement(pg, pgtenant):
     role, password = "logapp", "logpass"
     make_role(pg, role, password)
