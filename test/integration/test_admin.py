@@ -482,6 +482,28 @@ def test_reloads_are_counted_in_metrics(pgtenant):
 
 # ---------------------------------------------------------------- SET, SHUTDOWN
 
+def test_set_of_tenant_pool_size_and_pool_mode_applies_to_running_tenants(pgtenant):
+    """Tenants keep their settings resolved from the globals; a console SET of a
+    global must reach them at once, not at the next RELOAD."""
+    p = start(pgtenant, {"query_wait_timeout": "1s"},
+              tenants={"initech": {"mode": "schema", "backend": "main", "schema": "s_initech"}})
+    psql(p, "SET tenant_pool_size = 1")  # initech sets no pool_size of its own
+    with p.connect(dbname="initech", autocommit=False) as a, \
+            p.connect(dbname="initech") as b:
+        a.execute("select 1")  # holds initech's only server connection now
+        with pytest.raises(psycopg.Error) as ei:
+            b.execute("select 2")
+        assert ei.value.sqlstate == "53300", ei.value
+        a.commit()
+        assert b.execute("select 3").fetchone() == (3,)
+    psql(p, "SET tenant_pool_size = 4")
+    psql(p, "SET pool_mode = session")
+    with p.connect(dbname="initech") as a:
+        pid = a.execute("select pg_backend_pid()").fetchone()[0]
+        for _ in range(3):  # session mode: the same server connection throughout
+            assert a.execute("select pg_backend_pid()").fetchone()[0] == pid
+
+
 def test_set_changes_a_reloadable_key_and_refuses_others(pgtenant):
     p = start(pgtenant)
     res = psql(p, "SET query_wait_timeout = 7s")
