@@ -62,6 +62,7 @@ struct ServerConn {
 	 */
 	const char *st_sql;
 	const char *st_pending_sql; /* what the units in flight apply */
+	uint64_t st_hash, st_pending_hash; /* Tenant.state_hash of those */
 	int st_inflight;            /* injected units whose closing ReadyForQuery is outstanding */
 	bool st_in_xact;            /* st_sql was applied inside the open transaction block */
 	bool st_spoiled;            /* that transaction rolled back (part of) its work */

@@ -59,7 +59,8 @@ struct Tenant {
 	int cl_waiting;
 	int cl_active;
 	int n_clients;
-	double rate_limit; /* statements per second, 0 = off */
+	double rate_limit;   /* statements per second, 0 = off */
+	uint64_t state_hash; /* of state_sql: servers compare it before the text */
 	TenantStats stats;
 
 	char *name;

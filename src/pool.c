@@ -254,7 +254,7 @@ bool pool_acquire(Client *c)
 	}
 	/* others may wait for what they cannot take (their own limits): they do not hold this
 	 * tenant back, but its own earlier waiters go first */
-	if (!list_empty(&p->idle) && pool_tenant_queue(p, c->tenant)->n_waiting == 0 &&
+	if (!list_empty(&p->idle) && (p->n_waiting == 0 || pool_tenant_queue(p, c->tenant)->n_waiting == 0) &&
 	    tenant_may_take(p, c->tenant)) {
 		server_link(pick_idle(p, c->tenant), c);
 		return true;

@@ -675,9 +675,12 @@ static void mark_pop(ServerConn *s)
 	memmove(s->marks, s->marks + 1, sizeof(RfqMark) * (size_t)s->n_marks);
 }
 
-static bool state_in_force(const ServerConn *s, const char *want)
+/* The same text may sit at another address (a reload, tenants sharing a state): the
+ * hash settles most comparisons without touching either string. */
+static bool state_in_force(const ServerConn *s, const Tenant *t)
 {
-	return s->st_inflight == 0 && s->st_sql && (s->st_sql == want || strcmp(s->st_sql, want) == 0);
+	return s->st_inflight == 0 && s->st_sql &&
+	       (s->st_sql == t->state_sql || (s->st_hash == t->state_hash && strcmp(s->st_sql, t->state_sql) == 0));
 }
 
 void server_unit_begin(ServerConn *s, Client *c, uint8_t type)
@@ -685,12 +688,13 @@ void server_unit_begin(ServerConn *s, Client *c, uint8_t type)
 	const Tenant *t = c->tenant;
 
 	s->unit_start = false;
-	if (!t->state_sql || state_in_force(s, t->state_sql))
+	if (!t->state_sql || state_in_force(s, t))
 		return;
 	buf_append(&s->conn.out, t->state_msgs, t->state_msgs_len);
 	s->inject_swallow += 3;
 	s->st_inflight++;
 	s->st_pending_sql = t->state_sql;
+	s->st_pending_hash = t->state_hash;
 	s->inject_open = true;
 }
 
@@ -699,13 +703,14 @@ void server_unit_begin_standalone(ServerConn *s, Client *c)
 	static const uint8_t sync_msg[5] = {'S', 0, 0, 0, 4};
 	const Tenant *t = c->tenant;
 
-	if (!t->state_sql || state_in_force(s, t->state_sql))
+	if (!t->state_sql || state_in_force(s, t))
 		return;
 	buf_append(&s->conn.out, t->state_msgs, t->state_msgs_len);
 	buf_append(&s->conn.out, sync_msg, sizeof(sync_msg));
 	s->inject_swallow += 3;
 	s->st_inflight++;
 	s->st_pending_sql = t->state_sql;
+	s->st_pending_hash = t->state_hash;
 	if (s->expect_rfq == 0)
 		s->busy_since = g_now;
 	s->rfq_sent++;
@@ -757,6 +762,7 @@ static bool settle_rfq(ServerConn *s, char status)
 			s->st_in_xact = false;
 		} else {
 			s->st_sql = s->st_pending_sql;
+			s->st_hash = s->st_pending_hash;
 			s->st_in_xact = status == 'T';
 			s->st_spoiled = false;
 		}

@@ -149,6 +149,7 @@ static void build_state(Tenant *t, const Config *cfg)
 	retire((void *)t->state_sql, NULL);
 	retire((void *)t->state_msgs, NULL);
 	t->state_sql = (const char *)sql.data;
+	t->state_hash = hash_name(t->state_sql, strlen(t->state_sql));
 	t->state_msgs = msgs.data;
 	t->state_msgs_len = msgs.len;
 }
