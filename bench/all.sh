@@ -82,7 +82,7 @@ show() { if [ -n "${1:-}" ]; then echo "$1"; else echo "-"; fi; }
 
 ROWS=()
 row() { # figure target pgtenant pgbouncer direct ratio met
-	ROWS+=("$(printf '%-44s|%-24s|%12s|%12s|%12s|%12s|%4s' "$1" "$2" "$(show "$3")" "$(show "$4")" "$(show "$5")" "$(show "$6")" "$7")")
+	ROWS+=("$(printf '%-44s|%-24s|%15s|%15s|%10s|%10s|%4s' "$1" "$2" "$(show "$3")" "$(show "$4")" "$(show "$5")" "$(show "$6")" "$7")")
 }
 
 # CPU per transaction, -S 10 clients
@@ -132,7 +132,7 @@ row "$(show "$(get idle.active.held)") held + $(show "$(get idle.active.clients)
 
 out ""
 out_header "pgtenant performance targets (make bench)"
-hdr=$(printf '%-44s|%-24s|%12s|%12s|%12s|%12s|%4s' figure target pgtenant pgbouncer direct ratio met)
+hdr=$(printf '%-44s|%-24s|%15s|%15s|%10s|%10s|%4s' figure target pgtenant pgbouncer direct ratio met)
 out "$hdr"
 out "$(printf '%s' "$hdr" | tr -c '|\n' -)"
 for l in "${ROWS[@]}"; do out "$l"; done
@@ -140,8 +140,11 @@ if [ -n "$SYSCOST" ]; then
 	out ""
 	out "Kernel CPU per operation on this machine (bench/syscost.c, ns): $(tr '\n' ' ' <<<"$SYSCOST")"
 	out "(a null syscall; 64 bytes sent and received over loopback TCP and over a unix socket pair;"
-	out "a round trip between two processes over TCP, both sides, wake-ups included). A pooler"
-	out "makes two such sends and two receives per transaction, whatever its user-space logic."
+	out "a round trip between two processes over TCP, both sides, wake-ups included, on two CPUs and"
+	out "on one). A pooler makes two sends and two receives per transaction whatever its logic, and"
+	out "each send wakes a process: where that lands on an idle CPU, the waker pays the difference"
+	out "between the last two figures (an interrupt between virtual CPUs) - the load-dependent part"
+	out "of every pooler's CPU per transaction here."
 fi
 out ""
 out "ratio: pgtenant over PgBouncer (pgb) or over direct (dir). PgBouncer is $PGB_VERSION; a '-' is a"

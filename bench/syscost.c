@@ -10,12 +10,19 @@
  *   tcp_pingpong a 64-byte round trip between two processes over loopback TCP,
  *                each blocking in epoll_wait: per round trip, the CPU time of
  *                both processes together (two sends, two recvs, two sleeps and
- *                wake-ups), as a proxy pays on each side of a transaction
+ *                wake-ups), as a proxy pays on each side of a transaction. On an
+ *                otherwise idle machine each wake-up lands on an idle CPU: in a
+ *                virtual machine that is an interrupt between virtual CPUs, and
+ *                the waker pays for it
+ *   tcp_pingpong_1cpu  the same with both processes on one CPU: no such
+ *                interrupt; the difference is its price
  *
  * Prints "name nanoseconds" lines (CPU time per operation, from getrusage).
  */
 #define _GNU_SOURCE
 #include <arpa/inet.h>
+#include <sched.h>
+#include <stdbool.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
 #include <stdio.h>
@@ -95,11 +102,45 @@ static void echo_loop(int fd, int n, int first)
 	close(ep);
 }
 
+/* a round trip between two processes; one_cpu: both pinned to the first CPU allowed */
+static void pingpong(const char *name, int n, bool one_cpu)
+{
+	int sv[2];
+	double t0;
+	pid_t pid;
+	cpu_set_t old, set;
+
+	sched_getaffinity(0, sizeof(old), &old);
+	if (one_cpu) {
+		int cpu = 0;
+		while (cpu < CPU_SETSIZE && !CPU_ISSET(cpu, &old))
+			cpu++;
+		CPU_ZERO(&set);
+		CPU_SET(cpu, &set);
+		sched_setaffinity(0, sizeof(set), &set);
+	}
+	tcp_pair(sv);
+	t0 = cpu_ns(RUSAGE_SELF) + cpu_ns(RUSAGE_CHILDREN);
+	pid = fork();
+	if (pid < 0)
+		die("fork");
+	if (pid == 0) {
+		close(sv[0]);
+		echo_loop(sv[1], n, 0);
+		_exit(0);
+	}
+	close(sv[1]);
+	echo_loop(sv[0], n, 1);
+	close(sv[0]);
+	waitpid(pid, NULL, 0);
+	printf("%s %.0f\n", name, (cpu_ns(RUSAGE_SELF) + cpu_ns(RUSAGE_CHILDREN) - t0) / n);
+	sched_setaffinity(0, sizeof(old), &old);
+}
+
 int main(int argc, char **argv)
 {
 	int n = argc > 1 ? atoi(argv[1]) : 200000, sv[2];
 	double t0;
-	pid_t pid;
 
 	t0 = cpu_ns(RUSAGE_SELF);
 	for (int i = 0; i < n; i++)
@@ -117,21 +158,8 @@ int main(int argc, char **argv)
 	close(sv[0]);
 	close(sv[1]);
 
-	tcp_pair(sv);
 	n /= 4;
-	t0 = cpu_ns(RUSAGE_SELF) + cpu_ns(RUSAGE_CHILDREN);
-	pid = fork();
-	if (pid < 0)
-		die("fork");
-	if (pid == 0) {
-		close(sv[0]);
-		echo_loop(sv[1], n, 0);
-		_exit(0);
-	}
-	close(sv[1]);
-	echo_loop(sv[0], n, 1);
-	close(sv[0]);
-	waitpid(pid, NULL, 0);
-	printf("tcp_pingpong %.0f\n", (cpu_ns(RUSAGE_SELF) + cpu_ns(RUSAGE_CHILDREN) - t0) / n);
+	pingpong("tcp_pingpong", n, false);
+	pingpong("tcp_pingpong_1cpu", n, true);
 	return 0;
 }

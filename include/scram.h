@@ -50,10 +50,20 @@ typedef struct ScramClient {
 } ScramClient;
 
 /*
- * Server side. secret is plain text (a verifier is derived with a random
- * salt) or a SCRAM-SHA-256$ verifier; an md5 secret cannot be used (false).
+ * Server side. secret is plain text or a SCRAM-SHA-256$ verifier; an md5
+ * secret cannot be used (false). For plain text a verifier is derived with a
+ * salt drawn from the user name and the password under a key random per
+ * process: the same user keeps one salt, as in pg_authid, so its PBKDF2 result
+ * is computed once (see the cache in scram.c), while two users with one
+ * password still get different salts.
  */
-bool scram_server_init(ScramServer *s, const char *secret);
+bool scram_server_init(ScramServer *s, const char *secret, const char *user);
+/*
+ * The plain-text secret an unknown user is challenged with (so that nothing
+ * tells it apart from a known one): stable per user name within the process,
+ * so it costs what a known user's login costs. out gets 64 hex digits.
+ */
+void scram_fake_secret(const char *user, char out[65]);
 /*
  * Channel binding, between scram_server_init and scram_server_first: offered
  * = SCRAM-SHA-256-PLUS was advertised, selected = the client chose it; data is

@@ -68,7 +68,9 @@ struct ServerConn {
 	bool st_spoiled;            /* that transaction rolled back (part of) its work */
 	bool error_seen;            /* ErrorResponse since the last ReadyForQuery */
 	bool rollback_seen;         /* ROLLBACK / PREPARE TRANSACTION tag since the last ReadyForQuery */
-	int inject_swallow;         /* replies of pgtenant's injected Parse/Bind/Execute still to drop */
+	int inject_swallow;         /* replies of the injected Parse/Bind/Execute at the head of the
+				     * unit being answered now, still to drop (marks say which units
+				     * carry one) */
 	bool inject_open;           /* injected; the client's next Query/Sync/FunctionCall closes the unit */
 	bool inject_unsynced;       /* a Query/FunctionCall went out behind an injected SET with no Sync
 				     * after it: nothing more is sent until the SET has completed */
@@ -121,7 +123,7 @@ void server_unit_begin_standalone(ServerConn *s, Client *c);
 void server_unit_end(ServerConn *s, uint8_t type);
 /* A client statement may have changed the tenant state: apply it again before the next unit. */
 void server_state_unknown(ServerConn *s);
-/* ReadyForQuery messages the linked client still waits for (pgtenant's own Syncs not counted). */
+/* ReadyForQuery messages the linked client still waits for (its units sent, not answered). */
 int server_pending_client_rfq(const ServerConn *s);
 /* Detaches the linked client (no state change of either; callers decide what follows). */
 void server_unlink(ServerConn *s);

@@ -615,7 +615,7 @@ static void handle_password_message(Client *c, const uint8_t *body, size_t len)
 		}
 		if (!c->scram)
 			c->scram = xcalloc(1, sizeof(ScramServer));
-		bool ok = scram_server_init(c->scram, ctx->secret);
+		bool ok = scram_server_init(c->scram, ctx->secret, c->user);
 		if (ok) {
 			scram_server_channel_binding(c->scram, cb_len > 0, plus, cb, cb_len);
 			ok = scram_server_first(c->scram, data, n, &out, err, sizeof(err));
@@ -786,13 +786,9 @@ static void handle_startup(Client *c, const uint8_t *body, size_t len)
 	c->pool = NULL;
 	ctx->secret = secret;
 	if (!secret && g_cfg->auth_type != AUTH_TRUST) {
-		/* Unknown user: run the exchange against a random secret so nothing is revealed. */
-		static char fake[33];
-		uint8_t rnd[16];
-		if (!auth_random_bytes(rnd, sizeof(rnd)))
-			memset(rnd, 7, sizeof(rnd));
-		for (int i = 0; i < 16; i++)
-			snprintf(fake + 2 * i, 3, "%02x", rnd[i]);
+		/* Unknown user: run the exchange against a made-up secret so nothing is revealed. */
+		static char fake[65];
+		scram_fake_secret(c->user, fake);
 		ctx->secret = fake;
 		ctx->fake_auth = true;
 	}

@@ -161,14 +161,70 @@ static bool scram_hmac(const uint8_t key[SCRAM_KEY_LEN], const void *data, size_
 	       olen == SCRAM_KEY_LEN;
 }
 
+/* A key random per process: plain-text salts and unknown users' secrets derive from it. */
+static const uint8_t *process_key(void)
+{
+	static uint8_t key[SCRAM_KEY_LEN];
+	static bool have;
+	if (!have) {
+		if (RAND_bytes(key, sizeof(key)) != 1)
+			abort(); /* no randomness: nothing about authentication can be trusted */
+		have = true;
+	}
+	return key;
+}
+
+/*
+ * PBKDF2 is nearly all a SCRAM login costs (4096 rounds of HMAC-SHA256, about a
+ * millisecond), and its inputs repeat: a user's password and salt at each of its
+ * logins, a backend's password and PostgreSQL's salt at each new server
+ * connection. Results are kept in a direct-mapped table keyed by a digest of the
+ * inputs (no password is kept); a slot taken by other inputs is computed again.
+ */
+#define SALTED_CACHE_SLOTS 1024
+static struct {
+	uint8_t key[SCRAM_KEY_LEN];
+	uint8_t salted[SCRAM_KEY_LEN];
+	bool used;
+} salted_cache[SALTED_CACHE_SLOTS];
+
+static bool salted_cache_key(const char *password, size_t plen, const uint8_t *salt, size_t salt_len,
+                             int iterations, uint8_t key[SCRAM_KEY_LEN])
+{
+	uint8_t head[8] = {(uint8_t)(iterations >> 24), (uint8_t)(iterations >> 16), (uint8_t)(iterations >> 8),
+	                   (uint8_t)iterations,         (uint8_t)(salt_len >> 24),   (uint8_t)(salt_len >> 16),
+	                   (uint8_t)(salt_len >> 8),    (uint8_t)salt_len};
+	unsigned int len = 0;
+	EVP_MD_CTX *md = EVP_MD_CTX_new();
+	bool ok = md && EVP_DigestInit_ex(md, EVP_sha256(), NULL) == 1 && EVP_DigestUpdate(md, head, sizeof(head)) == 1 &&
+	          EVP_DigestUpdate(md, salt, salt_len) == 1 && EVP_DigestUpdate(md, password, plen) == 1 &&
+	          EVP_DigestFinal_ex(md, key, &len) == 1 && len == SCRAM_KEY_LEN;
+	EVP_MD_CTX_free(md);
+	return ok;
+}
+
 static bool scram_salted_password(const char *password, const uint8_t *salt, size_t salt_len,
                                   int iterations, uint8_t out[SCRAM_KEY_LEN])
 {
+	uint8_t key[SCRAM_KEY_LEN];
 	size_t plen = strlen(password);
 	if (plen > INT_MAX || salt_len > INT_MAX || iterations < 1)
 		return false;
-	return PKCS5_PBKDF2_HMAC(password, (int)plen, salt, (int)salt_len, iterations, EVP_sha256(),
-	                         SCRAM_KEY_LEN, out) == 1;
+	bool keyed = salted_cache_key(password, plen, salt, salt_len, iterations, key);
+	unsigned slot = ((unsigned)key[0] | (unsigned)key[1] << 8) % SALTED_CACHE_SLOTS;
+	if (keyed && salted_cache[slot].used && CRYPTO_memcmp(salted_cache[slot].key, key, SCRAM_KEY_LEN) == 0) {
+		memcpy(out, salted_cache[slot].salted, SCRAM_KEY_LEN);
+		return true;
+	}
+	if (PKCS5_PBKDF2_HMAC(password, (int)plen, salt, (int)salt_len, iterations, EVP_sha256(), SCRAM_KEY_LEN,
+	                      out) != 1)
+		return false;
+	if (keyed) {
+		memcpy(salted_cache[slot].key, key, SCRAM_KEY_LEN);
+		memcpy(salted_cache[slot].salted, out, SCRAM_KEY_LEN);
+		salted_cache[slot].used = true;
+	}
+	return true;
 }
 
 /* SaltedPassword -> StoredKey and ServerKey. */
@@ -390,7 +446,36 @@ bool scram_verify_password(const char *verifier, const char *password)
 
 /* ---- server side ---- */
 
-bool scram_server_init(ScramServer *s, const char *secret)
+/* HMAC under the process key of a label, a NUL, a and b. */
+static bool process_hmac(const char *label, const char *a, const char *b, uint8_t out[SCRAM_KEY_LEN])
+{
+	size_t la = strlen(label) + 1, lu = strlen(a) + 1, lb = strlen(b);
+	char *msg = malloc(la + lu + lb);
+	if (!msg)
+		return false;
+	memcpy(msg, label, la);
+	memcpy(msg + la, a, lu);
+	memcpy(msg + la + lu, b, lb);
+	bool ok = scram_hmac(process_key(), msg, la + lu + lb, out);
+	OPENSSL_cleanse(msg, la + lu + lb);
+	free(msg);
+	return ok;
+}
+
+void scram_fake_secret(const char *user, char out[65])
+{
+	static const char hex[] = "0123456789abcdef";
+	uint8_t mac[SCRAM_KEY_LEN];
+	if (!process_hmac("pgtenant unknown user", user, "", mac) && RAND_bytes(mac, sizeof(mac)) != 1)
+		memset(mac, 7, sizeof(mac));
+	for (int i = 0; i < SCRAM_KEY_LEN; i++) {
+		out[2 * i] = hex[mac[i] >> 4];
+		out[2 * i + 1] = hex[mac[i] & 15];
+	}
+	out[64] = '\0';
+}
+
+bool scram_server_init(ScramServer *s, const char *secret, const char *user)
 {
 	memset(s, 0, sizeof(*s));
 	s->step = SCRAM_STEP_FAILED;
@@ -407,12 +492,12 @@ bool scram_server_init(ScramServer *s, const char *secret)
 		if (strlen(secret) == 35 && strncmp(secret, "md5", 3) == 0 &&
 		    strspn(secret + 3, "0123456789abcdefABCDEF") == 32)
 			return false;
-		uint8_t salted[SCRAM_KEY_LEN];
+		uint8_t salted[SCRAM_KEY_LEN], mac[SCRAM_KEY_LEN];
 		s->iterations = SCRAM_DEFAULT_ITERATIONS;
 		s->salt_len = SCRAM_SALT_LEN;
-		bool ok = scram_random(s->salt, SCRAM_SALT_LEN) &&
-		          scram_salted_password(secret, s->salt, SCRAM_SALT_LEN, s->iterations,
-		                                salted) &&
+		bool ok = process_hmac("pgtenant scram salt", user ? user : "", secret, mac);
+		memcpy(s->salt, mac, SCRAM_SALT_LEN);
+		ok = ok && scram_salted_password(secret, s->salt, SCRAM_SALT_LEN, s->iterations, salted) &&
 		          scram_derive_keys(salted, s->stored_key, s->server_key);
 		OPENSSL_cleanse(salted, sizeof(salted));
 		if (!ok)

@@ -677,6 +677,17 @@ static void mark_pop(ServerConn *s)
 
 /* The same text may sit at another address (a reload, tenants sharing a state): the
  * hash settles most comparisons without touching either string. */
+/*
+ * The unit whose replies come next (ordinal rfq_recv + 1) starts with an injected
+ * SET: its ParseComplete, BindComplete and CommandComplete are pgtenant's. Counted per
+ * unit, by position: several units may be in flight with a SET each, and a client's
+ * own replies must never be taken for one of them.
+ */
+static void inject_arm(ServerConn *s)
+{
+	s->inject_swallow = s->n_marks && s->marks[0].ordinal == s->rfq_recv + 1 ? 3 : 0;
+}
+
 static bool state_in_force(const ServerConn *s, const Tenant *t)
 {
 	return s->st_inflight == 0 && s->st_sql &&
@@ -691,11 +702,14 @@ void server_unit_begin(ServerConn *s, Client *c, uint8_t type)
 	if (!t->state_sql || state_in_force(s, t))
 		return;
 	buf_append(&s->conn.out, t->state_msgs, t->state_msgs_len);
-	s->inject_swallow += 3;
 	s->st_inflight++;
 	s->st_pending_sql = t->state_sql;
 	s->st_pending_hash = t->state_hash;
 	s->inject_open = true;
+	/* the unit's ReadyForQuery will be the next one counted in server_unit_end */
+	mark_push(s, s->rfq_sent + 1, MARK_INJECT_END);
+	if (s->rfq_sent == s->rfq_recv)
+		inject_arm(s);
 }
 
 void server_unit_begin_standalone(ServerConn *s, Client *c)
@@ -707,7 +721,6 @@ void server_unit_begin_standalone(ServerConn *s, Client *c)
 		return;
 	buf_append(&s->conn.out, t->state_msgs, t->state_msgs_len);
 	buf_append(&s->conn.out, sync_msg, sizeof(sync_msg));
-	s->inject_swallow += 3;
 	s->st_inflight++;
 	s->st_pending_sql = t->state_sql;
 	s->st_pending_hash = t->state_hash;
@@ -717,6 +730,8 @@ void server_unit_begin_standalone(ServerConn *s, Client *c)
 	s->expect_rfq++;
 	prep_server_sent_sync(s);
 	mark_push(s, s->rfq_sent, MARK_INJECT_OWN);
+	if (s->rfq_sent == s->rfq_recv + 1)
+		inject_arm(s);
 	s->hold = true;
 	s->hold_failed = false;
 }
@@ -732,7 +747,6 @@ void server_unit_end(ServerConn *s, uint8_t type)
 	if (!s->inject_open)
 		return;
 	s->inject_open = false;
-	mark_push(s, s->rfq_sent, MARK_INJECT_END);
 	if (type != 'S')
 		s->inject_unsynced = true;
 }
@@ -946,11 +960,10 @@ again:
 			}
 			if (s->inject_swallow > 0) {
 				/* The state SET itself failed: PostgreSQL skips the client's unit up to
-				 * its Sync. Three replies are swallowed per injection; the rest of this
-				 * one's will not come, the next injection's (if any) will. */
-				s->inject_swallow -= (s->inject_swallow - 1) % 3 + 1;
-				if (s->inject_unsynced && s->inject_swallow == 0) {
-					/* the unit was a Query with no Sync: the one sent now ends it */
+				 * its Sync, and when the unit is the Query sent with none (always the
+				 * last one sent), pgtenant sends it now. */
+				s->inject_swallow = 0;
+				if (s->inject_unsynced && s->rfq_recv + 1 == s->rfq_sent) {
 					s->inject_unsynced = false;
 					send_sync = true;
 				}
@@ -976,8 +989,8 @@ again:
 			break;
 		case 'C':
 			if (s->inject_swallow > 0 && !drop) {
-				/* a SET completed; after the last one, what was held back may follow */
-				if (--s->inject_swallow == 0 && s->inject_unsynced) {
+				/* the SET completed; behind a Query without Sync, what was held back may follow */
+				if (--s->inject_swallow == 0 && s->inject_unsynced && s->rfq_recv + 1 == s->rfq_sent) {
 					s->inject_unsynced = false;
 					resume = s->unsynced_paused;
 					s->unsynced_paused = false;
@@ -1011,8 +1024,9 @@ again:
 				s->timeout_cancel = false;
 			if (!settle_rfq(s, s->tx_status))
 				drop = true;
+			inject_arm(s);
 			if (s->inject_unsynced && s->expect_rfq == 0) {
-				/* (the SET's completion was not seen: dropped with no client) */
+				/* defensive: the unit ended without its SET's completion counted */
 				s->inject_unsynced = false;
 				resume = s->unsynced_paused;
 				s->unsynced_paused = false;

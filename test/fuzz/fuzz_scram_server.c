@@ -26,7 +26,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	size_t first_len, final_len, sub_len;
 	char *out = NULL, err[256];
 
-	FUZZ_ASSERT(scram_server_init(&s, fuzz_verifier));
+	FUZZ_ASSERT(scram_server_init(&s, fuzz_verifier, "u"));
 	fuzz_split(data, size, &first, &first_len, &final, &final_len);
 	err[0] = '\0';
 	if (!scram_server_first(&s, first, first_len, &out, err, sizeof(err))) {

@@ -408,6 +408,47 @@ def test_a_state_set_that_fails_errors_each_statement_and_leaves_the_connection_
         assert conn.execute("select %s::int", [6]).fetchone() == (6,)
 
 
+def test_pipelined_units_after_a_switch_get_only_their_own_replies_when_one_fails(
+        pg, pgtenant):
+    """A client that pipelines several extended-protocol units on a server
+    connection that changes tenant gets the state SET in front of each unit
+    until the first is confirmed. When a unit's own statement fails, the SETs
+    of the units behind it still run and their replies must still be pgtenant's
+    to drop: the client sees exactly what PostgreSQL would send it."""
+    make_schemas(pg, ["s_acme", "s_globex"])
+    p = pgtenant(backends={"main": backend(pg, pool_size=1)},
+                 tenants={"acme": schema_tenant("acme"), "globex": schema_tenant("globex")})
+    with p.raw(dbname="globex") as c:
+        assert c.query("select current_schema()") == [["s_globex"]]
+    unit = lambda sql: (pgt.ext_parse(sql) + pgt.ext_bind() + pgt.ext_describe_portal() +
+                        pgt.ext_execute() + pgt.ext_sync())
+    pipeline = (unit("select 1/0") + unit("select current_schema()") +
+                unit("select 'x'::int") + unit("select current_schema()"))
+
+    def replies(c):
+        got = []
+        while got.count(b"Z") < 4:
+            t, body = c.recv_msg()
+            if t == b"D":
+                assert body[6:].decode() in ("s_acme", "public"), body
+            if t != b"N":
+                got.append(t)
+        return got
+
+    direct = pgt.RawConn(pg.port)
+    direct.startup("app", "appdb", pgt.APP_PASSWORD)
+    try:
+        direct.send(pipeline)
+        want = replies(direct)
+    finally:
+        direct.close()
+    assert want.count(b"E") == 2 and want.count(b"D") == 2, want
+    with p.raw(dbname="acme") as c:  # the one server connection now switches to acme
+        c.send(pipeline)
+        assert replies(c) == want
+        assert c.query("select current_schema()") == [["s_acme"]]
+
+
 def test_tenant_state_is_set_once_per_switch_not_per_statement(pg, pgtenant):
     role, password = "logapp", "logpass"
     make_role(pg, role, password)

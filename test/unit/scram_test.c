@@ -89,7 +89,7 @@ static bool run_exchange(const char *secret, const char *password, char *err)
 	bool ok = false;
 
 	err[0] = '\0';
-	if (!scram_server_init(&s, secret)) {
+	if (!scram_server_init(&s, secret, "u")) {
 		strcpy(err, "server_init");
 		return false;
 	}
@@ -229,6 +229,41 @@ static void test_round_trip_accepts_right_password_only(void)
 	free(rfc_verifier);
 }
 
+/* Plain-text secrets: one salt per user (its PBKDF2 result is then cached), never
+ * one per password, so two users sharing a password cannot be told apart by it. */
+static void test_plain_text_salt_is_stable_per_user_not_per_password(void)
+{
+	ScramServer a, b, c;
+	CHECK(scram_server_init(&a, "secret", "alice"));
+	CHECK(scram_server_init(&b, "secret", "alice"));
+	CHECK(scram_server_init(&c, "secret", "bob"));
+	CHECK(a.salt_len == 16 && b.salt_len == 16 && c.salt_len == 16);
+	CHECK(memcmp(a.salt, b.salt, 16) == 0);
+	CHECK(memcmp(a.stored_key, b.stored_key, SCRAM_KEY_LEN) == 0);
+	CHECK(memcmp(a.salt, c.salt, 16) != 0);
+	CHECK(memcmp(a.stored_key, c.stored_key, SCRAM_KEY_LEN) != 0);
+	scram_server_free(&a);
+	scram_server_free(&b);
+	scram_server_free(&c);
+	/* the cached result is the right one: a login goes through twice, a wrong password not */
+	for (int i = 0; i < 2; i++) {
+		char err[256];
+		CHECK_MSG(run_exchange("cached secret", "cached secret", err), "round %d: %s", i, err);
+		CHECK(!run_exchange("cached secret", "cached secreT", err));
+	}
+}
+
+static void test_fake_secret_is_stable_per_user(void)
+{
+	char x[65], y[65], z[65];
+	scram_fake_secret("nobody", x);
+	scram_fake_secret("nobody", y);
+	scram_fake_secret("somebody", z);
+	CHECK(strlen(x) == 64 && strspn(x, "0123456789abcdef") == 64);
+	CHECK(strcmp(x, y) == 0);
+	CHECK(strcmp(x, z) != 0);
+}
+
 static void test_server_init_refuses_unusable_secrets(void)
 {
 	static const char *bad[] = {
@@ -239,12 +274,12 @@ static void test_server_init_refuses_unusable_secrets(void)
 	};
 	for (size_t i = 0; i < ARRAY_SIZE(bad); i++) {
 		ScramServer s;
-		CHECK_MSG(!scram_server_init(&s, bad[i]), "case %zu", i);
+		CHECK_MSG(!scram_server_init(&s, bad[i], "u"), "case %zu", i);
 		scram_server_free(&s);
 	}
 	/* "md5" + 31 hex is a plain password, as in PostgreSQL */
 	ScramServer s;
-	CHECK(scram_server_init(&s, "md5132ecbcbfa11be529b63ea4c4e73405"));
+	CHECK(scram_server_init(&s, "md5132ecbcbfa11be529b63ea4c4e73405", "u"));
 	CHECK(s.iterations == SCRAM_DEFAULT_ITERATIONS && s.salt_len == 16);
 	scram_server_free(&s);
 }
@@ -256,7 +291,7 @@ static void test_server_reproduces_rfc7677_example(void)
 	ScramServer s;
 	char *out = NULL, err[256];
 
-	CHECK(scram_server_init(&s, verifier));
+	CHECK(scram_server_init(&s, verifier, "u"));
 	CHECK(server_first_str(&s, "n,," RFC_CLIENT_FIRST_BARE, strlen("n,," RFC_CLIENT_FIRST_BARE),
 	                       &out, err));
 	CHECK(out && strncmp(out, "r=" RFC_CLIENT_NONCE, strlen("r=" RFC_CLIENT_NONCE)) == 0);
@@ -341,7 +376,7 @@ static void test_server_first_rejects_malformed(void)
 		ScramServer s;
 		char *out = NULL, err[256] = "";
 		size_t len = cases[i].len ? cases[i].len : strlen(cases[i].msg);
-		CHECK(scram_server_init(&s, "secret"));
+		CHECK(scram_server_init(&s, "secret", "u"));
 		bool ok = server_first_str(&s, cases[i].msg, len, &out, err);
 		if (!cases[i].err) {
 			CHECK_MSG(ok && out, "case %zu: %s", i, err);
@@ -360,7 +395,7 @@ static void test_server_first_rejects_malformed(void)
 	memcpy(msg, "n,,n=,r=", 8);
 	ScramServer s;
 	char *out = NULL, err[256];
-	CHECK(scram_server_init(&s, "secret"));
+	CHECK(scram_server_init(&s, "secret", "u"));
 	CHECK(!server_first_str(&s, msg, big, &out, err) && out == NULL);
 	scram_server_free(&s);
 	free(msg);
@@ -371,7 +406,7 @@ static void server_at_final(ScramServer *s, char gs2, char *nonce, size_t nsize)
 {
 	char first[64], *out = NULL, err[256];
 	snprintf(first, sizeof(first), "%c,,n=,r=clientnonce", gs2);
-	CHECK(scram_server_init(s, "secret"));
+	CHECK(scram_server_init(s, "secret", "u"));
 	CHECK(server_first_str(s, first, strlen(first), &out, err));
 	snprintf(nonce, nsize, "%s", s->server_nonce);
 	free(out);
@@ -421,7 +456,7 @@ static void test_server_final_rejects_malformed(void)
 
 	ScramServer s;
 	char *out = NULL, err[256];
-	CHECK(scram_server_init(&s, "secret"));
+	CHECK(scram_server_init(&s, "secret", "u"));
 	CHECK(!server_final_str(&s, "c=biws,r=x,p=AAAA", 17, &out, err));
 	CHECK(strstr(err, "unexpected") != NULL);
 	scram_server_free(&s);
@@ -515,7 +550,7 @@ static void test_truncated_messages_never_crash(void)
 	ScramClient c;
 	char *m1, *m2, *m3, *m4, err[256];
 
-	CHECK(scram_server_init(&s, "secret"));
+	CHECK(scram_server_init(&s, "secret", "u"));
 	CHECK(scram_client_first(&c, &m1));
 	CHECK(server_first_str(&s, m1, strlen(m1), &m2, err));
 	CHECK(client_final_str(&c, "secret", m2, strlen(m2), &m3, err));
@@ -525,7 +560,7 @@ static void test_truncated_messages_never_crash(void)
 	for (size_t n = 0; n < strlen(m1); n++) {
 		ScramServer t;
 		char *out = NULL;
-		CHECK(scram_server_init(&t, "secret"));
+		CHECK(scram_server_init(&t, "secret", "u"));
 		accepted += server_first_str(&t, m1, n, &out, err);
 		free(out);
 		scram_server_free(&t);
@@ -569,6 +604,8 @@ int main(void)
 	test_parse_verifier_accepts_only_well_formed();
 	test_round_trip_accepts_right_password_only();
 	test_server_init_refuses_unusable_secrets();
+	test_plain_text_salt_is_stable_per_user_not_per_password();
+	test_fake_secret_is_stable_per_user();
 	test_server_reproduces_rfc7677_example();
 	test_client_reproduces_rfc7677_example();
 	test_server_first_rejects_malformed();
