@@ -211,7 +211,7 @@ static bool scram_salted_password(const char *password, const uint8_t *salt, siz
 	if (plen > INT_MAX || salt_len > INT_MAX || iterations < 1)
 		return false;
 	bool keyed = salted_cache_key(password, plen, salt, salt_len, iterations, key);
-	unsigned slot = ((unsigned)key[0] | (unsigned)key[1] << 8) % SALTED_CACHE_SLOTS;
+	unsigned slot = keyed ? ((unsigned)key[0] | (unsigned)key[1] << 8) % SALTED_CACHE_SLOTS : 0;
 	if (keyed && salted_cache[slot].used && CRYPTO_memcmp(salted_cache[slot].key, key, SCRAM_KEY_LEN) == 0) {
 		memcpy(out, salted_cache[slot].salted, SCRAM_KEY_LEN);
 		return true;
