@@ -54,6 +54,7 @@ typedef struct BackendConf {
 	char *user;      /* NULL: the authenticated client user */
 	char *password;  /* NULL: from auth_file */
 	int pool_size;   /* -1 until resolved: default_pool_size */
+	bool pool_size_inherited; /* resolved from default_pool_size: a console SET of it applies */
 	int min_pool_size;
 	HostPort *replicas;
 	int n_replicas;

@@ -1171,7 +1171,9 @@ static ExecResult exec_set(ExecCtx *x, const Tok *toks, int ntoks)
 		snprintf(msg, sizeof(msg), "invalid value for %s: %s", k->name, err);
 		return fail(x, "22023", msg, NULL);
 	}
-	tenant_resolve_all(g_cfg); /* settings tenants resolved from the globals */
+	/* settings backends and tenants resolved from the globals */
+	pool_backends_build(g_cfg);
+	tenant_resolve_all(g_cfg);
 	return done(x, "SET");
 }
 

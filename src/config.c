@@ -1720,8 +1720,10 @@ static void validate(LoadState *st)
 	/* backends first: tenants' pool sizes depend on them */
 	for (int i = 0; i < cfg->n_backends; i++) {
 		BackendConf *b = &cfg->backends[i];
-		if (b->pool_size < 0)
+		if (b->pool_size < 0) {
 			b->pool_size = cfg->default_pool_size;
+			b->pool_size_inherited = true;
+		}
 		for (int r = 0; r < b->n_replicas; r++)
 			if (b->replicas[r].port == 0)
 				b->replicas[r].port = b->port;
@@ -1982,11 +1984,24 @@ bool config_set_global(Config *cfg, const char *name, const char *value, char *e
 		}
 	}
 	global_check(&trial, set_report, &rep);
+	/* backends without a pool_size of their own follow default_pool_size */
+	bool pool_default = strcmp(k->name, "default_pool_size") == 0;
+	for (int i = 0; pool_default && !rep.failed && i < cfg->n_backends; i++) {
+		const BackendConf *b = &cfg->backends[i];
+		if (b->pool_size_inherited && b->min_pool_size > trial.default_pool_size) {
+			snprintf(err, errlen, "backend \"%s\": min_pool_size %d is larger than %d", b->name,
+			         b->min_pool_size, trial.default_pool_size);
+			rep.failed = true;
+		}
+	}
 	if (rep.failed) {
 		value_free(k, &v);
 		return false;
 	}
 	value_store(k, cfg, &v);
+	for (int i = 0; pool_default && i < cfg->n_backends; i++)
+		if (cfg->backends[i].pool_size_inherited)
+			cfg->backends[i].pool_size = cfg->default_pool_size;
 	return true;
 }
 

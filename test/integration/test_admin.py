@@ -504,6 +504,28 @@ def test_set_of_tenant_pool_size_and_pool_mode_applies_to_running_tenants(pgtena
             assert a.execute("select pg_backend_pid()").fetchone()[0] == pid
 
 
+def test_set_of_default_pool_size_resizes_backends_that_inherit_it(pgtenant):
+    """A backend with no pool_size of its own follows default_pool_size, also when
+    the console changes it (database-mode tenants take their backend's size)."""
+    p = start(pgtenant, {"query_wait_timeout": "1s"})
+    psql(p, "SET default_pool_size = 1")
+    _, rows = psql_rows(p, "SHOW TENANTS")
+    assert row_for(rows, "tenant", "acme")["pool_size"] == "1"
+    with p.connect(dbname="acme", autocommit=False) as a, p.connect(dbname="globex") as b:
+        a.execute("select 1")  # holds the backend's only server connection
+        with pytest.raises(psycopg.Error) as ei:
+            b.execute("select 2")  # another tenant, same backend: the pool is full
+        assert ei.value.sqlstate == "53300", ei.value
+        a.commit()
+        assert b.execute("select 3").fetchone() == (3,)
+    psql(p, "SET default_pool_size = 3")
+    _, rows = psql_rows(p, "SHOW TENANTS")
+    assert row_for(rows, "tenant", "acme")["pool_size"] == "3"
+    with p.connect(dbname="acme", autocommit=False) as a, p.connect(dbname="globex") as b:
+        a.execute("select 1")
+        assert b.execute("select 4").fetchone() == (4,)
+
+
 def test_set_changes_a_reloadable_key_and_refuses_others(pgtenant):
     p = start(pgtenant)
     res = psql(p, "SET query_wait_timeout = 7s")

@@ -944,6 +944,31 @@ static void test_set_global_changes_only_reloadable_keys(void)
 	config_free(cfg);
 }
 
+/* Backends without a pool_size follow default_pool_size, also when it is SET. */
+static void test_set_default_pool_size_reaches_inheriting_backends(void)
+{
+	Config *cfg;
+	char err[256];
+
+	write_file("setpool.ini", "[pgtenant]\ntenant_users = *\ndefault_pool_size = 10\n"
+	                          "[backend a]\nhost = 127.0.0.1\nmin_pool_size = 2\n"
+	                          "[backend b]\nhost = 127.0.0.1\npool_size = 7\n"
+	                          "[tenant t]\nmode = database\nbackend = a\n");
+	cfg = load_good("setpool.ini");
+	if (!cfg)
+		return;
+	CHECK(cfg->backends[0].pool_size == 10 && cfg->backends[1].pool_size == 7);
+	CHECK(config_set_global(cfg, "default_pool_size", "4", err, sizeof(err)));
+	CHECK(cfg->backends[0].pool_size == 4);
+	CHECK(cfg->backends[1].pool_size == 7); /* its own setting stays */
+	CHECK(config_tenant_pool_size(cfg, &cfg->tenants[0]) == 4);
+	/* below the inheriting backend's min_pool_size: refused, nothing changes */
+	CHECK(!config_set_global(cfg, "default_pool_size", "1", err, sizeof(err)));
+	CHECK(strstr(err, "min_pool_size") != NULL);
+	CHECK(cfg->default_pool_size == 4 && cfg->backends[0].pool_size == 4);
+	config_free(cfg);
+}
+
 static bool under_valgrind(void)
 {
 	const char *p = getenv("LD_PRELOAD");
@@ -1084,6 +1109,7 @@ int main(void)
 	test_duplicate_tenant_across_files_names_both_places();
 	test_reserved_conns_of_a_shared_pool_must_fit();
 	test_set_global_changes_only_reloadable_keys();
+	test_set_default_pool_size_reaches_inheriting_backends();
 	test_ten_thousand_tenants_load_quickly();
 	test_example_file_and_man_page_cover_every_key();
 
