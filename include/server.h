@@ -123,8 +123,6 @@ void server_unit_begin_standalone(ServerConn *s, Client *c);
 void server_unit_end(ServerConn *s, uint8_t type);
 /* A client statement may have changed the tenant state: apply it again before the next unit. */
 void server_state_unknown(ServerConn *s);
-/* ReadyForQuery messages the linked client still waits for (its units sent, not answered). */
-int server_pending_client_rfq(const ServerConn *s);
 /* Detaches the linked client (no state change of either; callers decide what follows). */
 void server_unlink(ServerConn *s);
 /* Runs q (server_reset_query, or ROLLBACK) without a client, swallowing its reply, then pool_server_ready. */

@@ -263,7 +263,7 @@ void server_close(ServerConn *s, const char *reason)
 		char msg[300];
 		snprintf(msg, sizeof(msg), "server connection to backend \"%s\" lost: %s", s->pool->backend->name,
 			 reason ? reason : "closed");
-		int pending = server_pending_client_rfq(s);
+		int pending = s->expect_rfq; /* the client's units sent, not answered */
 		server_unlink(s);
 		client_server_lost(c, msg, pending);
 	}
@@ -658,6 +658,9 @@ typedef struct RfqMark {
 
 enum { MARK_INJECT_END = 1, MARK_INJECT_OWN = 2 };
 
+/* pgtenant's own Sync: after a state SET sent on its own, or ending a skip (server_forward) */
+static const uint8_t sync_msg[5] = {'S', 0, 0, 0, 4};
+
 static void mark_push(ServerConn *s, uint64_t ordinal, uint8_t kind)
 {
 	if (s->n_marks == s->cap_marks) {
@@ -714,7 +717,6 @@ void server_unit_begin(ServerConn *s, Client *c, uint8_t type)
 
 void server_unit_begin_standalone(ServerConn *s, Client *c)
 {
-	static const uint8_t sync_msg[5] = {'S', 0, 0, 0, 4};
 	const Tenant *t = c->tenant;
 
 	if (!t->state_sql || state_in_force(s, t))
@@ -795,11 +797,6 @@ static bool settle_rfq(ServerConn *s, char status)
 	return forward;
 }
 
-int server_pending_client_rfq(const ServerConn *s)
-{
-	return s->expect_rfq;
-}
-
 /* Marks a connection whose state a client statement may have changed. */
 void server_state_unknown(ServerConn *s)
 {
@@ -878,7 +875,6 @@ static bool is_rollback_tag(const uint8_t *body, size_t len)
 
 static void server_forward(ServerConn *s)
 {
-	static const uint8_t sync_msg[5] = {'S', 0, 0, 0, 4};
 	Buf *in = &s->conn.in;
 	bool release = false;
 	bool send_sync = false; /* an injected SET failed ahead of a Query: end the skip */

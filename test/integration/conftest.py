@@ -29,6 +29,16 @@ def pg():
         server.stop()
 
 
+@pytest.fixture(scope="module")
+def pgbench_acme(pg):
+    """pgbench tables (scale 1) in database acme, loaded directly as app."""
+    res = pgt.pgbench({"PGPASSWORD": pgt.APP_PASSWORD},
+                      ["-i", "-s", "1", "-q", "-h", pg.sockdir, "-p", str(pg.port), "-U", "app",
+                       "acme"])
+    assert res.returncode == 0, res.stdout + res.stderr
+    return "acme"
+
+
 @pytest.fixture
 def pgtenant(pg, tmp_path, request):
     """Factory: pgtenant(globals_={...}, backends={...}, tenants={...},

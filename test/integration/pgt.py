@@ -271,6 +271,13 @@ class PgServer:
         return psycopg.connect(host=self.sockdir, port=self.port, dbname=dbname, user=user,
                                connect_timeout=10, **kw)
 
+    def raw(self, dbname="acme", user="app", password=APP_PASSWORD):
+        """A RawConn straight to this server, logged in (the reference for
+        comparing what a client sees through pgtenant)."""
+        c = RawConn(self.port)
+        c.startup(user, dbname, password)
+        return c
+
     def connect_tcp(self, dbname="acme", user="app", password=APP_PASSWORD, **kw):
         """Direct connection over TCP as a normal role, as pgtenant's clients would be."""
         kw.setdefault("autocommit", True)
@@ -714,16 +721,24 @@ def parse_pgbench(out):
     return r
 
 
+def backend_keys(pg, **kw):
+    """The session's PostgreSQL as a `[backend]` section (appdb, role app), with overrides."""
+    b = {"host": "127.0.0.1", "port": pg.port, "dbname": "appdb", "user": "app",
+         "password": APP_PASSWORD}
+    b.update(kw)
+    return b
+
+
 # ---------------------------------------------------------------- sampling
 
-class ServerConnSampler:
-    """Samples, in a thread, how many server connections user has open to
-    dbname (pg_stat_activity through a direct connection); .max is the
-    highest count seen."""
+class PgStatSampler:
+    """Samples, in a thread, a count query (sql with args) on a direct connection
+    every period seconds; .max is the highest count seen, .samples how many
+    were taken, .error what stopped it (reported by the test)."""
 
-    def __init__(self, pg, dbname, user="app", period=0.05):
+    def __init__(self, pg, sql, args, period=0.05):
         import threading
-        self.pg, self.dbname, self.user, self.period = pg, dbname, user, period
+        self.pg, self.sql, self.args, self.period = pg, sql, args, period
         self.max = 0
         self.samples = 0
         self._stop = threading.Event()
@@ -734,11 +749,7 @@ class ServerConnSampler:
         try:
             with self.pg.connect() as c:
                 while not self._stop.is_set():
-                    n = c.execute(
-                        "select count(*) from pg_stat_activity where backend_type = "
-                        "'client backend' and usename = %s and datname = %s",
-                        [self.user, self.dbname]).fetchone()[0]
-                    self.max = max(self.max, n)
+                    self.max = max(self.max, c.execute(self.sql, self.args).fetchone()[0])
                     self.samples += 1
                     self._stop.wait(self.period)
         except Exception as e:  # reported by the test
@@ -751,6 +762,15 @@ class ServerConnSampler:
     def __exit__(self, *a):
         self._stop.set()
         self._thread.join(10)
+
+
+class ServerConnSampler(PgStatSampler):
+    """How many server connections user has open to dbname."""
+
+    def __init__(self, pg, dbname, user="app", period=0.05):
+        super().__init__(pg, "select count(*) from pg_stat_activity where backend_type = "
+                         "'client backend' and usename = %s and datname = %s",
+                         [user, dbname], period)
 
 
 def wait_for(pred, timeout=10, period=0.05, what="condition"):

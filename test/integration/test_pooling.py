@@ -14,16 +14,6 @@ import pytest
 import pgt
 
 
-@pytest.fixture(scope="module")
-def pgbench_acme(pg):
-    """pgbench tables (scale 1) in database acme, loaded directly as app."""
-    res = pgt.pgbench({"PGPASSWORD": pgt.APP_PASSWORD},
-                      ["-i", "-s", "1", "-q", "-h", pg.sockdir, "-p", str(pg.port), "-U", "app",
-                       "acme"])
-    assert res.returncode == 0, res.stdout + res.stderr
-    return "acme"
-
-
 def assert_pgbench_clean(res, expected_processed=None):
     out = res.stdout + res.stderr
     assert res.returncode == 0, f"pgbench exited {res.returncode}:\n{out[-4000:]}"
@@ -278,12 +268,8 @@ def test_extended_protocol_batch_with_error_in_the_middle_matches_direct_connect
         after = conn.query("select 'usable'")
         return msgs, after
 
-    direct = pgt.RawConn(pg.port)
-    direct.startup("app", "acme", pgt.APP_PASSWORD)
-    try:
+    with pg.raw() as direct:
         want = scenario(direct)
-    finally:
-        direct.close()
     assert ("Error", "22012") in want[0] and want[1] == [["usable"]]
     via = p.raw()
     try:
@@ -538,12 +524,8 @@ def test_multi_statement_simple_query_with_error_behaves_like_direct(pg, pgtenan
             ids = [r[0] for r in d.execute("select id from multi_t")]
         return msgs, ids, conn.query("select 'ok'")
 
-    direct = pgt.RawConn(pg.port)
-    direct.startup("app", "acme", pgt.APP_PASSWORD)
-    try:
+    with pg.raw() as direct:
         want = scenario(direct)
-    finally:
-        direct.close()
     via = p.raw()
     try:
         assert scenario(via) == want

@@ -21,16 +21,6 @@ INT4_OID = 23
 TEXT_OID = 25
 
 
-@pytest.fixture(scope="module")
-def pgbench_acme(pg):
-    """pgbench tables (scale 1) in database acme, loaded directly as app."""
-    res = pgt.pgbench({"PGPASSWORD": pgt.APP_PASSWORD},
-                      ["-i", "-s", "1", "-q", "-h", pg.sockdir, "-p", str(pg.port), "-U", "app",
-                       "acme"])
-    assert res.returncode == 0, res.stdout + res.stderr
-    return "acme"
-
-
 def _assert_pgbench_clean(res):
     out = res.stdout + res.stderr
     assert res.returncode == 0, f"pgbench exited {res.returncode}:\n{out[-4000:]}"
@@ -321,12 +311,8 @@ def test_named_parse_skipped_after_an_error_in_its_batch_matches_direct_connecti
             msgs = [m for b in batches for m in pgt.run_batch(conn, b, n_syncs=1)]
         return msgs, conn.query("select 'usable'")
 
-    direct = pgt.RawConn(pg.port)
-    direct.startup("app", "acme", pgt.APP_PASSWORD)
-    try:
+    with pg.raw() as direct:
         want = scenario(direct)
-    finally:
-        direct.close()
     assert ("Error", "22012") in want[0] and ("Error", "26000") in want[0], want
     assert ("DataRow", b"\0\0\0\x03old") in want[0], want
     via = p.raw()

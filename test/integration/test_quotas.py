@@ -18,11 +18,7 @@ ADMIN, ADMIN_PASS = "admin", "adminpass"
 
 # ---------------------------------------------------------------- helpers
 
-def backend(pg, **kw):
-    b = {"host": "127.0.0.1", "port": pg.port, "dbname": "appdb", "user": "app",
-         "password": pgt.APP_PASSWORD}
-    b.update(kw)
-    return b
+backend = pgt.backend_keys  # [backend main]: the session's PostgreSQL, with overrides
 
 
 def schema_tenant(name, **kw):
@@ -72,38 +68,12 @@ def show_tenants(p):
         return {r["tenant"]: r for r in c.query_dicts("SHOW TENANTS")}
 
 
-class ActiveSampler:
+def active_sampler(pg, marker):
     """Samples in a thread how many server backends are running a query that
     carries marker; .max is the highest count seen."""
-
-    def __init__(self, pg, marker, period=0.03):
-        self.pg, self.marker, self.period = pg, marker, period
-        self.max = 0
-        self.samples = 0
-        self.error = None
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._run, daemon=True)
-
-    def _run(self):
-        try:
-            with self.pg.connect() as c:
-                while not self._stop.is_set():
-                    n = c.execute("select count(*) from pg_stat_activity where state = 'active' "
-                                  "and pid <> pg_backend_pid() and position(%s in query) > 0",
-                                  [self.marker]).fetchone()[0]
-                    self.max = max(self.max, n)
-                    self.samples += 1
-                    self._stop.wait(self.period)
-        except Exception as e:
-            self.error = e
-
-    def __enter__(self):
-        self._thread.start()
-        return self
-
-    def __exit__(self, *a):
-        self._stop.set()
-        self._thread.join(10)
+    return pgt.PgStatSampler(pg, "select count(*) from pg_stat_activity where state = 'active' "
+                             "and pid <> pg_backend_pid() and position(%s in query) > 0",
+                             [marker], period=0.03)
 
 
 def run_threads(targets, timeout=90):
@@ -156,7 +126,7 @@ def test_tenant_pool_size_caps_its_server_connections_while_others_still_run(
     t_other = threading.Thread(target=other, daemon=True)
     t_other.start()
     t0 = time.monotonic()
-    with ActiveSampler(pg, "q-small") as sampler:
+    with active_sampler(pg, "q-small") as sampler:
         run_threads([lambda i=i: small(i) for i in range(20)])
     elapsed = time.monotonic() - t0
     small_done.set()
@@ -323,7 +293,7 @@ def test_reserved_conns_stay_available_while_another_tenant_saturates_the_pool(
         except Exception as e:
             problems.append(f"hog: {e}")
 
-    with ActiveSampler(pg, "q-hog") as sampler, pgt.ServerConnSampler(pg, "appdb") as total:
+    with active_sampler(pg, "q-hog") as sampler, pgt.ServerConnSampler(pg, "appdb") as total:
         threads = [threading.Thread(target=hog, daemon=True) for _ in range(10)]
         for t in threads:
             t.start()

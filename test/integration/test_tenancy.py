@@ -18,12 +18,7 @@ import pgt
 # ---------------------------------------------------------------- helpers
 
 
-def backend(pg, **kw):
-    """The session's PostgreSQL as `[backend main]` (appdb, role app), with overrides."""
-    b = {"host": "127.0.0.1", "port": pg.port, "dbname": "appdb", "user": "app",
-         "password": pgt.APP_PASSWORD}
-    b.update(kw)
-    return b
+backend = pgt.backend_keys  # [backend main]: the session's PostgreSQL, with overrides
 
 
 def schema_tenant(name, **kw):
@@ -435,13 +430,9 @@ def test_pipelined_units_after_a_switch_get_only_their_own_replies_when_one_fail
                 got.append(t)
         return got
 
-    direct = pgt.RawConn(pg.port)
-    direct.startup("app", "appdb", pgt.APP_PASSWORD)
-    try:
+    with pg.raw("appdb") as direct:
         direct.send(pipeline)
         want = replies(direct)
-    finally:
-        direct.close()
     assert want.count(b"E") == 2 and want.count(b"D") == 2, want
     with p.raw(dbname="acme") as c:  # the one server connection now switches to acme
         c.send(pipeline)
