@@ -32,11 +32,7 @@ def pg():
 @pytest.fixture(scope="module")
 def pgbench_acme(pg):
     """pgbench tables (scale 1) in database acme, loaded directly as app."""
-    res = pgt.pgbench({"PGPASSWORD": pgt.APP_PASSWORD},
-                      ["-i", "-s", "1", "-q", "-h", pg.sockdir, "-p", str(pg.port), "-U", "app",
-                       "acme"])
-    assert res.returncode == 0, res.stdout + res.stderr
-    return "acme"
+    return pgt.pgbench_init(pg, "acme")
 
 
 @pytest.fixture

@@ -699,6 +699,14 @@ def startup_error(port, user, dbname, password="", params=None):
 
 # ---------------------------------------------------------------- pgbench
 
+def pgbench_init(pg, dbname):
+    """pgbench tables (scale 1) in dbname, loaded directly as app; returns dbname."""
+    res = pgbench({"PGPASSWORD": APP_PASSWORD},
+                  ["-i", "-s", "1", "-q", "-h", pg.sockdir, "-p", str(pg.port), "-U", "app", dbname])
+    assert res.returncode == 0, res.stdout + res.stderr
+    return dbname
+
+
 def pgbench(env, args, timeout=180):
     res = run([os.path.join(PG_BIN, "pgbench")] + args, timeout=timeout, env=env)
     return res

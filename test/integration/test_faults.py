@@ -148,11 +148,7 @@ class Bystander:
 @pytest.fixture(scope="module")
 def pgbench_appdb(pg):
     """pgbench tables (scale 1) in appdb, loaded directly as app."""
-    res = pgt.pgbench({"PGPASSWORD": pgt.APP_PASSWORD},
-                      ["-i", "-s", "1", "-q", "-h", pg.sockdir, "-p", str(pg.port), "-U", "app",
-                       "appdb"])
-    assert res.returncode == 0, res.stdout + res.stderr
-    return "appdb"
+    return pgt.pgbench_init(pg, "appdb")
 
 
 # ---------------------------------------------------------------- server connections killed
