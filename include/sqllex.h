@@ -81,6 +81,8 @@ typedef enum {
 #define SQLF_READ_ONLY_TX 0x0020  /* BEGIN READ ONLY / START TRANSACTION READ ONLY / SET TRANSACTION READ ONLY */
 #define SQLF_SERIALIZABLE 0x0040  /* ISOLATION LEVEL SERIALIZABLE anywhere */
 #define SQLF_SHOW 0x0080          /* SHOW statement */
+#define SQLF_DEALLOCATE 0x0100    /* DEALLOCATE [PREPARE] name */
+#define SQLF_DEALLOCATE_ALL 0x0200 /* DEALLOCATE ALL or DISCARD ALL: every prepared statement of the session goes */
 
 typedef struct SqlInfo {
 	unsigned flags;

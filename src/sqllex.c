@@ -400,6 +400,7 @@ enum {
 	KW_COMMIT,
 	KW_CONSTRAINTS,
 	KW_CREATE,
+	KW_DEALLOCATE,
 	KW_DECLARE,
 	KW_DELETE,
 	KW_DISCARD,
@@ -526,7 +527,7 @@ static const SqlKeyword sql_keywords[] = {
         {"current_time", KW_OTHER, KWF_NOFUNC},
         {"current_timestamp", KW_OTHER, KWF_NOFUNC},
         {"current_user", KW_OTHER, KWF_NOFUNC},
-        {"deallocate", KW_OTHER, KWF_STMT},
+        {"deallocate", KW_DEALLOCATE, KWF_STMT},
         {"dec", KW_OTHER, KWF_NOFUNC},
         {"decimal", KW_OTHER, KWF_NOFUNC},
         {"declare", KW_DECLARE, KWF_STMT},
@@ -1272,7 +1273,14 @@ static void stmt_begin(Analyzer *an, Stmt *st, const Tok *first)
 	case KW_DISCARD:
 		tok_next(&p, &t);
 		if (t.kw == KW_ALL)
-			st->flags |= SQLF_RESETS_STATE;
+			st->flags |= SQLF_RESETS_STATE | SQLF_DEALLOCATE_ALL;
+		break;
+	case KW_DEALLOCATE:
+		/* DEALLOCATE [PREPARE] name | ALL: the session's prepared statements are pgtenant's too */
+		tok_next(&p, &t);
+		if (t.kw == KW_PREPARE)
+			tok_next(&p, &t);
+		st->flags |= t.kw == KW_ALL ? SQLF_DEALLOCATE_ALL : SQLF_DEALLOCATE;
 		break;
 	case KW_CREATE:
 		stmt_head_create(st, &p);

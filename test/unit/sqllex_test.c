@@ -351,7 +351,13 @@ static const struct {
         /* resets */
         {"DISCARD ALL", SQLF_RESETS_STATE, SQLF_STATE_UNKNOWN},
         {"RESET ALL", SQLF_RESETS_STATE, SQLF_SESSION_STATE},
-        {"discard plans", 0, SQLF_RESETS_STATE},
+        {"discard plans", 0, SQLF_RESETS_STATE | SQLF_DEALLOCATE_ALL},
+        {"DISCARD ALL", SQLF_DEALLOCATE_ALL, SQLF_DEALLOCATE},
+        {"deallocate all", SQLF_DEALLOCATE_ALL, SQLF_DEALLOCATE},
+        {"DEALLOCATE PREPARE ALL", SQLF_DEALLOCATE_ALL, 0},
+        {"deallocate s1", SQLF_DEALLOCATE, SQLF_DEALLOCATE_ALL},
+        {"select 1; deallocate prepare \"S1\"", SQLF_DEALLOCATE, SQLF_DEALLOCATE_ALL},
+        {"select 'deallocate all'", 0, SQLF_DEALLOCATE | SQLF_DEALLOCATE_ALL},
         /* session state */
         {"CREATE TEMP TABLE t (a int)", SQLF_SESSION_STATE, 0},
         {"CREATE TEMPORARY TABLE t AS SELECT 1", SQLF_SESSION_STATE, 0},
