@@ -86,6 +86,7 @@ struct Client {
 	bool prep_skip;      /* a Parse was refused: drop messages up to (not including) Sync */
 	bool console;        /* dbname = admin_db */
 	bool console_admin;  /* in admin_users (else stats_users: SHOW only) */
+	bool server_fatal_sent; /* the server's own FATAL was passed on: nothing more to say when it goes */
 
 	char user[64]; /* the user that authenticated (tenant suffix removed) */
 	char addr[48]; /* peer address as text (INET6_ADDRSTRLEN), or "unix" */
@@ -102,12 +103,10 @@ void client_accept(int fd);
 void client_resume(Client *c);
 /* A waiting client's replica went away: route its batch again. */
 void client_resume_routing(Client *c);
-/* The state applied ahead of a held statement is in force (or failed: the statement is dropped). */
-void client_hold_done(Client *c, bool failed);
 /* The pool could not give a server in time: error the pending batch, session goes on. */
 void client_wait_failed(Client *c, const char *sqlstate, const char *msg);
-/* The server under this client died: error, then the session goes on without it. */
-void client_server_lost(Client *c, const char *why, int pending);
+/* The server under this client died: its FATAL (or 08006) and the client is closed (SPEC §8). */
+void client_server_lost(Client *c, const char *why);
 /* Finishes login: AuthenticationOk, ParameterStatus, BackendKeyData, ReadyForQuery. */
 void client_welcome(Client *c, const Params *server_params);
 /* Sends FATAL and closes once it is flushed. */
@@ -124,5 +123,7 @@ void client_idle_timeouts(void);
 /* Shutdown: closes clients that are not inside a transaction. */
 void client_close_idle_for_shutdown(void);
 const char *client_state_name(ClientState st);
+/* The text of the tenant state the client's statements run under (NULL: none); prepared statements are keyed by it. */
+const char *client_state_sql(const Client *c);
 
 #endif

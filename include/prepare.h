@@ -18,6 +18,7 @@
 #define PGTENANT_PREPARE_H
 
 #include "common.h"
+#include "expect.h"
 #include "types.h"
 
 typedef struct PreparedStmt PreparedStmt;
@@ -33,9 +34,12 @@ typedef enum {
 
 /*
  * Handles a client Parse/Bind/Describe/Close (and a DEALLOCATE Query) in
- * transaction mode. s may be NULL only for 'Q'. body/len is the message body.
+ * transaction mode. s may be NULL only for 'Q'. body/len is the message body;
+ * flags are sql_analyze's of a Parse's text (what running it leaves behind).
+ * Whatever it writes to s it queues the replies of (server_expect_own).
  */
-PrepResult prep_client_message(Client *c, ServerConn *s, uint8_t type, const uint8_t *body, size_t len);
+PrepResult prep_client_message(Client *c, ServerConn *s, uint8_t type, const uint8_t *body, size_t len,
+			       unsigned flags);
 /*
  * A named Parse followed directly by Sync from a client without a server
  * (libpq's PQprepare): recorded and answered without taking a server; the
@@ -45,16 +49,15 @@ PrepResult prep_client_message(Client *c, ServerConn *s, uint8_t type, const uin
 bool prep_client_parse_only(Client *c, const uint8_t *body, size_t len);
 /* The query text of the client's named statement, or NULL. */
 const char *prep_client_query(const Client *c, const char *name);
-/* Counts a ReadyForQuery-producing message (Query, Sync, FunctionCall) sent to s. */
-void prep_server_sent_sync(ServerConn *s);
 
-/* Server replies: return true when the message is dropped (pgtenant's own or replaced). */
-bool prep_server_parse_complete(ServerConn *s);
-bool prep_server_close_complete(ServerConn *s, Client *c);
-void prep_server_error(ServerConn *s);
-void prep_server_ready(ServerConn *s);
+/* The reply to a Parse or Close prepare.c wrote (Expect.action EA_PREP): true to drop it. */
+bool prep_on_reply(ServerConn *s, Client *c, const Expect *e, uint8_t type);
+/* PostgreSQL skipped that Parse or Close (an error earlier in its batch). */
+void prep_on_skipped(ServerConn *s, const Expect *e);
+/* An ErrorResponse to a Bind/Describe/Execute of stmt (a stale plan is prepared afresh). */
+void prep_server_error(ServerConn *s, void *stmt, const uint8_t *body, size_t len);
 
-/* The server lost every prepared statement (DISCARD ALL) or is going away. */
+/* The server lost every prepared statement (DISCARD ALL, DEALLOCATE ALL) or is going away. */
 void prep_server_reset(ServerConn *s);
 void prep_server_free(ServerConn *s);
 void prep_client_free(Client *c);

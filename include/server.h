@@ -15,10 +15,30 @@
 #define PGTENANT_SERVER_H
 
 #include "conn.h"
+#include "expect.h"
 #include "list.h"
 #include "param.h"
 #include "scram.h"
 #include "types.h"
+
+/* The state block of a connection (server.c). */
+typedef enum {
+	BLOCK_NONE = 0,
+	BLOCK_PENDING, /* written; its COMMIT's CommandComplete not seen yet */
+	BLOCK_FAILED,  /* failed before the client's unit was written whole: recovery waits for the unit's end */
+} ServerBlock;
+
+/* What the reply path does with the replies to one message (Expect.action). */
+typedef enum {
+	EA_CLIENT = 0,   /* the client's: forward */
+	EA_OWN,          /* pgtenant's: drop */
+	EA_BLOCK,        /* the state block: drop; an error fails the block */
+	EA_BLOCK_COMMIT, /* the block's COMMIT: its CommandComplete commits the state */
+	EA_ZI,           /* after a failed block: drop, but ReadyForQuery goes to the client, as idle */
+	EA_PARAMS,       /* the client's parameters as SETs: an error is the client's FATAL */
+	EA_RESET,        /* a reset without a client: an error closes the connection */
+	EA_PREP,         /* a Parse or Close prepare.c wrote: it decides */
+} ExpectAction;
 
 typedef enum {
 	SV_FREE = 0,
@@ -45,48 +65,27 @@ struct ServerConn {
 	uint64_t synced_client_version;
 	uint64_t synced_server_version;
 
-	int expect_rfq;  /* client Query/Sync/FunctionCall messages not yet answered */
-	int swallow_rfq; /* pgtenant's own queries whose replies are dropped */
+	ExpectQueue ex; /* replies owed, in wire order (expect.h): the only record of what is in flight */
 	size_t fwd_remain;
-	bool fwd_drop; /* the message being streamed is dropped, not forwarded */
-	char tx_status;
-	bool dirty; /* state unknown: close instead of reusing */
-	bool bp_paused; /* not reading: the client's output buffer is full */
-	bool batch_open; /* the client sent extended messages whose Sync has not come yet */
+	bool fwd_drop;    /* the message being streamed is dropped, not forwarded */
+	char tx_status;   /* of the last ReadyForQuery */
+	bool dirty;       /* state unknown: close instead of reusing */
+	bool bp_paused;   /* not reading: the client's output buffer is full */
+	bool unit_open;   /* the client wrote part of a unit whose end (Sync, Query, FunctionCall) has not gone */
+	bool client_held; /* the client's next unit waits for the block's outcome or the units in flight */
+	uint8_t block;    /* ServerBlock: the state block in flight */
 
 	/*
-	 * Tenant state (SPEC §4). st_sql is the state statement known to be in
-	 * force (NULL: unknown, so it must be applied). An injected unit is
-	 * confirmed by the ReadyForQuery that ends it (marks below); errors and
-	 * ROLLBACK tags in between make the state unknown again.
+	 * Tenant state (SPEC §4): st_sql is the state committed on this connection,
+	 * NULL when unknown. It is set only by the CommandComplete of the COMMIT
+	 * that ends a state block, and cleared by anything that may change it.
 	 */
 	const char *st_sql;
-	const char *st_pending_sql; /* what the units in flight apply */
-	uint64_t st_hash, st_pending_hash; /* Tenant.state_hash of those */
-	int st_inflight;            /* injected units whose closing ReadyForQuery is outstanding */
-	bool st_in_xact;            /* st_sql was applied inside the open transaction block */
-	bool st_spoiled;            /* that transaction rolled back (part of) its work */
-	bool error_seen;            /* ErrorResponse since the last ReadyForQuery */
-	bool rollback_seen;         /* ROLLBACK / PREPARE TRANSACTION tag since the last ReadyForQuery */
-	int inject_swallow;         /* replies of the injected Parse/Bind/Execute at the head of the
-				     * unit being answered now, still to drop (marks say which units
-				     * carry one) */
-	bool inject_open;           /* injected; the client's next Query/Sync/FunctionCall closes the unit */
-	bool inject_unsynced;       /* a Query/FunctionCall went out behind an injected SET with no Sync
-				     * after it: nothing more is sent until the SET has completed */
-	bool unsynced_paused;       /* ... and the client stopped reading for it */
-	bool unit_start;            /* the client's next message starts a new unit */
-	bool hold;                  /* state applied in a transaction of its own: client waits */
-	bool hold_failed;           /* ... and applying it failed */
-	bool hold_released;         /* the held client is to be resumed */
-	const Tenant *marked_by;    /* session state left by this tenant's statements (needs DISCARD ALL) */
-
-	/* ReadyForQuery accounting: ordinals of replies that need special handling. */
-	uint64_t rfq_sent;
-	uint64_t rfq_recv;
-	struct RfqMark *marks;
-	int n_marks;
-	int cap_marks;
+	uint64_t st_hash;
+	const char *st_pending_sql; /* what the block in flight commits */
+	uint64_t st_pending_hash;
+	const Tenant *marked_by; /* session state left by this tenant's statements (reset before reuse) */
+	struct PreparedStmt *last_bound; /* statement of the client's last Bind here (stale plans, prepare.c) */
 
 	struct PrepServer *prep; /* statements prepared here and the reply queues (prepare.c) */
 	int cancels_in_flight;
@@ -108,25 +107,34 @@ struct ServerConn {
 void server_set_state(ServerConn *s, ServerState st);
 /* Starts a new connection for the pool; NULL (and pool marked failing) if it cannot start. */
 ServerConn *server_connect(Pool *p);
-/* Links a client: queues a reset (if another tenant left session state) and parameter SETs. */
+/* Links a client: queues SETs of the client's parameters the connection lacks. */
 void server_link(ServerConn *s, Client *c);
-/* Before a client message that starts a unit: applies the tenant's state if not known in force. */
-void server_unit_begin(ServerConn *s, Client *c, uint8_t type);
 /*
- * For a statement PostgreSQL refuses to run in a transaction block (VACUUM, CREATE
- * INDEX CONCURRENTLY, ...): the state goes in a transaction of its own and the
- * client's messages are held until it is known to be in force (one round trip,
- * only then).
+ * Before a client message that starts a unit: commits the tenant's state in a
+ * transaction of its own ahead of it when the connection's committed state is
+ * not the tenant's. false: the unit must wait (client_held; the server side
+ * resumes the client).
  */
-void server_unit_begin_standalone(ServerConn *s, Client *c);
-/* A client Query/Sync/FunctionCall was forwarded whole: count its ReadyForQuery. */
-void server_unit_end(ServerConn *s, uint8_t type);
+bool server_unit_start(ServerConn *s, Client *c);
+/* A client message of this type is being written: queue what it will be answered with. */
+void server_expect_client(ServerConn *s, uint8_t type);
+/* The client's unit end (Sync, Query, FunctionCall) was written whole. */
+void server_unit_end(ServerConn *s);
+/* Queues the answer to a message pgtenant wrote itself (prepare.c). */
+void server_expect_own(ServerConn *s, uint8_t kind, uint8_t action, uint8_t prep, void *stmt, const char *name,
+		       uint8_t why);
+/* What sql_analyze said of a client statement sent on s: state unknown, session state left by t. */
+void server_statement_flags(ServerConn *s, const Tenant *t, unsigned flags);
 /* A client statement may have changed the tenant state: apply it again before the next unit. */
 void server_state_unknown(ServerConn *s);
+/* Is anything in flight or half-written? (A connection is handed out only when not.) */
+bool server_busy(const ServerConn *s);
 /* Detaches the linked client (no state change of either; callers decide what follows). */
 void server_unlink(ServerConn *s);
-/* Runs q (server_reset_query, or ROLLBACK) without a client, swallowing its reply, then pool_server_ready. */
+/* Runs q (a reset, or ROLLBACK) without a client, dropping its reply, then pool_server_ready; an error closes it. */
 void server_reset(ServerConn *s, const char *q, bool discards);
+/* The client is done with s: reset what another tenant must not inherit, or hand it back. */
+void server_release(ServerConn *s);
 void server_close(ServerConn *s, const char *reason);
 /* Forwards a cancel of whatever this server runs; the server is not reused until it settles. */
 void server_cancel(ServerConn *s);

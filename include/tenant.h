@@ -20,9 +20,26 @@ typedef struct TenantStats {
 	uint64_t bytes_in;
 	uint64_t bytes_out;
 	uint64_t query_timeouts;
+	uint64_t state_failures; /* the tenant state could not be applied (e.g. its schema is missing) */
 	uint64_t rate_limited;
 	uint64_t refused;
 } TenantStats;
+
+/*
+ * A tenant state (search_path and tenant GUC) and the block that commits it:
+ * BEGIN, the state statement, COMMIT, as Parse/Bind/Execute each, ready to
+ * copy in front of a client's unit (server.c). Old texts stay allocated
+ * after a reload (retire): server connections compare against them.
+ */
+typedef struct TenantState {
+	const char *sql;     /* the state statement; NULL: no state (database mode) */
+	const uint8_t *msgs; /* the block */
+	size_t msgs_len;
+	uint64_t hash; /* of sql: compared before the text */
+} TenantState;
+
+/* The pool's neutral state: its session defaults (database tenants in a pool shared with others). */
+extern TenantState g_neutral_state;
 
 struct Tenant {
 	/*
@@ -31,16 +48,12 @@ struct Tenant {
 	 * touched is a miss. The settings are resolved from conf and the globals
 	 * (tenant.c, at every registry build and console SET).
 	 *
-	 * state_sql: the statement that puts this tenant's state in force on a
-	 * server connection (SET search_path / SET <tenant_guc>), NULL in database
-	 * mode. Old strings stay allocated after a reload: servers compare against
-	 * them. state_msgs: its Parse/Bind/Execute, ready to copy in front of a
-	 * client's unit.
+	 * state: what puts this tenant's state in force on a server connection
+	 * (SPEC §4); none in database mode (tenant_state_of gives the neutral one
+	 * where the pool is shared with schema or shared tenants).
 	 */
 	Pool *pool;
-	const char *state_sql;
-	const uint8_t *state_msgs;
-	size_t state_msgs_len;
+	TenantState state;
 	struct TenantQueue *queues; /* one per pool this tenant's clients wait on */
 	int n_servers;              /* server connections linked to this tenant's clients */
 	int pool_size;              /* resolved: the most server connections it may hold */
@@ -60,7 +73,6 @@ struct Tenant {
 	int cl_active;
 	int n_clients;
 	double rate_limit;   /* statements per second, 0 = off */
-	uint64_t state_hash; /* of state_sql: servers compare it before the text */
 	TenantStats stats;
 
 	char *name;
@@ -104,6 +116,9 @@ void tenant_foreach(void (*fn)(Tenant *t, void *arg), void *arg);
  */
 TenantResult tenant_resolve(const Config *cfg, const TenantQuery *q, Tenant **out, char *auth_user,
 			    size_t auth_user_len, const char **unknown_name, size_t *unknown_len);
+
+/* The state a client of t must run under on a connection of home (its primary pool); NULL: none. */
+const TenantState *tenant_state_of(const Tenant *t, const Pool *home);
 
 /* The pool a client of t logging in as user uses (created on first use); NULL without credentials. */
 Pool *tenant_pool_for(Tenant *t, const char *user);

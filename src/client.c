@@ -227,24 +227,17 @@ void client_fatal(Client *c, const char *sqlstate, const char *msg, const char *
 static void detach_server(Client *c)
 {
 	ServerConn *s = c->server;
-	bool clean;
 
 	if (!s)
 		return;
-	clean = s->expect_rfq == 0 && s->swallow_rfq == 0 && s->tx_status == 'I' && c->fwd_remain == 0 &&
-		!s->dirty && !s->batch_open;
-	if (!clean) {
-		/* Mid-query or mid-transaction: the connection cannot be trusted for anyone else. */
+	if (server_busy(s) || c->fwd_remain || s->dirty) {
+		/* Replies owed, a message half-written or a transaction open: nobody else may have
+		 * it (a connection leaves its client only with an empty reply queue). */
 		server_unlink(s);
 		server_close(s, "client went away mid-transaction");
 		return;
 	}
-	if (c->tenant->pool_mode == POOL_MODE_SESSION) {
-		server_unlink(s);
-		server_reset(s, g_cfg->server_reset_query, true);
-	} else {
-		pool_release(s);
-	}
+	server_release(s);
 }
 
 void client_close(Client *c, const char *reason)
@@ -1075,6 +1068,18 @@ static inline bool tracks_prepared(const Client *c)
 	return c->tenant->pool_mode == POOL_MODE_TRANSACTION;
 }
 
+const char *client_state_sql(const Client *c)
+{
+	const TenantState *st = tenant_state_of(c->tenant, c->home_pool);
+	return st ? st->sql : NULL;
+}
+
+/* Are this client's statements analysed (guard, state and session-state tracking)? */
+static inline bool client_analyzes(const Client *c)
+{
+	return c->tenant->analyze || c->home_pool->needs_state;
+}
+
 /*
  * A statement the guard refuses is replaced by one that makes PostgreSQL raise
  * 42501 itself, so the transaction (or the batch's implicit transaction) aborts
@@ -1100,6 +1105,7 @@ static void forward_refused_query(Client *c, ServerConn *s, const char *sql, con
 	Buf *out = &s->conn.out;
 	size_t start;
 
+	server_expect_client(s, 'Q');
 	pkt_begin(out, 'Q', &start);
 	pkt_put_bytes(out, sql, info->guard_offset);
 	guard_raise_sql(out, c, info->guard);
@@ -1138,8 +1144,10 @@ static bool forward_refused_parse(Client *c, ServerConn *s, const uint8_t *body,
 		pkt_put_u32(&msg, 25); /* text */
 	pkt_finish(&msg, start);
 	if (!tracks_prepared(c) ||
-	    prep_client_message(c, s, 'P', msg.data + MSG_HEADER_LEN, msg.len - MSG_HEADER_LEN) == PREP_PASS)
+	    prep_client_message(c, s, 'P', msg.data + MSG_HEADER_LEN, msg.len - MSG_HEADER_LEN, 0) == PREP_PASS) {
+		server_expect_client(s, 'P');
 		buf_append(&s->conn.out, msg.data, msg.len);
+	}
 	return true;
 }
 
@@ -1149,7 +1157,7 @@ static bool forward_refused_parse(Client *c, ServerConn *s, const uint8_t *body,
  * sets *replaced when it forwarded a rewritten message itself.
  */
 static bool inspect_statement(Client *c, ServerConn *s, uint8_t type, const uint8_t *body, size_t len,
-			      bool *replaced)
+			      bool *replaced, unsigned *flags)
 {
 	const char *sql;
 	size_t sql_len;
@@ -1172,7 +1180,8 @@ static bool inspect_statement(Client *c, ServerConn *s, uint8_t type, const uint
 		sql_len = strlen(query);
 	}
 	sql_analyze(sql, sql_len, g_cfg->tenant_guc, g_cfg->read_only_functions, &info);
-	if (info.guard != SQL_GUARD_OK && c->tenant->state_sql) {
+	*flags = info.flags;
+	if (info.guard != SQL_GUARD_OK && c->tenant->state.sql) {
 		client_log(LOG_LVL_INFO, c, "guard: refused a change of %s",
 			   sql_guard_name(info.guard, g_cfg->tenant_guc));
 		if (type == 'Q')
@@ -1182,21 +1191,14 @@ static bool inspect_statement(Client *c, ServerConn *s, uint8_t type, const uint
 		*replaced = true;
 		return true;
 	}
-	if (info.flags & (SQLF_STATE_UNKNOWN | SQLF_RESETS_STATE | SQLF_UNPARSED))
-		server_state_unknown(s);
-	if (info.flags & SQLF_RESETS_STATE) {
-		SqlLexer lx;
-		SqlToken tok;
-		s->marked_by = NULL;
-		sqllex_init(&lx, sql, sql_len);
-		/* DISCARD ALL also drops the prepared statements (RESET ALL does not) */
-		if (sqllex_next(&lx, &tok) == SQLTOK_IDENT && sqltok_is(&tok, "discard"))
-			prep_server_reset(s);
+	server_statement_flags(s, c->tenant, info.flags);
+	if (info.flags & SQLF_DEALLOCATE_ALL && tracks_prepared(c)) {
+		/* the session's statements go, pgtenant's with them: prepared again where needed */
+		prep_server_reset(s);
+		prep_client_free(c);
 	}
-	if (info.flags & (SQLF_SESSION_STATE | SQLF_STATE_UNKNOWN | SQLF_UNPARSED)) {
-		s->marked_by = c->tenant;
+	if (info.flags & (SQLF_SESSION_STATE | SQLF_STATE_UNKNOWN | SQLF_UNPARSED))
 		c->sticky_primary = true; /* a replica would not see what the session left behind */
-	}
 	return true;
 }
 
@@ -1296,69 +1298,33 @@ static void answer_locally(Client *c, const char *tag, char status)
 	proto_ready(&c->conn.out, status);
 }
 
-typedef enum { UNIT_PLAIN = 0, UNIT_OWN_TRANSACTION, UNIT_RESETS } UnitKind;
-
-/*
- * Statements PostgreSQL will not run inside a transaction block (or pipeline):
- * the tenant state cannot share their implicit transaction.
- */
-static UnitKind unit_kind(uint8_t type, const uint8_t *body, size_t len)
-{
-	const char *sql;
-	SqlLexer lx;
-	SqlToken tok[8];
-	int n = 0;
-
-	if (type == 'Q') {
-		sql = (const char *)body;
-	} else if (type == 'P') {
-		const uint8_t *nul = memchr(body, 0, len);
-		if (!nul)
-			return UNIT_PLAIN;
-		sql = (const char *)nul + 1;
-		len -= (size_t)(nul - body) + 1;
-	} else {
-		return UNIT_PLAIN;
-	}
-	const uint8_t *end = memchr(sql, 0, len);
-	if (!end)
-		return UNIT_PLAIN;
-	sqllex_init(&lx, sql, (size_t)(end - (const uint8_t *)sql));
-	while (n < 8 && sqllex_next(&lx, &tok[n]) == SQLTOK_IDENT)
-		n++;
-	if (n == 0)
-		return UNIT_PLAIN;
-	if (sqltok_is(&tok[0], "discard"))
-		return UNIT_RESETS;
-	if (sqltok_is(&tok[0], "vacuum") || sqltok_is(&tok[0], "cluster") || sqltok_is(&tok[0], "reindex") ||
-	    (n > 1 && sqltok_is(&tok[0], "alter") && sqltok_is(&tok[1], "system")))
-		return UNIT_OWN_TRANSACTION;
-	if (n > 1 && (sqltok_is(&tok[0], "create") || sqltok_is(&tok[0], "drop")) &&
-	    (sqltok_is(&tok[1], "database") || sqltok_is(&tok[1], "tablespace") || sqltok_is(&tok[1], "subscription")))
-		return UNIT_OWN_TRANSACTION;
-	for (int i = 1; i < n; i++)
-		if (sqltok_is(&tok[i], "concurrently"))
-			return UNIT_OWN_TRANSACTION;
-	return UNIT_PLAIN;
-}
-
 /* Must pgtenant hold this client message whole before forwarding it? */
-static inline bool client_must_inspect(const Client *c, const ServerConn *s, uint8_t type)
+static inline bool client_must_inspect(const Client *c, uint8_t type)
 {
 	switch (type) {
 	case 'Q':
-		return c->tenant->analyze || (c->prep && tracks_prepared(c));
+		return client_analyzes(c) || (c->prep && tracks_prepared(c));
 	case 'P':
-		return c->tenant->analyze || tracks_prepared(c);
+		return client_analyzes(c) || tracks_prepared(c);
 	case 'B':
 	case 'D':
 	case 'C':
 		return tracks_prepared(c);
-	case 'F':
-		return s && s->inject_open;
 	default:
 		return false;
 	}
+}
+
+/* Is this message the end of a unit (its answer ends with ReadyForQuery)? */
+static inline bool ends_unit(uint8_t type)
+{
+	return type == 'Q' || type == 'S' || type == 'F';
+}
+
+/* Does this message start a unit when nothing of one has been written yet? CopyData etc. never do. */
+static inline bool starts_unit(uint8_t type)
+{
+	return type != 'd' && type != 'c' && type != 'f';
 }
 
 static void client_forward(Client *c)
@@ -1380,7 +1346,7 @@ again:
 				proto_ready(&c->conn.out, c->tx_status);
 			}
 			if (!c->fwd_remain && s && c->fwd_type)
-				server_unit_end(s, c->fwd_type);
+				server_unit_end(s);
 			if (!c->fwd_remain)
 				c->fwd_type = 0;
 			continue;
@@ -1398,6 +1364,11 @@ again:
 		size_t total = 1 + (size_t)len;
 		if (type == 'X') {
 			client_close(c, "client closed connection");
+			return;
+		}
+		if (type == 'p') {
+			/* authentication is over: a password message now is a protocol violation */
+			client_fatal(c, "08P01", "unexpected password message after authentication", NULL);
 			return;
 		}
 		if (c->skip_until_sync) {
@@ -1431,7 +1402,7 @@ again:
 				buf_reserve(in, total - buf_avail(in));
 				break;
 			}
-			if (prep_client_message(c, s, 'Q', buf_head(in) + MSG_HEADER_LEN, len - 4) == PREP_ANSWERED) {
+			if (prep_client_message(c, s, 'Q', buf_head(in) + MSG_HEADER_LEN, len - 4, 0) == PREP_ANSWERED) {
 				buf_consume(in, total);
 				continue;
 			}
@@ -1476,84 +1447,61 @@ again:
 			}
 			s = c->server;
 		}
-		if (client_must_inspect(c, s, type) && buf_avail(in) < total) {
+		if (client_must_inspect(c, type) && buf_avail(in) < total) {
 			buf_reserve(in, total - buf_avail(in));
 			break;
 		}
-		if (s->hold) {
-			/* the tenant state is being applied on its own: wait for it */
-			conn_want_read(&c->conn, false);
-			break;
+		if (type == 'Q' && buf_avail(in) >= total && (len == 4 || buf_head(in)[total - 1] != 0)) {
+			/* refused before anything of the unit is written */
+			client_fatal(c, "08P01", "invalid string in Query message", NULL);
+			return;
 		}
-		if (s->inject_unsynced) {
-			/* a Query went out behind the state SET with no Sync: the next message
-			 * waits until the SET has completed (server.c, tenant state injection) */
-			conn_want_read(&c->conn, false);
-			s->unsynced_paused = true;
-			break;
-		}
-		if (s->unit_start && type != 'd' && type != 'c' && type != 'f') {
-			UnitKind kind = c->tenant->state_sql ? unit_kind(type, buf_head(in) + MSG_HEADER_LEN, len - 4)
-							    : UNIT_PLAIN;
-			if (kind == UNIT_OWN_TRANSACTION) {
-				server_unit_begin_standalone(s, c);
-				if (s->hold) {
-					conn_want_read(&c->conn, false);
-					break;
-				}
-			} else if (kind == UNIT_PLAIN) {
-				server_unit_begin(s, c, type);
+		if (!s->unit_open && starts_unit(type)) {
+			if (!server_unit_start(s, c)) {
+				/* held: reading goes on (a hang-up is noticed), up to the high-water mark */
+				client_wait_input(c);
+				break;
 			}
-			/* UNIT_RESETS: DISCARD ALL wipes the state anyway; it is applied after */
 			if (!c->query_start)
 				c->query_start = g_now;
 		}
 		bool replaced = false;
-		switch (type) {
-		case 'Q':
+		if (type == 'Q' || type == 'E') {
 			c->tenant->stats.queries++;
 			c->token_held = false;
-			break;
-		case 'E':
-			c->tenant->stats.queries++;
-			c->token_held = false;
-			break;
-		default:
-			break;
 		}
-		if (type == 'Q' && buf_avail(in) >= total && (len == 4 || buf_head(in)[total - 1] != 0)) {
-			client_fatal(c, "08P01", "invalid string in Query message", NULL);
-			return;
-		}
-		if ((type == 'Q' || type == 'P') && c->tenant->analyze &&
-		    !inspect_statement(c, s, type, buf_head(in) + MSG_HEADER_LEN, len - 4, &replaced)) {
+		unsigned flags = 0;
+		if ((type == 'Q' || type == 'P') && client_analyzes(c) &&
+		    !inspect_statement(c, s, type, buf_head(in) + MSG_HEADER_LEN, len - 4, &replaced, &flags)) {
 			client_fatal(c, "08P01", "malformed message", NULL);
 			return;
 		}
 		if (!replaced && (type == 'P' || type == 'B' || type == 'D' || type == 'C') && tracks_prepared(c)) {
-			PrepResult pr = prep_client_message(c, s, type, buf_head(in) + MSG_HEADER_LEN, len - 4);
+			PrepResult pr = prep_client_message(c, s, type, buf_head(in) + MSG_HEADER_LEN, len - 4, flags);
 			if (pr == PREP_REFUSED)
 				c->prep_skip = true;
 			replaced = pr != PREP_PASS;
 		}
 		size_t n = buf_avail(in) < total ? buf_avail(in) : total;
-		if (replaced)
+		if (replaced) {
 			buf_consume(in, total);
-		else
-			buf_append(&s->conn.out, buf_head(in), n), buf_consume(in, n);
+		} else {
+			if (type == 'B')
+				s->last_bound = NULL; /* a statement pgtenant does not map */
+			server_expect_client(s, type);
+			buf_append(&s->conn.out, buf_head(in), n);
+			buf_consume(in, n);
+		}
 		c->fwd_remain = replaced ? 0 : total - n;
 		c->tenant->stats.bytes_in += n;
-		if (type == 'Q' || type == 'S' || type == 'F') {
-			if (type == 'S')
-				s->batch_open = false;
+		if (ends_unit(type)) {
 			if (c->fwd_remain)
 				c->fwd_type = type;
 			else
-				server_unit_end(s, type);
-		} else if (type == 'P' || type == 'B' || type == 'E' || type == 'D' || type == 'C' || type == 'H') {
-			/* extended messages without their Sync yet: the server is mid-batch */
-			s->batch_open = true;
+				server_unit_end(s);
 		}
+		if (c->server != s || c->closing)
+			return;
 		if (conn_out_full(&s->conn)) {
 			conn_want_read(&c->conn, false);
 			c->bp_paused = true;
@@ -1576,28 +1524,6 @@ again:
 		return;
 	if (!buf_avail(in))
 		conn_shrink(&c->conn);
-}
-
-void client_hold_done(Client *c, bool failed)
-{
-	Buf *in = &c->conn.in;
-
-	if (c->closing)
-		return;
-	if (failed && buf_avail(in) >= MSG_HEADER_LEN) {
-		/* the error went out already; the statement it was for does not run */
-		if (buf_head(in)[0] == 'Q') {
-			size_t total = 1 + (size_t)read_u32be(buf_head(in) + 1);
-			if (buf_avail(in) >= total) {
-				buf_consume(in, total);
-				proto_ready(&c->conn.out, c->tx_status);
-			}
-		} else {
-			c->skip_until_sync = true;
-		}
-	}
-	conn_want_read(&c->conn, true);
-	client_forward(c);
 }
 
 void client_resume_routing(Client *c)
@@ -1654,23 +1580,22 @@ void client_wait_failed(Client *c, const char *sqlstate, const char *msg)
 	client_go_idle(c);
 }
 
-void client_server_lost(Client *c, const char *why, int pending)
+void client_server_lost(Client *c, const char *why)
 {
-	bool mid_message = c->fwd_remain > 0;
-
 	c->server = NULL;
 	if (c->closing)
 		return;
-	if (mid_message || c->tx_status != 'I' || pending == 0) {
-		/* Mid-message, mid-transaction or idle: the protocol has no place for an ERROR. */
-		client_set_state(c, CL_IDLE);
-		client_fatal(c, "08006", why, NULL);
+	/* As PostgreSQL and PgBouncer do (SPEC §8): the server's own FATAL went out already
+	 * when it sent one; else 08006. Either way the client is closed. */
+	client_set_state(c, CL_IDLE);
+	if (c->server_fatal_sent) {
+		client_log(LOG_LVL_INFO, c, "closing: %s", why);
+		c->close_after_flush = true;
+		conn_want_read(&c->conn, false);
+		client_flush(c);
 		return;
 	}
-	proto_error(&c->conn.out, "ERROR", "08006", why, NULL);
-	for (int i = 0; i < pending; i++)
-		proto_ready(&c->conn.out, 'I');
-	client_go_idle(c);
+	client_fatal(c, "08006", why, NULL);
 }
 
 void client_close_idle_for_shutdown(void)
@@ -1686,7 +1611,7 @@ void client_close_idle_for_shutdown(void)
 	{
 		Client *c = list_entry(it, Client, node);
 		ServerConn *s = c->server;
-		if (s && s->expect_rfq == 0 && s->tx_status == 'I' && c->fwd_remain == 0 && !s->batch_open &&
+		if (s && !server_busy(s) && c->fwd_remain == 0 &&
 		    !buf_avail(&c->conn.in))
 			client_fatal(c, "57P01", "pgtenant is shutting down", NULL);
 	}

@@ -76,6 +76,7 @@ Pool *pool_replica_of(Pool *primary, Replica *r)
 {
 	Pool *p = pool_get(primary->backend, r, primary->dbname, primary->user, primary->password);
 	p->has_shared = primary->has_shared;
+	p->needs_state = primary->needs_state;
 	return p;
 }
 
@@ -229,10 +230,10 @@ static bool tenant_may_take(const Pool *p, const Tenant *t)
 static ServerConn *pick_idle(Pool *p, const Tenant *t)
 {
 	List *it;
-	if (t->state_sql) {
+	if (t->state.sql) {
 		for (it = p->idle.prev; it != &p->idle; it = it->prev) {
 			ServerConn *s = list_entry(it, ServerConn, node);
-			if (s->st_sql == t->state_sql && s->st_inflight == 0)
+			if (s->st_sql == t->state.sql)
 				return s;
 		}
 	}
@@ -314,6 +315,11 @@ void pool_server_ready(ServerConn *s)
 
 	if (s->dirty || g_shutdown) {
 		server_close(s, s->dirty ? "state unknown" : "shutdown");
+		return;
+	}
+	if (s->marked_by) {
+		/* session state a tenant left (temp tables, LISTEN, SETs) goes before anyone gets it */
+		server_reset(s, "DISCARD ALL", true);
 		return;
 	}
 	if (g_cfg->server_lifetime > 0 && g_now - s->connect_time > g_cfg->server_lifetime) {

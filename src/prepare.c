@@ -15,6 +15,7 @@
 #include "pktbuf.h"
 #include "proto.h"
 #include "server.h"
+#include "sqllex.h"
 #include "tenant.h"
 
 #include <stdio.h>
@@ -34,6 +35,7 @@ struct PreparedStmt {
 	uint8_t *types; /* n_types big-endian OIDs, as the client sent them */
 	uint16_t n_types;
 	const char *state_sql; /* tenant state it belongs to (NULL: none) */
+	unsigned flags;        /* sql_analyze's flags: what running it leaves on a connection */
 	int refs;
 };
 
@@ -76,7 +78,7 @@ static void registry_grow(void)
 }
 
 static PreparedStmt *stmt_get(const char *query, size_t qlen, const uint8_t *types, uint16_t n_types,
-			      const char *state_sql)
+			      const char *state_sql, unsigned flags)
 {
 	uint64_t h = fnv(1469598103934665603ULL, query, qlen);
 	h = fnv(h, types, (size_t)n_types * 4);
@@ -91,7 +93,7 @@ static PreparedStmt *stmt_get(const char *query, size_t qlen, const uint8_t *typ
 		}
 	} else {
 		registry_grow();
-		return stmt_get(query, qlen, types, n_types, state_sql);
+		return stmt_get(query, qlen, types, n_types, state_sql, flags);
 	}
 	PreparedStmt *p = xcalloc(1, sizeof(*p));
 	p->hash = h;
@@ -103,6 +105,7 @@ static PreparedStmt *stmt_get(const char *query, size_t qlen, const uint8_t *typ
 	memcpy(p->types, types, (size_t)n_types * 4);
 	p->n_types = n_types;
 	p->state_sql = state_sql;
+	p->flags = flags;
 	p->hash_next = registry[h & (registry_size - 1)];
 	registry[h & (registry_size - 1)] = p;
 	registry_count++;
@@ -230,7 +233,7 @@ void prep_client_free(Client *c)
 	c->prep = NULL;
 }
 
-/* ---- a server's statements and its reply queues ---- */
+/* ---- a server's statements ---- */
 
 typedef struct SrvStmt {
 	PreparedStmt *stmt;
@@ -239,37 +242,27 @@ typedef struct SrvStmt {
 	bool pending;   /* Parse sent, ParseComplete not yet seen */
 } SrvStmt;
 
+/* What the reply to a Parse or Close pgtenant wrote means (Expect.prep). */
 typedef enum {
-	R_PASS = 0,       /* the client's own Parse/Close: forward the reply */
+	R_PASS = 0,       /* stands for the client's own Close: forward the reply */
 	R_OWN_PARSE,      /* pgtenant's Parse before a Bind/Describe: drop the ParseComplete */
 	R_CLIENT_PARSE,   /* the client's Parse renamed: forward the ParseComplete */
 	R_CLOSE_AS_PARSE, /* a no-op Close standing for a Parse already done: reply ParseComplete */
-	R_OWN_CLOSE,      /* eviction: drop the CloseComplete */
+	R_OWN_CLOSE,      /* eviction, or clearing a name before its Parse: drop the CloseComplete */
 	R_CLOSE_AS_ERROR  /* a no-op Close standing for a refused Parse: reply with the error */
 } ReplyKind;
 
 typedef enum { REFUSE_LIMIT = 1, REFUSE_EXISTS } RefuseWhy;
 
-typedef struct Reply {
-	uint8_t kind;
-	uint8_t why;        /* R_CLOSE_AS_ERROR: RefuseWhy */
-	PreparedStmt *stmt;
-	uint64_t batch;
-	char *name;         /* a client name bound by this Parse: unbound if PostgreSQL skips it */
-} Reply;
-
-typedef struct ReplyQueue {
-	Reply *items;
-	size_t head, n, cap;
-} ReplyQueue;
-
+/*
+ * The statements a server has under pgtenant's names. Replies are matched through
+ * the server's reply queue (expect.h); batches are its unit ordinals: a Parse
+ * written while units_pushed == n is in batch n, known done once units_done > n.
+ */
 struct PrepServer {
 	SrvStmt *stmts;
 	int n, cap;
 	uint64_t clock;
-	ReplyQueue parses; /* one per Parse sent, in order */
-	ReplyQueue closes; /* one per Close sent, in order */
-	uint64_t sync_sent, sync_recv;
 	uint64_t uid;
 };
 
@@ -283,36 +276,9 @@ static PrepServer *srv(ServerConn *s)
 	return s->prep;
 }
 
-static void rq_push_full(ReplyQueue *q, uint8_t kind, PreparedStmt *stmt, uint64_t batch, const char *name,
-			 uint8_t why)
+static inline uint64_t batch_now(const ServerConn *s)
 {
-	if (q->n == q->cap) {
-		size_t cap = q->cap ? q->cap * 2 : 16;
-		Reply *items = xmalloc(sizeof(Reply) * cap);
-		for (size_t i = 0; i < q->n; i++)
-			items[i] = q->items[(q->head + i) % q->cap];
-		free(q->items);
-		q->items = items;
-		q->cap = cap;
-		q->head = 0;
-	}
-	q->items[(q->head + q->n) % q->cap] = (Reply){kind, why, stmt, batch, name ? xstrdup(name) : NULL};
-	q->n++;
-}
-
-static void rq_push(ReplyQueue *q, uint8_t kind, PreparedStmt *stmt, uint64_t batch)
-{
-	rq_push_full(q, kind, stmt, batch, NULL, 0);
-}
-
-static bool rq_pop(ReplyQueue *q, Reply *out)
-{
-	if (!q->n)
-		return false;
-	*out = q->items[q->head];
-	q->head = (q->head + 1) % q->cap;
-	q->n--;
-	return true;
+	return s->ex.units_pushed;
 }
 
 static SrvStmt *srv_find(PrepServer *ps, const PreparedStmt *stmt)
@@ -334,23 +300,27 @@ static void srv_remove(PrepServer *ps, const PreparedStmt *stmt)
 	}
 }
 
-void prep_server_sent_sync(ServerConn *s)
+static void put_close(ServerConn *s, const char *name, uint8_t kind, PreparedStmt *stmt, uint8_t why)
 {
-	srv(s)->sync_sent++;
-}
-
-static void put_close(Buf *out, const char *name)
-{
+	Buf *out = &s->conn.out;
 	size_t start;
 	pkt_begin(out, 'C', &start);
 	pkt_put_u8(out, 'S');
 	pkt_put_cstr(out, name);
 	pkt_finish(out, start);
+	server_expect_own(s, EX_CLOSE, EA_PREP, kind, stmt, NULL, why);
 }
 
-static void put_parse(Buf *out, const PreparedStmt *p)
+/*
+ * A Parse of p under its server name, always behind a Close of that name (not an
+ * error when missing): whatever an earlier, skipped or failed batch left there, the
+ * Parse cannot clash with it.
+ */
+static void put_parse(ServerConn *s, PreparedStmt *p, uint8_t kind, const char *client_name)
 {
+	Buf *out = &s->conn.out;
 	size_t start;
+	put_close(s, p->name, R_OWN_CLOSE, NULL, 0);
 	pkt_begin(out, 'P', &start);
 	pkt_put_cstr(out, p->name);
 	pkt_put_bytes(out, p->query, p->query_len);
@@ -358,6 +328,8 @@ static void put_parse(Buf *out, const PreparedStmt *p)
 	pkt_put_u16(out, p->n_types);
 	pkt_put_bytes(out, p->types, (size_t)p->n_types * 4);
 	pkt_finish(out, start);
+	server_expect_own(s, EX_PARSE, EA_PREP, kind, p, client_name, 0);
+	g_prep_stats.parses_sent++;
 }
 
 /* Makes room for one more statement on s, closing the least recently used one. */
@@ -371,54 +343,50 @@ static void srv_make_room(ServerConn *s, PrepServer *ps)
 				lru = i;
 		if (lru < 0)
 			return; /* all pending: let it grow past the limit for this batch */
-		put_close(&s->conn.out, ps->stmts[lru].stmt->name);
-		rq_push(&ps->closes, R_OWN_CLOSE, NULL, ps->sync_sent);
+		put_close(s, ps->stmts[lru].stmt->name, R_OWN_CLOSE, NULL, 0);
 		g_prep_stats.evictions++;
 		stmt_unref(ps->stmts[lru].stmt);
 		ps->stmts[lru] = ps->stmts[--ps->n];
 	}
 }
 
-static void srv_add(ServerConn *s, PrepServer *ps, PreparedStmt *p)
+/* Prepares p on s in this batch (Close + Parse), recording it as pending. */
+static void srv_prepare(ServerConn *s, PrepServer *ps, PreparedStmt *p, uint8_t kind, const char *client_name)
 {
-	srv_make_room(s, ps);
-	if (ps->n == ps->cap) {
-		ps->cap = ps->cap ? ps->cap * 2 : 16;
-		ps->stmts = xrealloc(ps->stmts, sizeof(SrvStmt) * (size_t)ps->cap);
+	SrvStmt *e = srv_find(ps, p);
+	if (!e) {
+		srv_make_room(s, ps);
+		if (ps->n == ps->cap) {
+			ps->cap = ps->cap ? ps->cap * 2 : 16;
+			ps->stmts = xrealloc(ps->stmts, sizeof(SrvStmt) * (size_t)ps->cap);
+		}
+		stmt_ref(p);
+		e = &ps->stmts[ps->n++];
+		e->stmt = p;
 	}
-	stmt_ref(p);
-	ps->stmts[ps->n++] = (SrvStmt){p, ++ps->clock, ps->sync_sent, true};
+	e->last_use = ++ps->clock;
+	e->batch = batch_now(s);
+	e->pending = true;
+	put_parse(s, p, kind, client_name);
+}
+
+/* Is p usable on s without a Parse in this batch? (A Parse pending from an earlier batch may still be skipped.) */
+static bool srv_ready(ServerConn *s, PrepServer *ps, PreparedStmt *p)
+{
+	SrvStmt *e = srv_find(ps, p);
+	if (!e || (e->pending && e->batch != batch_now(s)))
+		return false;
+	e->last_use = ++ps->clock;
+	g_prep_stats.hits++;
+	return true;
 }
 
 /* Makes sure s has p prepared, pipelining a Parse in front if not. */
 static void ensure_prepared(ServerConn *s, PreparedStmt *p)
 {
 	PrepServer *ps = srv(s);
-	SrvStmt *e = srv_find(ps, p);
-	if (e && e->pending && e->batch != ps->sync_sent) {
-		/*
-		 * Its Parse went out in an earlier batch that may still fail and be skipped.
-		 * Prepare it again in this batch: a Close first (not an error if it is
-		 * missing) so a Parse that did succeed cannot clash with this one.
-		 */
-		put_close(&s->conn.out, p->name);
-		rq_push(&ps->closes, R_OWN_CLOSE, NULL, ps->sync_sent);
-		put_parse(&s->conn.out, p);
-		rq_push(&ps->parses, R_OWN_PARSE, p, ps->sync_sent);
-		e->batch = ps->sync_sent;
-		e->last_use = ++ps->clock;
-		g_prep_stats.parses_sent++;
-		return;
-	}
-	if (e) {
-		e->last_use = ++ps->clock;
-		g_prep_stats.hits++;
-		return;
-	}
-	srv_add(s, ps, p);
-	put_parse(&s->conn.out, p);
-	rq_push(&ps->parses, R_OWN_PARSE, p, ps->sync_sent);
-	g_prep_stats.parses_sent++;
+	if (!srv_ready(s, ps, p))
+		srv_prepare(s, ps, p, R_OWN_PARSE, NULL);
 }
 
 /*
@@ -429,7 +397,7 @@ static void ensure_prepared(ServerConn *s, PreparedStmt *p)
 static bool name_in_doubt(const NameEntry *e, ServerConn *s)
 {
 	const PrepServer *ps = s->prep;
-	return ps && e->bound_on == ps->uid && e->bound_batch != ps->sync_sent && e->bound_batch >= ps->sync_recv;
+	return ps && e->bound_on == ps->uid && e->bound_batch != batch_now(s) && e->bound_batch >= s->ex.units_done;
 }
 
 /* Copies a Bind or Describe with its statement name replaced (the rest as is). */
@@ -486,7 +454,44 @@ static bool parse_deallocate(const char *sql, size_t len, char *name, size_t nam
 	return true;
 }
 
-PrepResult prep_client_message(Client *c, ServerConn *s, uint8_t type, const uint8_t *body, size_t len)
+/*
+ * DEALLOCATE of one of the client's names, sent as an unnamed Parse (psycopg does):
+ * the name is pgtenant's business, and the server statement may serve others. The
+ * client's Parse becomes a DEALLOCATE of a statement pgtenant prepares for it just
+ * before, so the client still gets ParseComplete, BindComplete and "DEALLOCATE".
+ */
+static bool deallocate_by_parse(Client *c, ServerConn *s, const char *query)
+{
+	static const char dummy[] = "pgtenant_deallocate";
+	char name[128];
+	bool all = false;
+	size_t start;
+	Buf *out = &s->conn.out;
+
+	if (!parse_deallocate(query, strlen(query), name, sizeof(name), &all) || all)
+		return false;
+	NameEntry *e = name_find(c->prep, name);
+	if (!e)
+		return false; /* not ours: PostgreSQL gives its own answer */
+	name_del(c->prep, e);
+	put_close(s, dummy, R_OWN_CLOSE, NULL, 0);
+	pkt_begin(out, 'P', &start);
+	pkt_put_cstr(out, dummy);
+	pkt_put_cstr(out, "SELECT");
+	pkt_put_u16(out, 0);
+	pkt_finish(out, start);
+	server_expect_own(s, EX_PARSE, EA_PREP, R_OWN_PARSE, NULL, NULL, 0);
+	pkt_begin(out, 'P', &start);
+	pkt_put_cstr(out, "");
+	pkt_put_cstr(out, "DEALLOCATE pgtenant_deallocate");
+	pkt_put_u16(out, 0);
+	pkt_finish(out, start);
+	server_expect_own(s, EX_PARSE, EA_CLIENT, 0, NULL, NULL, 0);
+	return true;
+}
+
+PrepResult prep_client_message(Client *c, ServerConn *s, uint8_t type, const uint8_t *body, size_t len,
+			       unsigned flags)
 {
 	MsgReader r;
 	msg_reader_init(&r, body, len);
@@ -500,12 +505,9 @@ PrepResult prep_client_message(Client *c, ServerConn *s, uint8_t type, const uin
 			return PREP_PASS;
 		if (!all && !name_find(c->prep, name))
 			return PREP_PASS; /* not ours: PostgreSQL gives its own error */
-		if (s && s->expect_rfq > 0) {
-			/* replies pending: cannot answer out of order; the server's copies go too */
-			if (all)
-				prep_server_reset(s);
-			return PREP_PASS;
-		}
+		if (s && server_busy(s))
+			return PREP_PASS; /* replies pending: cannot answer out of order (the analysis
+					   * forgets what DEALLOCATE ALL drops) */
 		if (all) {
 			prep_client_free(c);
 		} else {
@@ -528,7 +530,8 @@ PrepResult prep_client_message(Client *c, ServerConn *s, uint8_t type, const uin
 			return PREP_PASS; /* malformed: let PostgreSQL say so */
 		PrepServer *ps = srv(s);
 		if (!*name) {
-			rq_push(&ps->parses, R_PASS, NULL, ps->sync_sent);
+			if (flags & SQLF_DEALLOCATE && c->prep && deallocate_by_parse(c, s, query))
+				return PREP_REWRITTEN;
 			return PREP_PASS;
 		}
 		if (!c->prep)
@@ -537,35 +540,25 @@ PrepResult prep_client_message(Client *c, ServerConn *s, uint8_t type, const uin
 		if (old || (client_limit() && (int)c->prep->live >= client_limit())) {
 			/* a stand-in Close carries the refusal, so it arrives in order; as in
 			 * PostgreSQL, an existing name is an error (42P05) and keeps its statement */
-			put_close(&s->conn.out, "pgtenant_noop");
-			rq_push_full(&ps->closes, R_CLOSE_AS_ERROR, NULL, ps->sync_sent, NULL,
-				     old ? REFUSE_EXISTS : REFUSE_LIMIT);
+			put_close(s, "pgtenant_noop", R_CLOSE_AS_ERROR, NULL, old ? REFUSE_EXISTS : REFUSE_LIMIT);
 			return PREP_REFUSED;
 		}
-		PreparedStmt *p = stmt_get(query, strlen(query), types, n_types, c->tenant->state_sql);
+		PreparedStmt *p = stmt_get(query, strlen(query), types, n_types, client_state_sql(c), flags);
 		stmt_ref(p);
 		name_put(c->prep, name, p);
 		NameEntry *bound = name_find(c->prep, name);
 		bound->bound_on = ps->uid;
-		bound->bound_batch = ps->sync_sent;
-		SrvStmt *e = srv_find(ps, p);
-		if (e && !(e->pending && e->batch != ps->sync_sent)) {
-			e->last_use = ++ps->clock;
-			g_prep_stats.hits++;
-			put_close(&s->conn.out, "pgtenant_noop");
-			rq_push_full(&ps->closes, R_CLOSE_AS_PARSE, p, ps->sync_sent, name, 0);
+		bound->bound_batch = batch_now(s);
+		if (srv_ready(s, ps, p)) {
+			Buf *out = &s->conn.out;
+			size_t start;
+			pkt_begin(out, 'C', &start);
+			pkt_put_u8(out, 'S');
+			pkt_put_cstr(out, "pgtenant_noop");
+			pkt_finish(out, start);
+			server_expect_own(s, EX_CLOSE, EA_PREP, R_CLOSE_AS_PARSE, p, name, 0);
 		} else {
-			if (e) {
-				/* pending from an earlier batch that may be skipped: prepare it again here */
-				put_close(&s->conn.out, p->name);
-				rq_push(&ps->closes, R_OWN_CLOSE, NULL, ps->sync_sent);
-				e->batch = ps->sync_sent;
-			} else {
-				srv_add(s, ps, p);
-			}
-			put_parse(&s->conn.out, p);
-			rq_push_full(&ps->parses, R_CLIENT_PARSE, p, ps->sync_sent, name, 0);
-			g_prep_stats.parses_sent++;
+			srv_prepare(s, ps, p, R_CLIENT_PARSE, name);
 		}
 		return PREP_REWRITTEN;
 	}
@@ -581,6 +574,10 @@ PrepResult prep_client_message(Client *c, ServerConn *s, uint8_t type, const uin
 		size_t head = strlen(portal) + 1;
 		size_t tail = head + strlen(name) + 1;
 		put_renamed(&s->conn.out, 'B', body, head, e->stmt->name, body + tail, len - tail);
+		server_expect_own(s, EX_BIND, EA_CLIENT, 0, e->stmt, NULL, 0);
+		s->last_bound = e->stmt;
+		/* what the statement leaves on a connection, wherever it was prepared (SPEC §4) */
+		server_statement_flags(s, c->tenant, e->stmt->flags);
 		return PREP_REWRITTEN;
 	}
 	case 'D': {
@@ -594,22 +591,19 @@ PrepResult prep_client_message(Client *c, ServerConn *s, uint8_t type, const uin
 		if (!name_in_doubt(e, s))
 			ensure_prepared(s, e->stmt);
 		put_renamed(&s->conn.out, 'D', body, 1, e->stmt->name, NULL, 0);
+		server_expect_own(s, EX_DESCRIBE, EA_CLIENT, 0, e->stmt, NULL, 0);
 		return PREP_REWRITTEN;
 	}
 	case 'C': {
 		uint8_t kind;
 		const char *name;
-		PrepServer *ps = srv(s);
-		if (!msg_get_u8(&r, &kind) || !msg_get_cstr(&r, &name) || kind != 'S' || !*name) {
-			rq_push(&ps->closes, R_PASS, NULL, ps->sync_sent);
+		if (!msg_get_u8(&r, &kind) || !msg_get_cstr(&r, &name) || kind != 'S' || !*name)
 			return PREP_PASS;
-		}
 		NameEntry *e = name_find(c->prep, name);
 		if (e)
 			name_del(c->prep, e);
 		/* the server keeps its copy for whoever needs it next; the client gets its CloseComplete */
-		put_close(&s->conn.out, "pgtenant_noop");
-		rq_push(&ps->closes, R_PASS, NULL, ps->sync_sent);
+		put_close(s, "pgtenant_noop", R_PASS, NULL, 0);
 		return PREP_REWRITTEN;
 	}
 	default:
@@ -632,7 +626,8 @@ bool prep_client_parse_only(Client *c, const uint8_t *body, size_t len)
 		c->prep = xcalloc(1, sizeof(PrepClient));
 	if (name_find(c->prep, name) || (client_limit() && (int)c->prep->live >= client_limit()))
 		return false; /* the server path gives the error in order */
-	PreparedStmt *p = stmt_get(query, strlen(query), types, n_types, c->tenant->state_sql);
+	/* only statements that leave nothing behind come here (parse_is_plain): no flags */
+	PreparedStmt *p = stmt_get(query, strlen(query), types, n_types, client_state_sql(c), 0);
 	stmt_ref(p);
 	name_put(c->prep, name, p);
 	return true;
@@ -644,29 +639,18 @@ const char *prep_client_query(const Client *c, const char *name)
 	return e ? e->stmt->query : NULL;
 }
 
-bool prep_server_parse_complete(ServerConn *s)
+bool prep_on_reply(ServerConn *s, Client *c, const Expect *e, uint8_t type)
 {
-	Reply rep;
 	PrepServer *ps = s->prep;
-	if (!ps || !rq_pop(&ps->parses, &rep))
-		return false;
-	if (rep.stmt) {
-		SrvStmt *e = srv_find(ps, rep.stmt);
-		if (e && e->batch == rep.batch)
-			e->pending = false;
+	if (e->stmt && (e->prep == R_OWN_PARSE || e->prep == R_CLIENT_PARSE) && ps) {
+		SrvStmt *st = srv_find(ps, e->stmt);
+		if (st)
+			st->pending = false;
 	}
-	free(rep.name);
-	return rep.kind == R_OWN_PARSE;
-}
-
-bool prep_server_close_complete(ServerConn *s, Client *c)
-{
-	Reply rep;
-	PrepServer *ps = s->prep;
-	if (!ps || !rq_pop(&ps->closes, &rep))
-		return false;
-	free(rep.name);
-	switch (rep.kind) {
+	switch (e->prep) {
+	case R_PASS:
+	case R_CLIENT_PARSE:
+		return c == NULL;
 	case R_CLOSE_AS_PARSE: {
 		static const uint8_t parse_complete[5] = {'1', 0, 0, 0, 4};
 		if (c)
@@ -674,7 +658,7 @@ bool prep_server_close_complete(ServerConn *s, Client *c)
 		return true;
 	}
 	case R_CLOSE_AS_ERROR:
-		if (c && rep.why == REFUSE_EXISTS) {
+		if (c && e->why == REFUSE_EXISTS) {
 			proto_error(&c->conn.out, "ERROR", "42P05", "prepared statement already exists", NULL);
 		} else if (c) {
 			char msg[160];
@@ -685,50 +669,36 @@ bool prep_server_close_complete(ServerConn *s, Client *c)
 		}
 		/* the rest of the batch was held back by the client's prep_skip; its Sync answers */
 		return true;
-	case R_OWN_CLOSE:
-		return true;
 	default:
-		return false;
+		return true;
 	}
 }
 
-/* Drops the queued replies of the batch PostgreSQL is now skipping. */
-static void drop_batch(ServerConn *s, ReplyQueue *q)
+void prep_on_skipped(ServerConn *s, const Expect *e)
 {
 	PrepServer *ps = s->prep;
-	while (q->n) {
-		Reply *rep = &q->items[q->head];
-		if (rep->batch != ps->sync_recv)
-			break;
-		if (rep->stmt && (rep->kind == R_OWN_PARSE || rep->kind == R_CLIENT_PARSE)) {
-			SrvStmt *e = srv_find(ps, rep->stmt);
-			if (e && e->pending && e->batch == rep->batch)
-				srv_remove(ps, rep->stmt);
-		}
-		if (rep->name && s->client && s->client->prep) {
-			/* PostgreSQL skipped the client's Parse: the name does not exist */
-			NameEntry *ne = name_find(s->client->prep, rep->name);
-			if (ne && ne->stmt == rep->stmt)
-				name_del(s->client->prep, ne);
-		}
-		Reply dummy = {0};
-		(void)rq_pop(q, &dummy);
-		free(dummy.name);
+	if (!ps || !e->stmt || (e->prep != R_OWN_PARSE && e->prep != R_CLIENT_PARSE))
+		return;
+	/* PostgreSQL skipped the Parse: the statement is not there */
+	SrvStmt *st = srv_find(ps, e->stmt);
+	if (st && st->pending)
+		srv_remove(ps, e->stmt);
+	if (e->name && s->client && s->client->prep) {
+		/* ... nor the client's name */
+		NameEntry *ne = name_find(s->client->prep, e->name);
+		if (ne && ne->stmt == e->stmt)
+			name_del(s->client->prep, ne);
 	}
 }
 
-void prep_server_error(ServerConn *s)
+void prep_server_error(ServerConn *s, void *stmt, const uint8_t *body, size_t len)
 {
-	if (!s->prep)
-		return;
-	drop_batch(s, &s->prep->parses);
-	drop_batch(s, &s->prep->closes);
-}
-
-void prep_server_ready(ServerConn *s)
-{
-	if (s->prep)
-		s->prep->sync_recv++;
+	const char *code, *msg;
+	proto_error_fields(body, len, &code, &msg);
+	/* the table under a statement changed: PostgreSQL will not run the old plan again; the
+	 * next use prepares it afresh (Close + Parse) */
+	if (s->prep && code && strcmp(code, "0A000") == 0 && msg && strstr(msg, "cached plan must not change"))
+		srv_remove(s->prep, stmt);
 }
 
 void prep_server_reset(ServerConn *s)
@@ -747,15 +717,7 @@ void prep_server_free(ServerConn *s)
 	if (!ps)
 		return;
 	prep_server_reset(s);
-	ReplyQueue *queues[] = {&ps->parses, &ps->closes};
-	for (size_t i = 0; i < ARRAY_SIZE(queues); i++) {
-		Reply r;
-		while (rq_pop(queues[i], &r))
-			free(r.name);
-	}
 	free(ps->stmts);
-	free(ps->parses.items);
-	free(ps->closes.items);
 	free(ps);
 	s->prep = NULL;
 }

@@ -21,13 +21,16 @@
 #include "pool.h"
 #include "prepare.h"
 #include "proto.h"
+#include "sqllex.h"
 #include "tenant.h"
 #include "tls.h"
 
+#include <assert.h>
 #include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 #include <sys/socket.h>
 #include <unistd.h>
 
@@ -263,18 +266,16 @@ void server_close(ServerConn *s, const char *reason)
 		char msg[300];
 		snprintf(msg, sizeof(msg), "server connection to backend \"%s\" lost: %s", s->pool->backend->name,
 			 reason ? reason : "closed");
-		int pending = s->expect_rfq; /* the client's units sent, not answered */
 		server_unlink(s);
-		client_server_lost(c, msg, pending);
+		client_server_lost(c, msg);
 	}
 	pool_server_gone(s, failed_login, reason);
 	server_set_state(s, SV_FREE);
 	conn_close(&s->conn);
 	params_free(&s->params);
 	scram_client_free(&s->scram);
-	free(s->marks);
-	s->marks = NULL;
 	prep_server_free(s);
+	expect_free(&s->ex);
 	list_append(&free_later, &s->node);
 	server_cancel_forget(s);
 }
@@ -572,12 +573,79 @@ static void login_process(ServerConn *s)
 
 /* ---------------------------------------------------------------------------------------
  * The data path, server side.
+ *
+ * The tenant-state invariant (SPEC §4): a statement of tenant T never executes on a
+ * server connection unless T's state is in force there. Why this holds:
+ *  1. A unit (the client's messages up to a Sync, Query or FunctionCall) starts only
+ *     through server_unit_start. If the connection's committed state (st_sql) is not
+ *     T's, T's state goes ahead of the unit in a transaction of its own: BEGIN, the
+ *     state statement, COMMIT as Parse/Bind/Execute with no Sync between them and the
+ *     client's messages. PostgreSQL commits it before the client's first statement
+ *     starts, so nothing the client's transaction does later (ROLLBACK, AND CHAIN, a
+ *     failing COMMIT, 2PC, procedures that commit) can undo it.
+ *  2. If any message of the block fails, PostgreSQL skips everything up to the next
+ *     Sync: the client's unit never runs. pgtenant ends the skip, rolls the block back
+ *     and answers the client with the error; st_sql stays NULL (unknown).
+ *  3. st_sql is set only by the CommandComplete "COMMIT" of a block, read off the
+ *     reply queue (expect.h), never inferred; it is cleared by every statement that
+ *     may change the state (the analysis in client.c), by resets, and by units whose
+ *     statements are not analysed.
+ *  4. The block is written only when nothing of the client's is in flight and the
+ *     connection is idle (tx_status 'I'): never inside the client's transaction.
+ *     While a block is in flight, the client's next unit waits for its outcome.
  */
+
+/* pgtenant's own Sync: ending the skip after a failed block */
+static const uint8_t sync_msg[5] = {'S', 0, 0, 0, 4};
+
+static void expect_push_own(ServerConn *s, uint8_t kind, uint8_t action)
+{
+	Expect e = {.kind = kind, .action = action};
+	expect_push(&s->ex, &e);
+}
+
+void server_expect_own(ServerConn *s, uint8_t kind, uint8_t action, uint8_t prep, void *stmt, const char *name,
+		       uint8_t why)
+{
+	Expect e = {.kind = kind, .action = action, .prep = prep, .why = why, .stmt = stmt,
+		    .name = name ? xstrdup(name) : NULL};
+	expect_push(&s->ex, &e);
+}
+
+/* A simple Query of pgtenant's own. */
+static void own_query(ServerConn *s, const char *sql, uint8_t action)
+{
+	proto_simple_query(&s->conn.out, sql);
+	expect_push_own(s, EX_QUERY, action);
+}
+
+void server_expect_client(ServerConn *s, uint8_t type)
+{
+	Expect e = {.kind = (uint8_t)expect_kind_of(type), .action = EA_CLIENT, .client = true};
+
+	if (e.kind == EX_NONE)
+		return;
+	if (e.kind == EX_SYNC || e.kind == EX_QUERY || e.kind == EX_FUNCALL) {
+		if (s->ex.client_units == 0)
+			s->busy_since = g_now;
+	} else {
+		e.client = false;
+		if (e.kind == EX_EXECUTE)
+			e.stmt = s->last_bound;
+	}
+	expect_push(&s->ex, &e);
+}
+
+bool server_busy(const ServerConn *s)
+{
+	return !expect_empty(&s->ex) || s->unit_open || s->block != BLOCK_NONE || s->tx_status != 'I';
+}
 
 void server_link(ServerConn *s, Client *c)
 {
 	static Buf sql; /* scratch for SET statements; keeps its memory, so no allocation per link */
 
+	assert(expect_empty(&s->ex) && s->block == BLOCK_NONE && !s->unit_open);
 	s->client = c;
 	s->tenant = c->tenant;
 	c->server = s;
@@ -590,23 +658,9 @@ void server_link(ServerConn *s, Client *c)
 		s->bp_paused = false;
 		conn_want_read(&s->conn, true);
 	}
-	s->unit_start = true;
-	s->inject_open = false;
-	s->inject_unsynced = false;
-	s->unsynced_paused = false;
+	s->client_held = false;
 	s->timeout_cancel = false;
-	s->batch_open = false;
-	if (s->marked_by && s->marked_by != c->tenant) {
-		/* Another tenant left temp tables, cursors, LISTENs or SETs here: wipe them first. */
-		proto_simple_query(&s->conn.out, "DISCARD ALL");
-		s->swallow_rfq++;
-		prep_server_reset(s);
-		prep_server_sent_sync(s);
-		s->marked_by = NULL;
-		s->st_sql = NULL;
-		if (s->pool->welcome_ready)
-			params_copy(&s->params, &s->pool->welcome);
-	}
+	s->last_bound = NULL;
 	if (!c->params_have_defaults && s->pool->welcome_ready) {
 		const Params *w = &s->pool->welcome;
 		for (int i = 0; i < w->n; i++)
@@ -620,188 +674,115 @@ void server_link(ServerConn *s, Client *c)
 	    params_fingerprint(&c->params) != params_fingerprint(&s->params) &&
 	    param_sync_sql(&c->params, &s->params, &sql)) {
 		buf_append(&sql, "", 1);
-		proto_simple_query(&s->conn.out, (const char *)sql.data);
-		s->swallow_rfq++;
-		prep_server_sent_sync(s);
+		own_query(s, (const char *)sql.data, EA_PARAMS);
 	}
 	s->synced_client_version = c->params.version;
 	s->synced_server_version = s->params.version;
+}
+
+static bool state_in_force(const ServerConn *s, const TenantState *want)
+{
+	return s->st_sql &&
+	       (s->st_sql == want->sql || (s->st_hash == want->hash && strcmp(s->st_sql, want->sql) == 0));
+}
+
+/* BEGIN, the state statement, COMMIT: three Parse/Bind/Execute, no Sync (tenant.c builds them). */
+static void write_block(ServerConn *s, const TenantState *st)
+{
+	buf_append(&s->conn.out, st->msgs, st->msgs_len);
+	for (int i = 0; i < 9; i++)
+		expect_push_own(s, (uint8_t)(i % 3 == 0 ? EX_PARSE : i % 3 == 1 ? EX_BIND : EX_EXECUTE),
+				i == 8 ? EA_BLOCK_COMMIT : EA_BLOCK);
+	s->st_pending_sql = st->sql;
+	s->st_pending_hash = st->hash;
+	s->block = BLOCK_PENDING;
+}
+
+bool server_unit_start(ServerConn *s, Client *c)
+{
+	const TenantState *want;
+
+	if (s->block != BLOCK_NONE)
+		goto hold;
+	want = tenant_state_of(c->tenant, c->home_pool);
+	if (!want) {
+		/* statements nobody analyses: whatever was committed here is unknown after them */
+		s->st_sql = NULL;
+	} else if (!state_in_force(s, want)) {
+		if (s->ex.client_units > 0)
+			goto hold; /* whether the client's transaction is open is known when they are answered */
+		if (s->tx_status == 'I')
+			write_block(s, want);
+		/* else: inside the client's own transaction, which its own statements put out of
+		 * step; never applied there (SPEC §4), applied again before its next unit */
+	}
 	if (c->deferred_begin) {
 		/* the BEGIN the client was told succeeded, now that the transaction has a server */
-		proto_simple_query(&s->conn.out, c->deferred_begin);
-		s->swallow_rfq++;
-		prep_server_sent_sync(s);
+		own_query(s, c->deferred_begin, EA_OWN);
 		free(c->deferred_begin);
 		c->deferred_begin = NULL;
 	}
+	s->unit_open = true;
+	return true;
+hold:
+	s->client_held = true;
+	return false;
 }
 
-/* ---------------------------------------------------------------------------------------
- * Tenant state injection. The state SET travels as Parse/Bind/Execute in front of the
- * client's first message of a unit, so PostgreSQL runs it in the same implicit
- * transaction as the client's statements: if it fails, the client's statements are
- * skipped up to the Sync and the client gets the error.
- *
- * A Query (or FunctionCall) has no Sync of its own. None is sent after it: PostgreSQL
- * flushes its output at every ReadyForQuery, so a Sync there would split the reply in
- * two and cost a wake-up and a read more per transaction. Instead nothing more goes to
- * the server until the SET has completed (inject_unsynced; in the same reply as the
- * Query's results, so this holds back only a client that pipelines), and when the SET
- * fails - PostgreSQL then skips the Query and waits for a Sync - pgtenant sends the
- * Sync, whose ReadyForQuery answers the client's Query.
- */
-
-typedef struct RfqMark {
-	uint64_t ordinal;
-	uint8_t kind;
-} RfqMark;
-
-enum { MARK_INJECT_END = 1, MARK_INJECT_OWN = 2 };
-
-/* pgtenant's own Sync: after a state SET sent on its own, or ending a skip (server_forward) */
-static const uint8_t sync_msg[5] = {'S', 0, 0, 0, 4};
-
-static void mark_push(ServerConn *s, uint64_t ordinal, uint8_t kind)
-{
-	if (s->n_marks == s->cap_marks) {
-		s->cap_marks = s->cap_marks ? s->cap_marks * 2 : 8;
-		s->marks = xrealloc(s->marks, sizeof(RfqMark) * (size_t)s->cap_marks);
-	}
-	s->marks[s->n_marks].ordinal = ordinal;
-	s->marks[s->n_marks].kind = kind;
-	s->n_marks++;
-}
-
-static void mark_pop(ServerConn *s)
-{
-	s->n_marks--;
-	memmove(s->marks, s->marks + 1, sizeof(RfqMark) * (size_t)s->n_marks);
-}
-
-/* The same text may sit at another address (a reload, tenants sharing a state): the
- * hash settles most comparisons without touching either string. */
 /*
- * The unit whose replies come next (ordinal rfq_recv + 1) starts with an injected
- * SET: its ParseComplete, BindComplete and CommandComplete are pgtenant's. Counted per
- * unit, by position: several units may be in flight with a SET each, and a client's
- * own replies must never be taken for one of them.
+ * The block failed and PostgreSQL skipped the client's unit (or still skips it up to
+ * the next Sync). Ends the skip and rolls the block's transaction back; the client gets
+ * one ReadyForQuery for its unit, as idle.
  */
-static void inject_arm(ServerConn *s)
+static void block_recover(ServerConn *s)
 {
-	s->inject_swallow = s->n_marks && s->marks[0].ordinal == s->rfq_recv + 1 ? 3 : 0;
-}
+	Expect *last = expect_last(&s->ex);
 
-static bool state_in_force(const ServerConn *s, const Tenant *t)
-{
-	return s->st_inflight == 0 && s->st_sql &&
-	       (s->st_sql == t->state_sql || (s->st_hash == t->state_hash && strcmp(s->st_sql, t->state_sql) == 0));
-}
-
-void server_unit_begin(ServerConn *s, Client *c, uint8_t type)
-{
-	const Tenant *t = c->tenant;
-
-	s->unit_start = false;
-	if (!t->state_sql || state_in_force(s, t))
-		return;
-	buf_append(&s->conn.out, t->state_msgs, t->state_msgs_len);
-	s->st_inflight++;
-	s->st_pending_sql = t->state_sql;
-	s->st_pending_hash = t->state_hash;
-	s->inject_open = true;
-	/* the unit's ReadyForQuery will be the next one counted in server_unit_end */
-	mark_push(s, s->rfq_sent + 1, MARK_INJECT_END);
-	if (s->rfq_sent == s->rfq_recv)
-		inject_arm(s);
-}
-
-void server_unit_begin_standalone(ServerConn *s, Client *c)
-{
-	const Tenant *t = c->tenant;
-
-	if (!t->state_sql || state_in_force(s, t))
-		return;
-	buf_append(&s->conn.out, t->state_msgs, t->state_msgs_len);
-	buf_append(&s->conn.out, sync_msg, sizeof(sync_msg));
-	s->st_inflight++;
-	s->st_pending_sql = t->state_sql;
-	s->st_pending_hash = t->state_hash;
-	if (s->expect_rfq == 0)
-		s->busy_since = g_now;
-	s->rfq_sent++;
-	s->expect_rfq++;
-	prep_server_sent_sync(s);
-	mark_push(s, s->rfq_sent, MARK_INJECT_OWN);
-	if (s->rfq_sent == s->rfq_recv + 1)
-		inject_arm(s);
-	s->hold = true;
-	s->hold_failed = false;
-}
-
-void server_unit_end(ServerConn *s, uint8_t type)
-{
-	if (s->expect_rfq == 0)
-		s->busy_since = g_now;
-	s->rfq_sent++;
-	s->expect_rfq++;
-	s->unit_start = true;
-	prep_server_sent_sync(s);
-	if (!s->inject_open)
-		return;
-	s->inject_open = false;
-	if (type != 'S')
-		s->inject_unsynced = true;
-}
-
-/* ReadyForQuery arrived for a client unit: settle the tenant state. Returns false to drop it. */
-static bool settle_rfq(ServerConn *s, char status)
-{
-	uint64_t ordinal = ++s->rfq_recv;
-	bool forward = true;
-	bool ended_inject = false;
-
-	if (s->n_marks && s->marks[0].ordinal == ordinal) {
-		uint8_t kind = s->marks[0].kind;
-		mark_pop(s);
-		ended_inject = true;
-		if (kind == MARK_INJECT_OWN) {
-			forward = false;
-			s->hold = false;
-			s->hold_failed = s->error_seen;
-			s->hold_released = true;
+	assert(s->block == BLOCK_FAILED && !s->unit_open);
+	if (expect_has_sync(&s->ex)) {
+		/* the client's Sync ends the skip: its ReadyForQuery (status E) goes out as idle */
+		assert(last && last->kind == EX_SYNC);
+		last->action = EA_ZI;
+		own_query(s, "ROLLBACK", EA_OWN);
+	} else {
+		/* the unit ended with a Query or FunctionCall the server skips: nothing of it is answered */
+		while (!expect_empty(&s->ex)) {
+			Expect e;
+			expect_pop(&s->ex, &e);
+			if (e.action == EA_PREP)
+				prep_on_skipped(s, &e);
+			free(e.name);
 		}
+		buf_append(&s->conn.out, sync_msg, sizeof(sync_msg));
+		expect_push_own(s, EX_SYNC, EA_OWN);
+		own_query(s, "ROLLBACK", EA_ZI);
 	}
-	if (ended_inject) {
-		s->st_inflight--;
-		if (s->error_seen || s->rollback_seen || status == 'E') {
-			s->st_sql = NULL;
-			s->st_in_xact = false;
-		} else {
-			s->st_sql = s->st_pending_sql;
-			s->st_hash = s->st_pending_hash;
-			s->st_in_xact = status == 'T';
-			s->st_spoiled = false;
-		}
-	} else if (s->st_in_xact && s->rollback_seen) {
-		s->st_spoiled = true;
+	s->block = BLOCK_NONE;
+	s->client_held = s->client != NULL;
+}
+
+void server_unit_end(ServerConn *s)
+{
+	s->unit_open = false;
+	if (s->block == BLOCK_FAILED) {
+		block_recover(s);
+		server_flush(s);
 	}
-	if (status == 'I' && s->st_in_xact) {
-		/* the transaction that applied the state is over: kept only if it committed whole */
-		if (s->st_spoiled || s->rollback_seen)
-			s->st_sql = NULL;
-		s->st_in_xact = false;
-		s->st_spoiled = false;
-	}
-	s->error_seen = false;
-	s->rollback_seen = false;
-	return forward;
+}
+
+void server_statement_flags(ServerConn *s, const Tenant *t, unsigned flags)
+{
+	if (flags & (SQLF_STATE_UNKNOWN | SQLF_RESETS_STATE | SQLF_UNPARSED))
+		server_state_unknown(s);
+	if (flags & (SQLF_SESSION_STATE | SQLF_STATE_UNKNOWN | SQLF_UNPARSED))
+		s->marked_by = t;
 }
 
 /* Marks a connection whose state a client statement may have changed. */
 void server_state_unknown(ServerConn *s)
 {
 	s->st_sql = NULL;
-	/* a unit in flight that applied the state does not make it known again */
+	/* a block in flight does not make it known again */
 	s->st_pending_sql = NULL;
 }
 
@@ -810,13 +791,13 @@ void server_unlink(ServerConn *s)
 	if (s->client) {
 		Client *c = s->client;
 		c->server = NULL;
-		if ((c->bp_paused || s->unsynced_paused) && !c->closing) {
+		if (c->bp_paused && !c->closing) {
 			c->bp_paused = false;
 			conn_want_read(&c->conn, true);
 		}
-		s->unsynced_paused = false;
 	}
 	s->client = NULL;
+	s->client_held = false;
 	if (s->tenant) {
 		pool_tenant_unlinked(s->pool, s->tenant);
 		s->tenant = NULL;
@@ -843,11 +824,27 @@ void server_reset(ServerConn *s, const char *q, bool discards)
 		s->marked_by = NULL;
 		prep_server_reset(s);
 	}
-	proto_simple_query(&s->conn.out, q);
-	s->swallow_rfq++;
-	prep_server_sent_sync(s);
-	s->st_sql = NULL;
+	own_query(s, q, EA_RESET);
+	server_state_unknown(s);
 	server_flush(s);
+}
+
+void server_release(ServerConn *s)
+{
+	Client *c = s->client;
+
+	assert(!server_busy(s));
+	if (c && c->tenant->pool_mode == POOL_MODE_SESSION) {
+		/* a session's state goes with it; state another tenant must not see is wiped
+		 * whatever server_reset_query says (pool_server_ready, marked_by) */
+		const char *q = g_cfg->server_reset_query;
+		server_unlink(s);
+		if (!c->closing)
+			client_set_state(c, CL_IDLE);
+		server_reset(s, q, q && strcasestr(q, "discard all") != NULL);
+		return;
+	}
+	pool_release(s);
 }
 
 static void note_parameter(ServerConn *s, const uint8_t *body, size_t len)
@@ -862,23 +859,79 @@ static void note_parameter(ServerConn *s, const uint8_t *body, size_t len)
 		params_set(&s->client->params, name, value);
 }
 
-/* Is this message one pgtenant must see whole (not just stream through)? */
-static inline bool must_inspect(uint8_t type)
+/* The CommandComplete of the block's COMMIT: the state is committed (a "ROLLBACK" tag would say not). */
+static void block_committed(ServerConn *s, const uint8_t *body, size_t len)
 {
-	return type == 'Z' || type == 'S' || type == 'E' || type == 'C';
+	if (len == 7 && memcmp(body, "COMMIT", 7) == 0 && s->st_pending_sql) {
+		s->st_sql = s->st_pending_sql;
+		s->st_hash = s->st_pending_hash;
+	} else {
+		s->st_sql = NULL;
+	}
+	s->st_pending_sql = NULL;
+	s->block = BLOCK_NONE;
+	s->client_held = s->client_held && s->client != NULL;
 }
 
-static bool is_rollback_tag(const uint8_t *body, size_t len)
+/* An error ended an extended-protocol message: PostgreSQL skips up to the next Sync. */
+static void skip_to_sync(ServerConn *s, bool *block_failed)
 {
-	return (len >= 8 && memcmp(body, "ROLLBACK", 8) == 0) || (len >= 7 && memcmp(body, "PREPARE", 7) == 0);
+	Expect e;
+	*block_failed = false;
+	for (Expect *h = expect_head(&s->ex); h && h->kind != EX_SYNC; h = expect_head(&s->ex)) {
+		expect_pop(&s->ex, &e);
+		if (e.action == EA_BLOCK || e.action == EA_BLOCK_COMMIT)
+			*block_failed = true;
+		else if (e.action == EA_PREP)
+			prep_on_skipped(s, &e);
+		free(e.name);
+	}
+}
+
+/* The client's unit (or pgtenant's stand-in for it) was answered: timing, status, release. */
+static bool unit_answered(ServerConn *s, Client *c, char status)
+{
+	TenantStats *st = &c->tenant->stats;
+	if (c->query_start) {
+		st->query_time_us += (uint64_t)(g_now - c->query_start);
+		c->query_start = 0;
+	}
+	if (c->tx_status == 'I' && status != 'I')
+		c->xact_start = g_now;
+	if (status == 'I') {
+		st->xacts++;
+		if (c->xact_start)
+			st->xact_time_us += (uint64_t)(g_now - c->xact_start);
+		c->xact_start = 0;
+	}
+	c->tx_status = status;
+	s->busy_since = g_now;
+	s->idle_since = g_now;
+	if (s->ex.client_units == 0)
+		s->timeout_cancel = false;
+	return true;
+}
+
+/* May the linked client's server go back now (transaction mode, or shutdown)? */
+static bool may_release(const ServerConn *s, const Client *c)
+{
+	return !server_busy(s) && c->fwd_remain == 0 && (g_shutdown || c->tenant->pool_mode == POOL_MODE_TRANSACTION);
+}
+
+/* The server broke the protocol or pgtenant lost track: nobody may use this connection again. */
+static void out_of_step(ServerConn *s, uint8_t type)
+{
+	char why[120];
+	snprintf(why, sizeof(why), "unexpected message '%c' from the server (no request of ours matches it)",
+		 type >= 32 && type < 127 ? type : '?');
+	log_error("S-%p %s", (void *)s, why);
+	server_close(s, why);
 }
 
 static void server_forward(ServerConn *s)
 {
 	Buf *in = &s->conn.in;
 	bool release = false;
-	bool send_sync = false; /* an injected SET failed ahead of a Query: end the skip */
-	bool resume = false;    /* the client held back by inject_unsynced may go on */
 
 again:
 	while (buf_avail(in) && s->state != SV_FREE) {
@@ -900,49 +953,64 @@ again:
 			server_close(s, "invalid message length from server");
 			return;
 		}
-		if (must_inspect(type) && buf_avail(in) < total) {
+		/* only row and copy data stream through; every other reply is looked at whole */
+		if (type != 'D' && type != 'd' && buf_avail(in) < total) {
 			buf_reserve(in, total - buf_avail(in));
 			break;
 		}
 		const uint8_t *body = buf_head(in) + MSG_HEADER_LEN;
 		size_t blen = len - 4;
-		bool drop = s->swallow_rfq > 0 || !c;
+		bool drop = true;
 
-		switch (type) {
-		case 'S':
-			note_parameter(s, body, blen);
-			/* ParameterStatus is legal at any time; pass it on even around pgtenant's own queries. */
-			if (c)
-				drop = false;
-			break;
-		case 'E':
-			if (proto_error_is_fatal(body, blen)) {
-				/* The server is going away; its client hears 08006 from server_close instead. */
-				const char *code, *msg;
-				char why[300];
-				proto_error_fields(body, blen, &code, &msg);
-				snprintf(why, sizeof(why), "%s (%s)", msg ? msg : "fatal error", code ? code : "?");
-				buf_consume(in, total);
-				server_close(s, why);
-				return;
+		if (type == 'E' && proto_error_is_fatal(body, blen)) {
+			/* The server is going away; its client hears the server's own FATAL (SPEC §8). */
+			const char *code, *msg;
+			char why[300];
+			proto_error_fields(body, blen, &code, &msg);
+			snprintf(why, sizeof(why), "%s (%s)", msg ? msg : "fatal error", code ? code : "?");
+			if (c && !c->closing) {
+				buf_append(&c->conn.out, buf_head(in), total);
+				c->server_fatal_sent = true;
 			}
-			if (drop) {
+			buf_consume(in, total);
+			server_close(s, why);
+			return;
+		}
+		ExpectMatch m = expect_match(&s->ex, type);
+		Expect *h = expect_head(&s->ex);
+		switch (m) {
+		case XM_BAD:
+			out_of_step(s, type);
+			return;
+		case XM_ASYNC:
+			if (type == 'S')
+				note_parameter(s, body, blen);
+			/* ParameterStatus and notifications belong to the client whatever runs; notices of
+			 * pgtenant's own statements do not */
+			drop = !c || (type == 'N' && h && h->action != EA_CLIENT && h->action != EA_PREP);
+			break;
+		case XM_PART:
+			drop = !c || h->action != EA_CLIENT;
+			if (type == 'G')
+				expect_copy_in(&s->ex);
+			if (type == 'E' && h->action != EA_CLIENT) {
 				const char *code, *msg;
 				proto_error_fields(body, blen, &code, &msg);
-				server_log(LOG_LVL_WARNING, s, "error in a statement of pgtenant's: %s (%s)",
-					   msg ? msg : "?", code ? code : "?");
-				/* a reset that failed leaves the connection in a state nobody knows */
-				if (s->state == SV_RESET)
+				if (h->action == EA_PARAMS && c) {
+					/* an invalid startup parameter: what PostgreSQL would have said at startup */
+					char text[300];
+					snprintf(text, sizeof(text), "%s", msg ? msg : "invalid startup parameter");
 					s->dirty = true;
-				if (!c && s->swallow_rfq == 0) {
-					server_close(s, "server sent an error while idle");
+					buf_consume(in, total);
+					client_fatal(c, code ? code : "22023", text, NULL);
 					return;
 				}
-				break;
+				server_log(LOG_LVL_WARNING, s, "error in a statement of pgtenant's: %s (%s)",
+					   msg ? msg : "?", code ? code : "?");
+				/* a failed reset leaves a state nobody knows: the connection goes */
+				s->dirty = true;
 			}
-			s->error_seen = true;
-			prep_server_error(s);
-			if (s->timeout_cancel) {
+			if (type == 'E' && !drop && s->timeout_cancel) {
 				const char *code, *msg;
 				proto_error_fields(body, blen, &code, &msg);
 				if (code && strcmp(code, "57014") == 0) {
@@ -951,112 +1019,73 @@ again:
 						    NULL);
 					s->timeout_cancel = false;
 					drop = true;
-					break;
-				}
-			}
-			if (s->inject_swallow > 0) {
-				/* The state SET itself failed: PostgreSQL skips the client's unit up to
-				 * its Sync, and when the unit is the Query sent with none (always the
-				 * last one sent), pgtenant sends it now. */
-				s->inject_swallow = 0;
-				if (s->inject_unsynced && s->rfq_recv + 1 == s->rfq_sent) {
-					s->inject_unsynced = false;
-					send_sync = true;
 				}
 			}
 			break;
-		case '1':
-			if (s->inject_swallow > 0 && !drop) {
-				s->inject_swallow--;
-				drop = true;
-			} else if (prep_server_parse_complete(s)) {
-				drop = true;
+		case XM_SKIP: {
+			bool block_failed;
+			drop = !c || (h->action != EA_CLIENT && h->action != EA_PREP && h->action != EA_BLOCK &&
+				      h->action != EA_BLOCK_COMMIT);
+			if (h->stmt && (h->kind == EX_BIND || h->kind == EX_EXECUTE || h->kind == EX_DESCRIBE))
+				prep_server_error(s, h->stmt, body, blen);
+			skip_to_sync(s, &block_failed);
+			if (block_failed) {
+				const char *code, *msg;
+				proto_error_fields(body, blen, &code, &msg);
+				server_log(LOG_LVL_WARNING, s, "tenant state not applied for %s: %s (%s)",
+					   s->tenant ? s->tenant->name : "-", msg ? msg : "?", code ? code : "?");
+				if (s->tenant)
+					s->tenant->stats.state_failures++;
+				server_state_unknown(s);
+				s->block = BLOCK_FAILED;
+				if (!s->unit_open)
+					block_recover(s);
 			}
 			break;
-		case '2':
-			if (s->inject_swallow > 0 && !drop) {
-				s->inject_swallow--;
-				drop = true;
+		}
+		case XM_DONE: {
+			Expect e;
+			expect_pop(&s->ex, &e);
+			switch (e.action) {
+			case EA_CLIENT:
+				drop = !c;
+				break;
+			case EA_PREP:
+				drop = prep_on_reply(s, c, &e, type);
+				break;
+			case EA_BLOCK_COMMIT:
+				block_committed(s, body, blen);
+				break;
+			case EA_ZI:
+				if (type == 'Z' && c)
+					proto_ready(&c->conn.out, 'I');
+				break;
+			default:
+				break;
 			}
-			break;
-		case '3':
-			if (prep_server_close_complete(s, c))
-				drop = true;
-			break;
-		case 'C':
-			if (s->inject_swallow > 0 && !drop) {
-				/* the SET completed; behind a Query without Sync, what was held back may follow */
-				if (--s->inject_swallow == 0 && s->inject_unsynced && s->rfq_recv + 1 == s->rfq_sent) {
-					s->inject_unsynced = false;
-					resume = s->unsynced_paused;
-					s->unsynced_paused = false;
-				}
-				drop = true;
-			} else if (!drop && is_rollback_tag(body, blen)) {
-				s->rollback_seen = true;
-			}
-			break;
-		case 'Z':
+			free(e.name);
+			if (type != 'Z')
+				break;
 			s->tx_status = (char)body[0];
-			prep_server_ready(s);
-			if (s->swallow_rfq > 0) {
-				s->swallow_rfq--;
-				if (s->swallow_rfq == 0 && s->state == SV_RESET) {
+			if (!c) {
+				if (s->state == SV_RESET && expect_empty(&s->ex)) {
 					buf_consume(in, total);
-					pool_server_ready(s);
+					if (s->dirty)
+						server_close(s, "a reset failed: state unknown");
+					else
+						pool_server_ready(s);
 					return;
 				}
 				break;
 			}
-			if (!c) {
-				drop = true;
-				break;
-			}
-			if (s->expect_rfq > 0)
-				s->expect_rfq--;
-			s->busy_since = g_now;
-			s->idle_since = g_now;
-			if (s->expect_rfq == 0)
-				s->timeout_cancel = false;
-			if (!settle_rfq(s, s->tx_status))
-				drop = true;
-			inject_arm(s);
-			if (s->inject_unsynced && s->expect_rfq == 0) {
-				/* defensive: the unit ended without its SET's completion counted */
-				s->inject_unsynced = false;
-				resume = s->unsynced_paused;
-				s->unsynced_paused = false;
-			}
-			if (!drop) {
-				TenantStats *st = &c->tenant->stats;
-				if (c->query_start) {
-					st->query_time_us += (uint64_t)(g_now - c->query_start);
-					c->query_start = 0;
-				}
-				if (c->tx_status == 'I' && s->tx_status != 'I')
-					c->xact_start = g_now;
-				if (s->tx_status == 'I') {
-					st->xacts++;
-					if (c->xact_start)
-						st->xact_time_us += (uint64_t)(g_now - c->xact_start);
-					c->xact_start = 0;
-				}
-			}
-			c->tx_status = s->tx_status;
-			if (s->expect_rfq == 0 && s->tx_status == 'I' && c->fwd_remain == 0 && !s->hold_released &&
-			    !s->batch_open &&
-			    (g_shutdown || c->tenant->pool_mode == POOL_MODE_TRANSACTION))
+			if (e.action == EA_CLIENT)
+				unit_answered(s, c, s->tx_status);
+			else if (e.action == EA_ZI)
+				unit_answered(s, c, 'I');
+			if (may_release(s, c))
 				release = true;
 			break;
-		case 'N':
-		case 'A':
-			break;
-		default:
-			if (!c) {
-				server_close(s, "unexpected message from an idle server");
-				return;
-			}
-			break;
+		}
 		}
 		size_t n = buf_avail(in) < total ? buf_avail(in) : total;
 		if (!drop) {
@@ -1076,20 +1105,9 @@ again:
 	}
 	if (s->state == SV_FREE)
 		return;
-	if (send_sync) {
-		buf_append(&s->conn.out, sync_msg, sizeof(sync_msg));
-		if (!server_flush(s))
-			return;
-	}
+	if (buf_avail(&s->conn.out) && !server_flush(s))
+		return;
 	Client *c = s->client;
-	if (c && s->hold_released) {
-		s->hold_released = false;
-		if (!client_flush(c))
-			return;
-		client_hold_done(c, s->hold_failed);
-		if (s->state == SV_FREE || s->client != c)
-			return;
-	}
 	if (c) {
 		if (!client_flush(c))
 			return; /* closing the client released or closed s */
@@ -1104,7 +1122,7 @@ again:
 				client_close(c, "shutdown");
 				return;
 			}
-			pool_release(s);
+			server_release(s);
 			/* a removed or disabled tenant's clients leave at the end of their transaction */
 			if (c->tenant->removed) {
 				client_fatal(c, "57P01", "terminating connection: the tenant was removed from the configuration", NULL);
@@ -1117,13 +1135,18 @@ again:
 			/* the client may have pipelined its next transaction already */
 			if (!c->closing && buf_avail(&c->conn.in))
 				client_output_drained(c);
+			return;
+		}
+		if (s->client_held && s->block == BLOCK_NONE && s->client == c && !c->closing) {
+			/* the unit that waited may go on now (server_unit_start decides again) */
+			s->client_held = false;
+			client_output_drained(c);
+			if (s->state == SV_FREE)
+				return;
 		}
 	}
 	if (s->state != SV_FREE && !buf_avail(in))
 		conn_shrink(&s->conn);
-	/* released above, the client went on already (client_output_drained there) */
-	if (resume && c && !c->closing && c->server == s)
-		client_output_drained(c);
 }
 
 void server_output_drained(ServerConn *s)
@@ -1241,7 +1264,7 @@ static void check_timeouts(ServerConn *s)
 	Client *c = s->client;
 	const TenantConf *tc = c->tenant->conf;
 
-	if (s->expect_rfq > 0) {
+	if (s->ex.client_units > 0) {
 		usec_t limit = config_tenant_query_timeout(g_cfg, tc);
 		if (limit > 0 && !s->timeout_cancel && g_now - s->busy_since > limit) {
 			server_log(LOG_LVL_INFO, s, "query_timeout: cancelling backend pid %u", s->be_pid);
@@ -1255,6 +1278,7 @@ static void check_timeouts(ServerConn *s)
 		usec_t limit = config_tenant_idle_transaction_timeout(g_cfg, tc);
 		if (limit > 0 && g_now - s->idle_since > limit) {
 			/* roll the transaction back and give the connection back clean */
+			s->dirty = s->dirty || !expect_empty(&s->ex) || s->unit_open;
 			server_unlink(s);
 			server_reset(s, "ROLLBACK", false);
 			client_set_state(c, CL_IDLE);

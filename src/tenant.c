@@ -31,8 +31,8 @@ static void tenant_release(void *p)
 		free(q);
 		q = next;
 	}
-	free((void *)t->state_sql);
-	free((void *)t->state_msgs);
+	free((void *)t->state.sql);
+	free((void *)t->state.msgs);
 	free(t->name);
 	free(t);
 }
@@ -74,84 +74,132 @@ void tenant_foreach(void (*fn)(Tenant *t, void *arg), void *arg)
 			fn(t, arg);
 }
 
-/* The statement that puts t's state in force, and its Parse/Bind/Execute messages. */
-static void build_state(Tenant *t, const Config *cfg)
-{
-	const TenantConf *tc = t->conf;
-	Buf sql, msgs;
-	size_t start;
+TenantState g_neutral_state;
 
-	if (tc->mode == TENANT_MODE_DATABASE) {
-		retire((void *)t->state_sql, NULL);
-		retire((void *)t->state_msgs, NULL);
-		t->state_sql = NULL;
-		t->state_msgs = NULL;
-		t->state_msgs_len = 0;
-		return;
-	}
+static void buf_puts(Buf *b, const char *s)
+{
+	buf_append(b, s, strlen(s));
+}
+
+/* Appends Parse/Bind/Execute of sql (unnamed statement and portal, no parameters). */
+static void put_pbe(Buf *b, const char *sql)
+{
+	size_t start;
+	pkt_begin(b, 'P', &start);
+	pkt_put_cstr(b, "");
+	pkt_put_cstr(b, sql);
+	pkt_put_u16(b, 0);
+	pkt_finish(b, start);
+	pkt_begin(b, 'B', &start);
+	pkt_put_cstr(b, "");
+	pkt_put_cstr(b, "");
+	pkt_put_u16(b, 0);
+	pkt_put_u16(b, 0);
+	pkt_put_u16(b, 0);
+	pkt_finish(b, start);
+	pkt_begin(b, 'E', &start);
+	pkt_put_cstr(b, "");
+	pkt_put_u32(b, 0);
+	pkt_finish(b, start);
+}
+
+/*
+ * The state statement sets both halves of a state, so no tenant inherits the
+ * other half from the tenant before it: search_path (the tenant's schema, or
+ * NULL = the session default) and tenant_guc (the tenant's id, or NULL = its
+ * default). A schema tenant's statement also casts its schema to
+ * regnamespace: a missing schema fails the block (3F000) instead of falling
+ * through to shared_schemas.
+ */
+static void state_build(TenantState *st, const Config *cfg, const char *search_path, const char *schema,
+			const char *tenant_id)
+{
+	Buf sql, msgs;
+
 	buf_init(&sql);
-	if (tc->mode == TENANT_MODE_SCHEMA) {
-		const char *shared = config_tenant_shared_schemas(tc);
-		buf_append(&sql, "SET search_path = ", 18);
-		param_quote_ident(&sql, config_tenant_schema(tc));
-		char *list = xstrdup(shared ? shared : "");
-		char *save = NULL;
-		for (char *item = strtok_r(list, ",", &save); item; item = strtok_r(NULL, ",", &save)) {
-			while (*item == ' ' || *item == '\t')
-				item++;
-			char *end = item + strlen(item);
-			while (end > item && (end[-1] == ' ' || end[-1] == '\t'))
-				*--end = '\0';
-			if (!*item)
-				continue;
-			buf_append(&sql, ", ", 2);
-			param_quote_ident(&sql, item);
-		}
-		free(list);
-		buf_append(&sql, ", pg_temp", 9);
-	} else {
-		/* each dotted part of the GUC name quoted, so no name can inject SQL */
-		char *name = xstrdup(cfg->tenant_guc);
-		char *save = NULL;
-		bool first = true;
-		buf_append(&sql, "SET ", 4);
-		for (char *part = strtok_r(name, ".", &save); part; part = strtok_r(NULL, ".", &save)) {
-			if (!first)
-				buf_append(&sql, ".", 1);
-			param_quote_ident(&sql, part);
-			first = false;
-		}
-		free(name);
-		buf_append(&sql, " = ", 3);
-		param_quote_literal(&sql, config_tenant_id(tc));
+	buf_puts(&sql, "SELECT pg_catalog.set_config('search_path', ");
+	if (search_path)
+		param_quote_literal(&sql, search_path);
+	else
+		buf_puts(&sql, "NULL");
+	buf_puts(&sql, ", false), pg_catalog.set_config(");
+	param_quote_literal(&sql, cfg->tenant_guc);
+	buf_puts(&sql, ", ");
+	if (tenant_id)
+		param_quote_literal(&sql, tenant_id);
+	else
+		buf_puts(&sql, "NULL");
+	buf_puts(&sql, ", false)");
+	if (schema) {
+		Buf ident;
+		buf_init(&ident);
+		param_quote_ident(&ident, schema);
+		buf_append(&ident, "", 1);
+		buf_puts(&sql, ", ");
+		param_quote_literal(&sql, (const char *)ident.data);
+		buf_puts(&sql, "::pg_catalog.regnamespace");
+		buf_free(&ident);
 	}
 	buf_append(&sql, "", 1);
 
 	buf_init(&msgs);
-	pkt_begin(&msgs, 'P', &start);
-	pkt_put_cstr(&msgs, "");
-	pkt_put_cstr(&msgs, (const char *)sql.data);
-	pkt_put_u16(&msgs, 0);
-	pkt_finish(&msgs, start);
-	pkt_begin(&msgs, 'B', &start);
-	pkt_put_cstr(&msgs, "");
-	pkt_put_cstr(&msgs, "");
-	pkt_put_u16(&msgs, 0);
-	pkt_put_u16(&msgs, 0);
-	pkt_put_u16(&msgs, 0);
-	pkt_finish(&msgs, start);
-	pkt_begin(&msgs, 'E', &start);
-	pkt_put_cstr(&msgs, "");
-	pkt_put_u32(&msgs, 0);
-	pkt_finish(&msgs, start);
+	put_pbe(&msgs, "BEGIN");
+	put_pbe(&msgs, (const char *)sql.data);
+	put_pbe(&msgs, "COMMIT");
 
 	/* The old text is kept: servers may still compare against it after a reload. */
-	retire((void *)t->state_sql, NULL);
-	retire((void *)t->state_msgs, NULL);
-	t->state_sql = (const char *)sql.data;
-	t->state_hash = hash_name(t->state_sql, strlen(t->state_sql));
-	t->state_msgs = msgs.data;
-	t->state_msgs_len = msgs.len;
+	retire((void *)st->sql, NULL);
+	retire((void *)st->msgs, NULL);
+	st->sql = (const char *)sql.data;
+	st->hash = hash_name(st->sql, strlen(st->sql));
+	st->msgs = msgs.data;
+	st->msgs_len = msgs.len;
+}
+
+/* t's state (SPEC §4): none in database mode. */
+static void build_state(Tenant *t, const Config *cfg)
+{
+	const TenantConf *tc = t->conf;
+
+	if (tc->mode == TENANT_MODE_DATABASE) {
+		retire((void *)t->state.sql, NULL);
+		retire((void *)t->state.msgs, NULL);
+		memset(&t->state, 0, sizeof(t->state));
+		return;
+	}
+	if (tc->mode == TENANT_MODE_SHARED) {
+		state_build(&t->state, cfg, NULL, NULL, config_tenant_id(tc));
+		return;
+	}
+	/* schema, then shared_schemas, then pg_temp (no temporary table shadows a tenant's) */
+	const char *shared = config_tenant_shared_schemas(tc);
+	Buf path;
+	buf_init(&path);
+	param_quote_ident(&path, config_tenant_schema(tc));
+	char *list = xstrdup(shared ? shared : "");
+	char *save = NULL;
+	for (char *item = strtok_r(list, ",", &save); item; item = strtok_r(NULL, ",", &save)) {
+		while (*item == ' ' || *item == '\t')
+			item++;
+		char *end = item + strlen(item);
+		while (end > item && (end[-1] == ' ' || end[-1] == '\t'))
+			*--end = '\0';
+		if (!*item)
+			continue;
+		buf_append(&path, ", ", 2);
+		param_quote_ident(&path, item);
+	}
+	free(list);
+	buf_append(&path, ", pg_temp", 10);
+	state_build(&t->state, cfg, (const char *)path.data, config_tenant_schema(tc), NULL);
+	buf_free(&path);
+}
+
+const TenantState *tenant_state_of(const Tenant *t, const Pool *home)
+{
+	if (t->state.sql)
+		return &t->state;
+	return home && home->needs_state ? &g_neutral_state : NULL;
 }
 
 typedef struct PoolKey {
@@ -273,6 +321,7 @@ void tenant_registry_build(const Config *cfg)
 	}
 	free(old);
 	mark_shared_pools(cfg);
+	state_build(&g_neutral_state, cfg, NULL, NULL, NULL);
 }
 
 const char *tenant_user_suffix(const char *user, const char *sep, size_t *prefix_len)
@@ -399,6 +448,8 @@ Pool *tenant_pool_for(Tenant *t, const char *user)
 	Pool *p = pool_get(be, NULL, dbname, server_user, password);
 	if (tc->mode == TENANT_MODE_SHARED)
 		p->has_shared = true;
+	if (tc->mode != TENANT_MODE_DATABASE)
+		p->needs_state = true;
 	/* a pool that depends on the client's own user is not cached on the tenant */
 	if (tc->server_user || bc->user)
 		t->pool = p;

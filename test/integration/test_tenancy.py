@@ -449,7 +449,7 @@ def test_tenant_state_is_set_once_per_switch_not_per_statement(pg, pgtenant):
     try:
         p = pgtenant(backends={"main": backend(pg, user=role, password=password, pool_size=1)},
                      tenants={"acme": schema_tenant("acme"), "globex": schema_tenant("globex")})
-        set_line = r"^.*\bSET search_path\b.*$"
+        set_line = r"^.*set_config\('search_path'.*$"
 
         log = ServerLog(pg)
         with p.connect(dbname="acme") as conn:
