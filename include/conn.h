@@ -11,6 +11,10 @@
  * writable and SSL_write readable; the flags below carry that over to the
  * other event, so callers keep to the plain-socket discipline.
  *
+ * A client is watched for hang-up also while pgtenant does not read it (held
+ * back, back-pressured): its read event then waits for EV_CLOSED alone, so a
+ * client that vanishes is closed at once and its server is not kept.
+ *
  * Back-pressure: a connection whose peer's output buffer is above
  * CONN_HIGH_WATER stops reading until that buffer drains below
  * CONN_LOW_WATER, so a client that stops reading a large result holds at
@@ -38,6 +42,8 @@ typedef struct Conn {
 	struct event ev_write;
 	bool read_armed;
 	bool write_armed;
+	bool watch_close; /* while not reading, watch for the peer hanging up (clients) */
+	bool close_armed; /* ... and the read event waits for that now (EV_CLOSED) */
 	Buf in;
 	Buf out;
 	struct ssl_st *ssl;        /* NULL: plain socket */

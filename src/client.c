@@ -180,6 +180,7 @@ void client_accept(int fd)
 	list_init(&c->queue_node);
 	list_init(&c->throttle_node);
 	conn_init(&c->conn, fd, client_on_read, client_on_write, c);
+	c->conn.watch_close = true;
 	net_peer_name(fd, c->addr, sizeof(c->addr), &c->port);
 	c->connect_time = g_now;
 	c->tx_status = 'I';
@@ -320,6 +321,12 @@ static void client_on_read(evutil_socket_t fd, short what, void *arg)
 	IoStatus st;
 
 	time_update();
+	if ((what & EV_CLOSED) && !(what & EV_READ)) {
+		/* hung up while pgtenant was not reading it */
+		client_close(c, "client closed connection");
+		client_maintain();
+		return;
+	}
 	if (c->state == CL_LOGIN && (c->login_stage == LOGIN_TLS_HANDSHAKE || direct_tls_hello(c))) {
 		tls_handshake_step(c);
 		client_maintain();

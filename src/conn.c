@@ -19,7 +19,7 @@ struct event_base *g_base;
 void conn_init(Conn *c, int fd, event_callback_fn on_read, event_callback_fn on_write, void *arg)
 {
 	c->fd = fd;
-	c->read_armed = c->write_armed = false;
+	c->read_armed = c->write_armed = c->close_armed = c->watch_close = false;
 	c->ssl = NULL;
 	c->ssl_failed = c->ssl_read_wants_write = c->ssl_write_wants_read = false;
 	buf_init(&c->in);
@@ -32,11 +32,11 @@ void conn_close(Conn *c)
 {
 	if (c->fd < 0)
 		return;
-	if (c->read_armed)
+	if (c->read_armed || c->close_armed)
 		event_del(&c->ev_read);
 	if (c->write_armed)
 		event_del(&c->ev_write);
-	c->read_armed = c->write_armed = false;
+	c->read_armed = c->write_armed = c->close_armed = false;
 	if (c->ssl) {
 		/* one try at close_notify; a peer that does not read it loses nothing */
 		ERR_clear_error();
@@ -52,15 +52,32 @@ void conn_close(Conn *c)
 	buf_free(&c->out);
 }
 
+/* The read event, re-made for other events (EV_READ, or EV_CLOSED alone while not reading). */
+static void read_event_as(Conn *c, short what)
+{
+	if (event_get_events(&c->ev_read) == (what | EV_PERSIST))
+		return;
+	event_assign(&c->ev_read, g_base, c->fd, what | EV_PERSIST, event_get_callback(&c->ev_read),
+		     event_get_callback_arg(&c->ev_read));
+}
+
 void conn_want_read(Conn *c, bool on)
 {
 	if (c->fd < 0)
 		return;
 	if (on != c->read_armed) {
-		if (on)
-			event_add(&c->ev_read, NULL);
-		else
+		if (c->read_armed || c->close_armed)
 			event_del(&c->ev_read);
+		c->close_armed = false;
+		if (on) {
+			read_event_as(c, EV_READ);
+			event_add(&c->ev_read, NULL);
+		} else if (c->watch_close && (event_base_get_features(g_base) & EV_FEATURE_EARLY_CLOSE)) {
+			/* not reading, but still told when the peer hangs up (EPOLLRDHUP) */
+			read_event_as(c, EV_CLOSED);
+			event_add(&c->ev_read, NULL);
+			c->close_armed = true;
+		}
 		c->read_armed = on;
 	}
 	/* bytes OpenSSL already decrypted make the socket look idle */

@@ -226,18 +226,44 @@ static bool tenant_may_take(const Pool *p, const Tenant *t)
 	return p->n_linked + unused_reserved < pool_cap(p);
 }
 
-/* The idle server to hand to t: one already holding t's state if any, else the most recent. */
+/* Does another tenant's session state sit on s (temp tables, LISTEN, SETs)? Then t may not have it yet. */
+static inline bool left_by_other(const ServerConn *s, const Tenant *t)
+{
+	return s->marked_by && s->marked_by != t;
+}
+
+/*
+ * The idle server to hand to t: one already holding t's state if any, else the
+ * most recent one no other tenant left session state on, else the most recent.
+ */
 static ServerConn *pick_idle(Pool *p, const Tenant *t)
 {
 	List *it;
-	if (t->state.sql) {
-		for (it = p->idle.prev; it != &p->idle; it = it->prev) {
-			ServerConn *s = list_entry(it, ServerConn, node);
-			if (s->st_sql == t->state.sql)
-				return s;
-		}
+	ServerConn *clean = NULL;
+	for (it = p->idle.prev; it != &p->idle; it = it->prev) {
+		ServerConn *s = list_entry(it, ServerConn, node);
+		if (left_by_other(s, t))
+			continue;
+		if (t->state.sql && s->st_sql == t->state.sql)
+			return s;
+		if (!clean)
+			clean = s;
+		if (!t->state.sql)
+			break;
 	}
-	return list_entry(p->idle.prev, ServerConn, node);
+	return clean ? clean : list_entry(p->idle.prev, ServerConn, node);
+}
+
+/*
+ * Another tenant's session state is wiped before t gets s: the reset runs first (its
+ * failure closes s) and s comes back through pool_server_ready to a waiting client.
+ */
+static bool reset_for(ServerConn *s, const Tenant *t)
+{
+	if (!left_by_other(s, t))
+		return false;
+	server_reset(s, "DISCARD ALL", true);
+	return true;
 }
 
 bool pool_acquire(Client *c)
@@ -255,13 +281,20 @@ bool pool_acquire(Client *c)
 	}
 	/* others may wait for what they cannot take (their own limits): they do not hold this
 	 * tenant back, but its own earlier waiters go first */
+	bool resetting = false;
 	if (!list_empty(&p->idle) && (p->n_waiting == 0 || pool_tenant_queue(p, c->tenant)->n_waiting == 0) &&
 	    tenant_may_take(p, c->tenant)) {
-		server_link(pick_idle(p, c->tenant), c);
-		return true;
+		ServerConn *s = pick_idle(p, c->tenant);
+		resetting = reset_for(s, c->tenant);
+		if (!resetting) {
+			server_link(s, c);
+			return true;
+		}
 	}
 	c->wait_start = g_now;
 	client_set_state(c, CL_WAITING);
+	if (resetting)
+		return false;
 	pool_maybe_connect(p);
 	return false;
 }
@@ -294,6 +327,8 @@ static bool hand_to_waiter(ServerConn *s)
 			continue;
 		}
 		Client *c = list_entry(q->clients.next, Client, queue_node);
+		if (reset_for(s, c->tenant))
+			return true; /* it comes back clean */
 		q->credit--;
 		if (q->credit <= 0 || q->n_waiting == 1) {
 			q->credit = weight;
@@ -317,11 +352,7 @@ void pool_server_ready(ServerConn *s)
 		server_close(s, s->dirty ? "state unknown" : "shutdown");
 		return;
 	}
-	if (s->marked_by) {
-		/* session state a tenant left (temp tables, LISTEN, SETs) goes before anyone gets it */
-		server_reset(s, "DISCARD ALL", true);
-		return;
-	}
+
 	if (g_cfg->server_lifetime > 0 && g_now - s->connect_time > g_cfg->server_lifetime) {
 		server_close(s, "server_lifetime reached");
 		pool_maybe_connect(p);

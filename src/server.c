@@ -1108,6 +1108,12 @@ again:
 	if (buf_avail(&s->conn.out) && !server_flush(s))
 		return;
 	Client *c = s->client;
+	if (c && c->bp_paused && !release && buf_avail(&s->conn.out) < CONN_LOW_WATER) {
+		/* that flush may have drained what held the client back: no write event will say so */
+		client_output_drained(c);
+		if (s->state == SV_FREE || s->client != c)
+			return;
+	}
 	if (c) {
 		if (!client_flush(c))
 			return; /* closing the client released or closed s */

@@ -482,9 +482,11 @@ def test_reloads_are_counted_in_metrics(pgtenant):
 
 # ---------------------------------------------------------------- SET, SHUTDOWN
 
-def test_set_of_tenant_pool_size_and_pool_mode_applies_to_running_tenants(pgtenant):
+def test_set_of_tenant_pool_size_and_pool_mode_applies_to_running_tenants(pg, pgtenant):
     """Tenants keep their settings resolved from the globals; a console SET of a
     global must reach them at once, not at the next RELOAD."""
+    with pg.connect(dbname="appdb") as d:
+        d.execute("create schema if not exists s_initech authorization app")
     p = start(pgtenant, {"query_wait_timeout": "1s"},
               tenants={"initech": {"mode": "schema", "backend": "main", "schema": "s_initech"}})
     psql(p, "SET tenant_pool_size = 1")  # initech sets no pool_size of its own

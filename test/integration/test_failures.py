@@ -83,7 +83,10 @@ def test_server_connection_killed_under_a_query_errors_only_that_client(pg, pgte
         except (EOFError, ConnectionResetError):
             pass
         assert err is not None, "no ErrorResponse for the query whose server died"
-        assert err.get("C") == "08006", err
+        # SPEC §8: the server's own FATAL is passed on (pg_terminate_backend: 57P01), then close
+        assert err.get("C") == "57P01" and err.get("S") == "FATAL", err
+        with pytest.raises((EOFError, ConnectionResetError)):
+            raw_victim.recv_msg()
 
         assert bystander.execute("select 2").fetchone()[0] == 2
         assert p.alive()
@@ -95,27 +98,28 @@ def test_server_connection_killed_under_a_query_errors_only_that_client(pg, pgte
         bystander.close()
 
 
-def test_session_goes_on_after_its_server_connection_died_outside_a_transaction(pg, pgtenant):
-    """SPEC §8: ERROR 08006 for that query; the session goes on where the
-    protocol allows (a simple query outside a transaction allows it)."""
+def test_client_gets_the_servers_fatal_and_is_closed_when_its_server_connection_dies(pg, pgtenant):
+    """SPEC §8: as PostgreSQL and PgBouncer do, the server's own FATAL (57P01 for
+    pg_terminate_backend) reaches the client, which is then closed; drivers rely on it.
+    Nobody else notices."""
     p = pgtenant()
     c = p.raw()
     try:
-        c.send(pgt.msg(b"Q", b"select pg_sleep(30) -- victim\0"))
-        _terminate_server_running(pg, "victim")
-        msgs = []
-        try:
-            while True:
-                kind, body = c.recv_msg()
-                msgs.append((kind, pgt.parse_fields(body) if kind == b"E" else body))
-                if kind == b"Z":
-                    break
-        except (EOFError, ConnectionResetError):
-            pytest.fail(f"pgtenant closed the client session; it sent {msgs}")
-        errors = [m[1] for m in msgs if m[0] == b"E"]
-        assert errors and errors[0].get("C") == "08006", msgs
-        assert errors[0].get("S") == "ERROR", errors[0]
-        assert c.scalar("select 'still here'") == "still here"
+        with p.connect(dbname="globex") as other:
+            c.send(pgt.msg(b"Q", b"select pg_sleep(30) -- victim\0"))
+            _terminate_server_running(pg, "victim")
+            msgs = []
+            with pytest.raises((EOFError, ConnectionResetError)):
+                while True:
+                    kind, body = c.recv_msg()
+                    msgs.append((kind, pgt.parse_fields(body) if kind == b"E" else body))
+            errors = [m[1] for m in msgs if m[0] == b"E"]
+            assert errors and errors[0].get("C") == "57P01", msgs
+            assert errors[0].get("S") == "FATAL", errors[0]
+            assert not [m for m in msgs if m[0] == b"Z"], msgs
+            assert other.execute("select 'still here'").fetchone()[0] == "still here"
+        with p.connect() as again:
+            assert again.execute("select 1").fetchone()[0] == 1
     finally:
         c.sock.close()
 
