@@ -152,7 +152,7 @@ void params_copy(Params *dst, const Params *src)
 
 static const char *const readonly_params[] = {
 	"server_version", "server_encoding", "integer_datetimes", "is_superuser",
-	"session_authorization", "in_hot_standby", "default_transaction_read_only",
+	"session_authorization", "in_hot_standby",
 	"scram_iterations", NULL};
 
 static const char *const reported_params[] = {"client_encoding", "DateStyle", "TimeZone",

@@ -262,6 +262,7 @@ static bool reset_for(ServerConn *s, const Tenant *t)
 {
 	if (!left_by_other(s, t))
 		return false;
+	log_debug("S-%p reset before tenant %s gets it", (void *)s, t->name);
 	server_reset(s, "DISCARD ALL", true);
 	return true;
 }

@@ -823,6 +823,9 @@ void server_reset(ServerConn *s, const char *q, bool discards)
 		}
 		s->marked_by = NULL;
 		prep_server_reset(s);
+		/* a statement_timeout the last tenant left must not cancel the reset (nor, with
+		 * the cancel still pending when it ends, the next tenant's first statement) */
+		own_query(s, "SET statement_timeout = 0", EA_RESET);
 	}
 	own_query(s, q, EA_RESET);
 	server_state_unknown(s);
@@ -1066,7 +1069,10 @@ again:
 			free(e.name);
 			if (type != 'Z')
 				break;
-			s->tx_status = (char)body[0];
+			/* the status a unit starting now would run in: with units of pgtenant's still
+			 * queued behind this one (the ROLLBACK after a failed block), theirs decides */
+			if (s->ex.units == 0)
+				s->tx_status = (char)body[0];
 			if (!c) {
 				if (s->state == SV_RESET && expect_empty(&s->ex)) {
 					buf_consume(in, total);
@@ -1079,7 +1085,7 @@ again:
 				break;
 			}
 			if (e.action == EA_CLIENT)
-				unit_answered(s, c, s->tx_status);
+				unit_answered(s, c, (char)body[0]);
 			else if (e.action == EA_ZI)
 				unit_answered(s, c, 'I');
 			if (may_release(s, c))
