@@ -1,9 +1,8 @@
 /*
  * server: one connection to PostgreSQL — connect, login (trust, cleartext,
- * md5, SCRAM-SHA-256), and the server half of the data path: framing the
- * server's messages, forwarding them to the linked client, noticing the
- * end of each transaction and swallowing the replies to statements
- * pgtenant sent itself.
+ * md5, SCRAM-SHA-256), and the server half of the data path: the tenant
+ * state block written ahead of a client's unit, the reply queue every reply
+ * is matched against, resets between tenants.
  *
  * States (each maps to one list of the pool; see pool.h):
  *   SV_CONNECTING, SV_LOGIN  pool->login

@@ -471,6 +471,7 @@ static void show_tenants(Buf *out, bool rowdesc)
 	        {"queries", true},     {"xacts", true},          {"avg_query_us", true},
 	        {"avg_wait_us", true}, {"query_timeouts", true}, {"rate_limited", true},
 	        {"cl_idle", true},     {"refused", true},        {"weight", true},
+	        {"state_failures", true},
 	};
 	ResultSet rs;
 	TenantTable tt;
@@ -500,6 +501,7 @@ static void show_tenants(Buf *out, bool rowdesc)
 		rs_int(&rs, r->cl_idle);
 		rs_int(&rs, (int64_t)st->refused);
 		rs_int(&rs, t->conf->weight);
+		rs_int(&rs, (int64_t)st->state_failures);
 		rs_row_end(&rs);
 	}
 	rs_end(&rs);

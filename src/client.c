@@ -4,13 +4,15 @@
  * The data path starts here: client_on_read() -> client_forward() frames
  * the client's messages, acquires a server connection when the client has
  * none (pool_acquire), and appends the bytes to the server's output. Only
- * the message type and length are looked at; bodies stream through, so a
- * 1 GB COPY never sits in memory whole.
+ * the message type and length are looked at, and the whole text of Query and
+ * Parse where statements are analysed; bodies stream through, so a 1 GB COPY
+ * never sits in memory whole.
  *
- * Invariant: a client's messages reach a server only while the client is
- * CL_ACTIVE and linked to it, and the server's expect_rfq counts every
- * Query, Sync and FunctionCall forwarded, so the server is released only
- * after all of them were answered.
+ * Invariants: a client's messages reach a server only while the client is
+ * CL_ACTIVE and linked to it; every message written queues its answer on the
+ * server (server_expect_client, or prepare.c for what it rewrites); the first
+ * message of a unit goes through server_unit_start, which puts the tenant's
+ * state in force ahead of it or holds the client until it can.
  */
 #include "client.h"
 

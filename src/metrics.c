@@ -171,6 +171,7 @@ static void stats_add(TenantStats *dst, const TenantStats *src)
 	dst->bytes_in += src->bytes_in;
 	dst->bytes_out += src->bytes_out;
 	dst->query_timeouts += src->query_timeouts;
+	dst->state_failures += src->state_failures;
 	dst->rate_limited += src->rate_limited;
 	dst->refused += src->refused;
 }
@@ -357,6 +358,9 @@ void metrics_render(Buf *out)
 	render_tenant_counter(out, &tt, "pgtenant_query_timeouts_total",
 	                      "Statements canceled by query_timeout.",
 	                      offsetof(TenantStats, query_timeouts));
+	render_tenant_counter(out, &tt, "pgtenant_state_failures_total",
+	                      "Units refused because the tenant state could not be applied (e.g. its schema is missing).",
+	                      offsetof(TenantStats, state_failures));
 	render_tenant_counter(out, &tt, "pgtenant_rate_limited_total",
 	                      "Statements delayed by the tenant's rate_limit.",
 	                      offsetof(TenantStats, rate_limited));

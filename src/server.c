@@ -2,15 +2,15 @@
  * server: see include/server.h.
  *
  * The data path returns here: server_on_read() -> server_forward() frames
- * the server's messages and appends them to the linked client's output.
- * ReadyForQuery is where transactions end: when it says idle and every
- * Query/Sync the client sent has been answered (expect_rfq == 0), the
- * server goes back to the pool in transaction mode.
- *
- * Replies to statements pgtenant sends itself (parameter SETs, the reset
- * query) are counted in swallow_rfq and dropped up to their ReadyForQuery;
- * they always precede the client's own statements on the wire, so the
- * client's replies are never mistaken for them.
+ * the server's messages and matches each against the connection's reply
+ * queue (expect.h): every message written to the server queued what its
+ * answer will be and what to do with it (forward to the client, drop as
+ * pgtenant's own, commit the tenant state, hand a ReadyForQuery to the
+ * client in place of a skipped unit). A connection goes back to the pool in
+ * transaction mode when ReadyForQuery says idle and nothing is queued, and
+ * leaves its client only with an empty queue; anything that does not match
+ * the queue closes the connection. The tenant-state invariant is argued
+ * where the state block is written ("The data path, server side").
  */
 #include "server.h"
 
