@@ -528,8 +528,9 @@ static void start_password_auth(Client *c)
 {
 	struct LoginCtx *ctx = c->login_ctx;
 	AuthType at = g_cfg->auth_type;
-	SecretKind kind = auth_secret_kind(ctx->secret);
 
+	/* trust and cert need no secret: a user missing from auth_file has none (pg_isready,
+	 * probes) */
 	if (at == AUTH_TRUST) {
 		login_finish(c);
 		return;
@@ -538,6 +539,8 @@ static void start_password_auth(Client *c)
 		cert_auth(c);
 		return;
 	}
+	/* unknown users carry a made-up plain secret (handle_startup) */
+	SecretKind kind = ctx->secret ? auth_secret_kind(ctx->secret) : SECRET_PLAIN;
 	/* md5 cannot be answered from a SCRAM verifier; SCRAM cannot use an md5 hash. */
 	bool use_scram = (at == AUTH_SCRAM && kind != SECRET_MD5) || (at == AUTH_MD5 && kind == SECRET_SCRAM);
 	if (use_scram) {

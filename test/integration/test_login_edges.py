@@ -1,0 +1,52 @@
+"""Logins at the edges: monitoring probes that name no known user
+(pg_isready), credentials bound to one tenant, and startup packets that are
+not startup packets (SPEC §3, §8)."""
+
+import socket
+import struct
+import time
+
+import pytest
+
+import pgt
+from test_tls import certs, tls_globals  # noqa: F401 (certs is a fixture)
+
+
+def pg_isready(p, user=None, dbname=None):
+    cmd = ["pg_isready", "-h", "127.0.0.1", "-p", str(p.port), "-t", "10"]
+    if user:
+        cmd += ["-U", user]
+    if dbname:
+        cmd += ["-d", dbname]
+    return pgt.run(cmd, timeout=30)
+
+
+@pytest.mark.parametrize("auth_type", ["trust", "md5", "scram-sha-256", "cert"])
+def test_pg_isready_with_a_user_missing_from_auth_file_reports_accepting(pgtenant, certs,
+                                                                          auth_type):
+    g = {"auth_type": auth_type}
+    if auth_type == "cert":
+        g.update(tls_globals(certs, "allow", tls_ca_file=certs.path("ca.crt")))
+    p = pgtenant(g)
+    for user, dbname in [(None, None), ("nobody", "nowhere"), ("nobody", "acme"),
+                         ("nobody.acme", "appdb")]:
+        res = pg_isready(p, user, dbname)
+        assert res.returncode == 0, (user, dbname, res.stdout, res.stderr)
+        assert "accepting connections" in res.stdout, res.stdout
+        assert p.alive(), f"pgtenant died on pg_isready -U {user} -d {dbname}:\n{p.log()}"
+    if auth_type != "cert":
+        with p.connect() as conn:
+            assert conn.execute("select current_database()").fetchone()[0] == "acme"
+
+
+def test_trust_refuses_an_unknown_user_after_the_tenant_checks(pgtenant):
+    p = pgtenant({"auth_type": "trust", "tenant_users": None},
+                 tenants={"acme": {"mode": "database", "backend": "main", "dbname": "acme",
+                                   "users": "app"},
+                          "globex": {"mode": "database", "backend": "main", "dbname": "globex",
+                                     "users": "app"}})
+    e = pgt.startup_error(p.port, "nobody", "acme")
+    assert e.sqlstate == "28000", e.fields
+    e = pgt.startup_error(p.port, "nobody", "nowhere")
+    assert e.sqlstate == "3D000", e.fields
+    assert p.alive()
