@@ -100,7 +100,8 @@ void tenant_foreach(void (*fn)(Tenant *t, void *arg), void *arg);
 /*
  * Resolves the tenant of a client. auth_user receives the user name that
  * authenticates (the startup user minus its tenant suffix when the suffix
- * names a tenant). unknown_name points at the offending name for TENANT_UNKNOWN.
+ * names a tenant). unknown_name points at the offending name: the unknown one for
+ * TENANT_UNKNOWN, the second tenant named (out is the first) for TENANT_MISMATCH.
  */
 TenantResult tenant_resolve(const Config *cfg, const TenantQuery *q, Tenant **out, char *auth_user,
 			    size_t auth_user_len, const char **unknown_name, size_t *unknown_len);

@@ -529,8 +529,7 @@ static void start_password_auth(Client *c)
 	struct LoginCtx *ctx = c->login_ctx;
 	AuthType at = g_cfg->auth_type;
 
-	/* trust and cert need no secret: a user missing from auth_file has none (pg_isready,
-	 * probes) */
+	/* a user missing from auth_file has no secret: trust and cert need none (pg_isready) */
 	if (at == AUTH_TRUST) {
 		login_finish(c);
 		return;
@@ -764,14 +763,21 @@ static void handle_startup(Client *c, const uint8_t *body, size_t len)
 	else
 		res = tenant_resolve(g_cfg, &q, &t, auth_user, sizeof(auth_user), &bad, &bad_len);
 
-	/* Credential lookup: "user.tenant" first (a credential for that tenant only), then the user. */
+	/*
+	 * Credential lookup: the user as sent first, then the user that authenticates. An entry
+	 * named "user<sep>tenant" of a configured tenant is a credential for that tenant only,
+	 * whichever of the two found it ("app.acme" reached as "app.acme.globex" stays acme's).
+	 */
+	const char *entry = st.user;
 	const char *secret = g_auth ? authfile_lookup(g_auth, st.user) : NULL;
-	bool bound = false;
-	if (secret && strcmp(st.user, auth_user) != 0) {
-		bound = true;
-	} else {
+	if (!secret && strcmp(st.user, auth_user) != 0) {
+		entry = auth_user;
 		secret = g_auth ? authfile_lookup(g_auth, auth_user) : NULL;
 	}
+	size_t plen;
+	const char *bound_to =
+	        secret ? tenant_user_suffix(entry, g_cfg->tenant_separator, &plen) : NULL;
+	bool bound = bound_to && tenant_lookup(bound_to);
 	strlcpy_safe(c->user, auth_user, sizeof(c->user));
 
 	struct LoginCtx *ctx = xcalloc(1, sizeof(*ctx));
@@ -780,11 +786,8 @@ static void handle_startup(Client *c, const uint8_t *body, size_t len)
 		snprintf(ctx->bad, sizeof(ctx->bad), "%.*s", (int)(bad_len < 100 ? bad_len : 100), bad);
 	ctx->bound = bound;
 	strlcpy_safe(ctx->login_user, st.user, sizeof(ctx->login_user));
-	if (bound) {
-		size_t plen;
-		const char *suffix = tenant_user_suffix(st.user, g_cfg->tenant_separator, &plen);
-		strlcpy_safe(ctx->bound_tenant, suffix ? suffix : "", sizeof(ctx->bound_tenant));
-	}
+	if (bound)
+		strlcpy_safe(ctx->bound_tenant, bound_to, sizeof(ctx->bound_tenant));
 	c->tenant = t; /* may be NULL; checked after authentication */
 	c->pool = NULL;
 	ctx->secret = secret;
@@ -933,14 +936,21 @@ static void login_finish(Client *c)
 		free(ctx);
 		return;
 	case TENANT_MISMATCH:
-		client_fatal(c, "28000", "tenant mismatch: the connection names two different tenants", NULL);
+		snprintf(msg, sizeof(msg),
+		         "tenant mismatch: the connection names tenants \"%s\" and \"%s\"",
+		         t ? t->name : "?", ctx->bad);
+		client_fatal(c, "28000", msg, NULL);
 		free(ctx);
 		return;
 	case TENANT_OK:
 		break;
 	}
 	if (ctx->bound && strcmp(ctx->bound_tenant, t->name) != 0) {
-		client_fatal(c, "28000", "tenant mismatch: this credential belongs to another tenant", NULL);
+		snprintf(msg, sizeof(msg),
+		         "tenant mismatch: the credential is tenant \"%s\"'s, the connection names "
+		         "\"%s\"",
+		         ctx->bound_tenant, t->name);
+		client_fatal(c, "28000", msg, NULL);
 		free(ctx);
 		return;
 	}

@@ -356,10 +356,13 @@ TenantResult tenant_resolve(const Config *cfg, const TenantQuery *q, Tenant **ou
 		}
 		if (!t)
 			continue;
-		if (!chosen)
+		if (!chosen) {
 			chosen = t;
-		else if (chosen != t)
+		} else if (chosen != t && !mismatch) {
 			mismatch = true;
+			*unknown_name = t->name;
+			*unknown_len = strlen(t->name);
+		}
 	}
 	if (mismatch) {
 		*out = chosen;

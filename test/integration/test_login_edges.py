@@ -50,3 +50,30 @@ def test_trust_refuses_an_unknown_user_after_the_tenant_checks(pgtenant):
     e = pgt.startup_error(p.port, "nobody", "nowhere")
     assert e.sqlstate == "3D000", e.fields
     assert p.alive()
+
+
+def bound_users():
+    users = dict(pgt.DEFAULT_USERS)
+    users["app.acme"] = "acmesecret"
+    return users
+
+
+@pytest.mark.parametrize("user,dbname", [("app.acme.globex", "appdb"), ("app.acme.globex", "globex"),
+                                         ("app.acme", "globex")])
+def test_a_credential_bound_to_one_tenant_is_refused_for_another(pgtenant, user, dbname):
+    p = pgtenant(users=bound_users())
+    e = pgt.startup_error(p.port, user, dbname, "acmesecret")
+    assert e.sqlstate == "28000", e.fields
+    assert "acme" in e.message and "globex" in e.message, e.fields
+    with p.connect(user="app.acme", dbname="appdb", password="acmesecret") as conn:
+        assert conn.execute("select current_database()").fetchone()[0] == "acme"
+
+
+def test_a_bound_credential_stays_bound_when_tenants_come_from_the_database(pgtenant):
+    p = pgtenant({"tenant_from": "database"}, users=bound_users())
+    e = pgt.startup_error(p.port, "app.acme", "globex", "acmesecret")
+    assert e.sqlstate == "28000", e.fields
+    res = pgt.run(["psql", "-XAtc", "select current_database()"],
+                  env=p.env(user="app.acme", dbname="acme", password="acmesecret"))
+    assert res.returncode == 0, res.stderr
+    assert res.stdout.strip() == "acme"
