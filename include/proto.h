@@ -48,7 +48,11 @@ typedef struct Startup {
 	int n_pq_ext;
 } Startup;
 
-/* Parses a StartupMessage body (after the 4-byte length). false + reason on garbage. */
+/*
+ * Parses a StartupMessage body (after the 4-byte length). false + reason on garbage;
+ * the reason is proto_no_user when only the user name is missing (a well-formed packet).
+ */
+extern const char proto_no_user[];
 bool proto_parse_startup(const uint8_t *body, size_t len, Startup *out, const char **why);
 
 /* ErrorResponse / NoticeResponse. severity "ERROR" or "FATAL"; hint may be NULL. */

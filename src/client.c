@@ -715,6 +715,18 @@ static void cert_auth(Client *c)
 	login_finish(c);
 }
 
+/*
+ * Not a startup packet (a bad length, garbage, a Terminate sent first): closed
+ * without a word, as PostgreSQL does — whatever sent it does not speak the
+ * protocol, and a probe or scanner learns nothing. Only the log says why.
+ */
+static void login_drop(Client *c, const char *why)
+{
+	client_log(LOG_LVL_INFO, c, "closing: invalid startup packet: %s", why);
+	audit_login(NULL, NULL, c->addr, false, "invalid startup packet");
+	client_close(c, NULL);
+}
+
 static void handle_startup(Client *c, const uint8_t *body, size_t len)
 {
 	Startup st;
@@ -722,12 +734,21 @@ static void handle_startup(Client *c, const uint8_t *body, size_t len)
 	char tenant_opt_buf[128];
 	const char *tenant_opt = NULL;
 
+	/* versions 1 and 2 existed: those clients are told; any other number is garbage */
+	uint32_t major = len >= 4 ? read_u32be(body) >> 16 : 0;
+	if (major == 1 || major == 2) {
+		client_fatal(c, "0A000", "unsupported frontend protocol", NULL);
+		return;
+	}
 	if (!proto_parse_startup(body, len, &st, &why)) {
-		client_fatal(c, "08P01", why, NULL);
+		if (why == proto_no_user)
+			client_fatal(c, "28000", why, NULL);
+		else
+			login_drop(c, why);
 		return;
 	}
 	if ((st.version >> 16) != 3) {
-		client_fatal(c, "0A000", "unsupported frontend protocol", NULL);
+		login_drop(c, "unsupported frontend protocol");
 		return;
 	}
 	if ((st.version & 0xffff) > 0 || st.n_pq_ext > 0)
@@ -814,7 +835,7 @@ static void login_process(Client *c)
 				return;
 			len = read_u32be(buf_head(in));
 			if (len < 8 || len > STARTUP_MAX_LEN) {
-				client_fatal(c, "08P01", "invalid length of startup packet", NULL);
+				login_drop(c, "invalid length of startup packet");
 				return;
 			}
 			if (buf_avail(in) < len)
@@ -822,7 +843,7 @@ static void login_process(Client *c)
 			uint32_t code = read_u32be(buf_head(in) + 4);
 			if (code == PROTO_SSL || code == PROTO_GSSENC) {
 				if (len != 8) {
-					client_fatal(c, "08P01", "invalid length of encryption request", NULL);
+					login_drop(c, "invalid length of encryption request");
 					return;
 				}
 				buf_consume(in, len);

@@ -5,6 +5,8 @@
 
 #include <string.h>
 
+const char proto_no_user[] = "no PostgreSQL user name specified in startup packet";
+
 bool proto_parse_startup(const uint8_t *body, size_t len, Startup *out, const char **why)
 {
 	MsgReader r;
@@ -55,7 +57,7 @@ bool proto_parse_startup(const uint8_t *body, size_t len, Startup *out, const ch
 		return false;
 	}
 	if (!out->user || !*out->user) {
-		*why = "no PostgreSQL user name specified in startup packet";
+		*why = proto_no_user;
 		return false;
 	}
 	if (!out->database || !*out->database)

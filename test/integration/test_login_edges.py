@@ -77,3 +77,59 @@ def test_a_bound_credential_stays_bound_when_tenants_come_from_the_database(pgte
                   env=p.env(user="app.acme", dbname="acme", password="acmesecret"))
     assert res.returncode == 0, res.stderr
     assert res.stdout.strip() == "acme"
+
+
+def _startup(params, version=196608):
+    return pgt.startup_packet(params, version)
+
+
+INVALID_STARTUP = {
+    # node-postgres ends a connection it never started with a Terminate message
+    "terminate_before_startup": pgt.msg(b"X"),
+    "garbage": b"GET / HTTP/1.1\r\nHost: x\r\n\r\n",
+    "random_bytes": bytes(range(7, 250, 3)),
+    "length_zero": struct.pack("!I", 0) + b"\0" * 8,
+    "over_10000_bytes": _startup({"user": "app", "database": "acme", "application_name": "x" * 10000}),
+    "unknown_protocol_number": struct.pack("!II", 8, 0x12345678),
+    "not_terminated": struct.pack("!II", 16, 196608) + b"user\0app",
+    "parameter_without_value": struct.pack("!II", 14, 196608) + b"user\0\0",
+    "encryption_request_with_a_bad_length": struct.pack("!III", 12, 80877103, 0),
+}
+
+
+@pytest.mark.parametrize("case", sorted(INVALID_STARTUP))
+def test_an_invalid_startup_packet_is_closed_without_a_message_and_logged(pgtenant, case):
+    p = pgtenant()
+    with p.connect() as other:
+        s = socket.create_connection(("127.0.0.1", p.port), timeout=10)
+        try:
+            try:
+                s.sendall(INVALID_STARTUP[case])
+                data = s.recv(65536)
+            except ConnectionResetError:
+                data = b""
+        finally:
+            s.close()
+        assert data == b"", f"expected a silent close, got {data!r}"
+        assert other.execute("select 1").fetchone()[0] == 1
+    pgt.wait_for(lambda: "invalid startup packet" in p.log(), timeout=5, period=0.1,
+                 what="the log line about the invalid startup packet")
+    assert p.alive()
+
+
+def test_an_old_protocol_version_is_told_it_is_unsupported(pgtenant):
+    p = pgtenant()
+    with pgt.RawConn(p.port, timeout=10) as c:
+        c.send(_startup({"user": "app", "database": "acme"}, version=2 << 16))
+        msgs = c.read_until_close()
+    errors = [pgt.parse_fields(b) for k, b in msgs if k == b"E"]
+    assert errors and errors[0]["C"] == "0A000", msgs
+
+
+def test_a_startup_packet_without_a_user_is_refused_with_28000(pgtenant):
+    p = pgtenant()
+    with pgt.RawConn(p.port, timeout=10) as c:
+        c.send(_startup({"database": "acme"}))
+        msgs = c.read_until_close()
+    errors = [pgt.parse_fields(b) for k, b in msgs if k == b"E"]
+    assert errors and errors[0]["C"] == "28000", msgs
