@@ -21,7 +21,8 @@ typedef struct TenantStats {
 	uint64_t bytes_out;
 	uint64_t query_timeouts;
 	uint64_t rate_limited;
-	uint64_t refused;
+	uint64_t refused; /* logins refused after authentication (disabled, not allowed, limits) */
+	uint64_t auth_failures; /* logins that named the tenant and failed authentication */
 } TenantStats;
 
 struct Tenant {

@@ -519,6 +519,7 @@ struct LoginCtx {
 	const char *secret; /* from the auth file; not owned */
 	char bound_tenant[CONFIG_NAME_MAX + 1];
 	char login_user[64]; /* the user name as the client sent it (md5 hashes with it) */
+	char database[64];   /* the startup database, for "no tenant" errors */
 };
 
 static void login_finish(Client *c);
@@ -563,14 +564,23 @@ static void start_password_auth(Client *c)
 	client_flush(c);
 }
 
+/*
+ * Authentication failed: counted as the named tenant's auth failure (not as
+ * "refused", which is after authentication). c->tenant stays for the log
+ * and audit lines; a client still logging in is no tenant's client.
+ */
+static void auth_refuse(Client *c, const char *sqlstate, const char *msg)
+{
+	if (c->tenant)
+		c->tenant->stats.auth_failures++;
+	client_fatal(c, sqlstate, msg, NULL);
+}
+
 static void auth_failed(Client *c)
 {
 	char msg[200];
 	snprintf(msg, sizeof(msg), "password authentication failed for user \"%s\"", c->user);
-	if (c->tenant)
-		c->tenant->stats.refused++;
-	c->tenant = NULL; /* not counted as the tenant's client */
-	client_fatal(c, "28P01", msg, NULL);
+	auth_refuse(c, "28P01", msg);
 }
 
 static void handle_password_message(Client *c, const uint8_t *body, size_t len)
@@ -684,8 +694,7 @@ static void cert_auth(Client *c)
 	}
 	if (!tls_peer_cn(c->conn.ssl, cn, sizeof(cn), err, sizeof(err))) {
 		snprintf(msg, sizeof(msg), "certificate authentication failed for user \"%s\": %s", c->user, err);
-		c->tenant = NULL;
-		client_fatal(c, "28000", msg, NULL);
+		auth_refuse(c, "28000", msg);
 		return;
 	}
 	ctx->bound = false;
@@ -695,8 +704,7 @@ static void cert_auth(Client *c)
 			snprintf(msg, sizeof(msg),
 				 "certificate authentication failed for user \"%s\": the certificate is for \"%s\"",
 				 c->user, cn);
-			c->tenant = NULL;
-			client_fatal(c, "28000", msg, NULL);
+			auth_refuse(c, "28000", msg);
 			return;
 		}
 		ctx->bound = true;
@@ -807,6 +815,7 @@ static void handle_startup(Client *c, const uint8_t *body, size_t len)
 		snprintf(ctx->bad, sizeof(ctx->bad), "%.*s", (int)(bad_len < 100 ? bad_len : 100), bad);
 	ctx->bound = bound;
 	strlcpy_safe(ctx->login_user, st.user, sizeof(ctx->login_user));
+	strlcpy_safe(ctx->database, st.database, sizeof(ctx->database));
 	if (bound)
 		strlcpy_safe(ctx->bound_tenant, bound_to, sizeof(ctx->bound_tenant));
 	c->tenant = t; /* may be NULL; checked after authentication */
@@ -929,6 +938,52 @@ static void console_login(Client *c)
 		admin_process(c);
 }
 
+/*
+ * No source named a tenant: the hint lists only the sources tenant_from
+ * accepts, and a database name that was tried is said not to be a tenant.
+ */
+static void no_tenant_fatal(Client *c, const struct LoginCtx *ctx)
+{
+	char msg[200], hint[400];
+	size_t n = 0;
+	bool by_database = false;
+	const Config *cfg = g_cfg;
+
+	n = (size_t)snprintf(hint, sizeof(hint), "Name the tenant in ");
+	for (int i = 0; i < cfg->n_tenant_from && n < sizeof(hint); i++) {
+		const char *sep = i == 0 ? "" : i == cfg->n_tenant_from - 1 ? " or " : ", ";
+		switch (cfg->tenant_from[i]) {
+		case TENANT_SRC_USER:
+			n += (size_t)snprintf(hint + n, sizeof(hint) - n,
+			                      "%sthe user (user%sTENANT)", sep,
+			                      cfg->tenant_separator);
+			break;
+		case TENANT_SRC_DATABASE:
+			by_database = true;
+			n += (size_t)snprintf(hint + n, sizeof(hint) - n, "%sthe database name",
+			                      sep);
+			break;
+		case TENANT_SRC_OPTIONS:
+			n += (size_t)snprintf(hint + n, sizeof(hint) - n,
+			                      "%soptions=-c pgtenant.tenant=TENANT", sep);
+			break;
+		case TENANT_SRC_SNI:
+			n += (size_t)snprintf(
+			        hint + n, sizeof(hint) - n, "%sthe TLS server name (TENANT%s)", sep,
+			        cfg->sni_suffix && *cfg->sni_suffix ? cfg->sni_suffix : ".domain");
+			break;
+		}
+	}
+	if (n < sizeof(hint))
+		snprintf(hint + n, sizeof(hint) - n, ".");
+	if (by_database && ctx->database[0])
+		snprintf(msg, sizeof(msg), "no tenant given: database \"%s\" is not a tenant",
+		         ctx->database);
+	else
+		snprintf(msg, sizeof(msg), "no tenant given");
+	client_fatal(c, "3D000", msg, hint);
+}
+
 static void login_finish(Client *c)
 {
 	struct LoginCtx *ctx = c->login_ctx;
@@ -947,8 +1002,7 @@ static void login_finish(Client *c)
 	}
 	switch (ctx->result) {
 	case TENANT_NONE:
-		client_fatal(c, "3D000", "no tenant given",
-			     "Name the tenant in the user (user.tenant), the database name, or options=-c pgtenant.tenant=NAME.");
+		no_tenant_fatal(c, ctx);
 		free(ctx);
 		return;
 	case TENANT_UNKNOWN:

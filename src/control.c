@@ -161,6 +161,12 @@ bool control_reload(ConfigErrors *errs)
 			}
 		}
 	}
+	/* Restart-only keys keep their running values; the file's wait (SHOW CONFIG's pending). */
+	if (config_hold_restart_keys(cfg, g_cfg) > 0) {
+		char names[512];
+		config_pending_names(names, sizeof(names));
+		log_warning("reload: %s changed in the file; restart pgtenant to apply", names);
+	}
 	/* The old Config is kept: removed tenants' objects still point into it. */
 	retire(g_cfg, (void (*)(void *))config_free);
 	g_cfg = cfg;

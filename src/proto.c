@@ -68,7 +68,9 @@ bool proto_parse_startup(const uint8_t *body, size_t len, Startup *out, const ch
 void proto_error(Buf *b, const char *severity, const char *sqlstate, const char *msg, const char *hint)
 {
 	size_t start;
-	pkt_begin(b, 'E', &start);
+	bool error = strcmp(severity, "ERROR") == 0 || strcmp(severity, "FATAL") == 0 ||
+	             strcmp(severity, "PANIC") == 0;
+	pkt_begin(b, error ? 'E' : 'N', &start);
 	pkt_put_u8(b, 'S');
 	pkt_put_cstr(b, severity);
 	pkt_put_u8(b, 'V');
