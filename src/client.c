@@ -16,6 +16,7 @@
 
 #include "admin.h"
 #include "audit.h"
+#include "authq.h"
 #include "control.h"
 #include "log.h"
 #include "net.h"
@@ -36,6 +37,8 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
+#include <openssl/crypto.h>
+
 List g_login_clients = {&g_login_clients, &g_login_clients};
 List g_idle_clients = {&g_idle_clients, &g_idle_clients};
 List g_active_clients = {&g_active_clients, &g_active_clients};
@@ -55,6 +58,8 @@ static void login_process(Client *c);
 static bool direct_tls_hello(Client *c);
 static void tls_handshake_step(Client *c);
 static void client_throttle_fire(evutil_socket_t fd, short what, void *arg);
+struct LoginCtx;
+static void login_ctx_free(struct LoginCtx *ctx);
 
 static const char *const state_names[] = {"free", "login", "welcome", "idle", "waiting", "active", "console"};
 
@@ -272,7 +277,7 @@ void client_close(Client *c, const char *reason)
 		c->scram = NULL;
 	}
 	params_free(&c->params);
-	free(c->login_ctx);
+	login_ctx_free(c->login_ctx);
 	c->login_ctx = NULL;
 	prep_client_free(c);
 	free(c->deferred_begin);
@@ -516,7 +521,10 @@ struct LoginCtx {
 	bool bound; /* the auth_file entry was "user.tenant": a credential for that tenant only */
 	bool fake_auth; /* unknown user: go through the motions, then fail */
 	uint8_t md5_salt[4];
-	const char *secret; /* from the auth file; not owned */
+	const char *secret;   /* from the auth file (not owned), or secret_buf */
+	char *secret_buf;     /* owned: from auth_query */
+	AuthqRequest *lookup; /* auth_query in flight: the login waits for it */
+	char fake[160];       /* the made-up secret of an unknown user */
 	char bound_tenant[CONFIG_NAME_MAX + 1];
 	char login_user[64]; /* the user name as the client sent it (md5 hashes with it) */
 	char database[64];   /* the startup database, for "no tenant" errors */
@@ -524,6 +532,18 @@ struct LoginCtx {
 
 static void login_finish(Client *c);
 static void cert_auth(Client *c);
+
+static void login_ctx_free(struct LoginCtx *ctx)
+{
+	if (!ctx)
+		return;
+	authq_cancel(ctx->lookup);
+	if (ctx->secret_buf) {
+		OPENSSL_cleanse(ctx->secret_buf, strlen(ctx->secret_buf));
+		free(ctx->secret_buf);
+	}
+	free(ctx);
+}
 
 static void start_password_auth(Client *c)
 {
@@ -735,6 +755,49 @@ static void login_drop(Client *c, const char *why)
 	client_close(c, NULL);
 }
 
+/* auth_query applies to a password login of a tenant's client whose user auth_file lacks. */
+static bool authq_applies(const Client *c, const struct LoginCtx *ctx)
+{
+	return authq_enabled(g_cfg) && !c->console && c->tenant && ctx->result == TENANT_OK &&
+	       (g_cfg->auth_type == AUTH_MD5 || g_cfg->auth_type == AUTH_SCRAM);
+}
+
+/* The database the lookup runs in: the tenant's (database mode) or its backend's. */
+static const char *authq_dbname(const Tenant *t, const char *user)
+{
+	const char *db = config_tenant_dbname(g_cfg, t->conf);
+	return db && *db ? db : user;
+}
+
+static bool authq_sync; /* authq_done is running inside authq_lookup: the caller still holds c */
+
+/* The lookup's answer: the exchange goes on against it, or a made-up one. */
+static void authq_done(void *arg, const char *secret, const char *error)
+{
+	Client *c = arg;
+	struct LoginCtx *ctx = c->login_ctx;
+
+	ctx->lookup = NULL;
+	conn_want_read(&c->conn, true);
+	if (error) {
+		/* the same for every user: it tells nothing about who exists */
+		client_fatal(c, "08006", "could not look up the password (auth_query failed)",
+		             NULL);
+	} else {
+		if (secret) {
+			ctx->secret_buf = xstrdup(secret);
+			ctx->secret = ctx->secret_buf;
+		} else {
+			authq_fake_verifier(c->user, ctx->fake, sizeof(ctx->fake));
+			ctx->secret = ctx->fake;
+			ctx->fake_auth = true;
+		}
+		start_password_auth(c);
+	}
+	if (!authq_sync)
+		client_maintain();
+}
+
 static void handle_startup(Client *c, const uint8_t *body, size_t len)
 {
 	Startup st;
@@ -821,15 +884,25 @@ static void handle_startup(Client *c, const uint8_t *body, size_t len)
 	c->tenant = t; /* may be NULL; checked after authentication */
 	c->pool = NULL;
 	ctx->secret = secret;
+	login_ctx_free(c->login_ctx);
+	c->login_ctx = ctx;
+	if (!secret && authq_applies(c, ctx)) {
+		AuthqRequest *r;
+		conn_want_read(&c->conn, false); /* nothing is expected before the auth request */
+		authq_sync = true;
+		r = authq_lookup(g_cfg, config_tenant_backend(g_cfg, t->conf),
+		                 authq_dbname(t, c->user), c->user, authq_done, c);
+		authq_sync = false;
+		if (r) /* else authq_done has run, and c may be closing: ctx is not to be touched */
+			ctx->lookup = r;
+		return;
+	}
 	if (!secret && g_cfg->auth_type != AUTH_TRUST) {
 		/* Unknown user: run the exchange against a made-up secret so nothing is revealed. */
-		static char fake[65];
-		scram_fake_secret(c->user, fake);
-		ctx->secret = fake;
+		scram_fake_secret(c->user, ctx->fake);
+		ctx->secret = ctx->fake;
 		ctx->fake_auth = true;
 	}
-	free(c->login_ctx);
-	c->login_ctx = ctx;
 	start_password_auth(c);
 }
 
@@ -838,6 +911,9 @@ static void login_process(Client *c)
 	Buf *in = &c->conn.in;
 
 	while (!c->closing && c->state == CL_LOGIN) {
+		if (c->login_ctx && c->login_ctx->lookup)
+			return; /* auth_query in flight: what the client sent waits for its answer
+			         */
 		if (c->login_stage == LOGIN_STARTUP) {
 			uint32_t len;
 			if (buf_avail(in) < 4)
@@ -996,26 +1072,26 @@ static void login_finish(Client *c)
 		return;
 	}
 	if (c->console) {
-		free(ctx);
+		login_ctx_free(ctx);
 		console_login(c);
 		return;
 	}
 	switch (ctx->result) {
 	case TENANT_NONE:
 		no_tenant_fatal(c, ctx);
-		free(ctx);
+		login_ctx_free(ctx);
 		return;
 	case TENANT_UNKNOWN:
 		snprintf(msg, sizeof(msg), "tenant \"%s\" does not exist", ctx->bad);
 		client_fatal(c, "3D000", msg, NULL);
-		free(ctx);
+		login_ctx_free(ctx);
 		return;
 	case TENANT_MISMATCH:
 		snprintf(msg, sizeof(msg),
 		         "tenant mismatch: the connection names tenants \"%s\" and \"%s\"",
 		         t ? t->name : "?", ctx->bad);
 		client_fatal(c, "28000", msg, NULL);
-		free(ctx);
+		login_ctx_free(ctx);
 		return;
 	case TENANT_OK:
 		break;
@@ -1026,10 +1102,10 @@ static void login_finish(Client *c)
 		         "\"%s\"",
 		         ctx->bound_tenant, t->name);
 		client_fatal(c, "28000", msg, NULL);
-		free(ctx);
+		login_ctx_free(ctx);
 		return;
 	}
-	free(ctx);
+	login_ctx_free(ctx);
 	if (!config_list_contains(config_tenant_users(g_cfg, t->conf), c->user)) {
 		snprintf(msg, sizeof(msg), "user \"%s\" may not connect to tenant \"%s\"", c->user, t->name);
 		t->stats.refused++;

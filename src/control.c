@@ -9,6 +9,7 @@
 
 #include "admin.h"
 #include "audit.h"
+#include "authq.h"
 #include "metrics.h"
 #include "client.h"
 #include "listener.h"
@@ -176,6 +177,7 @@ bool control_reload(ConfigErrors *errs)
 	pool_backends_build(cfg);
 	tenant_registry_build(cfg);
 	pool_reservations_build();
+	authq_cache_clear(); /* auth_user, auth_query or a backend may have changed */
 	log_open(cfg->log_file);
 
 	for (int i = 0; i < n_old; i++) {
