@@ -220,6 +220,19 @@ void config_errors_free(ConfigErrors *errs);
 const ConfigKey *config_find_key(SectionKind section, const char *name);
 /* Formats a key's current value in cfg (global keys) the way SHOW CONFIG prints it. */
 void config_format_value(const Config *cfg, const ConfigKey *key, char *out, size_t outlen);
+
+/*
+ * A reload cannot apply a restart-only [pgtenant] key (listen_port,
+ * metrics_listen, ...): next keeps running's value for each, so the Config
+ * in force says what is in force, and the file's other value is remembered
+ * as pending until a restart (or a file that agrees again). Returns how many
+ * keys are pending.
+ */
+int config_hold_restart_keys(Config *next, const Config *running);
+/* The value the file asks for that waits for a restart, or NULL. */
+const char *config_pending_value(const ConfigKey *key);
+/* The names of the pending keys, comma-separated, into out ("" when none). */
+void config_pending_names(char *out, size_t outlen);
 /* Same for any section: base is a Config, BackendConf or TenantConf matching key->section. */
 void config_format_field(const ConfigKey *key, const void *base, char *out, size_t outlen);
 /* Sets a global key from text (console SET). false + message in err when the value is bad. */

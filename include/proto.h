@@ -48,10 +48,15 @@ typedef struct Startup {
 	int n_pq_ext;
 } Startup;
 
-/* Parses a StartupMessage body (after the 4-byte length). false + reason on garbage. */
+/*
+ * Parses a StartupMessage body (after the 4-byte length). false + reason on garbage;
+ * the reason is proto_no_user when only the user name is missing (a well-formed packet).
+ */
+extern const char proto_no_user[];
 bool proto_parse_startup(const uint8_t *body, size_t len, Startup *out, const char **why);
 
-/* ErrorResponse / NoticeResponse. severity "ERROR" or "FATAL"; hint may be NULL. */
+/* ErrorResponse (severity "ERROR", "FATAL", "PANIC") or NoticeResponse (any other, e.g. "NOTICE");
+ * hint may be NULL. */
 void proto_error(Buf *b, const char *severity, const char *sqlstate, const char *msg, const char *hint);
 void proto_auth_request(Buf *b, uint32_t code, const void *data, size_t n);
 void proto_parameter_status(Buf *b, const char *name, const char *value);

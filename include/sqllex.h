@@ -40,6 +40,11 @@ typedef struct SqlToken {
 	size_t offset;    /* of the token's first byte in the input */
 	int depth;        /* parenthesis depth before this token */
 	bool escaped_string; /* E'' string: backslash escapes inside */
+	bool backslash_quote; /* '' string with a backslash before a quote:
+	                       * standard_conforming_strings off would end it elsewhere */
+	char prefix;  /* of a quoted token, lower case: 'e', 'b', 'x', 'n', 'u' (U&), or 0 */
+	char uescape; /* U& tokens: the escape character (UESCAPE clause, part of the token, or
+	               * '\\'); 0 when the clause is malformed */
 } SqlToken;
 
 typedef struct SqlLexer {
@@ -59,6 +64,14 @@ void sqllex_init(SqlLexer *lx, const char *s, size_t len);
 SqlTokType sqllex_next(SqlLexer *lx, SqlToken *tok);
 /* Case-insensitive comparison of an IDENT token with a lower-case word. */
 bool sqltok_is(const SqlToken *tok, const char *word);
+/*
+ * The value of a name or string token as PostgreSQL reads it: unquoted names
+ * folded to lower case, "" and '' undoubled, E'' and U&"" / U&'' escapes
+ * decoded (UTF-8). false when it cannot be sure or out (size bytes, NUL
+ * added) is too small: an invalid escape, a B''/X'' string, or a '' string
+ * with a backslash (its value depends on standard_conforming_strings).
+ */
+bool sqltok_value(const SqlToken *tok, char *out, size_t size, size_t *len);
 
 /* What the tenant guard refuses (the first such statement wins). */
 typedef enum {

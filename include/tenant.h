@@ -22,7 +22,8 @@ typedef struct TenantStats {
 	uint64_t query_timeouts;
 	uint64_t state_failures; /* the tenant state could not be applied (e.g. its schema is missing) */
 	uint64_t rate_limited;
-	uint64_t refused;
+	uint64_t refused; /* logins refused after authentication (disabled, not allowed, limits) */
+	uint64_t auth_failures; /* logins that named the tenant and failed authentication */
 } TenantStats;
 
 /*
@@ -112,7 +113,8 @@ void tenant_foreach(void (*fn)(Tenant *t, void *arg), void *arg);
 /*
  * Resolves the tenant of a client. auth_user receives the user name that
  * authenticates (the startup user minus its tenant suffix when the suffix
- * names a tenant). unknown_name points at the offending name for TENANT_UNKNOWN.
+ * names a tenant). unknown_name points at the offending name: the unknown one for
+ * TENANT_UNKNOWN, the second tenant named (out is the first) for TENANT_MISMATCH.
  */
 TenantResult tenant_resolve(const Config *cfg, const TenantQuery *q, Tenant **out, char *auth_user,
 			    size_t auth_user_len, const char **unknown_name, size_t *unknown_len);

@@ -1,8 +1,11 @@
 #!/bin/bash
 # shellcheck disable=SC2317  # functions run from traps look unreachable
 # pgtenant demo: a local PostgreSQL 15 with two tenant databases (acme and
-# globex) and a pgtenant in front of them, in the foreground. Ctrl-C stops
-# pgtenant and then the demo PostgreSQL.
+# globex, plus initech for README's onboarding example) and a pgtenant in
+# front of them, in the foreground, with an admin user for the console.
+# Ctrl-C stops pgtenant and then the demo PostgreSQL — on every way out:
+# Ctrl-C also when the output is piped (`make demo | tee log`), SIGTERM,
+# SIGHUP, and any error after PostgreSQL started.
 #
 # Meant for a fresh Debian machine as root (`make demo`): PostgreSQL runs as
 # the unprivileged `postgres` account, which is created when missing. Run as
@@ -23,9 +26,18 @@ SOCK_DIR=$DEMO_DIR/run
 PG_LOG=$DEMO_DIR/postgresql.log
 INI=$DEMO_DIR/pgtenant.ini
 AUTH_FILE=$DEMO_DIR/userlist.txt
+CONF_D=$DEMO_DIR/conf.d
+ADMIN_PASSWORD=${ADMIN_PASSWORD:-adminpass}
 
-say() { printf 'demo: %s\n' "$*" >&2; }
-die() { printf 'demo: error: %s\n' "$*" >&2; exit 1; }
+# The files written below hold passwords: only their owner reads them.
+umask 077
+
+# A closed stdout (the reader of a pipe went away, e.g. tee on Ctrl-C) must
+# not kill the script before it has stopped what it started: writes fail
+# instead, and nothing below needs stdout to clean up.
+trap '' PIPE
+say() { printf 'demo: %s\n' "$*" >&2 2>/dev/null || true; }
+die() { say "error: $*"; exit 1; }
 
 # Missing packages (postgresql, pgbouncer, build tools) are installed first;
 # deps.sh does nothing when everything is there.
@@ -49,20 +61,41 @@ else
 	as_pg() { (cd / && "$@"); }
 fi
 
-mkdir -p "$DEMO_DIR"
-chmod 755 "$DEMO_DIR"
-mkdir -p "$SOCK_DIR"
+mkdir -p "$DEMO_DIR" "$SOCK_DIR" "$CONF_D"
+# PostgreSQL (another account when run as root) must reach its data and socket directories.
+chmod 711 "$DEMO_DIR"
+chmod 755 "$SOCK_DIR"
 [ "$(id -u)" = 0 ] && chown "$PG_USER": "$SOCK_DIR"
 
 pg_running() { as_pg "$PG_BIN/pg_ctl" status -D "$PGDATA" >/dev/null 2>&1; }
 
-stop_pg() {
-	if pg_running; then
-		say "stopping the demo PostgreSQL"
+PGTENANT_PID=
+STARTED_PG=
+
+# Every way out ends here: pgtenant first (its clients' transactions may still
+# need the server), then the demo PostgreSQL. Nothing is written before the
+# stop, so a dead stdout or stderr cannot cut it short.
+cleanup() {
+	trap - EXIT INT TERM HUP
+	if [ -n "$PGTENANT_PID" ] && kill -0 "$PGTENANT_PID" 2>/dev/null; then
+		kill -TERM "$PGTENANT_PID" 2>/dev/null || true
+		wait "$PGTENANT_PID" 2>/dev/null || true
+	fi
+	if [ -n "$STARTED_PG" ] && pg_running; then
 		as_pg "$PG_BIN/pg_ctl" stop -D "$PGDATA" -m fast -w >/dev/null 2>&1 || true
+		say "stopped the demo PostgreSQL"
 	fi
 }
+on_signal() { # exit status 128 + signal number, as a shell killed by it would have
+	cleanup
+	exit "$1"
+}
+trap cleanup EXIT
+trap 'on_signal 130' INT
+trap 'on_signal 143' TERM
+trap 'on_signal 129' HUP
 
+STARTED_PG=1 # a reused one is stopped too: the demo leaves nothing running
 if pg_running; then
 	say "reusing the demo PostgreSQL already running in $PGDATA"
 else
@@ -90,7 +123,6 @@ else
 	as_pg "$PG_BIN/pg_ctl" start -D "$PGDATA" -l "$PG_LOG" -w -t 60 >/dev/null ||
 		{ tail -n 20 "$PG_LOG" >&2; die "PostgreSQL did not start (log: $PG_LOG)"; }
 fi
-trap stop_pg EXIT
 
 psql_admin() {
 	as_pg "$PG_BIN/psql" -X -q -v ON_ERROR_STOP=1 -h "$SOCK_DIR" -p "$PG_PORT" -U postgres "$@"
@@ -102,6 +134,7 @@ psql_admin -d postgres >/dev/null <<-'EOF'
 	ALTER ROLE app PASSWORD 'apppass';
 	SELECT 'CREATE DATABASE acme OWNER app' WHERE NOT EXISTS (SELECT FROM pg_database WHERE datname = 'acme') \gexec
 	SELECT 'CREATE DATABASE globex OWNER app' WHERE NOT EXISTS (SELECT FROM pg_database WHERE datname = 'globex') \gexec
+	SELECT 'CREATE DATABASE initech OWNER app' WHERE NOT EXISTS (SELECT FROM pg_database WHERE datname = 'initech') \gexec
 EOF
 
 # The same table in both tenants' databases, with different rows: what a
@@ -116,9 +149,12 @@ seed() { # dbname, then rows as SQL VALUES
 }
 seed acme "(1, 'Wile E. Coyote', 'Mesa'), (2, 'Road Runner', 'Desert Rd'), (3, 'Acme Labs', 'Tucson')"
 seed globex "(1, 'Hank Scorpio', 'Cypress Creek'), (2, 'Homer Simpson', 'Springfield')"
+# initech is not a tenant yet: README's "Onboarding a customer" adds it with a reload
+seed initech "(1, 'Bill Lumbergh', 'Austin'), (2, 'Milton Waddams', 'Austin')"
 
-cat >"$AUTH_FILE" <<-'EOF'
+cat >"$AUTH_FILE" <<-EOF
 	"app" "apppass"
+	"admin" "$ADMIN_PASSWORD"
 EOF
 chmod 600 "$AUTH_FILE"
 
@@ -130,9 +166,13 @@ cat >"$INI" <<-EOF
 	listen_port = $LISTEN_PORT
 	auth_type = scram-sha-256
 	auth_file = $AUTH_FILE
+	; the console: psql "host=127.0.0.1 port=$LISTEN_PORT dbname=pgtenant user=admin"
+	admin_users = admin
 	; every user of auth_file may connect as any tenant below
 	tenant_users = *
 	shutdown_timeout = 5s
+	; more tenants: every *.ini here, read at start and on RELOAD
+	include_dir = $CONF_D
 
 	[backend main]
 	host = 127.0.0.1
@@ -152,6 +192,8 @@ cat >"$INI" <<-EOF
 	backend = main
 	dbname = globex
 EOF
+
+chmod 600 "$INI"
 
 "$PGTENANT" --check "$INI" || die "pgtenant --check rejected $INI"
 
@@ -173,16 +215,25 @@ cat <<EOF
 
     psql "host=127.0.0.1 port=$LISTEN_PORT user=app dbname=globex password=apppass"
 
+  The admin console (SHOW TENANTS, SHOW CLIENTS, RELOAD, PAUSE, ...):
+
+    psql "host=127.0.0.1 port=$LISTEN_PORT dbname=pgtenant user=admin password=$ADMIN_PASSWORD"
+
+  New tenants go in $CONF_D/*.ini, then RELOAD (README: "Onboarding a
+  customer without a redeploy" adds the prepared database initech).
+
   Ctrl-C stops pgtenant and the demo PostgreSQL.
 
 EOF
 
-# In the foreground, not exec'd, so the EXIT trap stops PostgreSQL after
-# pgtenant has shut down. Ctrl-C reaches pgtenant directly (same process
-# group); a second Ctrl-C makes it close at once.
-set +e
-"$PGTENANT" "$INI"
-rc=$?
-set -e
+# pgtenant runs as a child the script waits for, so a signal to the script
+# (Ctrl-C, TERM, HUP) runs on_signal at once instead of after pgtenant ends.
+# Ctrl-C reaches pgtenant too (same process group); cleanup's TERM then
+# makes it close at once.
+"$PGTENANT" "$INI" &
+PGTENANT_PID=$!
+rc=0
+wait "$PGTENANT_PID" || rc=$?
+PGTENANT_PID=
 # 130 = ended by SIGINT, the normal way out.
 case $rc in 0 | 130) exit 0 ;; *) say "pgtenant exited with status $rc"; exit "$rc" ;; esac

@@ -437,15 +437,13 @@ static void show_version(Buf *out, bool rowdesc)
 
 static void show_config(Buf *out, bool rowdesc)
 {
-	static const AdminCol cols[] = {{"key", false},
-	                                {"value", false},
-	                                {"default", false},
-	                                {"reloadable", false},
-	                                {"description", false}};
+	static const AdminCol cols[] = {{"key", false},         {"value", false},
+	                                {"default", false},     {"reloadable", false},
+	                                {"description", false}, {"pending", false}};
 	ResultSet rs;
 	char value[1024];
 
-	rs_begin(&rs, out, cols, 5, rowdesc);
+	rs_begin(&rs, out, cols, (int)ARRAY_SIZE(cols), rowdesc);
 	for (int i = 0; i < config_n_keys; i++) {
 		const ConfigKey *k = &config_keys[i];
 		if (k->section != SECTION_GLOBAL)
@@ -457,6 +455,8 @@ static void show_config(Buf *out, bool rowdesc)
 		rs_str(&rs, k->def ? k->def : "");
 		rs_str(&rs, k->reloadable ? "yes" : "no");
 		rs_str(&rs, k->help ? k->help : "");
+		/* a restart-only key changed in the file: value is what runs, pending what waits */
+		rs_str(&rs, config_pending_value(k) ? config_pending_value(k) : "");
 		rs_row_end(&rs);
 	}
 	rs_end(&rs);
@@ -465,13 +465,13 @@ static void show_config(Buf *out, bool rowdesc)
 static void show_tenants(Buf *out, bool rowdesc)
 {
 	static const AdminCol cols[] = {
-	        {"tenant", false},     {"mode", false},          {"backend", false},
-	        {"state", false},      {"cl_active", true},      {"cl_waiting", true},
-	        {"sv_active", true},   {"pool_size", true},      {"max_client_conn", true},
-	        {"queries", true},     {"xacts", true},          {"avg_query_us", true},
-	        {"avg_wait_us", true}, {"query_timeouts", true}, {"rate_limited", true},
-	        {"cl_idle", true},     {"refused", true},        {"weight", true},
-	        {"state_failures", true},
+	        {"tenant", false},       {"mode", false},          {"backend", false},
+	        {"state", false},        {"cl_active", true},      {"cl_waiting", true},
+	        {"sv_active", true},     {"pool_size", true},      {"max_client_conn", true},
+	        {"queries", true},       {"xacts", true},          {"avg_query_us", true},
+	        {"avg_wait_us", true},   {"query_timeouts", true}, {"rate_limited", true},
+	        {"cl_idle", true},       {"refused", true},        {"weight", true},
+	        {"auth_failures", true},   {"state_failures", true},
 	};
 	ResultSet rs;
 	TenantTable tt;
@@ -501,6 +501,7 @@ static void show_tenants(Buf *out, bool rowdesc)
 		rs_int(&rs, r->cl_idle);
 		rs_int(&rs, (int64_t)st->refused);
 		rs_int(&rs, t->conf->weight);
+		rs_int(&rs, (int64_t)st->auth_failures);
 		rs_int(&rs, (int64_t)st->state_failures);
 		rs_row_end(&rs);
 	}
@@ -525,6 +526,7 @@ static void show_stats(Buf *out, bool rowdesc)
 	        {"total_query_timeouts", true},
 	        {"total_rate_limited", true},
 	        {"total_refused", true},
+	        {"total_auth_failures", true},
 	};
 	ResultSet rs;
 	TenantTable tt;
@@ -549,6 +551,7 @@ static void show_stats(Buf *out, bool rowdesc)
 		rs_int(&rs, (int64_t)st->query_timeouts);
 		rs_int(&rs, (int64_t)st->rate_limited);
 		rs_int(&rs, (int64_t)st->refused);
+		rs_int(&rs, (int64_t)st->auth_failures);
 		rs_row_end(&rs);
 	}
 	rs_end(&rs);
@@ -1096,7 +1099,16 @@ static ExecResult exec_reload(ExecCtx *x)
 	ExecResult r;
 
 	if (control_reload(&errs)) {
+		char names[512], notice[700];
 		config_errors_free(&errs);
+		config_pending_names(names, sizeof(names));
+		if (names[0]) {
+			snprintf(notice, sizeof(notice), "not applied until pgtenant restarts: %s",
+			         names);
+			proto_error(x->out, "NOTICE", "01000", notice,
+			            "SHOW CONFIG shows the running value and, under pending, the "
+			            "file's.");
+		}
 		return done(x, "RELOAD");
 	}
 	/* every problem, one per line, so psql shows them as --check prints them */
@@ -1170,6 +1182,9 @@ static ExecResult exec_set(ExecCtx *x, const Tok *toks, int ntoks)
 		return syntax_error(x);
 	}
 	if (!config_set_global(g_cfg, k->name, value, err, sizeof(err))) {
+		/* most of config's messages name the key already: say it once */
+		if (strstr(err, k->name))
+			return fail(x, "22023", err, NULL);
 		snprintf(msg, sizeof(msg), "invalid value for %s: %s", k->name, err);
 		return fail(x, "22023", msg, NULL);
 	}

@@ -18,6 +18,7 @@
 
 #include "admin.h"
 #include "audit.h"
+#include "authq.h"
 #include "control.h"
 #include "log.h"
 #include "net.h"
@@ -38,6 +39,8 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
+#include <openssl/crypto.h>
+
 List g_login_clients = {&g_login_clients, &g_login_clients};
 List g_idle_clients = {&g_idle_clients, &g_idle_clients};
 List g_active_clients = {&g_active_clients, &g_active_clients};
@@ -57,6 +60,8 @@ static void login_process(Client *c);
 static bool direct_tls_hello(Client *c);
 static void tls_handshake_step(Client *c);
 static void client_throttle_fire(evutil_socket_t fd, short what, void *arg);
+struct LoginCtx;
+static void login_ctx_free(struct LoginCtx *ctx);
 
 static const char *const state_names[] = {"free", "login", "welcome", "idle", "waiting", "active", "console"};
 
@@ -268,7 +273,7 @@ void client_close(Client *c, const char *reason)
 		c->scram = NULL;
 	}
 	params_free(&c->params);
-	free(c->login_ctx);
+	login_ctx_free(c->login_ctx);
 	c->login_ctx = NULL;
 	prep_client_free(c);
 	free(c->deferred_begin);
@@ -518,20 +523,36 @@ struct LoginCtx {
 	bool bound; /* the auth_file entry was "user.tenant": a credential for that tenant only */
 	bool fake_auth; /* unknown user: go through the motions, then fail */
 	uint8_t md5_salt[4];
-	const char *secret; /* from the auth file; not owned */
+	const char *secret;   /* from the auth file (not owned), or secret_buf */
+	char *secret_buf;     /* owned: from auth_query */
+	AuthqRequest *lookup; /* auth_query in flight: the login waits for it */
+	char fake[160];       /* the made-up secret of an unknown user */
 	char bound_tenant[CONFIG_NAME_MAX + 1];
 	char login_user[64]; /* the user name as the client sent it (md5 hashes with it) */
+	char database[64];   /* the startup database, for "no tenant" errors */
 };
 
 static void login_finish(Client *c);
 static void cert_auth(Client *c);
 
+static void login_ctx_free(struct LoginCtx *ctx)
+{
+	if (!ctx)
+		return;
+	authq_cancel(ctx->lookup);
+	if (ctx->secret_buf) {
+		OPENSSL_cleanse(ctx->secret_buf, strlen(ctx->secret_buf));
+		free(ctx->secret_buf);
+	}
+	free(ctx);
+}
+
 static void start_password_auth(Client *c)
 {
 	struct LoginCtx *ctx = c->login_ctx;
 	AuthType at = g_cfg->auth_type;
-	SecretKind kind = auth_secret_kind(ctx->secret);
 
+	/* a user missing from auth_file has no secret: trust and cert need none (pg_isready) */
 	if (at == AUTH_TRUST) {
 		login_finish(c);
 		return;
@@ -540,6 +561,8 @@ static void start_password_auth(Client *c)
 		cert_auth(c);
 		return;
 	}
+	/* unknown users carry a made-up plain secret (handle_startup) */
+	SecretKind kind = ctx->secret ? auth_secret_kind(ctx->secret) : SECRET_PLAIN;
 	/* md5 cannot be answered from a SCRAM verifier; SCRAM cannot use an md5 hash. */
 	bool use_scram = (at == AUTH_SCRAM && kind != SECRET_MD5) || (at == AUTH_MD5 && kind == SECRET_SCRAM);
 	if (use_scram) {
@@ -563,14 +586,23 @@ static void start_password_auth(Client *c)
 	client_flush(c);
 }
 
+/*
+ * Authentication failed: counted as the named tenant's auth failure (not as
+ * "refused", which is after authentication). c->tenant stays for the log
+ * and audit lines; a client still logging in is no tenant's client.
+ */
+static void auth_refuse(Client *c, const char *sqlstate, const char *msg)
+{
+	if (c->tenant)
+		c->tenant->stats.auth_failures++;
+	client_fatal(c, sqlstate, msg, NULL);
+}
+
 static void auth_failed(Client *c)
 {
 	char msg[200];
 	snprintf(msg, sizeof(msg), "password authentication failed for user \"%s\"", c->user);
-	if (c->tenant)
-		c->tenant->stats.refused++;
-	c->tenant = NULL; /* not counted as the tenant's client */
-	client_fatal(c, "28P01", msg, NULL);
+	auth_refuse(c, "28P01", msg);
 }
 
 static void handle_password_message(Client *c, const uint8_t *body, size_t len)
@@ -684,8 +716,7 @@ static void cert_auth(Client *c)
 	}
 	if (!tls_peer_cn(c->conn.ssl, cn, sizeof(cn), err, sizeof(err))) {
 		snprintf(msg, sizeof(msg), "certificate authentication failed for user \"%s\": %s", c->user, err);
-		c->tenant = NULL;
-		client_fatal(c, "28000", msg, NULL);
+		auth_refuse(c, "28000", msg);
 		return;
 	}
 	ctx->bound = false;
@@ -695,8 +726,7 @@ static void cert_auth(Client *c)
 			snprintf(msg, sizeof(msg),
 				 "certificate authentication failed for user \"%s\": the certificate is for \"%s\"",
 				 c->user, cn);
-			c->tenant = NULL;
-			client_fatal(c, "28000", msg, NULL);
+			auth_refuse(c, "28000", msg);
 			return;
 		}
 		ctx->bound = true;
@@ -715,6 +745,61 @@ static void cert_auth(Client *c)
 	login_finish(c);
 }
 
+/*
+ * Not a startup packet (a bad length, garbage, a Terminate sent first): closed
+ * without a word, as PostgreSQL does — whatever sent it does not speak the
+ * protocol, and a probe or scanner learns nothing. Only the log says why.
+ */
+static void login_drop(Client *c, const char *why)
+{
+	client_log(LOG_LVL_INFO, c, "closing: invalid startup packet: %s", why);
+	audit_login(NULL, NULL, c->addr, false, "invalid startup packet");
+	client_close(c, NULL);
+}
+
+/* auth_query applies to a password login of a tenant's client whose user auth_file lacks. */
+static bool authq_applies(const Client *c, const struct LoginCtx *ctx)
+{
+	return authq_enabled(g_cfg) && !c->console && c->tenant && ctx->result == TENANT_OK &&
+	       (g_cfg->auth_type == AUTH_MD5 || g_cfg->auth_type == AUTH_SCRAM);
+}
+
+/* The database the lookup runs in: the tenant's (database mode) or its backend's. */
+static const char *authq_dbname(const Tenant *t, const char *user)
+{
+	const char *db = config_tenant_dbname(g_cfg, t->conf);
+	return db && *db ? db : user;
+}
+
+static bool authq_sync; /* authq_done is running inside authq_lookup: the caller still holds c */
+
+/* The lookup's answer: the exchange goes on against it, or a made-up one. */
+static void authq_done(void *arg, const char *secret, const char *error)
+{
+	Client *c = arg;
+	struct LoginCtx *ctx = c->login_ctx;
+
+	ctx->lookup = NULL;
+	conn_want_read(&c->conn, true);
+	if (error) {
+		/* the same for every user: it tells nothing about who exists */
+		client_fatal(c, "08006", "could not look up the password (auth_query failed)",
+		             NULL);
+	} else {
+		if (secret) {
+			ctx->secret_buf = xstrdup(secret);
+			ctx->secret = ctx->secret_buf;
+		} else {
+			authq_fake_verifier(c->user, ctx->fake, sizeof(ctx->fake));
+			ctx->secret = ctx->fake;
+			ctx->fake_auth = true;
+		}
+		start_password_auth(c);
+	}
+	if (!authq_sync)
+		client_maintain();
+}
+
 static void handle_startup(Client *c, const uint8_t *body, size_t len)
 {
 	Startup st;
@@ -722,12 +807,21 @@ static void handle_startup(Client *c, const uint8_t *body, size_t len)
 	char tenant_opt_buf[128];
 	const char *tenant_opt = NULL;
 
+	/* versions 1 and 2 existed: those clients are told; any other number is garbage */
+	uint32_t major = len >= 4 ? read_u32be(body) >> 16 : 0;
+	if (major == 1 || major == 2) {
+		client_fatal(c, "0A000", "unsupported frontend protocol", NULL);
+		return;
+	}
 	if (!proto_parse_startup(body, len, &st, &why)) {
-		client_fatal(c, "08P01", why, NULL);
+		if (why == proto_no_user)
+			client_fatal(c, "28000", why, NULL);
+		else
+			login_drop(c, why);
 		return;
 	}
 	if ((st.version >> 16) != 3) {
-		client_fatal(c, "0A000", "unsupported frontend protocol", NULL);
+		login_drop(c, "unsupported frontend protocol");
 		return;
 	}
 	if ((st.version & 0xffff) > 0 || st.n_pq_ext > 0)
@@ -763,14 +857,21 @@ static void handle_startup(Client *c, const uint8_t *body, size_t len)
 	else
 		res = tenant_resolve(g_cfg, &q, &t, auth_user, sizeof(auth_user), &bad, &bad_len);
 
-	/* Credential lookup: "user.tenant" first (a credential for that tenant only), then the user. */
+	/*
+	 * Credential lookup: the user as sent first, then the user that authenticates. An entry
+	 * named "user<sep>tenant" of a configured tenant is a credential for that tenant only,
+	 * whichever of the two found it ("app.acme" reached as "app.acme.globex" stays acme's).
+	 */
+	const char *entry = st.user;
 	const char *secret = g_auth ? authfile_lookup(g_auth, st.user) : NULL;
-	bool bound = false;
-	if (secret && strcmp(st.user, auth_user) != 0) {
-		bound = true;
-	} else {
+	if (!secret && strcmp(st.user, auth_user) != 0) {
+		entry = auth_user;
 		secret = g_auth ? authfile_lookup(g_auth, auth_user) : NULL;
 	}
+	size_t plen;
+	const char *bound_to =
+	        secret ? tenant_user_suffix(entry, g_cfg->tenant_separator, &plen) : NULL;
+	bool bound = bound_to && tenant_lookup(bound_to);
 	strlcpy_safe(c->user, auth_user, sizeof(c->user));
 
 	struct LoginCtx *ctx = xcalloc(1, sizeof(*ctx));
@@ -779,23 +880,31 @@ static void handle_startup(Client *c, const uint8_t *body, size_t len)
 		snprintf(ctx->bad, sizeof(ctx->bad), "%.*s", (int)(bad_len < 100 ? bad_len : 100), bad);
 	ctx->bound = bound;
 	strlcpy_safe(ctx->login_user, st.user, sizeof(ctx->login_user));
-	if (bound) {
-		size_t plen;
-		const char *suffix = tenant_user_suffix(st.user, g_cfg->tenant_separator, &plen);
-		strlcpy_safe(ctx->bound_tenant, suffix ? suffix : "", sizeof(ctx->bound_tenant));
-	}
+	strlcpy_safe(ctx->database, st.database, sizeof(ctx->database));
+	if (bound)
+		strlcpy_safe(ctx->bound_tenant, bound_to, sizeof(ctx->bound_tenant));
 	c->tenant = t; /* may be NULL; checked after authentication */
 	c->pool = NULL;
 	ctx->secret = secret;
+	login_ctx_free(c->login_ctx);
+	c->login_ctx = ctx;
+	if (!secret && authq_applies(c, ctx)) {
+		AuthqRequest *r;
+		conn_want_read(&c->conn, false); /* nothing is expected before the auth request */
+		authq_sync = true;
+		r = authq_lookup(g_cfg, config_tenant_backend(g_cfg, t->conf),
+		                 authq_dbname(t, c->user), c->user, authq_done, c);
+		authq_sync = false;
+		if (r) /* else authq_done has run, and c may be closing: ctx is not to be touched */
+			ctx->lookup = r;
+		return;
+	}
 	if (!secret && g_cfg->auth_type != AUTH_TRUST) {
 		/* Unknown user: run the exchange against a made-up secret so nothing is revealed. */
-		static char fake[65];
-		scram_fake_secret(c->user, fake);
-		ctx->secret = fake;
+		scram_fake_secret(c->user, ctx->fake);
+		ctx->secret = ctx->fake;
 		ctx->fake_auth = true;
 	}
-	free(c->login_ctx);
-	c->login_ctx = ctx;
 	start_password_auth(c);
 }
 
@@ -804,13 +913,16 @@ static void login_process(Client *c)
 	Buf *in = &c->conn.in;
 
 	while (!c->closing && c->state == CL_LOGIN) {
+		if (c->login_ctx && c->login_ctx->lookup)
+			return; /* auth_query in flight: what the client sent waits for its answer
+			         */
 		if (c->login_stage == LOGIN_STARTUP) {
 			uint32_t len;
 			if (buf_avail(in) < 4)
 				return;
 			len = read_u32be(buf_head(in));
 			if (len < 8 || len > STARTUP_MAX_LEN) {
-				client_fatal(c, "08P01", "invalid length of startup packet", NULL);
+				login_drop(c, "invalid length of startup packet");
 				return;
 			}
 			if (buf_avail(in) < len)
@@ -818,7 +930,7 @@ static void login_process(Client *c)
 			uint32_t code = read_u32be(buf_head(in) + 4);
 			if (code == PROTO_SSL || code == PROTO_GSSENC) {
 				if (len != 8) {
-					client_fatal(c, "08P01", "invalid length of encryption request", NULL);
+					login_drop(c, "invalid length of encryption request");
 					return;
 				}
 				buf_consume(in, len);
@@ -904,6 +1016,52 @@ static void console_login(Client *c)
 		admin_process(c);
 }
 
+/*
+ * No source named a tenant: the hint lists only the sources tenant_from
+ * accepts, and a database name that was tried is said not to be a tenant.
+ */
+static void no_tenant_fatal(Client *c, const struct LoginCtx *ctx)
+{
+	char msg[200], hint[400];
+	size_t n = 0;
+	bool by_database = false;
+	const Config *cfg = g_cfg;
+
+	n = (size_t)snprintf(hint, sizeof(hint), "Name the tenant in ");
+	for (int i = 0; i < cfg->n_tenant_from && n < sizeof(hint); i++) {
+		const char *sep = i == 0 ? "" : i == cfg->n_tenant_from - 1 ? " or " : ", ";
+		switch (cfg->tenant_from[i]) {
+		case TENANT_SRC_USER:
+			n += (size_t)snprintf(hint + n, sizeof(hint) - n,
+			                      "%sthe user (user%sTENANT)", sep,
+			                      cfg->tenant_separator);
+			break;
+		case TENANT_SRC_DATABASE:
+			by_database = true;
+			n += (size_t)snprintf(hint + n, sizeof(hint) - n, "%sthe database name",
+			                      sep);
+			break;
+		case TENANT_SRC_OPTIONS:
+			n += (size_t)snprintf(hint + n, sizeof(hint) - n,
+			                      "%soptions=-c pgtenant.tenant=TENANT", sep);
+			break;
+		case TENANT_SRC_SNI:
+			n += (size_t)snprintf(
+			        hint + n, sizeof(hint) - n, "%sthe TLS server name (TENANT%s)", sep,
+			        cfg->sni_suffix && *cfg->sni_suffix ? cfg->sni_suffix : ".domain");
+			break;
+		}
+	}
+	if (n < sizeof(hint))
+		snprintf(hint + n, sizeof(hint) - n, ".");
+	if (by_database && ctx->database[0])
+		snprintf(msg, sizeof(msg), "no tenant given: database \"%s\" is not a tenant",
+		         ctx->database);
+	else
+		snprintf(msg, sizeof(msg), "no tenant given");
+	client_fatal(c, "3D000", msg, hint);
+}
+
 static void login_finish(Client *c)
 {
 	struct LoginCtx *ctx = c->login_ctx;
@@ -916,34 +1074,40 @@ static void login_finish(Client *c)
 		return;
 	}
 	if (c->console) {
-		free(ctx);
+		login_ctx_free(ctx);
 		console_login(c);
 		return;
 	}
 	switch (ctx->result) {
 	case TENANT_NONE:
-		client_fatal(c, "3D000", "no tenant given",
-			     "Name the tenant in the user (user.tenant), the database name, or options=-c pgtenant.tenant=NAME.");
-		free(ctx);
+		no_tenant_fatal(c, ctx);
+		login_ctx_free(ctx);
 		return;
 	case TENANT_UNKNOWN:
 		snprintf(msg, sizeof(msg), "tenant \"%s\" does not exist", ctx->bad);
 		client_fatal(c, "3D000", msg, NULL);
-		free(ctx);
+		login_ctx_free(ctx);
 		return;
 	case TENANT_MISMATCH:
-		client_fatal(c, "28000", "tenant mismatch: the connection names two different tenants", NULL);
-		free(ctx);
+		snprintf(msg, sizeof(msg),
+		         "tenant mismatch: the connection names tenants \"%s\" and \"%s\"",
+		         t ? t->name : "?", ctx->bad);
+		client_fatal(c, "28000", msg, NULL);
+		login_ctx_free(ctx);
 		return;
 	case TENANT_OK:
 		break;
 	}
 	if (ctx->bound && strcmp(ctx->bound_tenant, t->name) != 0) {
-		client_fatal(c, "28000", "tenant mismatch: this credential belongs to another tenant", NULL);
-		free(ctx);
+		snprintf(msg, sizeof(msg),
+		         "tenant mismatch: the credential is tenant \"%s\"'s, the connection names "
+		         "\"%s\"",
+		         ctx->bound_tenant, t->name);
+		client_fatal(c, "28000", msg, NULL);
+		login_ctx_free(ctx);
 		return;
 	}
-	free(ctx);
+	login_ctx_free(ctx);
 	if (!config_list_contains(config_tenant_users(g_cfg, t->conf), c->user)) {
 		snprintf(msg, sizeof(msg), "user \"%s\" may not connect to tenant \"%s\"", c->user, t->name);
 		t->stats.refused++;

@@ -133,8 +133,9 @@ const ConfigKey config_keys[] = {
           "period of the per-tenant stats log line and averages"),
         G(auth_user, KEY_STRING, "", NULL, true, 0, 0,
           "role that runs auth_query for users missing from auth_file"),
-        G(auth_query, KEY_STRING, "SELECT usename, passwd FROM pg_shadow WHERE usename=$1", NULL,
-          true, 1, 0, "query returning a user's secret, run as auth_user"),
+        G(auth_query, KEY_STRING,
+          "SELECT usename, passwd FROM pg_catalog.pg_shadow WHERE usename=$1", NULL, true, 1, 0,
+          "query returning a user's name and secret, run as auth_user"),
         G(metrics_tenant_limit, KEY_INT, "100", NULL, true, 0, INT_MAX,
           "tenants with their own metric series; the rest add up under _other"),
         G(shutdown_timeout, KEY_DURATION, "30s", NULL, true, 0, NOMAX,
@@ -961,6 +962,69 @@ void config_format_value(const Config *cfg, const ConfigKey *key, char *out, siz
 	format_field(key, cfg, out, outlen);
 }
 
+static char **pending_values; /* by key index: a restart-only key's value in the file, or NULL */
+
+/* Copies k's value from src into dst (a string duplicated, dst's freed). */
+static void value_copy(const ConfigKey *k, void *dst, const void *src)
+{
+	void *d = field_ptr(k, dst);
+	const void *s = (const char *)src + k->offset;
+	size_t size = k->type == KEY_INT || k->type == KEY_ENUM        ? sizeof(int)
+	              : k->type == KEY_BOOL                            ? sizeof(bool)
+	              : k->type == KEY_DURATION || k->type == KEY_SIZE ? sizeof(int64_t)
+	              : k->type == KEY_DOUBLE                          ? sizeof(double)
+	                                                               : 0;
+
+	if (k->type == KEY_STRING) {
+		free(*(char **)d);
+		*(char **)d = *(char *const *)s ? xstrdup(*(char *const *)s) : NULL;
+	} else {
+		memcpy(d, s, size); /* no restart-only global is a list */
+	}
+}
+
+int config_hold_restart_keys(Config *next, const Config *running)
+{
+	char now[1024], file[1024];
+	int n = 0;
+
+	if (!pending_values)
+		pending_values = xcalloc((size_t)config_n_keys, sizeof(char *));
+	for (int i = 0; i < config_n_keys; i++) {
+		const ConfigKey *k = &config_keys[i];
+		if (k->section != SECTION_GLOBAL || k->reloadable)
+			continue;
+		free(pending_values[i]);
+		pending_values[i] = NULL;
+		format_field(k, running, now, sizeof(now));
+		format_field(k, next, file, sizeof(file));
+		if (strcmp(now, file) == 0)
+			continue;
+		pending_values[i] = xstrdup(file);
+		value_copy(k, next, running);
+		n++;
+	}
+	return n;
+}
+
+const char *config_pending_value(const ConfigKey *key)
+{
+	return pending_values ? pending_values[key - config_keys] : NULL;
+}
+
+void config_pending_names(char *out, size_t outlen)
+{
+	size_t n = 0;
+
+	if (outlen == 0)
+		return;
+	out[0] = '\0';
+	for (int i = 0; pending_values && i < config_n_keys && n < outlen; i++)
+		if (pending_values[i])
+			n += (size_t)snprintf(out + n, outlen - n, "%s%s", n ? ", " : "",
+			                      config_keys[i].name);
+}
+
 /*
  * The table is grouped by section; lookups scan only their section's run.
  * Found once, on first use, so the table can be edited freely.
@@ -1078,7 +1142,7 @@ static void add_error(LoadState *st, int file_idx, int line, const char *fmt, ..
 
 static void add_error(LoadState *st, int file_idx, int line, const char *fmt, ...)
 {
-	char msg[1024];
+	char msg[1024], where[16];
 	char *full;
 	int n;
 	va_list ap;
@@ -1086,9 +1150,13 @@ static void add_error(LoadState *st, int file_idx, int line, const char *fmt, ..
 	va_start(ap, fmt);
 	vsnprintf(msg, sizeof(msg), fmt, ap);
 	va_end(ap);
-	n = snprintf(NULL, 0, "%s:%d: %s", st->cfg->files[file_idx], line, msg);
+	/* a problem of the whole file (it cannot be opened) has no line: "FILE: message" */
+	where[0] = '\0';
+	if (line > 0)
+		snprintf(where, sizeof(where), ":%d", line);
+	n = snprintf(NULL, 0, "%s%s: %s", st->cfg->files[file_idx], where, msg);
 	full = xmalloc((size_t)n + 1);
-	snprintf(full, (size_t)n + 1, "%s:%d: %s", st->cfg->files[file_idx], line, msg);
+	snprintf(full, (size_t)n + 1, "%s%s: %s", st->cfg->files[file_idx], where, msg);
 	if (st->n_errs == st->cap_errs) {
 		st->cap_errs = st->cap_errs ? st->cap_errs * 2 : 16;
 		st->errs = xrealloc(st->errs, sizeof(LoadError) * (size_t)st->cap_errs);

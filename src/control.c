@@ -9,6 +9,7 @@
 
 #include "admin.h"
 #include "audit.h"
+#include "authq.h"
 #include "metrics.h"
 #include "client.h"
 #include "listener.h"
@@ -161,6 +162,12 @@ bool control_reload(ConfigErrors *errs)
 			}
 		}
 	}
+	/* Restart-only keys keep their running values; the file's wait (SHOW CONFIG's pending). */
+	if (config_hold_restart_keys(cfg, g_cfg) > 0) {
+		char names[512];
+		config_pending_names(names, sizeof(names));
+		log_warning("reload: %s changed in the file; restart pgtenant to apply", names);
+	}
 	/* The old Config is kept: removed tenants' objects still point into it. */
 	retire(g_cfg, (void (*)(void *))config_free);
 	g_cfg = cfg;
@@ -170,6 +177,7 @@ bool control_reload(ConfigErrors *errs)
 	pool_backends_build(cfg);
 	tenant_registry_build(cfg);
 	pool_reservations_build();
+	authq_cache_clear(); /* auth_user, auth_query or a backend may have changed */
 	log_open(cfg->log_file);
 
 	for (int i = 0; i < n_old; i++) {

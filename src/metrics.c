@@ -174,6 +174,7 @@ static void stats_add(TenantStats *dst, const TenantStats *src)
 	dst->state_failures += src->state_failures;
 	dst->rate_limited += src->rate_limited;
 	dst->refused += src->refused;
+	dst->auth_failures += src->auth_failures;
 }
 
 /*
@@ -368,6 +369,9 @@ void metrics_render(Buf *out)
 	        out, &tt, "pgtenant_refused_logins_total",
 	        "Logins refused after authentication (disabled, not allowed, over limits).",
 	        offsetof(TenantStats, refused));
+	render_tenant_counter(out, &tt, "pgtenant_auth_failures_total",
+	                      "Logins that named the tenant and failed authentication.",
+	                      offsetof(TenantStats, auth_failures));
 	render_tenant_counter(out, &tt, "pgtenant_received_bytes_total",
 	                      "Bytes received from the tenant's clients.",
 	                      offsetof(TenantStats, bytes_in));

@@ -5,6 +5,8 @@
 
 #include <string.h>
 
+const char proto_no_user[] = "no PostgreSQL user name specified in startup packet";
+
 bool proto_parse_startup(const uint8_t *body, size_t len, Startup *out, const char **why)
 {
 	MsgReader r;
@@ -55,7 +57,7 @@ bool proto_parse_startup(const uint8_t *body, size_t len, Startup *out, const ch
 		return false;
 	}
 	if (!out->user || !*out->user) {
-		*why = "no PostgreSQL user name specified in startup packet";
+		*why = proto_no_user;
 		return false;
 	}
 	if (!out->database || !*out->database)
@@ -66,7 +68,9 @@ bool proto_parse_startup(const uint8_t *body, size_t len, Startup *out, const ch
 void proto_error(Buf *b, const char *severity, const char *sqlstate, const char *msg, const char *hint)
 {
 	size_t start;
-	pkt_begin(b, 'E', &start);
+	bool error = strcmp(severity, "ERROR") == 0 || strcmp(severity, "FATAL") == 0 ||
+	             strcmp(severity, "PANIC") == 0;
+	pkt_begin(b, error ? 'E' : 'N', &start);
 	pkt_put_u8(b, 'S');
 	pkt_put_cstr(b, severity);
 	pkt_put_u8(b, 'V');

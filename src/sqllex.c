@@ -13,6 +13,7 @@
  */
 #include "sqllex.h"
 
+#include <ctype.h>
 #include <limits.h>
 #include <string.h>
 #include <strings.h>
@@ -85,6 +86,20 @@ static size_t lex_find_close(const char *s, size_t n, size_t i, char q, bool bac
 		return i;
 	}
 	return SIZE_MAX;
+}
+
+/*
+ * Does a '' body (closing quote included) hold a backslash right before a
+ * quote? With standard_conforming_strings off that quote would not end the
+ * string, and PostgreSQL would see other tokens than this lexer.
+ */
+static bool lex_backslash_quote(const char *b, size_t n)
+{
+	for (const char *hit = memchr(b, '\\', n); hit;
+	     hit = memchr(hit + 1, '\\', n - (size_t)(hit + 1 - b)))
+		if ((size_t)(hit + 1 - b) < n && hit[1] == '\'')
+			return true;
+	return false;
 }
 
 /* One past the end of the (nested, as PostgreSQL nests them) block comment at i, or SIZE_MAX. */
@@ -186,6 +201,69 @@ static SqlTokType lex_fail(SqlLexer *lx, SqlToken *tok, size_t at)
 	return SQLTOK_ERROR;
 }
 
+/* Past whitespace and comments from p; SIZE_MAX inside an unterminated comment. */
+static size_t lex_skip_blanks(const char *s, size_t n, size_t p)
+{
+	for (;;) {
+		while (p < n && lex_is_space(s[p]))
+			p++;
+		if (p + 1 < n && s[p] == '-' && s[p + 1] == '-') {
+			while (p < n && s[p] != '\n' && s[p] != '\r')
+				p++;
+		} else if (p + 1 < n && s[p] == '/' && s[p + 1] == '*') {
+			p = lex_block_comment_end(s, n, p);
+			if (p == SIZE_MAX)
+				return p;
+		} else {
+			return p;
+		}
+	}
+}
+
+static bool lex_decode(const char *s, size_t len, char kind, char quote, char uesc, char *out,
+                       size_t size, size_t *outlen);
+
+/*
+ * A U& token may be followed by UESCAPE 'c' naming its escape character;
+ * PostgreSQL's grammar reads the clause as part of the literal, so it is
+ * folded into the token here (without recursion: the clause is scanned by
+ * hand). Returns where the token ends; tok->uescape is 0 if the clause is
+ * there but malformed, so nothing decodes the token with a wrong escape.
+ */
+static size_t lex_uescape(const char *s, size_t n, size_t end, SqlToken *tok)
+{
+	size_t p = lex_skip_blanks(s, n, end), close, vlen;
+	char kind = 0, c;
+	char val[8];
+
+	tok->uescape = '\\';
+	if (p == SIZE_MAX || n - p < 7 || strncasecmp(s + p, "uescape", 7) != 0 ||
+	    (p + 7 < n && lex_is_ident_cont(s[p + 7])))
+		return end;
+	tok->uescape = 0;
+	p = lex_skip_blanks(s, n, p + 7);
+	if (p == SIZE_MAX || p >= n)
+		return n;
+	if ((s[p] == 'e' || s[p] == 'E') && p + 1 < n && s[p + 1] == '\'') {
+		kind = 'e';
+		p++;
+	}
+	if (s[p] != '\'')
+		return p;
+	close = lex_find_close(s, n, p + 1, '\'', kind == 'e');
+	if (close == SIZE_MAX)
+		return n;
+	if (lex_decode(s + p + 1, close - p - 1, kind, '\'', 0, val, sizeof(val), &vlen) &&
+	    vlen == 1) {
+		c = val[0];
+		/* as PostgreSQL's check_uescapechar */
+		if (!isxdigit((unsigned char)c) && c != '+' && c != '\'' && c != '"' &&
+		    !lex_is_space(c) && (unsigned char)c < 0x80)
+			tok->uescape = c;
+	}
+	return close + 1;
+}
+
 SqlTokType sqllex_next(SqlLexer *lx, SqlToken *tok)
 {
 	const char *s = lx->s;
@@ -219,6 +297,9 @@ SqlTokType sqllex_next(SqlLexer *lx, SqlToken *tok)
 	tok->offset = p;
 	tok->depth = lx->depth;
 	tok->escaped_string = false;
+	tok->backslash_quote = false;
+	tok->prefix = 0;
+	tok->uescape = 0;
 	if (p >= n) {
 		lx->pos = n;
 		tok->type = SQLTOK_EOF;
@@ -240,6 +321,7 @@ SqlTokType sqllex_next(SqlLexer *lx, SqlToken *tok)
 		ts = p + 1;
 		end = te + 1;
 		type = SQLTOK_STRING;
+		tok->backslash_quote = lex_backslash_quote(s + ts, te + 1 - ts);
 		break;
 	case '"':
 		te = lex_find_close(s, n, p + 1, '"', false);
@@ -341,6 +423,12 @@ SqlTokType sqllex_next(SqlLexer *lx, SqlToken *tok)
 				end = te + 1;
 				type = s[q] == '"' ? SQLTOK_QIDENT : SQLTOK_STRING;
 				tok->escaped_string = escaped;
+				tok->prefix = (char)(c | 0x20);
+				if (tok->prefix == 'u')
+					end = lex_uescape(s, n, end, tok);
+				else if (tok->prefix == 'n')
+					tok->backslash_quote =
+					        lex_backslash_quote(s + ts, te + 1 - ts);
 			} else {
 				while (end < n && lex_is_ident_cont(s[end]))
 					end++;
@@ -361,6 +449,198 @@ bool sqltok_is(const SqlToken *tok, const char *word)
 {
 	size_t n = strlen(word);
 	return tok->type == SQLTOK_IDENT && tok->len == n && strncasecmp(tok->text, word, n) == 0;
+}
+
+static int lex_hex(char c)
+{
+	if (c >= '0' && c <= '9')
+		return c - '0';
+	c = (char)(c | 0x20);
+	return c >= 'a' && c <= 'f' ? c - 'a' + 10 : -1;
+}
+
+/* n hex digits at s[*i] (all of them must be there when exact, else up to n); -1 if none. */
+static long lex_hex_n(const char *s, size_t len, size_t *i, int n, bool exact)
+{
+	long v = 0;
+	int k = 0;
+
+	while (k < n && *i < len && lex_hex(s[*i]) >= 0) {
+		v = v * 16 + lex_hex(s[*i]);
+		(*i)++;
+		k++;
+	}
+	return k == 0 || (exact && k < n) ? -1 : v;
+}
+
+static bool lex_put(char *out, size_t size, size_t *n, const char *b, size_t blen)
+{
+	if (*n + blen >= size)
+		return false;
+	memcpy(out + *n, b, blen);
+	*n += blen;
+	return true;
+}
+
+/* Code point cp as UTF-8 (PostgreSQL refuses 0, surrogates and anything past U+10FFFF). */
+static bool lex_put_utf8(char *out, size_t size, size_t *n, long cp)
+{
+	char b[4];
+	size_t k;
+
+	if (cp <= 0 || cp > 0x10FFFF || (cp >= 0xD800 && cp <= 0xDFFF))
+		return false;
+	if (cp < 0x80) {
+		b[0] = (char)cp;
+		k = 1;
+	} else if (cp < 0x800) {
+		b[0] = (char)(0xC0 | (cp >> 6));
+		b[1] = (char)(0x80 | (cp & 0x3F));
+		k = 2;
+	} else if (cp < 0x10000) {
+		b[0] = (char)(0xE0 | (cp >> 12));
+		b[1] = (char)(0x80 | ((cp >> 6) & 0x3F));
+		b[2] = (char)(0x80 | (cp & 0x3F));
+		k = 3;
+	} else {
+		b[0] = (char)(0xF0 | (cp >> 18));
+		b[1] = (char)(0x80 | ((cp >> 12) & 0x3F));
+		b[2] = (char)(0x80 | ((cp >> 6) & 0x3F));
+		b[3] = (char)(0x80 | (cp & 0x3F));
+		k = 4;
+	}
+	return lex_put(out, size, n, b, k);
+}
+
+/* A U& escape after uesc at s[*i]: XXXX or +XXXXXX, surrogate pairs joined; -1 if invalid. */
+static long lex_uescape_cp(const char *s, size_t len, size_t *i, char uesc)
+{
+	long cp, lo;
+
+	if (*i < len && s[*i] == '+') {
+		(*i)++;
+		return lex_hex_n(s, len, i, 6, true);
+	}
+	cp = lex_hex_n(s, len, i, 4, true);
+	if (cp < 0xD800 || cp > 0xDBFF)
+		return cp;
+	if (*i + 1 >= len || s[*i] != uesc)
+		return -1;
+	(*i)++;
+	lo = s[*i] == '+' ? ((*i)++, lex_hex_n(s, len, i, 6, true)) : lex_hex_n(s, len, i, 4, true);
+	if (lo < 0xDC00 || lo > 0xDFFF)
+		return -1;
+	return 0x10000 + ((cp - 0xD800) << 10) + (lo - 0xDC00);
+}
+
+/* An E'' escape after the backslash at s[*i]; false if PostgreSQL would refuse it. */
+static bool lex_e_escape(const char *s, size_t len, size_t *i, char *out, size_t size, size_t *n)
+{
+	static const char simple[] = "b\bf\fn\nr\rt\t";
+	char c = s[(*i)++];
+	const char *m;
+	long v;
+
+	if (c >= '0' && c <= '7') {
+		v = c - '0';
+		for (int k = 0; k < 2 && *i < len && s[*i] >= '0' && s[*i] <= '7'; k++)
+			v = v * 8 + (s[(*i)++] - '0');
+		c = (char)(v & 0xFF);
+		return c != 0 && lex_put(out, size, n, &c, 1);
+	}
+	if (c == 'x' && *i < len && lex_hex(s[*i]) >= 0) {
+		c = (char)lex_hex_n(s, len, i, 2, false);
+		return c != 0 && lex_put(out, size, n, &c, 1);
+	}
+	if (c == 'u' || c == 'U') {
+		long lo;
+		v = lex_hex_n(s, len, i, c == 'u' ? 4 : 8, true);
+		if (v >= 0xD800 && v <= 0xDBFF) {
+			if (*i + 1 >= len || s[*i] != '\\' ||
+			    (s[*i + 1] != 'u' && s[*i + 1] != 'U'))
+				return false;
+			*i += 2;
+			lo = lex_hex_n(s, len, i, s[*i - 1] == 'u' ? 4 : 8, true);
+			if (lo < 0xDC00 || lo > 0xDFFF)
+				return false;
+			v = 0x10000 + ((v - 0xD800) << 10) + (lo - 0xDC00);
+		}
+		return lex_put_utf8(out, size, n, v);
+	}
+	for (m = simple; *m; m += 2)
+		if (m[0] == c)
+			return lex_put(out, size, n, &m[1], 1);
+	return lex_put(out, size, n, &c, 1);
+}
+
+/*
+ * Decodes a quoted body: quote doubled for itself, then by kind: 'e'
+ * backslash escapes, 'u' Unicode escapes introduced by uesc; anything else
+ * taken as it stands. false on an invalid escape or when out is too small.
+ */
+static bool lex_decode(const char *s, size_t len, char kind, char quote, char uesc, char *out,
+                       size_t size, size_t *outlen)
+{
+	size_t i = 0, n = 0;
+
+	if (kind == 'u' && !uesc)
+		return false;
+	while (i < len) {
+		char c = s[i++];
+		if (c == quote && quote && i < len && s[i] == quote) {
+			i++;
+		} else if (kind == 'e' && c == '\\' && i < len) {
+			if (!lex_e_escape(s, len, &i, out, size, &n))
+				return false;
+			continue;
+		} else if (kind == 'u' && c == uesc) {
+			if (i < len && s[i] == uesc) {
+				i++;
+			} else {
+				if (!lex_put_utf8(out, size, &n, lex_uescape_cp(s, len, &i, uesc)))
+					return false;
+				continue;
+			}
+		}
+		if (!lex_put(out, size, &n, &c, 1))
+			return false;
+	}
+	out[n] = '\0';
+	*outlen = n;
+	return true;
+}
+
+bool sqltok_value(const SqlToken *tok, char *out, size_t size, size_t *len)
+{
+	if (size == 0)
+		return false;
+	switch (tok->type) {
+	case SQLTOK_IDENT:
+		if (tok->len >= size)
+			return false;
+		for (size_t i = 0; i < tok->len; i++) {
+			char c = tok->text[i];
+			out[i] = (c >= 'A' && c <= 'Z') ? (char)(c + ('a' - 'A')) : c;
+		}
+		out[tok->len] = '\0';
+		*len = tok->len;
+		return true;
+	case SQLTOK_QIDENT:
+		return lex_decode(tok->text, tok->len, tok->prefix, '"', tok->uescape, out, size,
+		                  len);
+	case SQLTOK_STRING:
+		if (tok->text[-1] == '$') /* dollar-quoted: the body is the value */
+			return lex_decode(tok->text, tok->len, 0, 0, 0, out, size, len);
+		if (tok->prefix == 'b' || tok->prefix == 'x')
+			return false;
+		/* a backslash in '' (or N'') means what standard_conforming_strings says: unsure */
+		if ((tok->prefix == 0 || tok->prefix == 'n') && memchr(tok->text, '\\', tok->len))
+			return false;
+		return lex_decode(tok->text, tok->len, tok->prefix, '\'', tok->uescape, out, size,
+		                  len);
+	default:
+		return false;
+	}
 }
 
 /* ------------------------------------------------------------- keywords */
@@ -921,16 +1201,41 @@ static SqlTokType tok_next(SqlLexer *lx, Tok *t)
 	return type;
 }
 
-/* Does the name token t say w, folding case as PostgreSQL does (unquoted only)? */
+/* Does the name token t say w (lower case), folding case as PostgreSQL does (unquoted only)? */
 static bool tok_names_n(const Tok *t, const char *w, size_t wlen)
 {
-	if (t->t.len != wlen)
-		return false;
+	char buf[64];
+	size_t n;
+
 	if (t->t.type == SQLTOK_IDENT)
-		return strncasecmp(t->t.text, w, wlen) == 0;
-	if (t->t.type == SQLTOK_QIDENT)
-		return memcmp(t->t.text, w, wlen) == 0;
-	return false;
+		return t->t.len == wlen && strncasecmp(t->t.text, w, wlen) == 0;
+	if (t->t.type != SQLTOK_QIDENT)
+		return false;
+	if (t->t.prefix != 'u' &&
+	    !memchr(t->t.text, '"', t->t.len)) /* the common case: as written */
+		return t->t.len == wlen && memcmp(t->t.text, w, wlen) == 0;
+	return sqltok_value(&t->t, buf, sizeof(buf), &n) && n == wlen && memcmp(buf, w, wlen) == 0;
+}
+
+/* A U& name whose escapes do not decode: what it names cannot be known. */
+static bool tok_undecodable(const Tok *t)
+{
+	char buf[256];
+	size_t n;
+
+	return t->t.type == SQLTOK_QIDENT && t->t.prefix == 'u' &&
+	       !sqltok_value(&t->t, buf, sizeof(buf), &n);
+}
+
+/* Does the name token t start with the lower-case prefix w (pg_temp, pg_temp_3)? */
+static bool tok_name_starts(const Tok *t, const char *w)
+{
+	char buf[64];
+	size_t n, wlen = strlen(w);
+
+	return (t->t.type == SQLTOK_IDENT || t->t.type == SQLTOK_QIDENT) &&
+	       sqltok_value(&t->t, buf, sizeof(buf), &n) && n >= wlen &&
+	       strncasecmp(buf, w, wlen) == 0;
 }
 
 #define tok_names(t, lit) tok_names_n((t), (lit), sizeof(lit) - 1)
@@ -977,43 +1282,36 @@ static const Tok *stmt_prev(const Stmt *st, unsigned k)
 }
 
 /*
- * Reads a GUC name starting at *t — parts joined by '.', unquoted parts
- * folded to lower case, "" unescaped — into buf, leaving *t on the token
- * after it. Returns the number of parts (0: not a name); *len is SIZE_MAX
- * when the name did not fit (then it equals no name pgtenant guards).
+ * Reads a GUC name starting at *t — parts joined by '.', each part's value
+ * as PostgreSQL reads it (sqltok_value: folded, undoubled, U& escapes
+ * decoded) — into buf, leaving *t on the token after it. Returns the number
+ * of parts (0: not a name); *len is SIZE_MAX when a part did not decode or
+ * the name did not fit, so the name cannot be known.
  */
 static int guc_name(SqlLexer *p, Tok *t, char *buf, size_t size, size_t *len)
 {
-	size_t n = 0;
+	size_t n = 0, part;
 	int parts = 0;
-	bool fits = true;
+	bool known = true;
 
 	while (tok_is_name(t)) {
-		const char *s = t->t.text;
-		if (parts) {
+		if (parts && known) {
 			if (n + 1 < size)
 				buf[n++] = '.';
 			else
-				fits = false;
+				known = false;
 		}
-		for (size_t i = 0; i < t->t.len && fits; i++) {
-			char c = s[i];
-			if (t->t.type == SQLTOK_IDENT && c >= 'A' && c <= 'Z')
-				c = (char)(c + ('a' - 'A'));
-			else if (t->t.type == SQLTOK_QIDENT && c == '"')
-				i++; /* "" stands for one quote; the lexer guarantees the pair */
-			if (n + 1 < size)
-				buf[n++] = c;
-			else
-				fits = false;
-		}
+		if (known && sqltok_value(&t->t, buf + n, size - n, &part))
+			n += part;
+		else
+			known = false;
 		parts++;
 		tok_next(p, t);
 		if (t->t.type != SQLTOK_DOT)
 			break;
 		tok_next(p, t);
 	}
-	*len = fits ? n : SIZE_MAX;
+	*len = known ? n : SIZE_MAX;
 	return parts;
 }
 
@@ -1071,13 +1369,17 @@ static void stmt_head_set(Analyzer *an, Stmt *st, SqlLexer *p)
 			break;
 		}
 	}
-	g = len == SIZE_MAX ? SQL_GUARD_OK : guard_for_guc(an, name, len);
+	if (len == SIZE_MAX) {
+		st->flags |= SQLF_STATE_UNKNOWN;
+		return;
+	}
+	g = guard_for_guc(an, name, len);
 	if (g != SQL_GUARD_OK) {
 		stmt_guard(st, g);
 		return;
 	}
-	if (len != SIZE_MAX && (str_eq_ci(name, len, "default_transaction_isolation", 29) ||
-	                        str_eq_ci(name, len, "transaction_isolation", 21))) {
+	if ((str_eq_ci(name, len, "default_transaction_isolation", 29) ||
+	     str_eq_ci(name, len, "transaction_isolation", 21))) {
 		/* The value may be a string; an unquoted SERIALIZABLE is caught as a keyword. */
 		if (t.kw != KW_NONE || tok_is_op(&t, "="))
 			tok_next(p, &t);
@@ -1121,7 +1423,11 @@ static void stmt_head_reset(Analyzer *an, Stmt *st, SqlLexer *p)
 			break;
 		}
 	}
-	g = len == SIZE_MAX ? SQL_GUARD_OK : guard_for_guc(an, name, len);
+	if (len == SIZE_MAX) {
+		st->flags |= SQLF_STATE_UNKNOWN;
+		return;
+	}
+	g = guard_for_guc(an, name, len);
 	if (g != SQL_GUARD_OK)
 		stmt_guard(st, g);
 	else
@@ -1290,32 +1596,25 @@ static void stmt_begin(Analyzer *an, Stmt *st, const Tok *first)
 	}
 }
 
-/* A string literal whose text is its value: '', $$ $$, N'', E'' without backslashes. */
-static bool lit_plain(const Analyzer *an, const Tok *t)
+/* The value of a string literal (any spelling), when the lexer can be sure of it. */
+static bool lit_value(const Tok *t, char *buf, size_t size, size_t *len)
 {
-	char c;
-
-	if (t->t.type != SQLTOK_STRING)
-		return false;
-	c = an->lx.s[t->t.offset];
-	if (c == '\'' || c == '$' || c == 'n' || c == 'N')
-		return true;
-	if (c == 'e' || c == 'E')
-		return memchr(t->t.text, '\\', t->t.len) == NULL;
-	return false; /* U&'' (escapes), B'', X'' */
+	return t->t.type == SQLTOK_STRING && sqltok_value(&t->t, buf, size, len);
 }
 
 /* A literal boolean true as PostgreSQL's boolin reads it. */
-static bool lit_true(const Analyzer *an, const Tok *t)
+static bool lit_true(const Tok *t)
 {
 	static const char *const yes[] = {"t", "tr", "tru", "true", "y", "ye", "yes", "on", "1"};
+	char v[8];
+	size_t n;
 
 	if (t->t.type == SQLTOK_IDENT)
 		return t->kw == KW_TRUE;
-	if (!lit_plain(an, t))
+	if (!lit_value(t, v, sizeof(v), &n))
 		return false;
 	for (size_t i = 0; i < ARRAY_SIZE(yes); i++)
-		if (str_eq_ci(t->t.text, t->t.len, yes[i], strlen(yes[i])))
+		if (str_eq_ci(v, n, yes[i], strlen(yes[i])))
 			return true;
 	return false;
 }
@@ -1343,13 +1642,15 @@ static void stmt_set_config(Analyzer *an, Stmt *st, const Tok *lp)
 	int d = lp->t.depth + 1, wrap = 0;
 	Tok name, t;
 	SqlGuard g;
+	char value[256];
+	size_t vlen;
 
 	tok_next(&p, &name);
 	while (name.t.type == SQLTOK_LPAREN) {
 		wrap++;
 		tok_next(&p, &name);
 	}
-	if (!lit_plain(an, &name)) {
+	if (!lit_value(&name, value, sizeof(value), &vlen)) {
 		st->flags |= SQLF_STATE_UNKNOWN;
 		return;
 	}
@@ -1366,7 +1667,7 @@ static void stmt_set_config(Analyzer *an, Stmt *st, const Tok *lp)
 		st->flags |= SQLF_STATE_UNKNOWN;
 		return;
 	}
-	g = guard_for_guc(an, name.t.text, name.t.len);
+	g = guard_for_guc(an, value, vlen);
 	if (g != SQL_GUARD_OK) {
 		stmt_guard(st, g);
 		return;
@@ -1383,7 +1684,7 @@ static void stmt_set_config(Analyzer *an, Stmt *st, const Tok *lp)
 		tok_next(&p, &is_local);
 		tok_next(&p, &t);
 		skip_casts(&p, &t);
-		if (t.t.type == SQLTOK_RPAREN && lit_true(an, &is_local))
+		if (t.t.type == SQLTOK_RPAREN && lit_true(&is_local))
 			return;
 	}
 	st->flags |= SQLF_SESSION_STATE;
@@ -1510,6 +1811,12 @@ static void stmt_call(Analyzer *an, Stmt *st, const Tok *lp)
 	    (before->kw == KW_WITH || before->kw == KW_RECURSIVE || before->t.type == SQLTOK_COMMA))
 		return;
 
+	if (tok_undecodable(name)) {
+		st->flags |=
+		        SQLF_STATE_UNKNOWN; /* U&"..." with a bad escape: it could be set_config */
+		st->ro = false;
+		return;
+	}
 	if (tok_names(name, "set_config")) {
 		/* Any schema: a look-alike in another schema is no safer. */
 		stmt_set_config(an, st, lp);
@@ -1564,7 +1871,7 @@ static bool stmt_into_temp(const Analyzer *an)
 		tok_next(&p, &t);
 	if (t.kw == KW_TEMP || t.kw == KW_TEMPORARY)
 		return true;
-	if (tok_is_name(&t) && t.t.len >= 7 && strncasecmp(t.t.text, "pg_temp", 7) == 0)
+	if (tok_name_starts(&t, "pg_temp"))
 		return tok_next(&p, &t) == SQLTOK_DOT;
 	return false;
 }
@@ -1678,6 +1985,12 @@ static void stmt_token(Analyzer *an, Stmt *st, const Tok *t)
 		if (t->kw != KW_NONE)
 			stmt_keyword(an, st, t);
 		break;
+	case SQLTOK_STRING:
+		/* standard_conforming_strings off would draw other tokens: what runs is not known
+		 */
+		if (t->t.backslash_quote)
+			st->flags |= SQLF_STATE_UNKNOWN;
+		break;
 	case SQLTOK_LPAREN:
 		stmt_lparen(an, st, t);
 		break;
@@ -1690,8 +2003,7 @@ static void stmt_token(Analyzer *an, Stmt *st, const Tok *t)
 	case SQLTOK_DOT: {
 		/* CREATE TABLE pg_temp.t / CREATE FUNCTION pg_temp.f: temporary objects too. */
 		const Tok *p0 = stmt_prev(st, 0);
-		if (st->lead == KW_CREATE && tok_is_name(p0) && p0->t.len >= 7 &&
-		    strncasecmp(p0->t.text, "pg_temp", 7) == 0)
+		if (st->lead == KW_CREATE && tok_name_starts(p0, "pg_temp"))
 			st->flags |= SQLF_SESSION_STATE;
 		break;
 	}

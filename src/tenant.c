@@ -405,10 +405,13 @@ TenantResult tenant_resolve(const Config *cfg, const TenantQuery *q, Tenant **ou
 		}
 		if (!t)
 			continue;
-		if (!chosen)
+		if (!chosen) {
 			chosen = t;
-		else if (chosen != t)
+		} else if (chosen != t && !mismatch) {
 			mismatch = true;
+			*unknown_name = t->name;
+			*unknown_len = strlen(t->name);
+		}
 	}
 	if (mismatch) {
 		*out = chosen;
@@ -462,18 +465,21 @@ static void log_one(Tenant *t, void *arg)
 	TenantStats *now = &t->stats, *was = &t->logged;
 	uint64_t q = now->queries - was->queries, x = now->xacts - was->xacts;
 	uint64_t waits = now->waits - was->waits;
-	if (!q && !x && now->refused == was->refused)
+	if (!q && !x && now->refused == was->refused && now->auth_failures == was->auth_failures)
 		return; /* a tenant without traffic stays out of the log */
-	log_info("stats: tenant %s: %.1f xact/s, %.1f query/s, avg query %llu us, avg wait %llu us, "
-		 "%llu timeouts, %llu rate-limited, %llu refused, in %llu B, out %llu B",
-		 t->name, (double)x / secs, (double)q / secs,
-		 (unsigned long long)(q ? (now->query_time_us - was->query_time_us) / q : 0),
-		 (unsigned long long)(waits ? (now->wait_time_us - was->wait_time_us) / waits : 0),
-		 (unsigned long long)(now->query_timeouts - was->query_timeouts),
-		 (unsigned long long)(now->rate_limited - was->rate_limited),
-		 (unsigned long long)(now->refused - was->refused),
-		 (unsigned long long)(now->bytes_in - was->bytes_in),
-		 (unsigned long long)(now->bytes_out - was->bytes_out));
+	log_info(
+	        "stats: tenant %s: %.1f xact/s, %.1f query/s, avg query %llu us, avg wait %llu us, "
+	        "%llu timeouts, %llu rate-limited, %llu refused, %llu auth failures, in %llu B, "
+	        "out %llu B",
+	        t->name, (double)x / secs, (double)q / secs,
+	        (unsigned long long)(q ? (now->query_time_us - was->query_time_us) / q : 0),
+	        (unsigned long long)(waits ? (now->wait_time_us - was->wait_time_us) / waits : 0),
+	        (unsigned long long)(now->query_timeouts - was->query_timeouts),
+	        (unsigned long long)(now->rate_limited - was->rate_limited),
+	        (unsigned long long)(now->refused - was->refused),
+	        (unsigned long long)(now->auth_failures - was->auth_failures),
+	        (unsigned long long)(now->bytes_in - was->bytes_in),
+	        (unsigned long long)(now->bytes_out - was->bytes_out));
 	*was = *now;
 }
 
