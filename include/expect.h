@@ -54,6 +54,8 @@ typedef struct ExpectQueue {
 	uint64_t units_pushed; /* ordinals of batches (prepare.c): units pushed so far */
 	uint64_t units_done;   /* ... and answered or skipped */
 	bool copy_in;          /* the server is in copy-in mode and the client has not ended it */
+	bool skipping;         /* an error made PostgreSQL skip to a Sync not queued yet: what is queued
+				* before that Sync is skipped too */
 } ExpectQueue;
 
 /* How a reply relates to the head of the queue. */
@@ -81,6 +83,13 @@ ExpectMatch expect_match(ExpectQueue *q, uint8_t type);
 void expect_pop(ExpectQueue *q, Expect *out);
 /* The server entered copy-in mode (CopyInResponse): Syncs queued before the client's CopyDone owe nothing. */
 void expect_copy_in(ExpectQueue *q);
+/*
+ * PostgreSQL skips what it reads up to the next Sync (after an error to an
+ * extended-protocol message): pops the entries before the first queued Sync,
+ * calling on_skip for each; with no Sync queued the skip goes on
+ * (q->skipping) and takes entries queued later, on the next call.
+ */
+void expect_skip(ExpectQueue *q, void (*on_skip)(void *arg, Expect *e), void *arg);
 /* Is there a Sync entry queued (so a skip ends by itself)? */
 bool expect_has_sync(const ExpectQueue *q);
 /* The last entry pushed, or NULL. */

@@ -120,6 +120,18 @@ Expect *expect_last(ExpectQueue *q)
 	return q->n ? at(q, q->n - 1) : NULL;
 }
 
+void expect_skip(ExpectQueue *q, void (*on_skip)(void *arg, Expect *e), void *arg)
+{
+	Expect *h;
+	while ((h = expect_head(q)) != NULL && h->kind != EX_SYNC) {
+		Expect e;
+		expect_pop(q, &e);
+		on_skip(arg, &e);
+		free(e.name);
+	}
+	q->skipping = h == NULL;
+}
+
 bool expect_has_sync(const ExpectQueue *q)
 {
 	for (uint32_t i = 0; i < q->n; i++)
@@ -132,6 +144,7 @@ ExpectMatch expect_match(ExpectQueue *q, uint8_t type)
 {
 	if (type == 'N' || type == 'A' || type == 'S')
 		return XM_ASYNC;
+	assert(!q->skipping || !expect_head(q) || expect_head(q)->kind == EX_SYNC);
 	Expect *h = expect_head(q);
 	if (!h)
 		return XM_BAD;

@@ -705,7 +705,10 @@ bool server_unit_start(ServerConn *s, Client *c)
 	if (s->block != BLOCK_NONE)
 		goto hold;
 	want = tenant_state_of(c->tenant, c->home_pool);
-	if (!want) {
+	if (s->ex.skipping) {
+		/* PostgreSQL skips this unit up to its Sync (an error before it): nothing of it
+		 * runs, and a block would be skipped with it */
+	} else if (!want) {
 		/* statements nobody analyses: whatever was committed here is unknown after them */
 		s->st_sql = NULL;
 	} else if (!state_in_force(s, want)) {
@@ -876,19 +879,35 @@ static void block_committed(ServerConn *s, const uint8_t *body, size_t len)
 	s->client_held = s->client_held && s->client != NULL;
 }
 
-/* An error ended an extended-protocol message: PostgreSQL skips up to the next Sync. */
-static void skip_to_sync(ServerConn *s, bool *block_failed)
+typedef struct SkipCtx {
+	ServerConn *s;
+	bool block_failed;
+} SkipCtx;
+
+static void on_skip(void *arg, Expect *e)
 {
-	Expect e;
-	*block_failed = false;
-	for (Expect *h = expect_head(&s->ex); h && h->kind != EX_SYNC; h = expect_head(&s->ex)) {
-		expect_pop(&s->ex, &e);
-		if (e.action == EA_BLOCK || e.action == EA_BLOCK_COMMIT)
-			*block_failed = true;
-		else if (e.action == EA_PREP)
-			prep_on_skipped(s, &e);
-		free(e.name);
-	}
+	SkipCtx *k = arg;
+	if (e->action == EA_BLOCK || e->action == EA_BLOCK_COMMIT)
+		k->block_failed = true;
+	else if (e->action == EA_PREP)
+		prep_on_skipped(k->s, e);
+}
+
+/* The block did not commit: the state is unknown; the client's unit is answered once the skip ends. */
+static void block_failed(ServerConn *s)
+{
+	server_state_unknown(s);
+	s->block = BLOCK_FAILED;
+	if (!s->unit_open)
+		block_recover(s);
+}
+
+/* PostgreSQL skips up to the next Sync (expect_skip); true when that took the state block. */
+static bool skip_to_sync(ServerConn *s)
+{
+	SkipCtx k = {s, false};
+	expect_skip(&s->ex, on_skip, &k);
+	return k.block_failed;
 }
 
 /* The client's unit (or pgtenant's stand-in for it) was answered: timing, status, release. */
@@ -925,9 +944,16 @@ static bool may_release(const ServerConn *s, const Client *c)
 static void out_of_step(ServerConn *s, uint8_t type)
 {
 	char why[120];
+	char queued[64];
+	size_t n = 0;
+	static const char kinds[] = "-PBDECSQFc";
+	/* what was owed, for the log: the oldest entries' kinds */
+	for (uint32_t i = 0; i < s->ex.n && n < sizeof(queued) - 1; i++)
+		queued[n++] = kinds[s->ex.items[(s->ex.head + i) & (s->ex.cap - 1)].kind];
+	queued[n] = '\0';
 	snprintf(why, sizeof(why), "unexpected message '%c' from the server (no request of ours matches it)",
 		 type >= 32 && type < 127 ? type : '?');
-	log_error("S-%p %s", (void *)s, why);
+	log_error("S-%p %s; queued: \"%s\"", (void *)s, why, queued);
 	server_close(s, why);
 }
 
@@ -979,6 +1005,10 @@ again:
 			server_close(s, why);
 			return;
 		}
+		if (s->ex.skipping && type != 'N' && type != 'A' && type != 'S' && skip_to_sync(s)) {
+			/* a block written while PostgreSQL still skipped (never: server_unit_start) */
+			block_failed(s);
+		}
 		ExpectMatch m = expect_match(&s->ex, type);
 		Expect *h = expect_head(&s->ex);
 		switch (m) {
@@ -1026,23 +1056,18 @@ again:
 			}
 			break;
 		case XM_SKIP: {
-			bool block_failed;
 			drop = !c || (h->action != EA_CLIENT && h->action != EA_PREP && h->action != EA_BLOCK &&
 				      h->action != EA_BLOCK_COMMIT);
 			if (h->stmt && (h->kind == EX_BIND || h->kind == EX_EXECUTE || h->kind == EX_DESCRIBE))
 				prep_server_error(s, h->stmt, body, blen);
-			skip_to_sync(s, &block_failed);
-			if (block_failed) {
+			if (skip_to_sync(s)) {
 				const char *code, *msg;
 				proto_error_fields(body, blen, &code, &msg);
 				server_log(LOG_LVL_WARNING, s, "tenant state not applied for %s: %s (%s)",
 					   s->tenant ? s->tenant->name : "-", msg ? msg : "?", code ? code : "?");
 				if (s->tenant)
 					s->tenant->stats.state_failures++;
-				server_state_unknown(s);
-				s->block = BLOCK_FAILED;
-				if (!s->unit_open)
-					block_recover(s);
+				block_failed(s);
 			}
 			break;
 		}
