@@ -147,6 +147,8 @@ class Client:
         if user is None:
             user = f"app.{self.tenant}" if self.rng.random() < 0.3 else "app"
         dbname = self.tenant if user == "app" else self.rng.choice([self.tenant, "postgres"])
+        if self.run.direct:  # self-test of the checker: straight to PostgreSQL
+            user, dbname = "app", world.db_of(self.tenant)
         p = {"application_name": self.app_name}
         p.update(params or {})
         self._reset_session_view()
@@ -226,6 +228,15 @@ class Client:
         try:
             self.conn.sock.sendall(data)
         except OSError as e:
+            # the peer closed: a FATAL it sent before may still be readable
+            deadline = time.monotonic() + 1
+            try:
+                while True:
+                    kind, body = self._recv(deadline)
+                    if kind == b"E":
+                        self._fatal_or_error(pgt.parse_fields(body), None)
+            except (EOFError, OpTimeout, OSError):
+                pass
             raise EOFError(str(e))
 
     def drain_stray(self):
@@ -325,7 +336,8 @@ class Client:
                       f"(waiting in: {desc[:300]})")
             raise Reconnect("timeout")
         except EOFError:
-            if not self.malformed:
+            if not self.malformed and not self.conn.buf:
+                # (a close in the middle of a message cannot carry a FATAL: allowed)
                 self.fail("closed-without-fatal", "the connection closed without a FATAL "
                           "ErrorResponse (SPEC §8: the server's FATAL or 08006, then close)")
             raise Reconnect("eof")

@@ -78,6 +78,7 @@ class Run:
         self.op_names = names
         self.op_weights = [opsmod.OPS[n][0] for n in names]
         self.pgt = None
+        self.direct = args.direct
 
     # -- called by clients (any thread)
 
@@ -116,15 +117,20 @@ class Run:
         workdir = os.path.join(self.args.workdir, f"{self.config}-{self.seed}")
         self.pgt = world.make_pgtenant(self.pg, workdir, self.config, self.replica)
         env_note = ""
-        self.pgt.start(timeout=15)
-        self.port = self.pgt.port
-        if self.replica is not None:
+        if self.direct:
+            self.port = self.pg.port
+        else:
+            self.pgt.start(timeout=15)
+            self.port = self.pgt.port
+        if self.replica is not None and not self.direct:
             self._wait_replica_up()
         self.t0 = time.monotonic()
         tenants = CLIENT_TENANTS[self.config]
         if self.args.tenants:
             keep = self.args.tenants.split(",")
             tenants = [t for t in tenants if t in keep] or keep
+        if self.direct:
+            tenants = ["d1"] * 6 + ["d2"] * 4
         clients = [clientmod.Client(self, i, t, self.seed) for i, t in enumerate(tenants)]
         stop_at = self.t0 + self.seconds
         threads = [threading.Thread(target=self._client_loop, args=(c, stop_at), daemon=True)
@@ -194,7 +200,7 @@ class Run:
             time.sleep(rng.uniform(0.3, 2.0))
             if time.monotonic() >= stop_at - 1:
                 break
-            action = rng.choices(["terminate", "reload"], [3, 1])[0]
+            action = rng.choices(["terminate", "reload"], [3, 0 if self.direct else 1])[0]
             try:
                 if action == "terminate":
                     target = self.pg
@@ -225,6 +231,9 @@ class Run:
 
     def _quiesce_checks(self):
         """After every client has gone: nothing may stay linked or active."""
+        if self.direct:
+            self._cleanup_prepared()
+            return
         if not self.pgt.alive():
             self.fail(None, "crash", f"pgtenant died (exit code {self.pgt.proc.returncode})")
         else:
@@ -261,7 +270,10 @@ class Run:
             self.fail(None, "sanitizer", "sanitizer report in pgtenant's log:\n"
                       + log[max(0, m.start() - 200):m.start() + 3000])
         self.pgt.stop()
-        # leftovers of PREPARE TRANSACTION would hold locks into the next configuration
+        self._cleanup_prepared()
+
+    def _cleanup_prepared(self):
+        """Leftovers of PREPARE TRANSACTION would hold locks into the next configuration."""
         with self.pg.connect() as conn:
             for (gid, db) in conn.execute("SELECT gid, database FROM pg_prepared_xacts").fetchall():
                 with self.pg.connect(dbname=db) as c2:
@@ -279,6 +291,8 @@ class Run:
             parts += ["--tenants", self.args.tenants]
         if self.args.no_faults:
             parts.append("--no-faults")
+        if self.args.direct:
+            parts.append("--direct")
         return " ".join(parts)
 
     def report(self, out):
@@ -324,6 +338,8 @@ class Run:
                     for h in f.neighbours:
                         out.write(f"      {h}\n")
                 out.write(f"    replay: {self.replay_cmd()}\n")
+        if self.direct:
+            return
         out.write("\n--- pgtenant log (tail)\n")
         out.write(pgt.read_tail(self.pgt.logfile, self.args.log_tail) + "\n")
 
@@ -339,6 +355,9 @@ def main():
     ap.add_argument("--soak", action="store_true", help="random seeds, repeat until --seconds")
     ap.add_argument("--ops", default="", help="only these ops (comma list; see ops.OPS)")
     ap.add_argument("--tenants", default="", help="only clients of these tenants (comma list)")
+    ap.add_argument("--direct", action="store_true",
+                    help="self-test: clients of database tenants d1/d2 straight to PostgreSQL "
+                         "(every failure is then a bug of the checker)")
     ap.add_argument("--no-faults", action="store_true", help="no server kills / RELOADs")
     ap.add_argument("--keep-going", action="store_true", help="soak: go on after a failure")
     ap.add_argument("--verbose", "-v", action="store_true", help="print failures as they happen")

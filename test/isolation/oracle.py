@@ -118,7 +118,8 @@ PROBE_COLS = [
     "current_setting('work_mem') AS m_wm",
     "current_setting('statement_timeout') AS m_st",
     "current_setting('application_name') AS m_an",
-    "(SELECT coalesce(string_agg(DISTINCT tenant, ','), '') FROM items) AS m_rows",
+    "(SELECT coalesce(string_agg(DISTINCT tenant, ','), '') FROM "
+    "(SELECT tenant FROM items ORDER BY id DESC LIMIT 200) i) AS m_rows",
 ]
 
 PROBE = "SELECT " + ", ".join(PROBE_COLS)
