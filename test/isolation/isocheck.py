@@ -264,12 +264,12 @@ class Run:
                           f"still busy in pg_stat_activity: {act}")
             if clients:
                 self.fail(None, "client-leak", f"after every client left, SHOW CLIENTS lists {clients}")
+        self.pgt.stop()  # first: LeakSanitizer reports at exit
         log = pgt.read_tail(self.pgt.logfile, 2_000_000)
         m = SANITIZER_RE.search(log)
         if m:
             self.fail(None, "sanitizer", "sanitizer report in pgtenant's log:\n"
                       + log[max(0, m.start() - 200):m.start() + 3000])
-        self.pgt.stop()
         self._cleanup_prepared()
 
     def _cleanup_prepared(self):
