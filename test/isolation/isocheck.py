@@ -373,6 +373,7 @@ def main():
     for n in ops_filter:
         if n not in opsmod.OPS:
             ap.error(f"unknown op {n}; ops: {', '.join(opsmod.OPS)}")
+    pgt.PGTENANT_BIN = os.path.abspath(pgt.PGTENANT_BIN)  # pgtenant runs in its workdir
     if not os.access(pgt.PGTENANT_BIN, os.X_OK):
         print(f"isocheck: {pgt.PGTENANT_BIN} is not built (make pgtenant)", file=sys.stderr)
         return 2
