@@ -314,6 +314,12 @@ class Run:
             f"{c} x{len(v)} (first at {self.first_seen[c]:.1f}s)" for c, v in by_cls.items())
             + "\n")
         out.write(f"   replay: {self.replay_cmd()}\n")
+        sigs = collections.OrderedDict()
+        for f in self.failures:
+            sigs.setdefault(signature(f), []).append(f)
+        out.write("   distinct failures (count, first seen, signature):\n")
+        for sig, fs in sorted(sigs.items(), key=lambda kv: kv[1][0].t):
+            out.write(f"     {len(fs):5d}  {fs[0].t:6.1f}s  {sig}\n")
         for cls, fs in by_cls.items():
             seen_texts = set()
             shown = 0
@@ -345,6 +351,22 @@ class Run:
 
 
 cut = clientmod.cut
+
+
+def signature(f):
+    """A failure without its particulars: class, who saw what of whom."""
+    text = f.text.split("  [", 1)[0].split("\n", 1)[0]
+    text = re.sub(r"'[^']*'", "'…'", text)
+    text = re.sub(r"\d+", "N", text)
+    me = world.mode_of(f.client.tenant) if f.client else "-"
+    m = re.search(r"tenant (\w+)", f.text)
+    them = ""
+    if m and m.group(1) in world.TENANT_INDEX and f.client and m.group(1) != f.client.tenant:
+        them = f" <- {world.mode_of(m.group(1))} tenant"
+        text = text.replace(m.group(1), "T")
+    if f.client:
+        text = text.replace(f.client.tenant, "SELF")
+    return f"[{f.cls}] {me} client{them}: {text[:150]}"
 
 
 def main():
