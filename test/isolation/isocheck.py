@@ -78,6 +78,7 @@ class Run:
         self.op_names = names
         self.op_weights = [opsmod.OPS[n][0] for n in names]
         self.pgt = None
+        self.stop_now = False
         self.direct = args.direct
 
     # -- called by clients (any thread)
@@ -92,6 +93,8 @@ class Run:
             self.failures.append(f)
             if cls not in self.first_seen:
                 self.first_seen[cls] = t
+            if self.args.stop_on_failure:
+                self.stop_now = True
             if client:
                 client.log(f"  !! {cls}: {text}")
         if self.args.verbose:
@@ -166,7 +169,7 @@ class Run:
 
     def _client_loop(self, c, stop_at):
         try:
-            while time.monotonic() < stop_at and not c.stop:
+            while time.monotonic() < stop_at and not c.stop and not self.stop_now:
                 if not c.ensure_connected():
                     break
                 name = c.rng.choices(self.op_names, self.op_weights)[0]
@@ -198,7 +201,7 @@ class Run:
                                           "log": lambda self, t: None})()
         while True:
             time.sleep(rng.uniform(0.3, 2.0))
-            if time.monotonic() >= stop_at - 1:
+            if time.monotonic() >= stop_at - 1 or self.stop_now:
                 break
             action = rng.choices(["terminate", "reload"], [3, 0 if self.direct else 1])[0]
             try:
@@ -356,8 +359,8 @@ cut = clientmod.cut
 def signature(f):
     """A failure without its particulars: class, who saw what of whom."""
     text = f.text.split("  [", 1)[0].split("\n", 1)[0]
-    text = re.sub(r"'[^']*'", "'…'", text)
-    text = re.sub(r"\d+", "N", text)
+    text = re.sub(r"'[^',]{25,}'", "'…'", text)
+    text = re.sub(r"\d{3,}", "N", text)
     me = world.mode_of(f.client.tenant) if f.client else "-"
     m = re.search(r"tenant (\w+)", f.text)
     them = ""
@@ -381,6 +384,8 @@ def main():
                     help="self-test: clients of database tenants d1/d2 straight to PostgreSQL "
                          "(every failure is then a bug of the checker)")
     ap.add_argument("--no-faults", action="store_true", help="no server kills / RELOADs")
+    ap.add_argument("--stop-on-failure", action="store_true",
+                    help="end a run at its first failure (time-to-find)")
     ap.add_argument("--keep-going", action="store_true", help="soak: go on after a failure")
     ap.add_argument("--verbose", "-v", action="store_true", help="print failures as they happen")
     ap.add_argument("--log-tail", type=int, default=6000)
