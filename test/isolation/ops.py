@@ -409,6 +409,21 @@ NAMED_TEXTS = [oracle.PROBE_NAMED,
                "INSERT INTO items (tenant, note) VALUES ($1, 'named') RETURNING tenant AS m_row"]
 
 
+def _named_texts(c):
+    """Shared texts, plus texts that leave session state behind when executed (a SET,
+    LISTEN, a temp table): re-prepared by the pooler on another server connection, they
+    must still mark that connection."""
+    wm = world.work_mem_values(c.tenant)[c.cid % 4]
+    return NAMED_TEXTS + [
+        f"SET work_mem = '{wm}'",
+        f"SELECT set_config('statement_timeout', '{world.stmt_timeout_values(c.tenant)[0]}', "
+        "false) AS m_st",
+        f"LISTEN chan_{c.tenant}",
+        "CREATE TEMP TABLE IF NOT EXISTS tmp_mark AS SELECT "
+        f"'{c.tenant}'::text AS tenant",
+    ]
+
+
 def _named_params(c, text):
     if "$1::int" in text:
         return (0,)
@@ -423,14 +438,14 @@ def named_statement(c):
     v = c.rng.randrange(5)
     if v in (0, 1) or not c.named:
         name = f"st{c.rng.randrange(4)}"
-        text = c.rng.choice(NAMED_TEXTS)
-        if name in c.named:
-            c.unit([X(("CS", name))])
-            del c.named[name]
+        text = c.rng.choice(_named_texts(c))
+        # Close first: closing a statement that does not exist is no error, and after a
+        # DEALLOCATE ALL / DISCARD ALL the client cannot know whether it still has it
+        c.named.pop(name, None)
         if v == 0:
-            segs = c.unit([X(("P", text, name))])
+            segs = c.unit([X(("CS", name), ("P", text, name))])
         else:
-            segs = c.unit([X(("P", text, name), ("N", name, _named_params(c, text)))])
+            segs = c.unit([X(("CS", name), ("P", text, name), ("N", name, _named_params(c, text)))])
         if not segs[0].error:
             c.named[name] = text
         return
@@ -556,8 +571,19 @@ def cancel_forged(c):
 def vanish(c):
     """The client disappears at a random moment; the pooler must release (not leak)
     its server connection and nobody else may notice."""
-    v = c.rng.randrange(6)
+    v = c.rng.randrange(7)
     data = msg(b"Q", (f"SELECT pg_sleep(0.2), " + ", ".join(oracle.PROBE_COLS)).encode() + b"\0")
+    if v == 6:
+        # a result far larger than the socket buffers, never read: the pooler stops
+        # reading the server (and maybe the client) — then the client goes away
+        c.log("vanish with a large result unread")
+        try:
+            c._send(msg(b"Q", b"SELECT repeat('x', 1000) AS pad, g FROM generate_series(1, 200000) g\0"))
+            time.sleep(c.rng.uniform(0.2, 0.6))
+        except EOFError:
+            pass
+        c.drop()
+        return
     if v == 0:
         what, payload = "mid-message", data[:c.rng.randint(1, len(data) - 1)]
     elif v == 1:
@@ -604,7 +630,10 @@ def malformed(c):
     c.malformed = True
     c.drain_stray()
     try:
-        c._send(pre + data)
+        if pre:
+            c._send(pre)  # the pooler takes a server and queues the tenant state
+            time.sleep(c.rng.uniform(0.01, 0.1))
+        c._send(data)
         deadline = time.monotonic() + 10
         while True:
             kind, body = c._recv(deadline)

@@ -19,7 +19,8 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 EXPERIMENTS = [
     # (id, fault, config, tenants, ops, faults?)
     ("base", "baseline: plain statements and transactions", "txn", "s1,s2,d1", "probe,insert,tx_commit,multi_statement,pipelined", False),
-    ("1", "failing COMMIT undoes the state SET", "txn", "s1,s2", "probe,tx_failing_commit,tx_prepare", False),
+    ("1", "failing COMMIT undoes the state SET", "txn", "s1,s2", "probe,tx_failing_commit", False),
+    ("1p", "PREPARE TRANSACTION (accepted or refused)", "txn", "s1,s2", "probe,tx_prepare", False),
     ("2", "ROLLBACK AND CHAIN keeps previous search_path", "txn", "s1,s2", "probe,tx_chain", False),
     ("3a", "ROLLBACK; SELECT in one unit", "txn", "s1,s2", "probe,rollback_then_select", False),
     ("3b", "procedure/DO that commits or rolls back", "txn", "s1,s2", "probe,procedure", False),
@@ -31,8 +32,8 @@ EXPERIMENTS = [
     ("10", "U&\"search\\005fpath\" passes the guard", "txn", "s1,s2", "probe,guard", False),
     ("11", "client vanishing while unread leaves server active", "txn", "s1,s2", "probe,vanish,large_result", False),
     ("12", "malformed message after a queued state SET", "txn", "s1,s2", "probe,malformed", False),
-    ("13", "BEGIN; SELECT 1/0 as first unit", "txn", "s1,s2", "probe,error_in_tx", True),
-    ("14", "COPY FROM STDIN over the extended protocol", "txn", "s1,d1", "probe,copy", False),
+    ("13", "BEGIN; SELECT 1/0 as first unit", "txn", "s1,s2,d1,d2", "probe,error_in_tx", False),
+    ("14", "COPY FROM STDIN over the extended protocol", "txn", "s1,s2", "probe,copy", False),
     ("15", "DEALLOCATE ALL wipes pgtenant's statements", "txn", "s1,s2", "named_statement,sql_prepare", False),
     ("16", "invalid startup parameter / TimeZone leak", "txn", "s1,s2", "probe,reconnect", False),
     ("21", "server connection dies under a client", "txn", "s1,s2,d1", "probe,tx_commit,large_result", True),
