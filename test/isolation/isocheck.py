@@ -369,7 +369,9 @@ def signature(f):
         text = text.replace(m.group(1), "T")
     if f.client:
         text = text.replace(f.client.tenant, "SELF")
-    return f"[{f.cls}] {me} client{them}: {text[:150]}"
+    if f.cls == "unexpected-error" and f.seg is not None:
+        text += f"  (in: {cut(f.seg.sql, 40)})"
+    return f"[{f.cls}] {me} client{them}: {text[:200]}"
 
 
 def main():

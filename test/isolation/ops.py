@@ -414,7 +414,7 @@ def _named_texts(c):
     LISTEN, a temp table): re-prepared by the pooler on another server connection, they
     must still mark that connection."""
     wm = world.work_mem_values(c.tenant)[c.cid % 4]
-    return NAMED_TEXTS + [
+    return [
         f"SET work_mem = '{wm}'",
         f"SELECT set_config('statement_timeout', '{world.stmt_timeout_values(c.tenant)[0]}', "
         "false) AS m_st",
@@ -432,13 +432,18 @@ def _named_params(c, text):
     return ()
 
 
-def named_statement(c):
+def named_state(c):
+    """Named statements whose execution leaves session state (SET, LISTEN, temp table)."""
+    named_statement(c, _named_texts(c))
+
+
+def named_statement(c, texts=None):
     """Driver-named statements: Parse once, Bind later (possibly on another server
     connection), Close sometimes. The same texts for every tenant."""
     v = c.rng.randrange(5)
     if v in (0, 1) or not c.named:
         name = f"st{c.rng.randrange(4)}"
-        text = c.rng.choice(_named_texts(c))
+        text = c.rng.choice(texts or NAMED_TEXTS)
         # Close first: closing a statement that does not exist is no error, and after a
         # DEALLOCATE ALL / DISCARD ALL the client cannot know whether it still has it
         c.named.pop(name, None)
@@ -571,8 +576,22 @@ def cancel_forged(c):
 def vanish(c):
     """The client disappears at a random moment; the pooler must release (not leak)
     its server connection and nobody else may notice."""
-    v = c.rng.randrange(7)
+    v = c.rng.randrange(8)
     data = msg(b"Q", (f"SELECT pg_sleep(0.2), " + ", ".join(oracle.PROBE_COLS)).encode() + b"\0")
+    if v == 7:
+        # pipelined Queries with large results, never read, until every buffer on the
+        # way is full and the pooler stops reading this client — then it goes away
+        c.log("vanish after filling every buffer (pipelined large results, none read)")
+        q = msg(b"Q", ("SELECT repeat('x', 1000) AS pad FROM generate_series(1, 1000) /* "
+                       + "p" * 4000 + " */").encode() + b"\0")
+        c.conn.sock.settimeout(0.5)
+        try:
+            for _ in range(4000):
+                c.conn.sock.sendall(q)
+        except OSError:
+            pass
+        c.drop()
+        return
     if v == 6:
         # a result far larger than the socket buffers, never read: the pooler stops
         # reading the server (and maybe the client) — then the client goes away
@@ -682,7 +701,8 @@ OPS = {
     "statement_timeout": (1, statement_timeout),
     "with_hold": (2, with_hold),
     "sql_prepare": (4, sql_prepare),
-    "named_statement": (6, named_statement),
+    "named_statement": (5, named_statement),
+    "named_state": (2, named_state),
     "listen_notify": (4, listen_notify),
     "copy": (3, copy),
     "reconnect": (2, reconnect),
