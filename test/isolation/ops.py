@@ -177,6 +177,11 @@ def savepoint(c):
 
 
 def error_in_tx(c):
+    if c.rng.random() < 0.3:
+        # as the first unit of a fresh client connection
+        c.drop()
+        if not c.ensure_connected():
+            return
     v = c.rng.randrange(3)
     if v == 0:
         c.unit([Q("BEGIN; SELECT 1/0", n=2)], allow=("22012",))
@@ -642,17 +647,23 @@ def malformed(c):
             ext_parse(PROBE) + b"B" + struct.pack("!I", 4 + 4) + b"\0\0\xff\xff" + ext_sync()
     else:
         what, data = "negative message length", b"Q\xff\xff\xff\xf0"
-    pre = b""
-    if c.rng.random() < 0.5:
+    pre, same_write = b"", False
+    r = c.rng.random()
+    if r < 0.33:
         pre = ext_parse(PROBE) + ext_bind() + ext_execute()  # a batch already started
+    elif r < 0.66:
+        pre, same_write = msg(b"Q", PROBE.encode() + b"\0"), True  # a Query just before
     c.log(f"malformed: {what}{' after an unsynced batch' if pre else ''}")
     c.malformed = True
     c.drain_stray()
     try:
-        if pre:
-            c._send(pre)  # the pooler takes a server and queues the tenant state
-            time.sleep(c.rng.uniform(0.01, 0.1))
-        c._send(data)
+        if pre and same_write:
+            c._send(pre + data)
+        else:
+            if pre:
+                c._send(pre)  # the pooler takes a server and queues the tenant state
+                time.sleep(c.rng.uniform(0.01, 0.1))
+            c._send(data)
         deadline = time.monotonic() + 10
         while True:
             kind, body = c._recv(deadline)
@@ -665,7 +676,10 @@ def malformed(c):
                            f"{f.get('M')}, SPEC §8 says FATAL 08P01")
                 if sev == "FATAL":
                     break
-            elif kind == b"Z":
+            elif kind == b"Z" and not (same_write and c.rng.random() < 0.0):
+                if same_write:
+                    same_write = False  # the Query's own ReadyForQuery; the malformed one follows
+                    continue
                 break
     except (EOFError, Exception) as e:  # noqa: B014 - closing is fine after FATAL
         if type(e).__name__ == "OpTimeout":
