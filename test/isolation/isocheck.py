@@ -407,6 +407,7 @@ def main():
         print(f"isocheck: {pgt.PGTENANT_BIN} is not built (make pgtenant)", file=sys.stderr)
         return 2
     import tempfile
+    user_workdir = args.workdir is not None
     args.workdir = args.workdir or tempfile.mkdtemp(prefix="pgtenant-iso-")
 
     t_start = time.monotonic()
@@ -461,6 +462,9 @@ def main():
         pg.stop()
     for r in runs:
         total.update(r.stats)
+    if not failed and not user_workdir:
+        import shutil
+        shutil.rmtree(args.workdir, ignore_errors=True)
     el = sum(r.elapsed for r in runs) or 1
     print(f"isocheck: {len(runs)} run(s), {total['ops']} ops, {total['statements']} statements, "
           f"{total['markers']} markers in {el:.0f}s of client time "

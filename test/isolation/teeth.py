@@ -32,11 +32,11 @@ EXPERIMENTS = [
     ("10", "U&\"search\\005fpath\" passes the guard", "txn", "s1,s2", "probe,guard", False),
     ("11", "client vanishing while unread leaves server active", "txn", "s1,s2,s3,s1,s2,s3", "probe,vanish,large_result,tx_commit", "want:server-leak|client-leak|hang"),
     ("12", "malformed message after a queued state SET", "txn", "s1,s2,s3,s1", "probe,malformed,insert", False),
-    ("13", "BEGIN; SELECT 1/0 as first unit", "txn", "s1,s2,d1", "probe,error_in_tx", "want:ROLLBACK|COMMIT|hang"),
+    ("13", "BEGIN; SELECT 1/0 as first unit", "txn", "s1,s2,d1", "probe,error_in_tx", "want+faults:ROLLBACK|COMMIT|hang"),
     ("14", "COPY FROM STDIN over the extended protocol", "txn", "s1,s2", "probe,copy", False),
     ("15", "DEALLOCATE ALL wipes pgtenant's statements", "txn", "s1,s2", "named_statement,sql_prepare", False),
     ("16", "invalid startup parameter / TimeZone leak", "txn", "s1,s2", "probe,reconnect", False),
-    ("21", "server connection dies under a client", "txn", "s1,s2,d1", "probe,tx_commit,large_result", "want:57P01|08006|closed-without|desync"),
+    ("21", "server connection dies under a client", "txn", "s1,s2,d1", "probe,tx_commit,large_result", "want+faults:57P01|08006|closed-without|desync"),
     ("sess", "session mode, full mix", "session", "", "", True),
     ("repl", "replica routing, plain reads", "replica", "s1,s2,h1", "probe,insert,tx_commit", False),
 ]
@@ -61,9 +61,11 @@ def main():
         if ops:
             cmd += ["--ops", ops]
         want = None
-        if isinstance(faults, str):
+        if isinstance(faults, str):  # "want:RE" (no chaos) or "want+faults:RE"
             want = re.compile(faults.split(":", 1)[1])
             cmd.remove("--stop-on-failure")
+            if not faults.startswith("want+faults"):
+                cmd.append("--no-faults")
         elif not faults:
             cmd.append("--no-faults")
         p = subprocess.run(cmd, capture_output=True, text=True, timeout=args.seconds + 200)
