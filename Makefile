@@ -19,8 +19,8 @@ LIBS       = $(DEP_LIBS) -lm
 
 PYTEST    := /usr/bin/python3 -m pytest
 
-.PHONY: all deps check unit-check integration-check check-asan bench install clean format lint demo fuzz \
-	fuzz-check
+.PHONY: all deps check unit-check integration-check isolation-check soak check-asan bench install \
+	clean format lint demo fuzz fuzz-check
 
 all: pgtenant
 
@@ -51,12 +51,26 @@ unit-check: $(UNIT_BINS)
 integration-check: pgtenant
 	$(PYTEST) -q -p no:cacheprovider test/integration $(PYTEST_ARGS)
 
+# Randomized tenant-isolation checker (test/isolation, README "Randomized isolation
+# checker"): ISO_SECONDS of clients with fixed seeds; ISO_ARGS for more options.
+# `make soak SECONDS=N` runs it for N seconds with random seeds.
+ISO_SECONDS ?= 60
+SECONDS     ?= 600
+ISOCHECK    := /usr/bin/python3 test/isolation/isocheck.py
+
+isolation-check: pgtenant
+	PGTENANT_BIN=./pgtenant $(ISOCHECK) --seconds $(ISO_SECONDS) $(ISO_ARGS)
+
+soak: pgtenant
+	PGTENANT_BIN=./pgtenant $(ISOCHECK) --soak --seconds $(SECONDS) $(ISO_ARGS)
+
 # The README's test command: installs what is missing, builds, runs every test.
 check: deps
 	$(MAKE) pgtenant
 	$(MAKE) unit-check
 	$(MAKE) fuzz-check
 	$(MAKE) integration-check
+	$(MAKE) isolation-check
 
 # Fuzz targets of the parsers that take untrusted bytes (test/fuzz/run.sh):
 # fuzz-check replays the seed corpora (seconds; gcc+ASan when clang's
@@ -71,7 +85,8 @@ check-asan: deps
 	$(MAKE) clean
 	PGTENANT_SANITIZED=1 $(MAKE) OPT=-O1 CFLAGS_USER=-g \
 		EXTRA_CFLAGS="-fsanitize=address,undefined -fno-omit-frame-pointer" \
-		EXTRA_LDFLAGS="-fsanitize=address,undefined" pgtenant unit-check integration-check
+		EXTRA_LDFLAGS="-fsanitize=address,undefined" pgtenant unit-check integration-check \
+		isolation-check ISO_SECONDS=30
 
 bench: pgtenant
 	bash bench/all.sh
