@@ -87,6 +87,7 @@ struct Client {
 	bool console;        /* dbname = admin_db */
 	bool console_admin;  /* in admin_users (else stats_users: SHOW only) */
 	bool server_fatal_sent; /* the server's own FATAL was passed on: nothing more to say when it goes */
+	bool reset_in_unit;     /* a Parse of RESET ALL / DISCARD ALL in the unit being written */
 
 	char user[64]; /* the user that authenticated (tenant suffix removed) */
 	char addr[48]; /* peer address as text (INET6_ADDRSTRLEN), or "unix" */

@@ -54,8 +54,8 @@ typedef struct ExpectQueue {
 	uint64_t units_pushed; /* ordinals of batches (prepare.c): units pushed so far */
 	uint64_t units_done;   /* ... and answered or skipped */
 	bool copy_in;          /* the server is in copy-in mode and the client has not ended it */
-	bool skipping;         /* an error made PostgreSQL skip to a Sync not queued yet: what is queued
-				* before that Sync is skipped too */
+	bool skip_pending;     /* an error made PostgreSQL skip to the next Sync: what is queued before
+				* the first queued Sync (if none yet, what comes) is skipped too */
 } ExpectQueue;
 
 /* How a reply relates to the head of the queue. */
@@ -87,9 +87,11 @@ void expect_copy_in(ExpectQueue *q);
  * PostgreSQL skips what it reads up to the next Sync (after an error to an
  * extended-protocol message): pops the entries before the first queued Sync,
  * calling on_skip for each; with no Sync queued the skip goes on
- * (q->skipping) and takes entries queued later, on the next call.
+ * (q->skip_pending) and takes entries queued later, on the next call.
  */
 void expect_skip(ExpectQueue *q, void (*on_skip)(void *arg, Expect *e), void *arg);
+/* Will PostgreSQL skip what is written now (a skip pending and no Sync queued to end it)? */
+bool expect_skipping(const ExpectQueue *q);
 /* Is there a Sync entry queued (so a skip ends by itself)? */
 bool expect_has_sync(const ExpectQueue *q);
 /* The last entry pushed, or NULL. */

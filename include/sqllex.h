@@ -79,7 +79,8 @@ typedef enum {
 	SQL_GUARD_SEARCH_PATH,     /* SET/RESET search_path, SET SCHEMA, set_config('search_path', ...) */
 	SQL_GUARD_TENANT_GUC,      /* SET/RESET <tenant_guc>, set_config('<tenant_guc>', ...) */
 	SQL_GUARD_ROLE,            /* SET ROLE, RESET ROLE, set_config('role', ...) */
-	SQL_GUARD_SESSION_AUTH     /* SET SESSION AUTHORIZATION, RESET SESSION AUTHORIZATION */
+	SQL_GUARD_SESSION_AUTH,    /* SET SESSION AUTHORIZATION, RESET SESSION AUTHORIZATION */
+	SQL_GUARD_AFTER_RESET      /* a statement after RESET ALL / DISCARD ALL in the same Query */
 } SqlGuard;
 
 /* Flags of sql_analyze(). */

@@ -1354,6 +1354,13 @@ static bool inspect_statement(Client *c, ServerConn *s, uint8_t type, const uint
 	}
 	sql_analyze(sql, sql_len, g_cfg->tenant_guc, g_cfg->read_only_functions, &info);
 	*flags = info.flags;
+	if (type == 'P' && c->reset_in_unit && info.guard == SQL_GUARD_OK && info.n_statements > 0) {
+		/* a statement after RESET ALL in the same unit would run with the state reset */
+		info.guard = SQL_GUARD_AFTER_RESET;
+		info.guard_offset = 0;
+	}
+	if (type == 'P' && (info.flags & SQLF_RESETS_STATE))
+		c->reset_in_unit = true;
 	if (info.guard != SQL_GUARD_OK && c->tenant->state.sql) {
 		client_log(LOG_LVL_INFO, c, "guard: refused a change of %s",
 			   sql_guard_name(info.guard, g_cfg->tenant_guc));
@@ -1668,6 +1675,7 @@ again:
 		c->fwd_remain = replaced ? 0 : total - n;
 		c->tenant->stats.bytes_in += n;
 		if (ends_unit(type)) {
+			c->reset_in_unit = false;
 			if (c->fwd_remain)
 				c->fwd_type = type;
 			else

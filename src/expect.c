@@ -129,7 +129,12 @@ void expect_skip(ExpectQueue *q, void (*on_skip)(void *arg, Expect *e), void *ar
 		on_skip(arg, &e);
 		free(e.name);
 	}
-	q->skipping = h == NULL;
+	q->skip_pending = h == NULL;
+}
+
+bool expect_skipping(const ExpectQueue *q)
+{
+	return q->skip_pending && !expect_has_sync(q);
 }
 
 bool expect_has_sync(const ExpectQueue *q)
@@ -144,7 +149,7 @@ ExpectMatch expect_match(ExpectQueue *q, uint8_t type)
 {
 	if (type == 'N' || type == 'A' || type == 'S')
 		return XM_ASYNC;
-	assert(!q->skipping || !expect_head(q) || expect_head(q)->kind == EX_SYNC);
+	assert(!q->skip_pending || !expect_head(q) || expect_head(q)->kind == EX_SYNC);
 	Expect *h = expect_head(q);
 	if (!h)
 		return XM_BAD;

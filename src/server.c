@@ -705,7 +705,7 @@ bool server_unit_start(ServerConn *s, Client *c)
 	if (s->block != BLOCK_NONE)
 		goto hold;
 	want = tenant_state_of(c->tenant, c->home_pool);
-	if (s->ex.skipping) {
+	if (expect_skipping(&s->ex)) {
 		/* PostgreSQL skips this unit up to its Sync (an error before it): nothing of it
 		 * runs, and a block would be skipped with it */
 	} else if (!want) {
@@ -1005,7 +1005,7 @@ again:
 			server_close(s, why);
 			return;
 		}
-		if (s->ex.skipping && type != 'N' && type != 'A' && type != 'S' && skip_to_sync(s)) {
+		if (s->ex.skip_pending && type != 'N' && type != 'A' && type != 'S' && skip_to_sync(s)) {
 			/* a block written while PostgreSQL still skipped (never: server_unit_start) */
 			block_failed(s);
 		}

@@ -2041,6 +2041,11 @@ static void stmt_finish(Analyzer *an, Stmt *st, bool *all_ro)
 		st->ro = st->ro && st->ro_tx && !st->rw;
 	if (st->txn != TXN_NONE && st->ro_tx && !st->rw)
 		st->flags |= SQLF_READ_ONLY_TX;
+	/* a statement after RESET ALL (or DISCARD ALL) in the same Query would run with the
+	 * tenant state reset to the session defaults: refused, so the Query aborts and the
+	 * reset rolls back with it */
+	if (out->flags & SQLF_RESETS_STATE)
+		stmt_guard(st, SQL_GUARD_AFTER_RESET);
 	if (st->atomic || (st->flags & SQLF_NOT_READ_ONLY) || st->guard != SQL_GUARD_OK)
 		st->ro = false;
 	out->flags |= st->flags;
@@ -2109,6 +2114,8 @@ const char *sql_guard_name(SqlGuard g, const char *tenant_guc)
 		return "role";
 	case SQL_GUARD_SESSION_AUTH:
 		return "session_authorization";
+	case SQL_GUARD_AFTER_RESET:
+		return "the tenant state (RESET ALL or DISCARD ALL must end its Query)";
 	case SQL_GUARD_OK:
 		break;
 	}

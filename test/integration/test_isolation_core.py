@@ -452,3 +452,29 @@ def test_many_clients_of_two_tenants_over_one_connection(pg, pgtenant, two_schem
     for th in threads:
         th.join(60)
     assert not errors, errors
+
+
+def test_statement_after_reset_all_in_the_same_unit_is_refused(pg, pgtenant, two_schemas):
+    """RESET ALL resets search_path: a statement after it in the same Query or extended
+    batch would run without the tenant state (reading public); refused with 42501, and
+    the unit's implicit transaction rolls the reset back. RESET ALL alone is allowed."""
+    with pg.connect(dbname="appdb") as d:
+        d.execute("create table if not exists public.orders (id int, tenant text)")
+        d.execute("insert into public.orders values (1, 'PUBLIC')")
+        d.execute("grant all on public.orders to app")
+    try:
+        p = start_one_conn(pgtenant, pg)
+        c = p.raw(dbname="acme")
+        got = pgt.run_batch(c, pgt.msg(b"Q", b"reset all; select tenant from orders\0"), 1)
+        assert ("Error", "42501") in got and got[-1] == ("ReadyForQuery", "I"), got
+        assert b"PUBLIC" not in repr(got).encode()
+        got = pgt.run_batch(c, ext("reset all") + ext("select tenant from orders") + pgt.ext_sync(), 1)
+        assert ("Error", "42501") in got and got[-1] == ("ReadyForQuery", "I"), got
+        assert c.query("select tenant from orders") == [["acme"]]
+        got = pgt.run_batch(c, pgt.msg(b"Q", b"reset all\0"), 1)
+        assert got == [("CommandComplete", "RESET"), ("ReadyForQuery", "I")], got
+        assert c.query("select tenant from orders") == [["acme"]]
+        c.close()
+    finally:
+        with pg.connect(dbname="appdb") as d:
+            d.execute("drop table if exists public.orders")

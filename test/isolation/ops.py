@@ -542,11 +542,14 @@ def reconnect(c):
         # PostgreSQL refuses an invalid value at startup; pgtenant must not accept it
         # silently (refusing at the first statement would do too)
         seg = _probe_seg(c)
+        c.fatal_ok = ("22023", "22P02")
         try:
             c.unit([seg], allow=("22023", "22P02"))
         except Reconnect:
             c.drop()
             return
+        finally:
+            c.fatal_ok = ()
         if not seg.error:
             c.fail("bad-startup-param", f"startup parameter {params} was accepted silently "
                    f"(PostgreSQL answers FATAL 22023)", seg)

@@ -165,10 +165,10 @@ static void skip_outlives_the_queue(void)
 	CHECK(expect_match(&q, 'E') == XM_SKIP);
 	skipped = 0;
 	expect_skip(&q, count_skip, NULL);
-	CHECK(skipped == 5 && q.skipping && expect_empty(&q));
+	CHECK(skipped == 5 && q.skip_pending && expect_empty(&q));
 	push_all(&q, "BDES"); /* skipped by PostgreSQL too: only the Sync is answered */
 	expect_skip(&q, count_skip, NULL);
-	CHECK(skipped == 8 && !q.skipping);
+	CHECK(skipped == 8 && !q.skip_pending);
 	CHECK(expect_match(&q, 'Z') == XM_DONE);
 	expect_pop(&q, &e);
 	CHECK(expect_empty(&q) && q.units == 0 && q.client_units == 0);

@@ -317,6 +317,9 @@ static const struct {
         {"SET app.tenant_idx = 1", SQL_GUARD_OK, 0},
         {"SET search_path_x.y = 1", SQL_GUARD_OK, 0},
         {"DISCARD ALL", SQL_GUARD_OK, 0},
+        {"RESET ALL; select * from orders", SQL_GUARD_AFTER_RESET, 11},
+        {"select 1; reset all", SQL_GUARD_OK, 0},
+        {"reset all;;  ", SQL_GUARD_OK, 0},
         {"RESET ALL", SQL_GUARD_OK, 0},
         {"DO $$ BEGIN PERFORM set_config('search_path', 'x', false); END $$", SQL_GUARD_OK, 0},
 };
