@@ -167,6 +167,18 @@ static bool in_list(const char *const *list, const char *name)
 	return false;
 }
 
+bool param_is_server_report(const char *name)
+{
+	/* reported by the server about itself, but a client may set it at startup */
+	return strcasecmp(name, "default_transaction_read_only") == 0;
+}
+
+bool param_is_server_default(const char *name, const char *value)
+{
+	/* a server reports default_transaction_read_only at login: its "off" is no client's */
+	return param_is_server_report(name) && strcasecmp(value, "off") == 0;
+}
+
 bool param_is_readonly(const char *name)
 {
 	return in_list(readonly_params, name);
@@ -285,7 +297,7 @@ bool param_sync_sql(const Params *client, Params *server, Buf *sql)
 	for (int i = 0; i < server->n;) {
 		const Param *sp = &server->items[i];
 		if (!param_is_reported(sp->name) && !param_is_readonly(sp->name) &&
-		    !params_get(client, sp->name)) {
+		    !params_get(client, sp->name) && !param_is_server_default(sp->name, sp->value)) {
 			buf_append(sql, "RESET ", 6);
 			param_quote_ident(sql, sp->name);
 			buf_append(sql, ";", 1);

@@ -704,6 +704,8 @@ bool server_unit_start(ServerConn *s, Client *c)
 
 	if (s->block != BLOCK_NONE)
 		goto hold;
+	if (s->pool->replica && s->ex.client_units > 0)
+		goto hold; /* routed for its batch alone: the next batch is routed when it is answered */
 	want = tenant_state_of(c->tenant, c->home_pool);
 	if (expect_skipping(&s->ex)) {
 		/* PostgreSQL skips this unit up to its Sync (an error before it): nothing of it
@@ -861,7 +863,7 @@ static void note_parameter(ServerConn *s, const uint8_t *body, size_t len)
 	if (!msg_get_cstr(&r, &name) || !msg_get_cstr(&r, &value))
 		return;
 	params_set(&s->params, name, value);
-	if (s->client && !param_is_readonly(name))
+	if (s->client && !param_is_readonly(name) && !param_is_server_report(name))
 		params_set(&s->client->params, name, value);
 }
 

@@ -478,3 +478,23 @@ def test_statement_after_reset_all_in_the_same_unit_is_refused(pg, pgtenant, two
     finally:
         with pg.connect(dbname="appdb") as d:
             d.execute("drop table if exists public.orders")
+
+
+def test_client_that_vanishes_while_not_read_frees_its_server(pg, pgtenant, two_schemas):
+    """Fault 11, the back-pressure path: a client pipelines large results it never reads
+    until pgtenant stops reading it, then goes away; its server is freed at once."""
+    p = start_one_conn(pgtenant, pg)
+    c = p.raw(dbname="acme")
+    q = pgt.msg(b"Q", ("select repeat('x', 1000) from generate_series(1, 1000) /* " + "p" * 4000 +
+                       " */").encode() + b"\0")
+    c.sock.settimeout(0.5)
+    try:
+        for _ in range(4000):
+            c.sock.sendall(q)
+    except OSError:
+        pass
+    c.sock.close()
+    pgt.wait_for(lambda: not [r for r in pg.server_conns("appdb") if r[3] == "active"],
+                 timeout=10, what="the server connection of the vanished client to be freed")
+    with p.connect(dbname="globex") as g:
+        assert rows_of(g) == ["globex"]
