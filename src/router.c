@@ -47,12 +47,24 @@ static void note_sql(BatchInfo *b, const char *sql, size_t len, bool lone)
 	sqllex_init(&lx, sql, len);
 	if (sqllex_next(&lx, &tok) != SQLTOK_IDENT)
 		return;
-	if (sqltok_is(&tok, "begin") || sqltok_is(&tok, "start"))
+	if (sqltok_is(&tok, "begin") || sqltok_is(&tok, "start")) {
 		b->begin_only = true;
-	else if (sqltok_is(&tok, "commit") || sqltok_is(&tok, "end"))
-		b->end_only = true;
-	else if (sqltok_is(&tok, "rollback") || sqltok_is(&tok, "abort"))
-		b->end_only = b->end_rollback = true;
+		return;
+	}
+	bool commit = sqltok_is(&tok, "commit") || sqltok_is(&tok, "end");
+	bool rollback = sqltok_is(&tok, "rollback") || sqltok_is(&tok, "abort");
+	if (!commit && !rollback)
+		return;
+	/* only a plain end: AND CHAIN, TO SAVEPOINT and PREPARED are not a local answer */
+	SqlTokType tt = sqllex_next(&lx, &tok);
+	if (tt == SQLTOK_IDENT && (sqltok_is(&tok, "work") || sqltok_is(&tok, "transaction")))
+		tt = sqllex_next(&lx, &tok);
+	while (tt == SQLTOK_SEMI)
+		tt = sqllex_next(&lx, &tok);
+	if (tt != SQLTOK_EOF)
+		return;
+	b->end_only = true;
+	b->end_rollback = rollback;
 }
 
 /* Looks at the client's buffered batch; ROUTE_WAIT until it is complete. */
