@@ -86,7 +86,8 @@ struct Client {
 	bool prep_skip;      /* a Parse was refused: drop messages up to (not including) Sync */
 	bool console;        /* dbname = admin_db */
 	bool console_admin;  /* in admin_users (else stats_users: SHOW only) */
-	bool server_fatal_sent; /* the server's own FATAL was passed on: nothing more to say when it goes */
+	bool server_fatal_sent; /* the server's own FATAL was passed on: nothing more to say when it
+	                           goes */
 	bool reset_in_unit;     /* a Parse of RESET ALL / DISCARD ALL in the unit being written */
 
 	char user[64]; /* the user that authenticated (tenant suffix removed) */
@@ -124,7 +125,8 @@ void client_idle_timeouts(void);
 /* Shutdown: closes clients that are not inside a transaction. */
 void client_close_idle_for_shutdown(void);
 const char *client_state_name(ClientState st);
-/* The text of the tenant state the client's statements run under (NULL: none); prepared statements are keyed by it. */
+/* The text of the tenant state the client's statements run under (NULL: none); prepared statements
+ * are keyed by it. */
 const char *client_state_sql(const Client *c);
 
 #endif

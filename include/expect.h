@@ -28,7 +28,8 @@ typedef enum {
 	EX_PARSE,    /* ParseComplete */
 	EX_BIND,     /* BindComplete */
 	EX_DESCRIBE, /* [ParameterDescription] RowDescription | NoData */
-	EX_EXECUTE,  /* DataRow* then CommandComplete | EmptyQueryResponse | PortalSuspended (or COPY) */
+	EX_EXECUTE,  /* DataRow* then CommandComplete | EmptyQueryResponse | PortalSuspended (or
+	                COPY) */
 	EX_CLOSE,    /* CloseComplete */
 	EX_SYNC,     /* ReadyForQuery */
 	EX_QUERY,    /* anything, then ReadyForQuery */
@@ -54,8 +55,8 @@ typedef struct ExpectQueue {
 	uint64_t units_pushed; /* ordinals of batches (prepare.c): units pushed so far */
 	uint64_t units_done;   /* ... and answered or skipped */
 	bool copy_in;          /* the server is in copy-in mode and the client has not ended it */
-	bool skip_pending;     /* an error made PostgreSQL skip to the next Sync: what is queued before
-				* the first queued Sync (if none yet, what comes) is skipped too */
+	bool skip_pending; /* an error made PostgreSQL skip to the next Sync: what is queued before
+	                    * the first queued Sync (if none yet, what comes) is skipped too */
 } ExpectQueue;
 
 /* How a reply relates to the head of the queue. */
@@ -63,25 +64,28 @@ typedef enum {
 	XM_ASYNC = 0, /* NoticeResponse, NotificationResponse, ParameterStatus: any time */
 	XM_PART,      /* part of the head's answer; the head stays */
 	XM_DONE,      /* the head's answer is complete: pop it */
-	XM_SKIP,      /* an error ends the head; PostgreSQL skips what follows up to the next Sync */
-	XM_BAD,       /* nothing asked for this: the connection is out of step */
+	XM_SKIP, /* an error ends the head; PostgreSQL skips what follows up to the next Sync */
+	XM_BAD,  /* nothing asked for this: the connection is out of step */
 } ExpectMatch;
 
 void expect_init(ExpectQueue *q);
 void expect_free(ExpectQueue *q);
-/* Queues what a message just written will be answered with. A Sync written during copy-in owes nothing. */
+/* Queues what a message just written will be answered with. A Sync written during copy-in owes
+ * nothing. */
 void expect_push(ExpectQueue *q, const Expect *e);
 static inline bool expect_empty(const ExpectQueue *q)
 {
 	return q->n == 0;
 }
-/* The oldest entry that still owes a reply (entries that owe none are dropped on the way), or NULL. */
+/* The oldest entry that still owes a reply (entries that owe none are dropped on the way), or NULL.
+ */
 Expect *expect_head(ExpectQueue *q);
 /* What a reply of this type means (fatal errors are the caller's business). */
 ExpectMatch expect_match(ExpectQueue *q, uint8_t type);
 /* Takes the head off the queue; the caller owns out->name. */
 void expect_pop(ExpectQueue *q, Expect *out);
-/* The server entered copy-in mode (CopyInResponse): Syncs queued before the client's CopyDone owe nothing. */
+/* The server entered copy-in mode (CopyInResponse): Syncs queued before the client's CopyDone owe
+ * nothing. */
 void expect_copy_in(ExpectQueue *q);
 /*
  * PostgreSQL skips what it reads up to the next Sync (after an error to an

@@ -48,7 +48,8 @@ uint64_t params_fingerprint(Params *p);
 
 /* Reported by the server but not settable (never SET on a client's behalf). */
 bool param_is_readonly(const char *name);
-/* A setting the server reports about itself (ParameterStatus never makes it the client's) that a client may set. */
+/* A setting the server reports about itself (ParameterStatus never makes it the client's) that a
+ * client may set. */
 bool param_is_server_report(const char *name);
 /* ... holding the value every server starts with (nothing to reset). */
 bool param_is_server_default(const char *name, const char *value);

@@ -96,7 +96,8 @@ struct Pool {
 	uint32_t welcome_fail_generation;
 
 	bool has_shared;        /* shared-mode (RLS) tenants use this pool */
-	bool needs_state;       /* schema or shared tenants use it: every unit runs under a tenant state */
+	bool needs_state; /* schema or shared tenants use it: every unit runs under a tenant state
+	                   */
 	char rls_refusal[320];  /* why shared tenants may not use this role (empty: they may) */
 
 	usec_t next_connect_at; /* login retry back-off */

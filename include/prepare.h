@@ -38,8 +38,8 @@ typedef enum {
  * flags are sql_analyze's of a Parse's text (what running it leaves behind).
  * Whatever it writes to s it queues the replies of (server_expect_own).
  */
-PrepResult prep_client_message(Client *c, ServerConn *s, uint8_t type, const uint8_t *body, size_t len,
-			       unsigned flags);
+PrepResult prep_client_message(Client *c, ServerConn *s, uint8_t type, const uint8_t *body,
+                               size_t len, unsigned flags);
 /*
  * A named Parse followed directly by Sync from a client without a server
  * (libpq's PQprepare): recorded and answered without taking a server; the

@@ -24,7 +24,8 @@
 typedef enum {
 	BLOCK_NONE = 0,
 	BLOCK_PENDING, /* written; its COMMIT's CommandComplete not seen yet */
-	BLOCK_FAILED,  /* failed before the client's unit was written whole: recovery waits for the unit's end */
+	BLOCK_FAILED,  /* failed before the client's unit was written whole: recovery waits for the
+	                  unit's end */
 } ServerBlock;
 
 /* What the reply path does with the replies to one message (Expect.action). */
@@ -33,10 +34,10 @@ typedef enum {
 	EA_OWN,          /* pgtenant's: drop */
 	EA_BLOCK,        /* the state block: drop; an error fails the block */
 	EA_BLOCK_COMMIT, /* the block's COMMIT: its CommandComplete commits the state */
-	EA_ZI,           /* after a failed block: drop, but ReadyForQuery goes to the client, as idle */
-	EA_PARAMS,       /* the client's parameters as SETs: an error is the client's FATAL */
-	EA_RESET,        /* a reset without a client: an error closes the connection */
-	EA_PREP,         /* a Parse or Close prepare.c wrote: it decides */
+	EA_ZI,     /* after a failed block: drop, but ReadyForQuery goes to the client, as idle */
+	EA_PARAMS, /* the client's parameters as SETs: an error is the client's FATAL */
+	EA_RESET,  /* a reset without a client: an error closes the connection */
+	EA_PREP,   /* a Parse or Close prepare.c wrote: it decides */
 } ExpectAction;
 
 typedef enum {
@@ -64,14 +65,17 @@ struct ServerConn {
 	uint64_t synced_client_version;
 	uint64_t synced_server_version;
 
-	ExpectQueue ex; /* replies owed, in wire order (expect.h): the only record of what is in flight */
+	ExpectQueue ex; /* replies owed, in wire order (expect.h): the only record of what is in
+	                   flight */
 	size_t fwd_remain;
-	bool fwd_drop;    /* the message being streamed is dropped, not forwarded */
-	char tx_status;   /* of the last ReadyForQuery */
-	bool dirty;       /* state unknown: close instead of reusing */
-	bool bp_paused;   /* not reading: the client's output buffer is full */
-	bool unit_open;   /* the client wrote part of a unit whose end (Sync, Query, FunctionCall) has not gone */
-	bool client_held; /* the client's next unit waits for the block's outcome or the units in flight */
+	bool fwd_drop;  /* the message being streamed is dropped, not forwarded */
+	char tx_status; /* of the last ReadyForQuery */
+	bool dirty;     /* state unknown: close instead of reusing */
+	bool bp_paused; /* not reading: the client's output buffer is full */
+	bool unit_open; /* the client wrote part of a unit whose end (Sync, Query, FunctionCall) has
+	                   not gone */
+	bool client_held; /* the client's next unit waits for the block's outcome or the units in
+	                     flight */
 	uint8_t block;    /* ServerBlock: the state block in flight */
 
 	/*
@@ -83,8 +87,10 @@ struct ServerConn {
 	uint64_t st_hash;
 	const char *st_pending_sql; /* what the block in flight commits */
 	uint64_t st_pending_hash;
-	const Tenant *marked_by; /* session state left by this tenant's statements (reset before reuse) */
-	struct PreparedStmt *last_bound; /* statement of the client's last Bind here (stale plans, prepare.c) */
+	const Tenant *
+	        marked_by; /* session state left by this tenant's statements (reset before reuse) */
+	struct PreparedStmt
+	        *last_bound; /* statement of the client's last Bind here (stale plans, prepare.c) */
 
 	struct PrepServer *prep; /* statements prepared here and the reply queues (prepare.c) */
 	int cancels_in_flight;
@@ -120,8 +126,8 @@ void server_expect_client(ServerConn *s, uint8_t type);
 /* The client's unit end (Sync, Query, FunctionCall) was written whole. */
 void server_unit_end(ServerConn *s);
 /* Queues the answer to a message pgtenant wrote itself (prepare.c). */
-void server_expect_own(ServerConn *s, uint8_t kind, uint8_t action, uint8_t prep, void *stmt, const char *name,
-		       uint8_t why);
+void server_expect_own(ServerConn *s, uint8_t kind, uint8_t action, uint8_t prep, void *stmt,
+                       const char *name, uint8_t why);
 /* What sql_analyze said of a client statement sent on s: state unknown, session state left by t. */
 void server_statement_flags(ServerConn *s, const Tenant *t, unsigned flags);
 /* A client statement may have changed the tenant state: apply it again before the next unit. */
@@ -130,7 +136,8 @@ void server_state_unknown(ServerConn *s);
 bool server_busy(const ServerConn *s);
 /* Detaches the linked client (no state change of either; callers decide what follows). */
 void server_unlink(ServerConn *s);
-/* Runs q (a reset, or ROLLBACK) without a client, dropping its reply, then pool_server_ready; an error closes it. */
+/* Runs q (a reset, or ROLLBACK) without a client, dropping its reply, then pool_server_ready; an
+ * error closes it. */
 void server_reset(ServerConn *s, const char *q, bool discards);
 /* The client is done with s: reset what another tenant must not inherit, or hand it back. */
 void server_release(ServerConn *s);

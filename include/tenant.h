@@ -20,7 +20,8 @@ typedef struct TenantStats {
 	uint64_t bytes_in;
 	uint64_t bytes_out;
 	uint64_t query_timeouts;
-	uint64_t state_failures; /* the tenant state could not be applied (e.g. its schema is missing) */
+	uint64_t state_failures; /* the tenant state could not be applied (e.g. its schema is
+	                            missing) */
 	uint64_t rate_limited;
 	uint64_t refused; /* logins refused after authentication (disabled, not allowed, limits) */
 	uint64_t auth_failures; /* logins that named the tenant and failed authentication */
@@ -39,7 +40,8 @@ typedef struct TenantState {
 	uint64_t hash; /* of sql: compared before the text */
 } TenantState;
 
-/* The pool's neutral state: its session defaults (database tenants in a pool shared with others). */
+/* The pool's neutral state: its session defaults (database tenants in a pool shared with others).
+ */
 extern TenantState g_neutral_state;
 
 struct Tenant {
@@ -73,7 +75,7 @@ struct Tenant {
 	int cl_waiting;
 	int cl_active;
 	int n_clients;
-	double rate_limit;   /* statements per second, 0 = off */
+	double rate_limit; /* statements per second, 0 = off */
 	TenantStats stats;
 
 	char *name;

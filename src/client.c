@@ -1316,8 +1316,8 @@ static bool forward_refused_parse(Client *c, ServerConn *s, const uint8_t *body,
 	for (int i = nparams; i < n; i++)
 		pkt_put_u32(&msg, 25); /* text */
 	pkt_finish(&msg, start);
-	if (!tracks_prepared(c) ||
-	    prep_client_message(c, s, 'P', msg.data + MSG_HEADER_LEN, msg.len - MSG_HEADER_LEN, 0) == PREP_PASS) {
+	if (!tracks_prepared(c) || prep_client_message(c, s, 'P', msg.data + MSG_HEADER_LEN,
+	                                               msg.len - MSG_HEADER_LEN, 0) == PREP_PASS) {
 		server_expect_client(s, 'P');
 		buf_append(&s->conn.out, msg.data, msg.len);
 	}
@@ -1329,8 +1329,8 @@ static bool forward_refused_parse(Client *c, ServerConn *s, const uint8_t *body,
  * Returns false when the message is malformed (the caller answers 08P01),
  * sets *replaced when it forwarded a rewritten message itself.
  */
-static bool inspect_statement(Client *c, ServerConn *s, uint8_t type, const uint8_t *body, size_t len,
-			      bool *replaced, unsigned *flags)
+static bool inspect_statement(Client *c, ServerConn *s, uint8_t type, const uint8_t *body,
+                              size_t len, bool *replaced, unsigned *flags)
 {
 	const char *sql;
 	size_t sql_len;
@@ -1354,7 +1354,8 @@ static bool inspect_statement(Client *c, ServerConn *s, uint8_t type, const uint
 	}
 	sql_analyze(sql, sql_len, g_cfg->tenant_guc, g_cfg->read_only_functions, &info);
 	*flags = info.flags;
-	if (type == 'P' && c->reset_in_unit && info.guard == SQL_GUARD_OK && info.n_statements > 0) {
+	if (type == 'P' && c->reset_in_unit && info.guard == SQL_GUARD_OK &&
+	    info.n_statements > 0) {
 		/* a statement after RESET ALL in the same unit would run with the state reset */
 		info.guard = SQL_GUARD_AFTER_RESET;
 		info.guard_offset = 0;
@@ -1501,7 +1502,8 @@ static inline bool ends_unit(uint8_t type)
 	return type == 'Q' || type == 'S' || type == 'F';
 }
 
-/* Does this message start a unit when nothing of one has been written yet? CopyData etc. never do. */
+/* Does this message start a unit when nothing of one has been written yet? CopyData etc. never do.
+ */
 static inline bool starts_unit(uint8_t type)
 {
 	return type != 'd' && type != 'c' && type != 'f';
@@ -1548,7 +1550,8 @@ again:
 		}
 		if (type == 'p') {
 			/* authentication is over: a password message now is a protocol violation */
-			client_fatal(c, "08P01", "unexpected password message after authentication", NULL);
+			client_fatal(c, "08P01", "unexpected password message after authentication",
+			             NULL);
 			return;
 		}
 		if (c->skip_until_sync) {
@@ -1582,7 +1585,8 @@ again:
 				buf_reserve(in, total - buf_avail(in));
 				break;
 			}
-			if (prep_client_message(c, s, 'Q', buf_head(in) + MSG_HEADER_LEN, len - 4, 0) == PREP_ANSWERED) {
+			if (prep_client_message(c, s, 'Q', buf_head(in) + MSG_HEADER_LEN, len - 4,
+			                        0) == PREP_ANSWERED) {
 				buf_consume(in, total);
 				continue;
 			}
@@ -1631,14 +1635,16 @@ again:
 			buf_reserve(in, total - buf_avail(in));
 			break;
 		}
-		if (type == 'Q' && buf_avail(in) >= total && (len == 4 || buf_head(in)[total - 1] != 0)) {
+		if (type == 'Q' && buf_avail(in) >= total &&
+		    (len == 4 || buf_head(in)[total - 1] != 0)) {
 			/* refused before anything of the unit is written */
 			client_fatal(c, "08P01", "invalid string in Query message", NULL);
 			return;
 		}
 		if (!s->unit_open && starts_unit(type)) {
 			if (!server_unit_start(s, c)) {
-				/* held: reading goes on (a hang-up is noticed), up to the high-water mark */
+				/* held: reading goes on (a hang-up is noticed), up to the
+				 * high-water mark */
 				client_wait_input(c);
 				break;
 			}
@@ -1652,12 +1658,14 @@ again:
 		}
 		unsigned flags = 0;
 		if ((type == 'Q' || type == 'P') && client_analyzes(c) &&
-		    !inspect_statement(c, s, type, buf_head(in) + MSG_HEADER_LEN, len - 4, &replaced, &flags)) {
+		    !inspect_statement(c, s, type, buf_head(in) + MSG_HEADER_LEN, len - 4,
+		                       &replaced, &flags)) {
 			client_fatal(c, "08P01", "malformed message", NULL);
 			return;
 		}
 		if (!replaced && (type == 'P' || type == 'B' || type == 'D' || type == 'C') && tracks_prepared(c)) {
-			PrepResult pr = prep_client_message(c, s, type, buf_head(in) + MSG_HEADER_LEN, len - 4, flags);
+			PrepResult pr = prep_client_message(
+			        c, s, type, buf_head(in) + MSG_HEADER_LEN, len - 4, flags);
 			if (pr == PREP_REFUSED)
 				c->prep_skip = true;
 			replaced = pr != PREP_PASS;
@@ -1792,8 +1800,7 @@ void client_close_idle_for_shutdown(void)
 	{
 		Client *c = list_entry(it, Client, node);
 		ServerConn *s = c->server;
-		if (s && !server_busy(s) && c->fwd_remain == 0 &&
-		    !buf_avail(&c->conn.in))
+		if (s && !server_busy(s) && c->fwd_remain == 0 && !buf_avail(&c->conn.in))
 			client_fatal(c, "57P01", "pgtenant is shutting down", NULL);
 	}
 	/* clients queued for a server have not started a transaction: tell them to go */

@@ -58,7 +58,7 @@ static void read_event_as(Conn *c, short what)
 	if (event_get_events(&c->ev_read) == (what | EV_PERSIST))
 		return;
 	event_assign(&c->ev_read, g_base, c->fd, what | EV_PERSIST, event_get_callback(&c->ev_read),
-		     event_get_callback_arg(&c->ev_read));
+	             event_get_callback_arg(&c->ev_read));
 }
 
 void conn_want_read(Conn *c, bool on)
@@ -72,7 +72,8 @@ void conn_want_read(Conn *c, bool on)
 		if (on) {
 			read_event_as(c, EV_READ);
 			event_add(&c->ev_read, NULL);
-		} else if (c->watch_close && (event_base_get_features(g_base) & EV_FEATURE_EARLY_CLOSE)) {
+		} else if (c->watch_close &&
+		           (event_base_get_features(g_base) & EV_FEATURE_EARLY_CLOSE)) {
 			/* not reading, but still told when the peer hangs up (EPOLLRDHUP) */
 			read_event_as(c, EV_CLOSED);
 			event_add(&c->ev_read, NULL);

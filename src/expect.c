@@ -196,7 +196,8 @@ ExpectMatch expect_match(ExpectQueue *q, uint8_t type)
 
 void expect_copy_in(ExpectQueue *q)
 {
-	/* Syncs already queued behind the COPY, up to the client's CopyDone/CopyFail, go unanswered */
+	/* Syncs already queued behind the COPY, up to the client's CopyDone/CopyFail, go unanswered
+	 */
 	uint32_t keep = 1;
 	for (uint32_t i = 1; i < q->n; i++) {
 		Expect *e = at(q, i);

@@ -151,9 +151,8 @@ void params_copy(Params *dst, const Params *src)
 }
 
 static const char *const readonly_params[] = {
-	"server_version", "server_encoding", "integer_datetimes", "is_superuser",
-	"session_authorization", "in_hot_standby",
-	"scram_iterations", NULL};
+        "server_version",        "server_encoding", "integer_datetimes", "is_superuser",
+        "session_authorization", "in_hot_standby",  "scram_iterations",  NULL};
 
 static const char *const reported_params[] = {"client_encoding", "DateStyle", "TimeZone",
 					      "IntervalStyle", "application_name",
@@ -297,7 +296,8 @@ bool param_sync_sql(const Params *client, Params *server, Buf *sql)
 	for (int i = 0; i < server->n;) {
 		const Param *sp = &server->items[i];
 		if (!param_is_reported(sp->name) && !param_is_readonly(sp->name) &&
-		    !params_get(client, sp->name) && !param_is_server_default(sp->name, sp->value)) {
+		    !params_get(client, sp->name) &&
+		    !param_is_server_default(sp->name, sp->value)) {
 			buf_append(sql, "RESET ", 6);
 			param_quote_ident(sql, sp->name);
 			buf_append(sql, ";", 1);

@@ -226,7 +226,8 @@ static bool tenant_may_take(const Pool *p, const Tenant *t)
 	return p->n_linked + unused_reserved < pool_cap(p);
 }
 
-/* Does another tenant's session state sit on s (temp tables, LISTEN, SETs)? Then t may not have it yet. */
+/* Does another tenant's session state sit on s (temp tables, LISTEN, SETs)? Then t may not have it
+ * yet. */
 static inline bool left_by_other(const ServerConn *s, const Tenant *t)
 {
 	return s->marked_by && s->marked_by != t;

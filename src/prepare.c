@@ -77,8 +77,8 @@ static void registry_grow(void)
 	registry_size = size;
 }
 
-static PreparedStmt *stmt_get(const char *query, size_t qlen, const uint8_t *types, uint16_t n_types,
-			      const char *state_sql, unsigned flags)
+static PreparedStmt *stmt_get(const char *query, size_t qlen, const uint8_t *types,
+                              uint16_t n_types, const char *state_sql, unsigned flags)
 {
 	uint64_t h = fnv(1469598103934665603ULL, query, qlen);
 	h = fnv(h, types, (size_t)n_types * 4);
@@ -248,8 +248,8 @@ typedef enum {
 	R_OWN_PARSE,      /* pgtenant's Parse before a Bind/Describe: drop the ParseComplete */
 	R_CLIENT_PARSE,   /* the client's Parse renamed: forward the ParseComplete */
 	R_CLOSE_AS_PARSE, /* a no-op Close standing for a Parse already done: reply ParseComplete */
-	R_OWN_CLOSE,      /* eviction, or clearing a name before its Parse: drop the CloseComplete */
-	R_CLOSE_AS_ERROR  /* a no-op Close standing for a refused Parse: reply with the error */
+	R_OWN_CLOSE,     /* eviction, or clearing a name before its Parse: drop the CloseComplete */
+	R_CLOSE_AS_ERROR /* a no-op Close standing for a refused Parse: reply with the error */
 } ReplyKind;
 
 typedef enum { REFUSE_LIMIT = 1, REFUSE_EXISTS } RefuseWhy;
@@ -300,7 +300,8 @@ static void srv_remove(PrepServer *ps, const PreparedStmt *stmt)
 	}
 }
 
-static void put_close(ServerConn *s, const char *name, uint8_t kind, PreparedStmt *stmt, uint8_t why)
+static void put_close(ServerConn *s, const char *name, uint8_t kind, PreparedStmt *stmt,
+                      uint8_t why)
 {
 	Buf *out = &s->conn.out;
 	size_t start;
@@ -351,7 +352,8 @@ static void srv_make_room(ServerConn *s, PrepServer *ps)
 }
 
 /* Prepares p on s in this batch (Close + Parse), recording it as pending. */
-static void srv_prepare(ServerConn *s, PrepServer *ps, PreparedStmt *p, uint8_t kind, const char *client_name)
+static void srv_prepare(ServerConn *s, PrepServer *ps, PreparedStmt *p, uint8_t kind,
+                        const char *client_name)
 {
 	SrvStmt *e = srv_find(ps, p);
 	if (!e) {
@@ -370,7 +372,8 @@ static void srv_prepare(ServerConn *s, PrepServer *ps, PreparedStmt *p, uint8_t 
 	put_parse(s, p, kind, client_name);
 }
 
-/* Is p usable on s without a Parse in this batch? (A Parse pending from an earlier batch may still be skipped.) */
+/* Is p usable on s without a Parse in this batch? (A Parse pending from an earlier batch may still
+ * be skipped.) */
 static bool srv_ready(ServerConn *s, PrepServer *ps, PreparedStmt *p)
 {
 	SrvStmt *e = srv_find(ps, p);
@@ -397,7 +400,8 @@ static void ensure_prepared(ServerConn *s, PreparedStmt *p)
 static bool name_in_doubt(const NameEntry *e, ServerConn *s)
 {
 	const PrepServer *ps = s->prep;
-	return ps && e->bound_on == ps->uid && e->bound_batch != batch_now(s) && e->bound_batch >= s->ex.units_done;
+	return ps && e->bound_on == ps->uid && e->bound_batch != batch_now(s) &&
+	       e->bound_batch >= s->ex.units_done;
 }
 
 /* Copies a Bind or Describe with its statement name replaced (the rest as is). */
@@ -490,8 +494,8 @@ static bool deallocate_by_parse(Client *c, ServerConn *s, const char *query)
 	return true;
 }
 
-PrepResult prep_client_message(Client *c, ServerConn *s, uint8_t type, const uint8_t *body, size_t len,
-			       unsigned flags)
+PrepResult prep_client_message(Client *c, ServerConn *s, uint8_t type, const uint8_t *body,
+                               size_t len, unsigned flags)
 {
 	MsgReader r;
 	msg_reader_init(&r, body, len);
@@ -506,8 +510,8 @@ PrepResult prep_client_message(Client *c, ServerConn *s, uint8_t type, const uin
 		if (!all && !name_find(c->prep, name))
 			return PREP_PASS; /* not ours: PostgreSQL gives its own error */
 		if (s && server_busy(s))
-			return PREP_PASS; /* replies pending: cannot answer out of order (the analysis
-					   * forgets what DEALLOCATE ALL drops) */
+			return PREP_PASS; /* replies pending: cannot answer out of order (the
+			                   * analysis forgets what DEALLOCATE ALL drops) */
 		if (all) {
 			prep_client_free(c);
 		} else {
@@ -540,10 +544,12 @@ PrepResult prep_client_message(Client *c, ServerConn *s, uint8_t type, const uin
 		if (old || (client_limit() && (int)c->prep->live >= client_limit())) {
 			/* a stand-in Close carries the refusal, so it arrives in order; as in
 			 * PostgreSQL, an existing name is an error (42P05) and keeps its statement */
-			put_close(s, "pgtenant_noop", R_CLOSE_AS_ERROR, NULL, old ? REFUSE_EXISTS : REFUSE_LIMIT);
+			put_close(s, "pgtenant_noop", R_CLOSE_AS_ERROR, NULL,
+			          old ? REFUSE_EXISTS : REFUSE_LIMIT);
 			return PREP_REFUSED;
 		}
-		PreparedStmt *p = stmt_get(query, strlen(query), types, n_types, client_state_sql(c), flags);
+		PreparedStmt *p =
+		        stmt_get(query, strlen(query), types, n_types, client_state_sql(c), flags);
 		stmt_ref(p);
 		name_put(c->prep, name, p);
 		NameEntry *bound = name_find(c->prep, name);
@@ -697,7 +703,8 @@ void prep_server_error(ServerConn *s, void *stmt, const uint8_t *body, size_t le
 	proto_error_fields(body, len, &code, &msg);
 	/* the table under a statement changed: PostgreSQL will not run the old plan again; the
 	 * next use prepares it afresh (Close + Parse) */
-	if (s->prep && code && strcmp(code, "0A000") == 0 && msg && strstr(msg, "cached plan must not change"))
+	if (s->prep && code && strcmp(code, "0A000") == 0 && msg &&
+	    strstr(msg, "cached plan must not change"))
 		srv_remove(s->prep, stmt);
 }
 

@@ -264,8 +264,8 @@ void server_close(ServerConn *s, const char *reason)
 		server_log(failed_login ? LOG_LVL_WARNING : LOG_LVL_INFO, s, "closing: %s", reason);
 	if (c) {
 		char msg[300];
-		snprintf(msg, sizeof(msg), "server connection to backend \"%s\" lost: %s", s->pool->backend->name,
-			 reason ? reason : "closed");
+		snprintf(msg, sizeof(msg), "server connection to backend \"%s\" lost: %s",
+		         s->pool->backend->name, reason ? reason : "closed");
 		server_unlink(s);
 		client_server_lost(c, msg);
 	}
@@ -604,11 +604,15 @@ static void expect_push_own(ServerConn *s, uint8_t kind, uint8_t action)
 	expect_push(&s->ex, &e);
 }
 
-void server_expect_own(ServerConn *s, uint8_t kind, uint8_t action, uint8_t prep, void *stmt, const char *name,
-		       uint8_t why)
+void server_expect_own(ServerConn *s, uint8_t kind, uint8_t action, uint8_t prep, void *stmt,
+                       const char *name, uint8_t why)
 {
-	Expect e = {.kind = kind, .action = action, .prep = prep, .why = why, .stmt = stmt,
-		    .name = name ? xstrdup(name) : NULL};
+	Expect e = {.kind = kind,
+	            .action = action,
+	            .prep = prep,
+	            .why = why,
+	            .stmt = stmt,
+	            .name = name ? xstrdup(name) : NULL};
 	expect_push(&s->ex, &e);
 }
 
@@ -638,7 +642,8 @@ void server_expect_client(ServerConn *s, uint8_t type)
 
 bool server_busy(const ServerConn *s)
 {
-	return !expect_empty(&s->ex) || s->unit_open || s->block != BLOCK_NONE || s->tx_status != 'I';
+	return !expect_empty(&s->ex) || s->unit_open || s->block != BLOCK_NONE ||
+	       s->tx_status != 'I';
 }
 
 void server_link(ServerConn *s, Client *c)
@@ -682,8 +687,8 @@ void server_link(ServerConn *s, Client *c)
 
 static bool state_in_force(const ServerConn *s, const TenantState *want)
 {
-	return s->st_sql &&
-	       (s->st_sql == want->sql || (s->st_hash == want->hash && strcmp(s->st_sql, want->sql) == 0));
+	return s->st_sql && (s->st_sql == want->sql ||
+	                     (s->st_hash == want->hash && strcmp(s->st_sql, want->sql) == 0));
 }
 
 /* BEGIN, the state statement, COMMIT: three Parse/Bind/Execute, no Sync (tenant.c builds them). */
@@ -691,8 +696,11 @@ static void write_block(ServerConn *s, const TenantState *st)
 {
 	buf_append(&s->conn.out, st->msgs, st->msgs_len);
 	for (int i = 0; i < 9; i++)
-		expect_push_own(s, (uint8_t)(i % 3 == 0 ? EX_PARSE : i % 3 == 1 ? EX_BIND : EX_EXECUTE),
-				i == 8 ? EA_BLOCK_COMMIT : EA_BLOCK);
+		expect_push_own(s,
+		                (uint8_t)(i % 3 == 0   ? EX_PARSE
+		                          : i % 3 == 1 ? EX_BIND
+		                                       : EX_EXECUTE),
+		                i == 8 ? EA_BLOCK_COMMIT : EA_BLOCK);
 	s->st_pending_sql = st->sql;
 	s->st_pending_hash = st->hash;
 	s->block = BLOCK_PENDING;
@@ -705,7 +713,8 @@ bool server_unit_start(ServerConn *s, Client *c)
 	if (s->block != BLOCK_NONE)
 		goto hold;
 	if (s->pool->replica && s->ex.client_units > 0)
-		goto hold; /* routed for its batch alone: the next batch is routed when it is answered */
+		goto hold; /* routed for its batch alone: the next batch is routed when it is
+		              answered */
 	want = tenant_state_of(c->tenant, c->home_pool);
 	if (expect_skipping(&s->ex)) {
 		/* PostgreSQL skips this unit up to its Sync (an error before it): nothing of it
@@ -715,7 +724,8 @@ bool server_unit_start(ServerConn *s, Client *c)
 		s->st_sql = NULL;
 	} else if (!state_in_force(s, want)) {
 		if (s->ex.client_units > 0)
-			goto hold; /* whether the client's transaction is open is known when they are answered */
+			goto hold; /* whether the client's transaction is open is known when they
+			              are answered */
 		if (s->tx_status == 'I')
 			write_block(s, want);
 		/* else: inside the client's own transaction, which its own statements put out of
@@ -750,7 +760,8 @@ static void block_recover(ServerConn *s)
 		last->action = EA_ZI;
 		own_query(s, "ROLLBACK", EA_OWN);
 	} else {
-		/* the unit ended with a Query or FunctionCall the server skips: nothing of it is answered */
+		/* the unit ended with a Query or FunctionCall the server skips: nothing of it is
+		 * answered */
 		while (!expect_empty(&s->ex)) {
 			Expect e;
 			expect_pop(&s->ex, &e);
@@ -867,7 +878,8 @@ static void note_parameter(ServerConn *s, const uint8_t *body, size_t len)
 		params_set(&s->client->params, name, value);
 }
 
-/* The CommandComplete of the block's COMMIT: the state is committed (a "ROLLBACK" tag would say not). */
+/* The CommandComplete of the block's COMMIT: the state is committed (a "ROLLBACK" tag would say
+ * not). */
 static void block_committed(ServerConn *s, const uint8_t *body, size_t len)
 {
 	if (len == 7 && memcmp(body, "COMMIT", 7) == 0 && s->st_pending_sql) {
@@ -895,7 +907,8 @@ static void on_skip(void *arg, Expect *e)
 		prep_on_skipped(k->s, e);
 }
 
-/* The block did not commit: the state is unknown; the client's unit is answered once the skip ends. */
+/* The block did not commit: the state is unknown; the client's unit is answered once the skip ends.
+ */
 static void block_failed(ServerConn *s)
 {
 	server_state_unknown(s);
@@ -939,7 +952,8 @@ static bool unit_answered(ServerConn *s, Client *c, char status)
 /* May the linked client's server go back now (transaction mode, or shutdown)? */
 static bool may_release(const ServerConn *s, const Client *c)
 {
-	return !server_busy(s) && c->fwd_remain == 0 && (g_shutdown || c->tenant->pool_mode == POOL_MODE_TRANSACTION);
+	return !server_busy(s) && c->fwd_remain == 0 &&
+	       (g_shutdown || c->tenant->pool_mode == POOL_MODE_TRANSACTION);
 }
 
 /* The server broke the protocol or pgtenant lost track: nobody may use this connection again. */
@@ -953,8 +967,9 @@ static void out_of_step(ServerConn *s, uint8_t type)
 	for (uint32_t i = 0; i < s->ex.n && n < sizeof(queued) - 1; i++)
 		queued[n++] = kinds[s->ex.items[(s->ex.head + i) & (s->ex.cap - 1)].kind];
 	queued[n] = '\0';
-	snprintf(why, sizeof(why), "unexpected message '%c' from the server (no request of ours matches it)",
-		 type >= 32 && type < 127 ? type : '?');
+	snprintf(why, sizeof(why),
+	         "unexpected message '%c' from the server (no request of ours matches it)",
+	         type >= 32 && type < 127 ? type : '?');
 	log_error("S-%p %s; queued: \"%s\"", (void *)s, why, queued);
 	server_close(s, why);
 }
@@ -994,11 +1009,13 @@ again:
 		bool drop = true;
 
 		if (type == 'E' && proto_error_is_fatal(body, blen)) {
-			/* The server is going away; its client hears the server's own FATAL (SPEC §8). */
+			/* The server is going away; its client hears the server's own FATAL (SPEC
+			 * §8). */
 			const char *code, *msg;
 			char why[300];
 			proto_error_fields(body, blen, &code, &msg);
-			snprintf(why, sizeof(why), "%s (%s)", msg ? msg : "fatal error", code ? code : "?");
+			snprintf(why, sizeof(why), "%s (%s)", msg ? msg : "fatal error",
+			         code ? code : "?");
 			if (c && !c->closing) {
 				buf_append(&c->conn.out, buf_head(in), total);
 				c->server_fatal_sent = true;
@@ -1007,8 +1024,10 @@ again:
 			server_close(s, why);
 			return;
 		}
-		if (s->ex.skip_pending && type != 'N' && type != 'A' && type != 'S' && skip_to_sync(s)) {
-			/* a block written while PostgreSQL still skipped (never: server_unit_start) */
+		if (s->ex.skip_pending && type != 'N' && type != 'A' && type != 'S' &&
+		    skip_to_sync(s)) {
+			/* a block written while PostgreSQL still skipped (never: server_unit_start)
+			 */
 			block_failed(s);
 		}
 		ExpectMatch m = expect_match(&s->ex, type);
@@ -1020,9 +1039,10 @@ again:
 		case XM_ASYNC:
 			if (type == 'S')
 				note_parameter(s, body, blen);
-			/* ParameterStatus and notifications belong to the client whatever runs; notices of
-			 * pgtenant's own statements do not */
-			drop = !c || (type == 'N' && h && h->action != EA_CLIENT && h->action != EA_PREP);
+			/* ParameterStatus and notifications belong to the client whatever runs;
+			 * notices of pgtenant's own statements do not */
+			drop = !c ||
+			       (type == 'N' && h && h->action != EA_CLIENT && h->action != EA_PREP);
 			break;
 		case XM_PART:
 			drop = !c || h->action != EA_CLIENT;
@@ -1032,17 +1052,21 @@ again:
 				const char *code, *msg;
 				proto_error_fields(body, blen, &code, &msg);
 				if (h->action == EA_PARAMS && c) {
-					/* an invalid startup parameter: what PostgreSQL would have said at startup */
+					/* an invalid startup parameter: what PostgreSQL would have
+					 * said at startup */
 					char text[300];
-					snprintf(text, sizeof(text), "%s", msg ? msg : "invalid startup parameter");
+					snprintf(text, sizeof(text), "%s",
+					         msg ? msg : "invalid startup parameter");
 					s->dirty = true;
 					buf_consume(in, total);
 					client_fatal(c, code ? code : "22023", text, NULL);
 					return;
 				}
-				server_log(LOG_LVL_WARNING, s, "error in a statement of pgtenant's: %s (%s)",
-					   msg ? msg : "?", code ? code : "?");
-				/* a failed reset leaves a state nobody knows: the connection goes */
+				server_log(LOG_LVL_WARNING, s,
+				           "error in a statement of pgtenant's: %s (%s)",
+				           msg ? msg : "?", code ? code : "?");
+				/* a failed reset leaves a state nobody knows: the connection goes
+				 */
 				s->dirty = true;
 			}
 			if (type == 'E' && !drop && s->timeout_cancel) {
@@ -1058,15 +1082,18 @@ again:
 			}
 			break;
 		case XM_SKIP: {
-			drop = !c || (h->action != EA_CLIENT && h->action != EA_PREP && h->action != EA_BLOCK &&
-				      h->action != EA_BLOCK_COMMIT);
-			if (h->stmt && (h->kind == EX_BIND || h->kind == EX_EXECUTE || h->kind == EX_DESCRIBE))
+			drop = !c || (h->action != EA_CLIENT && h->action != EA_PREP &&
+			              h->action != EA_BLOCK && h->action != EA_BLOCK_COMMIT);
+			if (h->stmt &&
+			    (h->kind == EX_BIND || h->kind == EX_EXECUTE || h->kind == EX_DESCRIBE))
 				prep_server_error(s, h->stmt, body, blen);
 			if (skip_to_sync(s)) {
 				const char *code, *msg;
 				proto_error_fields(body, blen, &code, &msg);
-				server_log(LOG_LVL_WARNING, s, "tenant state not applied for %s: %s (%s)",
-					   s->tenant ? s->tenant->name : "-", msg ? msg : "?", code ? code : "?");
+				server_log(LOG_LVL_WARNING, s,
+				           "tenant state not applied for %s: %s (%s)",
+				           s->tenant ? s->tenant->name : "-", msg ? msg : "?",
+				           code ? code : "?");
 				if (s->tenant)
 					s->tenant->stats.state_failures++;
 				block_failed(s);
@@ -1096,8 +1123,9 @@ again:
 			free(e.name);
 			if (type != 'Z')
 				break;
-			/* the status a unit starting now would run in: with units of pgtenant's still
-			 * queued behind this one (the ROLLBACK after a failed block), theirs decides */
+			/* the status a unit starting now would run in: with units of pgtenant's
+			 * still queued behind this one (the ROLLBACK after a failed block), theirs
+			 * decides */
 			if (s->ex.units == 0)
 				s->tx_status = (char)body[0];
 			if (!c) {
@@ -1142,7 +1170,8 @@ again:
 		return;
 	Client *c = s->client;
 	if (c && c->bp_paused && !release && buf_avail(&s->conn.out) < CONN_LOW_WATER) {
-		/* that flush may have drained what held the client back: no write event will say so */
+		/* that flush may have drained what held the client back: no write event will say so
+		 */
 		client_output_drained(c);
 		if (s->state == SV_FREE || s->client != c)
 			return;

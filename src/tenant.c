@@ -111,8 +111,8 @@ static void put_pbe(Buf *b, const char *sql)
  * regnamespace: a missing schema fails the block (3F000) instead of falling
  * through to shared_schemas.
  */
-static void state_build(TenantState *st, const Config *cfg, const char *search_path, const char *schema,
-			const char *tenant_id)
+static void state_build(TenantState *st, const Config *cfg, const char *search_path,
+                        const char *schema, const char *tenant_id)
 {
 	Buf sql, msgs;
 

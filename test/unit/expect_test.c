@@ -13,41 +13,43 @@
 
 typedef struct Case {
 	const char *name;
-	const char *sent;    /* frontend message types written, in order ('c' CopyDone, 'd' CopyData) */
+	const char
+	        *sent; /* frontend message types written, in order ('c' CopyDone, 'd' CopyData) */
 	const char *replies; /* backend message types received, in order */
 	const char *verdict; /* per reply: A async, P part, D done, S skip, B bad */
 	int left;            /* entries still queued at the end */
 } Case;
 
 static const Case cases[] = {
-	{"simple query", "Q", "TDCZ", "PPPD", 0},
-	{"simple query with notice and parameter status", "Q", "NTDSCZ", "APPAPD", 0},
-	{"extended unnamed", "PBDES", "12TDCZ", "DDDPDD", 0},
-	{"extended with statement describe", "PDBES", "1tT2DDCZ", "DPDDPPDD", 0},
-	{"error at bind skips to sync", "PBDES", "1EZ", "DSD", 0},
-	{"error at parse skips everything up to sync, query included", "PBEQS", "EZ", "SD", 0},
-	{"failed implicit commit errors at sync", "PBES", "12CEZ", "DDDPD", 0},
-	{"pipeline of two batches, error in the first", "PBESPBES", "1EZ12CZ", "DSDDDDD", 0},
-	{"query error ends the query only", "QQ", "EZTDCZ", "PDPPPD", 0},
-	{"copy in, simple", "Qdc", "GCZ", "PPD", 0},
-	{"copy in, extended: the Sync after Execute is ignored", "PBESddcS", "12GCZ", "DDPDD", 0},
-	{"copy in, extended, error mid-copy: skip to the Sync after CopyDone", "PBESdcS", "12GEZ", "DDPSD", 0},
-	{"copy out, extended", "PBES", "12HddcCZ", "DDPPPPDD", 0},
-	{"portal suspended", "PBESES", "12DsZDCZ", "DDPDDPDD", 0},
-	{"empty query", "PBES", "12IZ", "DDDD", 0},
-	{"close", "CS", "3Z", "DD", 0},
-	{"function call", "F", "VZ", "PD", 0},
-	{"reply nobody asked for", "", "Z", "B", 0},
-	{"row before any request", "Q", "Z1", "DB", 0},
-	{"bind complete where a parse was asked", "PS", "2", "B", 2},
-	{"flush and copy data owe nothing", "HdQ", "TCZ", "PPD", 0},
+        {"simple query", "Q", "TDCZ", "PPPD", 0},
+        {"simple query with notice and parameter status", "Q", "NTDSCZ", "APPAPD", 0},
+        {"extended unnamed", "PBDES", "12TDCZ", "DDDPDD", 0},
+        {"extended with statement describe", "PDBES", "1tT2DDCZ", "DPDDPPDD", 0},
+        {"error at bind skips to sync", "PBDES", "1EZ", "DSD", 0},
+        {"error at parse skips everything up to sync, query included", "PBEQS", "EZ", "SD", 0},
+        {"failed implicit commit errors at sync", "PBES", "12CEZ", "DDDPD", 0},
+        {"pipeline of two batches, error in the first", "PBESPBES", "1EZ12CZ", "DSDDDDD", 0},
+        {"query error ends the query only", "QQ", "EZTDCZ", "PDPPPD", 0},
+        {"copy in, simple", "Qdc", "GCZ", "PPD", 0},
+        {"copy in, extended: the Sync after Execute is ignored", "PBESddcS", "12GCZ", "DDPDD", 0},
+        {"copy in, extended, error mid-copy: skip to the Sync after CopyDone", "PBESdcS", "12GEZ",
+         "DDPSD", 0},
+        {"copy out, extended", "PBES", "12HddcCZ", "DDPPPPDD", 0},
+        {"portal suspended", "PBESES", "12DsZDCZ", "DDPDDPDD", 0},
+        {"empty query", "PBES", "12IZ", "DDDD", 0},
+        {"close", "CS", "3Z", "DD", 0},
+        {"function call", "F", "VZ", "PD", 0},
+        {"reply nobody asked for", "", "Z", "B", 0},
+        {"row before any request", "Q", "Z1", "DB", 0},
+        {"bind complete where a parse was asked", "PS", "2", "B", 2},
+        {"flush and copy data owe nothing", "HdQ", "TCZ", "PPD", 0},
 };
 
 static void push_all(ExpectQueue *q, const char *sent)
 {
 	for (const char *p = sent; *p; p++) {
 		Expect e = {.kind = (uint8_t)expect_kind_of((uint8_t)*p),
-			    .client = *p == 'Q' || *p == 'S' || *p == 'F'};
+		            .client = *p == 'Q' || *p == 'S' || *p == 'F'};
 		if (e.kind != EX_NONE)
 			expect_push(q, &e);
 	}
@@ -101,12 +103,14 @@ static void run_case(const Case *tc)
 		}
 	}
 	got[n] = '\0';
-	CHECK_MSG(unit_streq(got, tc->verdict), "%s: verdicts %s, expected %s", tc->name, got, tc->verdict);
+	CHECK_MSG(unit_streq(got, tc->verdict), "%s: verdicts %s, expected %s", tc->name, got,
+	          tc->verdict);
 	(void)expect_head(&q);
-	CHECK_MSG((int)q.n == tc->left, "%s: %u entries left, expected %d", tc->name, q.n, tc->left);
+	CHECK_MSG((int)q.n == tc->left, "%s: %u entries left, expected %d", tc->name, q.n,
+	          tc->left);
 	if (tc->left == 0)
-		CHECK_MSG(q.units == 0 && q.client_units == 0, "%s: units %u client %u left", tc->name, q.units,
-			  q.client_units);
+		CHECK_MSG(q.units == 0 && q.client_units == 0, "%s: units %u client %u left",
+		          tc->name, q.units, q.client_units);
 	expect_free(&q);
 }
 
