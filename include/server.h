@@ -139,6 +139,8 @@ void server_unlink(ServerConn *s);
 /* Runs q (a reset, or ROLLBACK) without a client, dropping its reply, then pool_server_ready; an
  * error closes it. */
 void server_reset(ServerConn *s, const char *q, bool discards);
+/* Runs server_check_query on an idle s before it is handed out; a failure closes it. */
+void server_check(ServerConn *s, const char *q);
 /* The client is done with s: reset what another tenant must not inherit, or hand it back. */
 void server_release(ServerConn *s);
 void server_close(ServerConn *s, const char *reason);

@@ -261,8 +261,16 @@ static ServerConn *pick_idle(Pool *p, const Tenant *t)
  */
 static bool reset_for(ServerConn *s, const Tenant *t)
 {
-	if (!left_by_other(s, t))
-		return false;
+	if (!left_by_other(s, t)) {
+		/* server_check_query: a connection idle longer than server_check_delay proves it
+		 * still works before anyone gets it (a failing check closes it) */
+		const char *q = g_cfg->server_check_query;
+		if (!q || !*q || g_now - s->last_used <= g_cfg->server_check_delay)
+			return false;
+		s->last_used = g_now;
+		server_check(s, q);
+		return true;
+	}
 	log_debug("S-%p reset before tenant %s gets it", (void *)s, t->name);
 	server_reset(s, "DISCARD ALL", true);
 	return true;

@@ -848,6 +848,13 @@ void server_reset(ServerConn *s, const char *q, bool discards)
 	server_flush(s);
 }
 
+void server_check(ServerConn *s, const char *q)
+{
+	server_set_state(s, SV_RESET);
+	own_query(s, q, EA_RESET);
+	server_flush(s);
+}
+
 void server_release(ServerConn *s)
 {
 	Client *c = s->client;
@@ -1131,10 +1138,13 @@ again:
 			if (!c) {
 				if (s->state == SV_RESET && expect_empty(&s->ex)) {
 					buf_consume(in, total);
-					if (s->dirty)
-						server_close(s, "a reset failed: state unknown");
-					else
+					if (s->dirty) {
+						Pool *p = s->pool;
+						server_close(s, "a reset or check failed: state unknown");
+						pool_maybe_connect(p); /* for whoever waited for it */
+					} else {
 						pool_server_ready(s);
+					}
 					return;
 				}
 				break;
