@@ -8,6 +8,7 @@
 
 #include "config.h"
 #include "list.h"
+#include "pool.h"
 #include "types.h"
 
 typedef struct TenantStats {
@@ -122,7 +123,12 @@ TenantResult tenant_resolve(const Config *cfg, const TenantQuery *q, Tenant **ou
 			    size_t auth_user_len, const char **unknown_name, size_t *unknown_len);
 
 /* The state a client of t must run under on a connection of home (its primary pool); NULL: none. */
-const TenantState *tenant_state_of(const Tenant *t, const Pool *home);
+static inline const TenantState *tenant_state_of(const Tenant *t, const Pool *home)
+{
+	if (t->state.sql)
+		return &t->state;
+	return home && home->needs_state ? &g_neutral_state : NULL;
+}
 
 /* The pool a client of t logging in as user uses (created on first use); NULL without credentials. */
 Pool *tenant_pool_for(Tenant *t, const char *user);

@@ -504,7 +504,12 @@ PrepResult prep_client_message(Client *c, ServerConn *s, uint8_t type, const uin
 	case 'Q': {
 		char name[128];
 		bool all = false;
-		const uint8_t *nul = len ? memchr(body, 0, len) : NULL;
+		size_t i = 0;
+		while (i < len && (body[i] == ' ' || body[i] == '\t' || body[i] == '\n' || body[i] == '\r'))
+			i++;
+		if (i == len || (body[i] | 0x20) != 'd')
+			return PREP_PASS; /* the common case: not a DEALLOCATE, nothing to scan */
+		const uint8_t *nul = memchr(body, 0, len);
 		if (!nul || !parse_deallocate((const char *)body, (size_t)(nul - body), name, sizeof(name), &all))
 			return PREP_PASS;
 		if (!all && !name_find(c->prep, name))
@@ -683,14 +688,14 @@ bool prep_on_reply(ServerConn *s, Client *c, const Expect *e, uint8_t type)
 void prep_on_skipped(ServerConn *s, const Expect *e)
 {
 	PrepServer *ps = s->prep;
-	if (!ps || !e->stmt || (e->prep != R_OWN_PARSE && e->prep != R_CLIENT_PARSE))
-		return;
-	/* PostgreSQL skipped the Parse: the statement is not there */
-	SrvStmt *st = srv_find(ps, e->stmt);
-	if (st && st->pending)
-		srv_remove(ps, e->stmt);
+	if (ps && e->stmt && (e->prep == R_OWN_PARSE || e->prep == R_CLIENT_PARSE)) {
+		/* PostgreSQL skipped the Parse: the statement is not there */
+		SrvStmt *st = srv_find(ps, e->stmt);
+		if (st && st->pending)
+			srv_remove(ps, e->stmt);
+	}
 	if (e->name && s->client && s->client->prep) {
-		/* ... nor the client's name */
+		/* ... nor the client's name it bound (a stand-in Close included) */
 		NameEntry *ne = name_find(s->client->prep, e->name);
 		if (ne && ne->stmt == e->stmt)
 			name_del(s->client->prep, ne);

@@ -598,22 +598,19 @@ static void login_process(ServerConn *s)
 /* pgtenant's own Sync: ending the skip after a failed block */
 static const uint8_t sync_msg[5] = {'S', 0, 0, 0, 4};
 
-static void expect_push_own(ServerConn *s, uint8_t kind, uint8_t action)
+static inline void expect_push_own(ServerConn *s, uint8_t kind, uint8_t action)
 {
-	Expect e = {.kind = kind, .action = action};
-	expect_push(&s->ex, &e);
+	expect_push(&s->ex, kind, action, false, NULL);
 }
 
 void server_expect_own(ServerConn *s, uint8_t kind, uint8_t action, uint8_t prep, void *stmt,
                        const char *name, uint8_t why)
 {
-	Expect e = {.kind = kind,
-	            .action = action,
-	            .prep = prep,
-	            .why = why,
-	            .stmt = stmt,
-	            .name = name ? xstrdup(name) : NULL};
-	expect_push(&s->ex, &e);
+	expect_push(&s->ex, kind, action, false, stmt);
+	Expect *e = expect_last(&s->ex);
+	e->prep = prep;
+	e->why = why;
+	e->name = name ? xstrdup(name) : NULL;
 }
 
 /* A simple Query of pgtenant's own. */
@@ -625,25 +622,23 @@ static void own_query(ServerConn *s, const char *sql, uint8_t action)
 
 void server_expect_client(ServerConn *s, uint8_t type)
 {
-	Expect e = {.kind = (uint8_t)expect_kind_of(type), .action = EA_CLIENT, .client = true};
+	uint8_t kind = (uint8_t)expect_kind_of(type);
 
-	if (e.kind == EX_NONE)
+	if (kind == EX_NONE)
 		return;
-	if (e.kind == EX_SYNC || e.kind == EX_QUERY || e.kind == EX_FUNCALL) {
+	if (expect_is_unit(kind)) {
 		if (s->ex.client_units == 0)
 			s->busy_since = g_now;
+		expect_push(&s->ex, kind, EA_CLIENT, true, NULL);
 	} else {
-		e.client = false;
-		if (e.kind == EX_EXECUTE)
-			e.stmt = s->last_bound;
+		expect_push(&s->ex, kind, EA_CLIENT, false, kind == EX_EXECUTE ? s->last_bound : NULL);
 	}
-	expect_push(&s->ex, &e);
 }
 
 bool server_busy(const ServerConn *s)
 {
-	return !expect_empty(&s->ex) || s->unit_open || s->block != BLOCK_NONE ||
-	       s->tx_status != 'I';
+	return !expect_empty(&s->ex) || s->unit_open || s->block != BLOCK_NONE || s->tx_status != 'I' ||
+	       s->ex.skip_pending;
 }
 
 void server_link(ServerConn *s, Client *c)
@@ -1037,8 +1032,8 @@ again:
 			 */
 			block_failed(s);
 		}
-		ExpectMatch m = expect_match(&s->ex, type);
 		Expect *h = expect_head(&s->ex);
+		ExpectMatch m = expect_match(&s->ex, h, type);
 		switch (m) {
 		case XM_BAD:
 			out_of_step(s, type);
@@ -1108,14 +1103,14 @@ again:
 			break;
 		}
 		case XM_DONE: {
-			Expect e;
-			expect_pop(&s->ex, &e);
-			switch (e.action) {
+			uint8_t action = h->action;
+			switch (action) {
 			case EA_CLIENT:
 				drop = !c;
 				break;
 			case EA_PREP:
-				drop = prep_on_reply(s, c, &e, type);
+				drop = prep_on_reply(s, c, h, type);
+				free(h->name);
 				break;
 			case EA_BLOCK_COMMIT:
 				block_committed(s, body, blen);
@@ -1127,7 +1122,7 @@ again:
 			default:
 				break;
 			}
-			free(e.name);
+			expect_drop(&s->ex);
 			if (type != 'Z')
 				break;
 			/* the status a unit starting now would run in: with units of pgtenant's
@@ -1149,9 +1144,9 @@ again:
 				}
 				break;
 			}
-			if (e.action == EA_CLIENT)
+			if (action == EA_CLIENT)
 				unit_answered(s, c, (char)body[0]);
-			else if (e.action == EA_ZI)
+			else if (action == EA_ZI)
 				unit_answered(s, c, 'I');
 			if (may_release(s, c))
 				release = true;

@@ -195,12 +195,6 @@ static void build_state(Tenant *t, const Config *cfg)
 	buf_free(&path);
 }
 
-const TenantState *tenant_state_of(const Tenant *t, const Pool *home)
-{
-	if (t->state.sql)
-		return &t->state;
-	return home && home->needs_state ? &g_neutral_state : NULL;
-}
 
 typedef struct PoolKey {
 	uint64_t hash;
