@@ -241,7 +241,7 @@ uint64_t params_fingerprint(Params *p)
 	uint64_t fp = 0;
 	for (int i = 0; i < p->n; i++) {
 		const Param *it = &p->items[i];
-		if (param_is_readonly(it->name))
+		if (param_is_readonly(it->name) || param_is_server_default(it->name, it->value))
 			continue;
 		uint64_t h = hash_lower(1469598103934665603ULL, it->name);
 		h ^= 0xff;

@@ -719,7 +719,11 @@ def test_discard_all_and_reset_all_are_allowed_and_keep_the_tenant_state(
                     conn.query(stmt)
                     assert conn.query(check) == [[want]], f"{tenant} after {stmt}"
                     if stmt.upper() == "RESET ALL":  # DISCARD ALL may not run in a multi-statement query
-                        conn.query(f"{stmt}; select 1")
+                        # a statement after it in the same Query would run without the tenant
+                        # state (SPEC §4 invariant): refused, and the reset rolls back with it
+                        with pytest.raises(pgt.PgError) as ei:
+                            conn.query(f"{stmt}; select 1")
+                        assert ei.value.sqlstate == "42501", ei.value
                         assert conn.query(check) == [[want]], f"{tenant} after '{stmt}; select 1'"
     finally:
         drop_schemas(pg, ["s_acme", "s_globex"])
