@@ -58,6 +58,8 @@ void conn_init(Conn *c, int fd, event_callback_fn on_read, event_callback_fn on_
 /* Removes events, closes the fd and frees buffers. */
 void conn_close(Conn *c);
 void conn_want_read(Conn *c, bool on);
+/* While not reading (close_armed): did the event say the peer hung up or reset? (New input is not that.) */
+bool conn_peer_gone(Conn *c, short what);
 /* Reads what is available into c->in (one read call). */
 IoStatus conn_read(Conn *c);
 /* Sends c->out; arms the write event when the kernel would block. IO_ERROR when the peer is gone. */

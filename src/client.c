@@ -328,9 +328,10 @@ static void client_on_read(evutil_socket_t fd, short what, void *arg)
 	IoStatus st;
 
 	time_update();
-	if ((what & EV_CLOSED) && !(what & EV_READ)) {
-		/* hung up while pgtenant was not reading it */
-		client_close(c, "client closed connection");
+	if (c->conn.close_armed) {
+		/* not read now: only a hang-up matters (conn.h) */
+		if (conn_peer_gone(&c->conn, what))
+			client_close(c, "client closed connection");
 		client_maintain();
 		return;
 	}

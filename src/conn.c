@@ -52,7 +52,20 @@ void conn_close(Conn *c)
 	buf_free(&c->out);
 }
 
-/* The read event, re-made for other events (EV_READ, or EV_CLOSED alone while not reading). */
+bool conn_peer_gone(Conn *c, short what)
+{
+	uint8_t b;
+	ssize_t n;
+
+	if (what & EV_CLOSED)
+		return true;
+	do {
+		n = recv(c->fd, &b, 1, MSG_PEEK | MSG_DONTWAIT);
+	} while (n < 0 && errno == EINTR);
+	return n == 0 || (n < 0 && errno != EAGAIN && errno != EWOULDBLOCK);
+}
+
+/* The read event, re-made for other events (EV_READ, or the hang-up watch while not reading). */
 static void read_event_as(Conn *c, short what)
 {
 	if (event_get_events(&c->ev_read) == (what | EV_PERSIST))
@@ -74,8 +87,11 @@ void conn_want_read(Conn *c, bool on)
 			event_add(&c->ev_read, NULL);
 		} else if (c->watch_close &&
 		           (event_base_get_features(g_base) & EV_FEATURE_EARLY_CLOSE)) {
-			/* not reading, but still told when the peer hangs up (EPOLLRDHUP) */
-			read_event_as(c, EV_CLOSED);
+			/* not reading, but still told when the peer hangs up: EV_CLOSED (EPOLLRDHUP)
+			 * for a close, EV_READ edge-triggered for a reset (epoll reports it as
+			 * EPOLLHUP|EPOLLERR, which libevent turns into EV_READ, never EV_CLOSED);
+			 * conn_peer_gone tells them from new input */
+			read_event_as(c, EV_CLOSED | EV_READ | EV_ET);
 			event_add(&c->ev_read, NULL);
 			c->close_armed = true;
 		}

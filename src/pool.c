@@ -362,6 +362,11 @@ void pool_server_ready(ServerConn *s)
 		server_close(s, s->dirty ? "state unknown" : "shutdown");
 		return;
 	}
+	if (s->cancels_in_flight > 0) {
+		/* a cancel meant for the last client must not reach the next one's statement */
+		server_set_state(s, SV_CANCEL_WAIT);
+		return;
+	}
 
 	if (g_cfg->server_lifetime > 0 && g_now - s->connect_time > g_cfg->server_lifetime) {
 		server_close(s, "server_lifetime reached");

@@ -480,10 +480,11 @@ def test_statement_after_reset_all_in_the_same_unit_is_refused(pg, pgtenant, two
             d.execute("drop table if exists public.orders")
 
 
-def test_client_that_vanishes_while_not_read_frees_its_server(pg, pgtenant, two_schemas):
+@pytest.mark.parametrize("mode", ["transaction", "session"])
+def test_client_that_vanishes_while_not_read_frees_its_server(pg, pgtenant, two_schemas, mode):
     """Fault 11, the back-pressure path: a client pipelines large results it never reads
     until pgtenant stops reading it, then goes away; its server is freed at once."""
-    p = start_one_conn(pgtenant, pg)
+    p = start_one_conn(pgtenant, pg, pool_mode=mode)
     c = p.raw(dbname="acme")
     q = pgt.msg(b"Q", ("select repeat('x', 1000) from generate_series(1, 1000) /* " + "p" * 4000 +
                        " */").encode() + b"\0")
