@@ -78,7 +78,10 @@ static Route route_scan(Client *c, BatchInfo *b)
 	b->all_read_only = true;
 	while (avail - pos >= MSG_HEADER_LEN) {
 		uint8_t type = base[pos];
-		size_t total = 1 + (size_t)read_u32be(base + pos + 1);
+		uint32_t len = read_u32be(base + pos + 1);
+		if (len < 4 || (int64_t)len > g_cfg->max_packet_size)
+			return ROUTE_PRIMARY; /* client_forward answers it with FATAL 08P01 */
+		size_t total = 1 + (size_t)len;
 		if (avail - pos < total)
 			break;
 		const uint8_t *body = base + pos + MSG_HEADER_LEN;

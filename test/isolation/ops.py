@@ -441,6 +441,20 @@ def _named_params(c, text):
     return ()
 
 
+def _named_executed(c, text, seg):
+    """A named statement that SETs a GUC changes what this session holds (session mode).
+    seg None: about to run it (its own result shows the new value: no expectation then)."""
+    import re
+    m = (re.match(r"\s*SET\s+(?:SESSION\s+)?(\w+)\s*(?:=|TO)\s*'?([^';]*)'?", text, re.I) or
+         re.search(r"set_config\('(\w+)', '([^']*)', false\)", text, re.I))
+    if not m:
+        return
+    if seg is not None and not seg.error:
+        c.sess_gucs[m.group(1).lower()] = m.group(2)
+    else:
+        c.sess_gucs.pop(m.group(1).lower(), None)
+
+
 def named_state(c):
     """Named statements whose execution leaves session state (SET, LISTEN, temp table)."""
     named_statement(c, _named_texts(c))
@@ -456,12 +470,16 @@ def named_statement(c, texts=None):
         # Close first: closing a statement that does not exist is no error, and after a
         # DEALLOCATE ALL / DISCARD ALL the client cannot know whether it still has it
         c.named.pop(name, None)
+        if v == 1:
+            _named_executed(c, text, None)
         if v == 0:
             segs = c.unit([X(("CS", name), ("P", text, name))])
         else:
             segs = c.unit([X(("CS", name), ("P", text, name), ("N", name, _named_params(c, text)))])
         if not segs[0].error:
             c.named[name] = text
+        if v == 1:
+            _named_executed(c, text, segs[0])
         return
     name = c.rng.choice(sorted(c.named))
     text = c.named[name]
@@ -470,8 +488,10 @@ def named_statement(c, texts=None):
         del c.named[name]
         return
     seg = X(("N", name, _named_params(c, text)))
+    _named_executed(c, text, None)
     c.unit([seg] if v == 2 else [Q("SELECT 1 AS one"), seg, X(("N", name, _named_params(c, text)))],
            pipelined=(v == 3))
+    _named_executed(c, text, seg)
     if seg.error and seg.error[0] == "26000":
         c.fail("lost-statement", f"Bind of statement {name!r} that this client parsed (and never "
                f"closed, DEALLOCATEd or DISCARDed): {seg.error[1]}", seg)
