@@ -52,6 +52,7 @@ class Seg:
         self.tags = []
         self.rows = 0
         self.status = None
+        self.pre_status = None  # the client's transaction status when it was sent
 
 
 def Q(sql, n=None, copy_in=None, probe=False):
@@ -151,7 +152,11 @@ class Client:
         dbname = self.tenant if user == "app" else self.rng.choice([self.tenant, "postgres"])
         if self.run.direct:  # self-test of the checker: straight to PostgreSQL
             user, dbname = "app", world.db_of(self.tenant)
-        p = {"application_name": self.app_name}
+        # many drivers send no application_name: such a client runs with the startup
+        # parameters of nobody, so it sees exactly what the server connection holds
+        # (pgtenant's parameter sync does not get to clean up after another client)
+        bare = self.rng.random() < 0.3
+        p = {} if bare else {"application_name": self.app_name}
         p.update(params or {})
         self._reset_session_view()
         c = None
@@ -349,6 +354,8 @@ class Client:
         out = []
         for s in segs:
             self.run.stats["statements"] += s.n
+            if s.sql.strip().upper() in ("ROLLBACK", "COMMIT"):
+                self._check_tx_end(s)
             if s.error:
                 out.append(f"E:{s.error[0]}")
                 self._judge_error(s, allow, guard)
@@ -361,12 +368,39 @@ class Client:
         self.log(f"  <- {' ; '.join(out)} [{self.status}]")
         return segs
 
+    def _check_tx_end(self, s):
+        """A plain ROLLBACK or COMMIT ends the transaction whatever state it is in: in an
+        aborted block too (COMMIT answers ROLLBACK there), and a failing COMMIT (23505,
+        40001) rolls back. A session that cannot leave its transaction block stays
+        pinned to its server for good."""
+        if s.status != "I" or (s.error and s.error[0] == "25P02"):
+            got = f"ERROR {s.error[0]} {s.error[1]}" if s.error else ",".join(s.tags)
+            self.fail("rollback-failed", f"{s.sql.strip()} (sent with transaction status "
+                      f"{s.pre_status}) answered {got} with status {s.status}: the session "
+                      "cannot leave its transaction block", s)
+            if s.error and s.error[0] == "25P02":
+                s.error = None  # reported here, not again as an error
+        elif not s.error and s.tags[-1:] not in (["ROLLBACK"], ["COMMIT"]):
+            self.fail("rollback-failed", f"{s.sql.strip()} answered {s.tags}", s)
+
     def _judge_error(self, s, allow, guard):
         code, m = s.error
         if code in ("53300", "57P03"):
             self.pool_wait_op = self.nop  # the unit never ran: what the op planned after it is off
         if code == "25P01" and getattr(self, "pool_wait_op", None) == self.nop:
             return  # e.g. ROLLBACK AND CHAIN after a BEGIN that got no server (53300)
+        if code == "25P02" and s.pre_status != "E":
+            # PostgreSQL refuses statements with 25P02 only inside an aborted block; a
+            # simple Query or a batch stops at its own first error
+            self.fail("stray-abort", f"25P02 ({m}) for a statement sent with transaction "
+                      f"status {s.pre_status}: something ran in front of it and failed", s)
+            return
+        if code == "53300" and "query_wait_timeout" in m and self.run.pool_mode == "transaction" \
+                and self.mode != "database":
+            # every op holds a server for well under a second: a client that waited
+            # query_wait_timeout for one means server connections leaked
+            self.fail("starved", f"no server connection within query_wait_timeout: {m}", s)
+            return
         if self.tenant == "sx" and code not in ("3F000", "25P02", "57014", "53300", "57P03"):
             # sch_nosuch does not exist: every unit must fail with 3F000 (SPEC §4)
             self.fail("missing-schema", f"tenant sx (schema sch_nosuch does not exist) got "
@@ -419,6 +453,7 @@ class Client:
         completions = 0
         in_exec = False
         errors = 0
+        s.pre_status = self.status
         while True:
             kind, body = self._recv(deadline)
             if kind in (b"A", b"N", b"S"):
@@ -482,6 +517,9 @@ class Client:
                 self._copy_in(s)
             elif k == "d":
                 self._check_copy_row(body, s)
+            elif k in ("1", "2", "3", "t") and s.kind == "Q":
+                raise Reconnect(self._desync(f"extended-protocol reply {k!r} to a simple Query: "
+                                             f"{cut(s.sql)}"))
             elif k in ("H", "c", "1", "2", "3", "t"):
                 pass
             else:

@@ -49,6 +49,7 @@ CLIENT_TENANTS = {
 SANITIZER_RE = re.compile(r"ERROR: AddressSanitizer|ERROR: LeakSanitizer|runtime error:|"
                           r"SUMMARY: (Address|Undefined|Leak)Sanitizer")
 MAX_DETAILED = 3  # failures printed in full per class
+VANISH_BOUND = float(os.environ.get("ISO_VANISH_BOUND", "6"))  # a hang-up is noticed within
 
 
 class Failure:
@@ -99,6 +100,30 @@ class Run:
                 client.log(f"  !! {cls}: {text}")
         if self.args.verbose:
             print(f"[{self.config} t={t:.1f}s] {cls}: {text}", flush=True)
+
+    def client_gone(self, client, port, what, bound=None):
+        """A client that hung up must leave SHOW CLIENTS (and free its server) within
+        a bounded time, also when pgtenant had stopped reading it (SPEC §8)."""
+        if self.direct:
+            return
+        bound = VANISH_BOUND if bound is None else bound
+        deadline = time.monotonic() + bound
+        rows = []
+        while time.monotonic() < deadline and not self.stop_now:
+            try:
+                rows = [r for r in world.console(self.pgt, "SHOW CLIENTS")
+                        if str(r.get("port")) == str(port) and r.get("tenant") == client.tenant]
+            except Exception:
+                if not self.pgt.alive():
+                    return
+                rows = []
+            if not rows:
+                return
+            time.sleep(0.1)
+        if rows:
+            self.fail(client, "client-leak", f"a client that hung up {what} is still listed "
+                      f"{bound:.0f}s later (SHOW CLIENTS: {rows[0]}): pgtenant never noticed, "
+                      "its server stays taken")
 
     def schemas_of(self, tenant):
         if tenant == "s3":

@@ -714,6 +714,141 @@ def malformed(c):
     c.drop()
 
 
+def _fresh(c):
+    """A new client connection: its first unit most likely lands on a server connection
+    that holds another tenant's state (a tenant switch)."""
+    c.drop()
+    return c.ensure_connected()
+
+
+def vanish_unread(c):
+    """Fault 11: the client pipelines a second unit right behind its first on a tenant
+    switch and hangs up before reading anything. pgtenant may hold the second unit back
+    (stop reading the client) until the state is applied; it must still notice the
+    hang-up: the client leaves SHOW CLIENTS and its server is freed within a bounded
+    time, or three such clients starve every tenant of the pool."""
+    if c.rng.random() < 0.7 and not _fresh(c):
+        return
+    sleep = c.rng.choice([0.0, 0.05, 0.2, 0.3])
+    first = msg(b"Q", (f"SELECT pg_sleep({sleep}) AS s, " + ", ".join(oracle.PROBE_COLS))
+                .encode() + b"\0")
+    r = c.rng.random()
+    if r < 0.4:
+        # an aborted transaction block first (read normally): the unit that ends it
+        # must not be held back forever behind a state SET that cannot run there
+        sql, n = c.rng.choice([("BEGIN; SELECT 1/0", 2), (f"BEGIN; {PROBE}; SELECT 1/0", 3)])
+        c.unit([Q(sql, n=n)], allow=("22012",))
+        first = msg(b"Q", c.rng.choice([b"ROLLBACK", b"COMMIT"]) + b"\0")
+    elif r < 0.5:
+        first = X(("S", PROBE)).data
+    elif r < 0.6:
+        first = msg(b"Q", b"BEGIN\0") + first
+    second = c.rng.choice([msg(b"Q", b"SELECT 2 AS two\0"), msg(b"Q", PROBE.encode() + b"\0"),
+                           X(("S", PROBE)).data, ext_parse(PROBE) + ext_bind()])
+    data = first + second * c.rng.randint(1, 3)
+    port = c.conn.sock.getsockname()[1]
+    c.log(f"vanish with a pipelined second unit unread (first sleeps {sleep}s), port {port}")
+    try:
+        c._send(data)
+        time.sleep(c.rng.choice([0.0, 0.02, 0.05, 0.1]))
+    except EOFError:
+        pass
+    c.drop()
+    c.run.client_gone(c, port, "with a pipelined second unit behind a tenant switch")
+
+
+def malformed_first(c):
+    """Fault 12: a malformed message (a Query of length 4, a truncated Parse) as the first
+    message of a fresh client connection, whose unit needs a tenant switch: pgtenant may
+    already have queued the state SET when it answers FATAL 08P01. The server connection
+    must not go back to the pool with that SET orphaned in it: the next units on it
+    (this client's, reconnected, and every other client's) get exactly their replies."""
+    if not _fresh(c):
+        return
+    v = c.rng.randrange(4)
+    quiet_ok = False
+    if v == 0:
+        what, data = "Query of length 4", b"Q\0\0\0\x04"
+    elif v == 1:
+        what, data = "Query without its terminating NUL", msg(b"Q", b"SELECT 1")
+    elif v == 2:
+        # no Sync and an incomplete header behind: where pgtenant does not read the Parse
+        # itself (database tenants, read routing waiting for the batch) PostgreSQL would
+        # wait for the rest too, so silence is no failure here
+        what, data = "truncated Parse", b"P\x00\x00\x00\x09st\x00sel"
+        quiet_ok = True
+    else:
+        what, data = "truncated Parse and Sync", b"P" + struct.pack("!I", 4 + 5) + b"st0\0S" \
+            + ext_sync()
+    c.log(f"malformed as the first message of a fresh connection: {what}")
+    c.malformed = True
+    try:
+        c._send(data)
+        deadline = time.monotonic() + (2 if quiet_ok else 10)
+        while True:
+            kind, body = c._recv(deadline)
+            if kind == b"E":
+                import pgt
+                f = pgt.parse_fields(body)
+                sev = f.get("V") or f.get("S")
+                if sev == "FATAL":
+                    if f.get("C") not in ("08P01", "57P01", "08006"):
+                        c.fail("unexpected-error", f"malformed input answered {sev} "
+                               f"{f.get('C')} {f.get('M')}, SPEC §8 says FATAL 08P01")
+                    break
+            elif kind == b"Z":  # PostgreSQL's own ERROR 08P01 for a body it read (database mode)
+                break
+            elif kind not in (b"N", b"S"):
+                c.fail("protocol-desync", f"reply {kind!r} to malformed input ({what}) before "
+                       "its FATAL")
+                break
+    except EOFError:
+        pass
+    except Exception as e:  # noqa: BLE001
+        if type(e).__name__ == "OpTimeout" and not quiet_ok:
+            c.fail("hang", f"no answer within 10s to malformed input ({what})")
+    c.drop()
+    if c.ensure_connected():
+        c.unit([_probe_seg(c, probe=True)])
+
+
+def first_unit_error(c):
+    """Fault 13: an error inside a transaction block as a fresh connection's first unit
+    (which needs a tenant switch): BEGIN; SELECT 1/0, an error after DO/CALL, the guard's
+    own 42501 inside the block. ROLLBACK must then answer ROLLBACK with status I (checked
+    for every ROLLBACK/COMMIT by client.py), and the next statement must run."""
+    if not _fresh(c):
+        return
+    v = c.rng.randrange(7)
+    allow = ("22012", "2D000")
+    if v == 0:
+        c.unit([Q("BEGIN; SELECT 1/0", n=2)], allow=allow)
+    elif v == 1:
+        c.unit([Q("BEGIN"), Q("SELECT 1/0")], allow=allow, pipelined=c.rng.random() < 0.5)
+    elif v == 2:
+        c.unit([X(("S", "BEGIN"), ("S", "SELECT 1/0"))], allow=allow)
+    elif v == 3:
+        c.unit([Q(c.rng.choice(["CALL iso_commit()", "DO $$BEGIN COMMIT; END$$"]))])
+        c.unit([Q("BEGIN; SELECT 1/0", n=2)], allow=allow)
+    elif v == 4:
+        c.unit([Q(c.rng.choice(["BEGIN; CALL iso_commit()", "BEGIN; DO $$BEGIN PERFORM 1/0; END$$",
+                                "BEGIN; DO $$BEGIN COMMIT; END$$"]), n=2)], allow=allow)
+    elif v == 5 and c.mode != "database":
+        other = world.SCHEMA_TENANTS[c.rng.choice([t for t in ("s1", "s2") if t != c.tenant])]
+        sql = c.rng.choice([f"SET search_path TO {other}", "SET app.tenant_id = 'h9'",
+                            f"SET LOCAL search_path = {other}", "SET ROLE postgres"])
+        segs = c.unit([Q("BEGIN"), Q(sql) if c.rng.random() < 0.5 else X(("S", sql))],
+                      allow=allow + ("42501", "25P02"), guard=True)
+        if not segs[1].error:
+            c.fail("guard-bypass", f"guard attempt inside a transaction was not refused: {sql}")
+    else:
+        c.unit([Q(f"BEGIN; {PROBE}; SELECT 1/0", n=3)], allow=allow)
+    end = c.rng.choice(["ROLLBACK", "ROLLBACK", "COMMIT"])
+    c.unit([Q(end) if c.rng.random() < 0.7 else X(("S", end))])
+    if c.status == "I":
+        c.unit([_probe_seg(c, probe=True)])
+
+
 OPS = {
     # name: (weight, function)
     "probe": (10, probe),
@@ -751,4 +886,7 @@ OPS = {
     "cancel_forged": (1, cancel_forged),
     "vanish": (2, vanish),
     "malformed": (1, malformed),
+    "vanish_unread": (2, vanish_unread),
+    "malformed_first": (1, malformed_first),
+    "first_unit_error": (2, first_unit_error),
 }

@@ -160,7 +160,7 @@ def make_pgtenant(pg, workdir, config, replica=None):
     users = dict(pgt.DEFAULT_USERS)
     users[ADMIN] = ADMIN_PASS
     g = {"admin_users": ADMIN, "pool_mode": pool_mode, "tenant_pool_size": pool_size,
-         "query_wait_timeout": "5s", "server_login_retry": "200ms",
+         "query_wait_timeout": "5s" if pool_mode == "session" else "15s", "server_login_retry": "200ms",
          "max_prepared_statements": 8, "log_connections": "no", "log_disconnections": "no",
          "stats_period": "600s"}
     b = {"host": "127.0.0.1", "port": pg.port, "dbname": "iso_app", "user": "app",
