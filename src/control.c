@@ -171,8 +171,8 @@ bool control_reload(ConfigErrors *errs)
 	/* The old Config is kept: removed tenants' objects still point into it. */
 	retire(g_cfg, (void (*)(void *))config_free);
 	g_cfg = cfg;
-	if (g_auth)
-		authfile_free(g_auth);
+	/* The old auth file is kept too: logins in progress hold its secrets (LoginCtx). */
+	retire(g_auth, (void (*)(void *))authfile_free);
 	g_auth = af;
 	pool_backends_build(cfg);
 	tenant_registry_build(cfg);
