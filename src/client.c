@@ -33,6 +33,7 @@
 #include "tls.h"
 
 #include <errno.h>
+#include <libpq-fe.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -447,6 +448,22 @@ static void tls_handshake_step(Client *c)
 }
 
 
+/*
+ * A startup parameter kept for the client. client_encoding is reported back in
+ * PostgreSQL's spelling of the name (utf8 -> UTF8, eucjp -> EUC_JP), as a
+ * server would; an unknown one goes as sent (its SET fails at the first unit).
+ */
+static void set_startup_param(Client *c, const char *name, const char *value)
+{
+	if (strcasecmp(name, "client_encoding") == 0) {
+		int enc = pg_char_to_encoding(value);
+		const char *canon = enc >= 0 ? pg_encoding_to_char(enc) : NULL;
+		if (canon && *canon)
+			value = canon;
+	}
+	params_set(&c->params, name, value);
+}
+
 static bool parse_options(Client *c, const char *options, const char **tenant_opt, char *tenant_buf,
 			  size_t tenant_len)
 {
@@ -501,7 +518,7 @@ static bool parse_options(Client *c, const char *options, const char **tenant_op
 			strlcpy_safe(tenant_buf, eq + 1, tenant_len);
 			*tenant_opt = tenant_buf;
 		} else {
-			params_set(&c->params, setting, eq + 1);
+			set_startup_param(c, setting, eq + 1);
 		}
 	}
 	return true;
@@ -842,7 +859,7 @@ static void handle_startup(Client *c, const uint8_t *body, size_t len)
 	}
 	c->console = strcmp(st.database, g_cfg->admin_db) == 0;
 	for (int i = 0; i < st.n_params; i++)
-		params_set(&c->params, st.params[i].name, st.params[i].value);
+		set_startup_param(c, st.params[i].name, st.params[i].value);
 	if (st.options && !parse_options(c, st.options, &tenant_opt, tenant_opt_buf, sizeof(tenant_opt_buf)))
 		return;
 

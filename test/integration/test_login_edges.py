@@ -133,3 +133,14 @@ def test_a_startup_packet_without_a_user_is_refused_with_28000(pgtenant):
         msgs = c.read_until_close()
     errors = [pgt.parse_fields(b) for k, b in msgs if k == b"E"]
     assert errors and errors[0]["C"] == "28000", msgs
+
+
+def test_client_encoding_is_reported_in_postgres_spelling(pgtenant):
+    """psycopg reads the encoding from ParameterStatus: utf8 comes back as UTF8, eucjp as
+    EUC_JP, as PostgreSQL reports them."""
+    p = pgtenant()
+    for sent, want in [("utf8", "UTF8"), ("eucjp", "EUC_JP"), ("LATIN1", "LATIN1")]:
+        c = p.raw(params={"client_encoding": sent})
+        assert c.params.get("client_encoding") == want, (sent, c.params)
+        assert c.query("show client_encoding") == [[want]]
+        c.close()
