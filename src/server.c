@@ -711,7 +711,7 @@ bool server_unit_start(ServerConn *s, Client *c)
 		goto hold; /* routed for its batch alone: the next batch is routed when it is
 		              answered */
 	want = tenant_state_of(c->tenant, c->home_pool);
-	if (expect_skipping(&s->ex)) {
+	if (s->ex.skip_pending && expect_skipping(&s->ex)) {
 		/* PostgreSQL skips this unit up to its Sync (an error before it): nothing of it
 		 * runs, and a block would be skipped with it */
 	} else if (!want) {
@@ -1195,7 +1195,10 @@ again:
 				client_close(c, "shutdown");
 				return;
 			}
-			server_release(s);
+			if (c->tenant->pool_mode == POOL_MODE_SESSION)
+				server_release(s);
+			else
+				pool_release(s); /* the common case, without a call more */
 			/* a removed or disabled tenant's clients leave at the end of their transaction */
 			if (c->tenant->removed) {
 				client_fatal(c, "57P01", "terminating connection: the tenant was removed from the configuration", NULL);

@@ -60,7 +60,7 @@ static void fuzz_analyze(const char *s, size_t len, const char *extra_ro)
 	sql_analyze(s, len, "app.tenant_id", extra_ro, &info);
 	FUZZ_ASSERT(info.n_statements >= 0);
 	FUZZ_ASSERT(info.max_param >= 0);
-	FUZZ_ASSERT(info.guard >= SQL_GUARD_OK && info.guard <= SQL_GUARD_SESSION_AUTH);
+	FUZZ_ASSERT(info.guard >= SQL_GUARD_OK && info.guard <= SQL_GUARD_AFTER_RESET);
 	if (info.guard != SQL_GUARD_OK) {
 		FUZZ_ASSERT(info.guard_offset < len);
 		FUZZ_ASSERT(sql_guard_name(info.guard, "app.tenant_id") != NULL);
