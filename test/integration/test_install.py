@@ -7,6 +7,7 @@ import os
 import shutil
 import subprocess
 
+import psycopg
 import pytest
 
 import pgt
@@ -108,6 +109,48 @@ def test_installed_unit_passes_systemd_analyze_verify(destdir, tmp_path):
     problems = [line for line in (res.stdout + res.stderr).splitlines()
                 if line.strip() and "Command 'man " not in line]
     assert not problems, res.stdout + res.stderr
+
+
+def example_ini_for(p, auth_file=None):
+    """etc/pgtenant.ini as shipped, aimed at the test's PostgreSQL and port."""
+    with open(os.path.join(pgt.REPO, "etc/pgtenant.ini")) as f:
+        text = f.read()
+    subs = [(";listen_port = 6432\n", f"listen_port = {p.port}\n"),
+            ("\nport = 5432\n", f"\nport = {p.pg.port}\n"),
+            ("\ndbname = app\n", "\ndbname = appdb\n")]
+    if auth_file:
+        subs.append((";auth_file = /etc/pgtenant/userlist.txt\n", f"auth_file = {auth_file}\n"))
+    for old, new in subs:
+        assert text.count(old) == 1, old
+        text = text.replace(old, new)
+    with open(p.ini, "w") as f:
+        f.write(text)
+
+
+def test_shipped_example_starts_locked_down_and_opens_with_an_auth_file(pgtenant):
+    p = pgtenant(start=False)
+    example_ini_for(p)
+    p.start()
+    # no auth_file yet: nobody gets in, not even with the right password
+    err = pgt.startup_error(p.port, "app.globex", "appdb", pgt.APP_PASSWORD)
+    assert err.sqlstate == "28P01", err.fields
+    p.expect_exit = True
+    p.stop()
+
+    p = pgtenant(start=False, users={"app": pgt.APP_PASSWORD, "admin": "adminpass",
+                                     "someone": "somepass"})
+    example_ini_for(p, auth_file=p.auth_file)
+    p.start()
+    with p.connect(user="app.globex", dbname="appdb") as conn:
+        assert conn.execute("select current_user, current_setting('app.tenant_id')").fetchone() \
+            == ("app", "1042")
+    # the console takes its named admin, over SCRAM, and shows what is in force
+    with psycopg.connect(p.conninfo("admin", "pgtenant", "adminpass"), autocommit=True) as c:
+        cfg = {r[0]: r[1] for r in c.execute("SHOW CONFIG").fetchall()}
+        assert (cfg["auth_type"], cfg["listen_addr"]) == ("scram-sha-256", "127.0.0.1")
+    # a user of auth_file that no tenant lists reaches no tenant, and not the console
+    assert pgt.startup_error(p.port, "someone.globex", "appdb", "somepass").sqlstate == "28000"
+    assert pgt.startup_error(p.port, "someone", "pgtenant", "somepass").sqlstate == "28000"
 
 
 def test_installed_binary_checks_the_installed_example_and_serves_clients(
