@@ -96,7 +96,6 @@ void buf_consume(Buf *b, size_t n)
 void buf_reset(Buf *b, size_t keep)
 {
 	b->off = b->len = 0;
-	b->failed = false;
 	if (b->cap > keep)
 		buf_release(b);
 }
