@@ -130,7 +130,7 @@ format:
 lint:
 	cppcheck --quiet --error-exitcode=1 --enable=warning,performance,portability \
 		--suppress=missingIncludeSystem -Iinclude src
-	clang-tidy --quiet src/*.c -- -std=gnu11 -Iinclude $(DEP_CFLAGS)
+	clang-tidy --quiet src/*.c -- -std=gnu11 -D_GNU_SOURCE -Iinclude $(DEP_CFLAGS)
 
 clean:
 	rm -rf build pgtenant
