@@ -94,12 +94,35 @@ bench: pgtenant
 demo: pgtenant
 	./scripts/demo.sh
 
+# Where `make install` puts the systemd unit and the sysusers.d entry of its
+# user; override on the command line (make install unitdir=/etc/systemd/system).
+unitdir     ?= $(prefix)/lib/systemd/system
+sysusersdir ?= $(prefix)/lib/sysusers.d
+
+# The unit names /usr/bin and /etc/pgtenant; the installed one names the
+# directories pgtenant is installed to. An existing pgtenant.ini is never
+# overwritten: the new example goes beside it as pgtenant.ini.example.
 install: pgtenant
-	install -d $(DESTDIR)$(bindir) $(DESTDIR)$(mandir)/man1 $(DESTDIR)$(mandir)/man5 $(DESTDIR)$(mandir)/man7
+	install -d $(DESTDIR)$(bindir) $(DESTDIR)$(mandir)/man1 $(DESTDIR)$(mandir)/man5 \
+		$(DESTDIR)$(mandir)/man7 $(DESTDIR)$(unitdir) $(DESTDIR)$(sysusersdir) \
+		$(DESTDIR)$(sysconfdir)/pgtenant
 	install -m 755 pgtenant $(DESTDIR)$(bindir)/pgtenant
 	install -m 644 man/pgtenant.1 $(DESTDIR)$(mandir)/man1/
 	install -m 644 man/pgtenant.ini.5 $(DESTDIR)$(mandir)/man5/
-	-install -m 644 man/pgtenant-admin.7 $(DESTDIR)$(mandir)/man7/
+	install -m 644 man/pgtenant-admin.7 $(DESTDIR)$(mandir)/man7/
+	@mkdir -p build
+	sed -e 's|/usr/bin/pgtenant|$(bindir)/pgtenant|g' \
+		-e 's|/etc/pgtenant/|$(sysconfdir)/pgtenant/|g' etc/pgtenant.service >build/pgtenant.service
+	install -m 644 build/pgtenant.service $(DESTDIR)$(unitdir)/pgtenant.service
+	install -m 644 etc/pgtenant.sysusers $(DESTDIR)$(sysusersdir)/pgtenant.conf
+	@if [ -e $(DESTDIR)$(sysconfdir)/pgtenant/pgtenant.ini ]; then \
+		echo "$(DESTDIR)$(sysconfdir)/pgtenant/pgtenant.ini exists: kept;" \
+			"the new example is pgtenant.ini.example beside it"; \
+		install -m 644 etc/pgtenant.ini $(DESTDIR)$(sysconfdir)/pgtenant/pgtenant.ini.example; \
+	else \
+		echo install -m 644 etc/pgtenant.ini $(DESTDIR)$(sysconfdir)/pgtenant/pgtenant.ini; \
+		install -m 644 etc/pgtenant.ini $(DESTDIR)$(sysconfdir)/pgtenant/pgtenant.ini; \
+	fi
 
 format:
 	clang-format -i src/*.c include/*.h test/unit/*.c test/unit/*.h
@@ -107,7 +130,7 @@ format:
 lint:
 	cppcheck --quiet --error-exitcode=1 --enable=warning,performance,portability \
 		--suppress=missingIncludeSystem -Iinclude src
-	clang-tidy --quiet src/*.c -- -std=gnu11 -Iinclude $(DEP_CFLAGS)
+	clang-tidy --quiet src/*.c -- -std=gnu11 -D_GNU_SOURCE -Iinclude $(DEP_CFLAGS)
 
 clean:
 	rm -rf build pgtenant

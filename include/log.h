@@ -13,6 +13,11 @@ typedef enum { LOG_LVL_ERROR = 0, LOG_LVL_WARNING, LOG_LVL_INFO, LOG_LVL_DEBUG, 
 
 extern int g_log_level;
 
+/*
+ * Switches to path (NULL or "": stderr), reopening it when it is the file
+ * already open. The new file is opened before the old one is closed: when
+ * it cannot be, logging goes on where it was and the failure is logged.
+ */
 void log_open(const char *path);
 void log_write(LogLevel lvl, const char *fmt, ...) PRINTF_LIKE(2, 3);
 

@@ -1,6 +1,8 @@
 /*
  * The process-wide state shared by the modules: the configuration in
- * force, the auth file, and the shutdown flag. Defined in main.c.
+ * force, the auth file, and the shutdown flag. Defined in globals.c (not
+ * main.c, so unit tests link every module but main); set by main.c and
+ * control.c (reload, shutdown).
  */
 #ifndef PGTENANT_PGTENANT_H
 #define PGTENANT_PGTENANT_H

@@ -5,8 +5,10 @@
  * Buf is one growable byte array with a read offset: connections read into
  * one and write out of another. MsgReader walks one message; every get
  * checks bounds and must be checked (a malformed message from a client is
- * answered with 08P01, never trusted). Builders append to a Buf and record
- * failure once, so callers write many fields and check buf->failed at the end.
+ * answered with 08P01, never trusted). Builders append to a Buf, which grows
+ * as needed, and cannot fail (running out of memory aborts, as every
+ * xmalloc does), so callers write field after field with nothing to check;
+ * each pkt_begin needs its pkt_finish, which patches the length in.
  */
 #ifndef PGTENANT_PKTBUF_H
 #define PGTENANT_PKTBUF_H
@@ -18,7 +20,6 @@ typedef struct Buf {
 	size_t off; /* first unconsumed byte */
 	size_t len; /* end of valid data */
 	size_t cap;
-	bool failed; /* a builder ran out of its limit */
 } Buf;
 
 static inline size_t buf_avail(const Buf *b)

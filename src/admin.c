@@ -396,6 +396,8 @@ static const struct {
         {"SHOW STATS", "per-tenant totals and averages"},
         {"SHOW LISTS", "sizes of the internal lists"},
         {"SHOW MEM", "memory held by connection objects and buffers"},
+        {"SHOW DATABASES", "PgBouncer's view: one row per tenant, its server, limits, state"},
+        {"SHOW USERS", "PgBouncer's view: the users of auth_file and their pool mode"},
         {"RELOAD", "re-read the configuration; on a problem nothing changes"},
         {"PAUSE [tenant]", "wait for running transactions to finish, then hold new ones"},
         {"RESUME [tenant]", "release paused transactions"},
@@ -556,6 +558,128 @@ static void show_stats(Buf *out, bool rowdesc)
 	}
 	rs_end(&rs);
 	free(tt.rows);
+}
+
+static const char *pool_mode_name(PoolMode m)
+{
+	return m == POOL_MODE_SESSION ? "session" : "transaction";
+}
+
+/*
+ * PgBouncer's SHOW DATABASES, one row per tenant: what a PgBouncer user
+ * reads as "a database entry" is what pgtenant calls a tenant (a name
+ * clients connect to, mapped onto a server, database and role). The
+ * connection columns keep PgBouncer's meaning: max_connections and
+ * current_connections count server connections (the tenant's pool_size and
+ * those its clients hold), the *_client_connections columns (PgBouncer
+ * 1.24) count clients.
+ */
+static void show_databases(Buf *out, bool rowdesc)
+{
+	static const AdminCol cols[] = {
+	        {"name", false},
+	        {"host", false},
+	        {"port", true},
+	        {"database", false},
+	        {"force_user", false},
+	        {"pool_size", true},
+	        {"min_pool_size", true},
+	        {"reserve_pool", true},
+	        {"pool_mode", false},
+	        {"max_connections", true},
+	        {"current_connections", true},
+	        {"paused", true},
+	        {"disabled", true},
+	        {"max_client_connections", true},
+	        {"current_client_connections", true},
+	        {"mode", false},
+	        {"backend", false},
+	};
+	ResultSet rs;
+	TenantTable tt;
+
+	tenant_table(&tt);
+	rs_begin(&rs, out, cols, (int)ARRAY_SIZE(cols), rowdesc);
+	for (int i = 0; i < tt.n; i++) {
+		const Tenant *t = tt.rows[i].t;
+		const BackendConf *bc = config_tenant_backend(g_cfg, t->conf);
+		const Backend *be = pool_backend(t->conf->backend);
+
+		rs_row(&rs);
+		rs_str(&rs, t->name);
+		rs_str(&rs, be ? be->host : bc ? bc->host : NULL);
+		rs_int(&rs, be ? be->port : bc ? bc->port : 0);
+		/* NULL database or force_user: the client's own user name, as libpq does */
+		rs_str(&rs, config_tenant_dbname(g_cfg, t->conf));
+		rs_str(&rs, config_tenant_server_user(g_cfg, t->conf));
+		rs_int(&rs, t->pool_size);
+		rs_int(&rs, be ? be->min_pool_size : bc ? bc->min_pool_size : 0);
+		rs_int(&rs, t->reserved_conns);
+		rs_str(&rs, pool_mode_name((PoolMode)t->pool_mode));
+		rs_int(&rs, t->pool_size);
+		rs_int(&rs, t->n_servers);
+		rs_int(&rs, control_is_paused(t) ? 1 : 0);
+		rs_int(&rs, t->disabled ? 1 : 0);
+		rs_int(&rs, t->conf->max_client_conn);
+		rs_int(&rs, t->n_clients);
+		rs_str(&rs, tenant_mode_name(t->conf->mode));
+		rs_str(&rs, t->conf->backend);
+		rs_row_end(&rs);
+	}
+	rs_end(&rs);
+	free(tt.rows);
+}
+
+typedef struct UserList {
+	const char **names;
+	int n, cap;
+} UserList;
+
+static void collect_user(const char *user, void *arg)
+{
+	UserList *ul = arg;
+	if (ul->n == ul->cap) {
+		ul->cap = ul->cap ? ul->cap * 2 : 64;
+		ul->names = xrealloc(ul->names, (size_t)ul->cap * sizeof(*ul->names));
+	}
+	ul->names[ul->n++] = user;
+}
+
+static int cmp_str(const void *a, const void *b)
+{
+	return strcmp(*(const char *const *)a, *(const char *const *)b);
+}
+
+/*
+ * PgBouncer's SHOW USERS: the users of auth_file, sorted. pgtenant has no
+ * per-user pool mode, so pool_mode is the global one (each tenant's own is
+ * in SHOW DATABASES); users found only through auth_query are not listed.
+ */
+static void show_users(Buf *out, bool rowdesc)
+{
+	static const AdminCol cols[] = {{"name", false}, {"pool_mode", false}, {"console", false}};
+	UserList ul = {0};
+	ResultSet rs;
+
+	if (g_auth)
+		authfile_foreach(g_auth, collect_user, &ul);
+	if (ul.n > 0)
+		qsort(ul.names, (size_t)ul.n, sizeof(*ul.names), cmp_str);
+	rs_begin(&rs, out, cols, (int)ARRAY_SIZE(cols), rowdesc);
+	for (int i = 0; i < ul.n; i++) {
+		const char *console = NULL;
+		if (config_list_contains(g_cfg->admin_users, ul.names[i]))
+			console = "admin";
+		else if (config_list_contains(g_cfg->stats_users, ul.names[i]))
+			console = "stats";
+		rs_row(&rs);
+		rs_str(&rs, ul.names[i]);
+		rs_str(&rs, pool_mode_name(g_cfg->pool_mode));
+		rs_str(&rs, console);
+		rs_row_end(&rs);
+	}
+	rs_end(&rs);
+	free(ul.names);
 }
 
 static bool backend_failing(const Backend *be)
@@ -1075,7 +1199,8 @@ static ExecResult exec_show(ExecCtx *x, const Tok *toks, int ntoks)
 	        {"help", show_help},       {"version", show_version}, {"config", show_config},
 	        {"tenants", show_tenants}, {"pools", show_pools},     {"backends", show_backends},
 	        {"clients", show_clients}, {"servers", show_servers}, {"stats", show_stats},
-	        {"lists", show_lists},     {"mem", show_mem},
+	        {"lists", show_lists},     {"mem", show_mem},         {"databases", show_databases},
+	        {"users", show_users},
 	};
 
 	if (ntoks != 2)

@@ -1639,7 +1639,8 @@ static void read_include_dir(LoadState *st)
 		names[n++] = xstrdup(de->d_name);
 	}
 	closedir(d);
-	qsort(names, (size_t)n, sizeof(char *), cmp_str);
+	if (n > 0) /* names is NULL for an empty directory, and qsort's base may not be */
+		qsort(names, (size_t)n, sizeof(char *), cmp_str);
 
 	have_main_st = stat(cfg->path, &main_st) == 0;
 	for (int i = 0; i < n; i++) {

@@ -1,11 +1,14 @@
 /*
  * log: writes one line per call with a wall-clock timestamp and pid.
- * SIGHUP reopens log_file (so logrotate works) through log_open().
+ * SIGHUP reopens log_file (so logrotate works) through log_open(), before
+ * it reloads and whether or not the reload succeeds (main.c).
  */
 #include "log.h"
 
+#include <errno.h>
 #include <stdarg.h>
 #include <stdio.h>
+#include <string.h>
 #include <sys/time.h>
 #include <time.h>
 #include <unistd.h>
@@ -17,16 +20,24 @@ static const char *const level_names[] = {"ERROR", "WARNING", "LOG", "DEBUG", "T
 
 void log_open(const char *path)
 {
+	FILE *fp = NULL;
+
+	if (path && *path) {
+		/* "e": O_CLOEXEC, so no child (none today) inherits the log */
+		fp = fopen(path, "ae");
+		if (!fp) {
+			int e = errno;
+			/* keep writing where we were: after a rotation, the renamed file still
+			 * gets the lines, which beats losing them to a closed stderr (daemon) */
+			log_error("cannot open log_file %s: %s; logging goes on to %s", path,
+			          strerror(e), log_fp ? "the file open before" : "stderr");
+			return;
+		}
+		setvbuf(fp, NULL, _IOLBF, 0);
+	}
 	if (log_fp && log_fp != stderr)
 		fclose(log_fp);
-	log_fp = NULL;
-	if (path && *path) {
-		log_fp = fopen(path, "a");
-		if (!log_fp)
-			fprintf(stderr, "pgtenant: cannot open log_file %s; logging to stderr\n", path);
-		else
-			setvbuf(log_fp, NULL, _IOLBF, 0);
-	}
+	log_fp = fp;
 }
 
 void log_write(LogLevel lvl, const char *fmt, ...)
@@ -45,7 +56,8 @@ void log_write(LogLevel lvl, const char *fmt, ...)
 	flockfile(fp);
 	fprintf(fp, "%s.%03d [%d] %s ", ts, (int)(tv.tv_usec / 1000), (int)getpid(), level_names[lvl]);
 	va_start(ap, fmt);
-	vfprintf(fp, fmt, ap);
+	/* the analyzer loses va_start here (clang 14); ap is initialised one line up */
+	vfprintf(fp, fmt, ap); /* NOLINT(clang-analyzer-valist.Uninitialized) */
 	va_end(ap);
 	fputc('\n', fp);
 	funlockfile(fp);

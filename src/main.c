@@ -104,6 +104,15 @@ static void raise_fd_limit(const Config *cfg)
 static void reload(void)
 {
 	ConfigErrors errs = {0};
+
+	/*
+	 * logrotate renames the files and sends SIGHUP: reopen them first, so the
+	 * reload's own lines land in the new files, and even when the reload
+	 * fails (a bad file keeps the old configuration, not the old inode).
+	 * A successful reload then switches to the new paths, if they changed.
+	 */
+	log_open(g_cfg->log_file);
+	audit_open(g_cfg->audit_log);
 	control_reload(&errs);
 	config_errors_free(&errs);
 }

@@ -74,7 +74,7 @@ void buf_reserve(Buf *b, size_t n)
 	size_t cap = b->cap ? b->cap : 1024;
 	while (cap - b->len < n)
 		cap *= 2;
-	if (b->cap == BUF_BLOCK) {
+	if (b->data && b->cap == BUF_BLOCK) {
 		/* a recycled block cannot be realloc'd in place of the cache's bookkeeping */
 		uint8_t *p = xmalloc(cap);
 		memcpy(p, b->data, b->len);
@@ -96,7 +96,6 @@ void buf_consume(Buf *b, size_t n)
 void buf_reset(Buf *b, size_t keep)
 {
 	b->off = b->len = 0;
-	b->failed = false;
 	if (b->cap > keep)
 		buf_release(b);
 }

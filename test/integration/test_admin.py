@@ -43,6 +43,8 @@ SPEC_COLUMNS = {
     "VERSION": ["version"],
     "LISTS": ["list", "items"],
     "MEM": ["name", "size", "used", "memtotal"],
+    "DATABASES": ["name", "host", "port", "database", "force_user", "pool_size"],
+    "USERS": ["name", "pool_mode"],
 }
 
 REQUIRED_FAMILIES = {
@@ -292,6 +294,64 @@ def test_show_clients_servers_and_pools_list_a_connected_client(pgtenant):
         _, lists = psql_rows(p, "SHOW LISTS")
         assert row_for(lists, "list", "idle_clients")["items"] == "1"
         assert row_for(lists, "list", "tenants")["items"] == "2"
+
+
+def test_show_databases_maps_each_tenant_onto_pgbouncers_columns(pgtenant):
+    p = start(pgtenant, tenants={"globex": {"mode": "database", "backend": "main",
+                                            "dbname": "globex", "pool_size": 3,
+                                            "pool_mode": "session", "max_client_conn": 4}})
+    header, _ = psql_rows(p, "SHOW DATABASES")
+    assert header[:13] == ["name", "host", "port", "database", "force_user", "pool_size",
+                           "min_pool_size", "reserve_pool", "pool_mode", "max_connections",
+                           "current_connections", "paused", "disabled"], header
+    conn = p.connect(dbname="acme", autocommit=False)
+    try:
+        pid = conn.execute("select pg_backend_pid()").fetchone()[0]  # holds a server
+        # the server connection the row counts is the one PostgreSQL shows in database acme
+        assert [r[0] for r in p.pg.server_conns("acme")] == [pid]
+        _, rows = psql_rows(p, "SHOW DATABASES")
+        assert sorted(r["name"] for r in rows) == ["acme", "globex"]
+        a = row_for(rows, "name", "acme")
+        assert (a["host"], a["port"], a["database"], a["force_user"]) == \
+            ("127.0.0.1", str(p.pg.port), "acme", "app")
+        assert a["pool_size"] == a["max_connections"] == "10"  # the backend's, database mode
+        assert a["pool_mode"] == "transaction" and a["min_pool_size"] == "0"
+        assert a["current_connections"] == "1" and a["current_client_connections"] == "1"
+        assert a["paused"] == "0" and a["disabled"] == "0" and a["max_client_connections"] == "0"
+        g = row_for(rows, "name", "globex")
+        assert (g["database"], g["pool_size"], g["pool_mode"], g["max_client_connections"]) == \
+            ("globex", "3", "session", "4")
+        assert g["current_connections"] == "0" and g["mode"] == "database"
+        conn.commit()
+        psql(p, "PAUSE acme")
+        psql(p, "DISABLE globex")
+        _, rows = psql_rows(p, "SHOW DATABASES")
+        assert row_for(rows, "name", "acme")["paused"] == "1"
+        assert row_for(rows, "name", "acme")["current_connections"] == "0"
+        assert row_for(rows, "name", "globex")["disabled"] == "1"
+        psql(p, "RESUME")
+    finally:
+        conn.close()
+
+
+def test_show_users_lists_auth_file_users_with_their_pool_mode(pgtenant):
+    p = start(pgtenant, {"pool_mode": "session"})
+    header, rows = psql_rows(p, "SHOW USERS")
+    assert header[:2] == ["name", "pool_mode"], header
+    with open(p.auth_file) as f:
+        in_file = sorted(line.split('"')[1] for line in f if line.strip())
+    assert [r["name"] for r in rows] == in_file
+    assert {r["pool_mode"] for r in rows} == {"session"}
+    assert row_for(rows, "name", ADMIN)["console"] == "admin"
+    assert row_for(rows, "name", WATCHER)["console"] == "stats"
+    assert row_for(rows, "name", "app")["console"] == ""
+    # a user SHOW USERS lists logs in through pgtenant to the backend's role
+    with p.connect(dbname="acme") as conn:
+        assert conn.execute("select current_user, current_database()").fetchone() == \
+            ("app", "acme")
+    _, help_rows = psql_rows(p, "SHOW HELP")
+    commands = [r["command"] for r in help_rows]
+    assert "SHOW DATABASES" in commands and "SHOW USERS" in commands
 
 
 def test_show_config_lists_global_keys_with_values_in_force(pgtenant):

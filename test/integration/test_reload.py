@@ -3,6 +3,7 @@ load drops nothing; removing a tenant closes its clients only after their
 current transaction; a large include_dir reloads."""
 
 import os
+import signal
 import threading
 import time
 
@@ -100,4 +101,43 @@ def test_reload_reads_ten_thousand_tenants_from_include_dir(pgtenant, tmp_path):
     names = {r["tenant"] for r in rows}
     assert len(names) == 10002 and "t0" in names and "t9999" in names
     with p.connect(user="app.acme", dbname="acme") as conn:
+        assert conn.execute("select 1").fetchone()[0] == 1
+
+
+def _read(path):
+    with open(path) as f:
+        return f.read()
+
+
+def test_sighup_reopens_log_and_audit_files_renamed_by_logrotate(pgtenant, tmp_path):
+    log = str(tmp_path / "pgtenant.log")
+    audit = str(tmp_path / "audit.log")
+    p = start(pgtenant, {"log_file": log, "audit_log": audit})
+    with p.connect(dbname="acme") as conn:
+        assert conn.execute("select current_database()").fetchone()[0] == "acme"
+    pgt.wait_for(lambda: "acme" in _read(log), what="a login line in the log file")
+    os.rename(log, log + ".1")
+    os.rename(audit, audit + ".1")
+    rotated_log, rotated_audit = _read(log + ".1"), _read(audit + ".1")
+
+    p.signal(signal.SIGHUP)
+    pgt.wait_for(lambda: os.path.exists(log) and "configuration reloaded" in _read(log),
+                 what="the reopened log file")
+    with p.connect(dbname="globex") as conn:
+        assert conn.execute("select current_database()").fetchone()[0] == "globex"
+    pgt.wait_for(lambda: "globex" in _read(log), what="a login line in the new log file")
+    pgt.wait_for(lambda: '"globex"' in _read(audit), what="a login in the new audit log")
+    # the renamed files got nothing after the signal
+    assert _read(log + ".1") == rotated_log
+    assert _read(audit + ".1") == rotated_audit
+
+    # a file that fails to load keeps the old configuration, but not the old inode
+    with open(p.ini, "a") as f:
+        f.write("\nno_such_key = 1\n")
+    os.rename(log, log + ".2")
+    p.signal(signal.SIGHUP)
+    pgt.wait_for(lambda: os.path.exists(log) and "no_such_key" in _read(log),
+                 what="the failed reload's problems in the reopened log file")
+    assert "no_such_key" not in _read(log + ".2")
+    with p.connect(dbname="acme") as conn:  # still serving, under the old configuration
         assert conn.execute("select 1").fetchone()[0] == 1
