@@ -455,7 +455,19 @@ void pool_maybe_connect(Pool *p)
 			wanted += q->n_waiting < room ? q->n_waiting : room;
 		}
 	}
+	/*
+	 * Servers on their way back serve these clients too: idle ones, and busy ones (a
+	 * reset or check running, a cancel in flight) that pool_server_ready hands to the
+	 * next waiter. Counting only the idle ones opened a server past the tenant's
+	 * pool_size whenever a client asked while the one it would get was still being
+	 * reset. Dirty ones are closed when they come back: they serve nobody.
+	 */
 	wanted -= list_count(&p->idle);
+	list_for_each(it, &p->busy)
+	{
+		if (!list_entry(it, ServerConn, node)->dirty)
+			wanted--;
+	}
 
 	if (g_shutdown)
 		return;

@@ -413,8 +413,6 @@ def test_session_mode_resets_server_state_before_the_next_client(pgtenant):
             "select count(*) from pg_class where relname = 'session_tmp'").fetchone()[0] == 0
 
 
-@pytest.mark.xfail(reason="pool_maybe_connect counts idle servers but not those being reset "
-                          "(proposed fix for src/pool.c in the ops-fit report)", strict=False)
 def test_a_client_arriving_during_a_reset_waits_for_that_server_instead_of_a_new_one(
         pg, pgtenant):
     """Session mode, tenant pool_size 1: the server a client leaves runs

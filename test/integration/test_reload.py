@@ -116,6 +116,8 @@ def test_sighup_reopens_log_and_audit_files_renamed_by_logrotate(pgtenant, tmp_p
     with p.connect(dbname="acme") as conn:
         assert conn.execute("select current_database()").fetchone()[0] == "acme"
     pgt.wait_for(lambda: "acme" in _read(log), what="a login line in the log file")
+    # the disconnect is logged after the client has gone: wait for it, or it races the rename
+    pgt.wait_for(lambda: "closing" in _read(log), what="the disconnect line in the log file")
     os.rename(log, log + ".1")
     os.rename(audit, audit + ".1")
     rotated_log, rotated_audit = _read(log + ".1"), _read(audit + ".1")
