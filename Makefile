@@ -131,6 +131,7 @@ lint:
 	cppcheck --quiet --error-exitcode=1 --enable=warning,performance,portability \
 		--suppress=missingIncludeSystem -Iinclude src
 	clang-tidy --quiet src/*.c -- -std=gnu11 -D_GNU_SOURCE -Iinclude $(DEP_CFLAGS)
+	clang-format --dry-run --Werror src/*.c include/*.h test/unit/*.c test/unit/*.h
 
 clean:
 	rm -rf build pgtenant

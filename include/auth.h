@@ -15,7 +15,8 @@ typedef struct AuthFile AuthFile;
 
 typedef enum { SECRET_PLAIN = 0, SECRET_MD5, SECRET_SCRAM } SecretKind;
 
-/* Loads the file; NULL and a message ("FILE:LINE: ...") in err when it is unreadable or malformed. */
+/* Loads the file; NULL and a message ("FILE:LINE: ...") in err when it is unreadable or malformed.
+ */
 AuthFile *authfile_load(const char *path, char *err, size_t errlen);
 void authfile_free(AuthFile *af);
 /* The secret stored for user, or NULL. O(1) average (hash table). */
@@ -34,7 +35,8 @@ void auth_md5_password_hash(const char *password, const char *user, char out[36]
  */
 bool auth_md5_response(const char *secret, const char *user, const uint8_t salt[4], char out[36]);
 /* Checks a client's md5 response against a plain or md5 secret, in constant time. */
-bool auth_md5_verify(const char *secret, const char *user, const uint8_t salt[4], const char *response);
+bool auth_md5_verify(const char *secret, const char *user, const uint8_t salt[4],
+                     const char *response);
 /* Checks a cleartext password against any kind of secret (SCRAM verifiers included). */
 bool auth_plain_verify(const char *secret, const char *user, const char *password);
 

@@ -31,16 +31,16 @@ typedef enum {
 } ClientState;
 
 typedef enum {
-	LOGIN_STARTUP = 0, /* waiting for the startup packet (or SSL/GSS/cancel request) */
+	LOGIN_STARTUP = 0,   /* waiting for the startup packet (or SSL/GSS/cancel request) */
 	LOGIN_TLS_HANDSHAKE, /* answered SSLRequest with 'S' (or direct TLS): handshake running */
-	LOGIN_PASSWORD,    /* sent AuthenticationCleartext/MD5, waiting for PasswordMessage */
-	LOGIN_SASL_INIT,   /* sent AuthenticationSASL */
-	LOGIN_SASL_FINAL,  /* sent AuthenticationSASLContinue */
+	LOGIN_PASSWORD,      /* sent AuthenticationCleartext/MD5, waiting for PasswordMessage */
+	LOGIN_SASL_INIT,     /* sent AuthenticationSASL */
+	LOGIN_SASL_FINAL,    /* sent AuthenticationSASLContinue */
 } LoginStage;
 
 struct Client {
-	List node; /* on exactly one list, by state */
-	List queue_node; /* CL_WAITING: in its tenant's queue on the pool */
+	List node;          /* on exactly one list, by state */
+	List queue_node;    /* CL_WAITING: in its tenant's queue on the pool */
 	List throttle_node; /* waiting for a rate_limit token */
 	Conn conn;
 	Tenant *tenant;
@@ -53,13 +53,14 @@ struct Client {
 	usec_t wait_start;
 	usec_t xact_start;
 	usec_t query_start;
-	usec_t rw_until; /* read_your_writes: reads go to the primary until then */
+	usec_t rw_until;   /* read_your_writes: reads go to the primary until then */
 	size_t fwd_remain; /* bytes of the current message still to pass through */
 
-	Client *cancel_next;      /* cancel key hash chain (client.c) */
-	char *deferred_begin;     /* a BEGIN answered locally; sent with the transaction's first statement */
-	struct PrepClient *prep;  /* named prepared statements (transaction mode) */
-	ScramServer *scram;       /* only during a SCRAM exchange */
+	Client *cancel_next;        /* cancel key hash chain (client.c) */
+	char *deferred_begin;       /* a BEGIN answered locally; sent with the transaction's first
+	                               statement */
+	struct PrepClient *prep;    /* named prepared statements (transaction mode) */
+	ScramServer *scram;         /* only during a SCRAM exchange */
 	struct LoginCtx *login_ctx; /* only during login: tenant verdict, secret, md5 salt */
 	Params params;
 
@@ -72,17 +73,20 @@ struct Client {
 
 	/* Flags and small fields together, so the struct has no padding holes:
 	 * memory per idle client is a figure users size machines by. */
-	bool token_held;      /* took the token for the statement at the head of its input */
+	bool token_held; /* took the token for the statement at the head of its input */
 	bool params_have_defaults;
-	bool tls_direct;      /* TLS from the first byte (PostgreSQL 17 sslnegotiation=direct), no SSLRequest */
-	uint8_t fwd_type;     /* type of the message in passage, when its end closes a unit (Query, Sync, FunctionCall) */
+	bool tls_direct;      /* TLS from the first byte (PostgreSQL 17 sslnegotiation=direct), no
+	                         SSLRequest */
+	uint8_t fwd_type;     /* type of the message in passage, when its end closes a unit (Query,
+	                         Sync, FunctionCall) */
 	bool skip_until_sync; /* an error was sent for a batch; drop messages until Sync */
 	bool skip_query_tail; /* an error was sent for a Query still arriving; drop its rest */
 	char tx_status;       /* last ReadyForQuery status the client saw */
 	bool close_after_flush;
 	bool closing;
 	bool bp_paused;      /* not reading: its server's output buffer is full */
-	bool sticky_primary; /* read routing (SPEC §5): session state was created, everything stays on the primary */
+	bool sticky_primary; /* read routing (SPEC §5): session state was created, everything stays
+	                        on the primary */
 	bool prep_skip;      /* a Parse was refused: drop messages up to (not including) Sync */
 	bool console;        /* dbname = admin_db */
 	bool console_admin;  /* in admin_users (else stats_users: SHOW only) */

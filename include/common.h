@@ -13,10 +13,10 @@
 
 typedef int64_t usec_t;
 
-#define USEC_PER_SEC 1000000LL
-#define USEC_PER_MS 1000LL
-#define ARRAY_SIZE(a) (sizeof(a) / sizeof((a)[0]))
-#define MUST_CHECK __attribute__((warn_unused_result))
+#define USEC_PER_SEC      1000000LL
+#define USEC_PER_MS       1000LL
+#define ARRAY_SIZE(a)     (sizeof(a) / sizeof((a)[0]))
+#define MUST_CHECK        __attribute__((warn_unused_result))
 #define PRINTF_LIKE(f, a) __attribute__((format(printf, f, a)))
 
 #ifndef PGTENANT_VERSION

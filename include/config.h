@@ -39,7 +39,7 @@ typedef enum {
 } TenantSource;
 
 #define CONFIG_MAX_TENANT_SOURCES 4
-#define CONFIG_NAME_MAX 63 /* section and tenant names */
+#define CONFIG_NAME_MAX           63 /* section and tenant names */
 
 typedef struct HostPort {
 	char *host;
@@ -48,12 +48,12 @@ typedef struct HostPort {
 
 typedef struct BackendConf {
 	char *name;
-	char *host;      /* host name, address, or directory of a unix socket */
-	int port;        /* 5432 */
-	char *dbname;    /* NULL: same as the client's user name, as libpq does */
-	char *user;      /* NULL: the authenticated client user */
-	char *password;  /* NULL: from auth_file */
-	int pool_size;   /* -1 until resolved: default_pool_size */
+	char *host;               /* host name, address, or directory of a unix socket */
+	int port;                 /* 5432 */
+	char *dbname;             /* NULL: same as the client's user name, as libpq does */
+	char *user;               /* NULL: the authenticated client user */
+	char *password;           /* NULL: from auth_file */
+	int pool_size;            /* -1 until resolved: default_pool_size */
 	bool pool_size_inherited; /* resolved from default_pool_size: a console SET of it applies */
 	int min_pool_size;
 	HostPort *replicas;
@@ -82,8 +82,9 @@ typedef struct TenantConf {
 	int weight;
 	double rate_limit; /* statements per second, 0 = off */
 	int pool_mode;     /* -1: global */
-	usec_t query_timeout, query_wait_timeout, idle_transaction_timeout, client_idle_timeout; /* -1: global */
-	int read_routing; /* -1: global */
+	usec_t query_timeout, query_wait_timeout, idle_transaction_timeout,
+	        client_idle_timeout; /* -1: global */
+	int read_routing;            /* -1: global */
 	bool disabled;
 	const char *file;
 	int line;
@@ -157,8 +158,8 @@ typedef struct Config {
 	TenantConf *tenants;
 	int n_tenants;
 
-	char *path;    /* the main file as given */
-	char **files;  /* every file read (main + include_dir), owned; messages point into these */
+	char *path;   /* the main file as given */
+	char **files; /* every file read (main + include_dir), owned; messages point into these */
 	int n_files;
 } Config;
 
@@ -175,7 +176,7 @@ typedef enum {
 	KEY_DURATION, /* us, ms, s, min, h; bare number = seconds */
 	KEY_SIZE,     /* kB, MB, GB; bare number = bytes */
 	KEY_DOUBLE,
-	KEY_ENUM,     /* value names in enum_names, stored as int */
+	KEY_ENUM, /* value names in enum_names, stored as int */
 	KEY_TENANT_FROM,
 	KEY_HOSTPORT_LIST
 } KeyType;
@@ -186,8 +187,8 @@ typedef struct ConfigKey {
 	const char *name;
 	SectionKind section;
 	KeyType type;
-	size_t offset;           /* into Config, BackendConf or TenantConf */
-	const char *def;         /* default as text ("" = empty/none), as shown in SHOW CONFIG */
+	size_t offset;   /* into Config, BackendConf or TenantConf */
+	const char *def; /* default as text ("" = empty/none), as shown in SHOW CONFIG */
 	const char *const *enum_names; /* KEY_ENUM: NULL-terminated, index = stored value */
 	bool reloadable;
 	const char *help;
@@ -254,7 +255,7 @@ ReadRouting config_tenant_read_routing(const Config *cfg, const TenantConf *t);
 const char *config_tenant_schema(const TenantConf *t);
 const char *config_tenant_id(const TenantConf *t);
 const char *config_tenant_users(const Config *cfg, const TenantConf *t); /* never NULL */
-const char *config_tenant_shared_schemas(const TenantConf *t);          /* "public" unless set */
+const char *config_tenant_shared_schemas(const TenantConf *t);           /* "public" unless set */
 /* NULL: as the backend has it NULL (the client's user name / the client user). */
 /* The tenant's [backend] section (NULL only for a configuration that failed validation). */
 const BackendConf *config_tenant_backend(const Config *cfg, const TenantConf *t);

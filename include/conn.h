@@ -30,7 +30,7 @@
 
 #define CONN_READ_CHUNK 16384
 #define CONN_HIGH_WATER (256 * 1024)
-#define CONN_LOW_WATER (64 * 1024)
+#define CONN_LOW_WATER  (64 * 1024)
 /* An empty buffer of an idle connection goes back to the block cache (pktbuf.c). */
 #define CONN_KEEP_BUF 0
 
@@ -58,11 +58,13 @@ void conn_init(Conn *c, int fd, event_callback_fn on_read, event_callback_fn on_
 /* Removes events, closes the fd and frees buffers. */
 void conn_close(Conn *c);
 void conn_want_read(Conn *c, bool on);
-/* While not reading (close_armed): did the event say the peer hung up or reset? (New input is not that.) */
+/* While not reading (close_armed): did the event say the peer hung up or reset? (New input is not
+ * that.) */
 bool conn_peer_gone(Conn *c, short what);
 /* Reads what is available into c->in (one read call). */
 IoStatus conn_read(Conn *c);
-/* Sends c->out; arms the write event when the kernel would block. IO_ERROR when the peer is gone. */
+/* Sends c->out; arms the write event when the kernel would block. IO_ERROR when the peer is gone.
+ */
 IoStatus conn_flush(Conn *c);
 static inline bool conn_out_full(const Conn *c)
 {

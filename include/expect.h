@@ -28,12 +28,14 @@ typedef enum {
 	EX_PARSE,    /* ParseComplete */
 	EX_BIND,     /* BindComplete */
 	EX_DESCRIBE, /* [ParameterDescription] RowDescription | NoData */
-	EX_EXECUTE,  /* DataRow* then CommandComplete | EmptyQueryResponse | PortalSuspended (or COPY) */
+	EX_EXECUTE,  /* DataRow* then CommandComplete | EmptyQueryResponse | PortalSuspended (or
+	                COPY) */
 	EX_CLOSE,    /* CloseComplete */
 	EX_SYNC,     /* ReadyForQuery */
 	EX_QUERY,    /* anything, then ReadyForQuery */
 	EX_FUNCALL,  /* FunctionCallResponse, then ReadyForQuery */
-	EX_COPY_END, /* the client's CopyDone/CopyFail: owes nothing, marks where copy-in ends (not queued) */
+	EX_COPY_END, /* the client's CopyDone/CopyFail: owes nothing, marks where copy-in ends (not
+	                queued) */
 } ExpectKind;
 
 typedef struct Expect {
@@ -57,8 +59,8 @@ typedef struct ExpectQueue {
 	uint64_t units_pushed; /* ordinals of batches (prepare.c): units pushed so far */
 	uint64_t units_done;   /* ... and answered or skipped */
 	bool copy_in;          /* the server is in copy-in mode and the client has not ended it */
-	bool skip_pending;     /* an error made PostgreSQL skip to the next Sync: what is queued before
-				* the first queued Sync (if none yet, what comes) is skipped too */
+	bool skip_pending; /* an error made PostgreSQL skip to the next Sync: what is queued before
+	                    * the first queued Sync (if none yet, what comes) is skipped too */
 } ExpectQueue;
 
 /* How a reply relates to the head of the queue. */
@@ -66,15 +68,16 @@ typedef enum {
 	XM_ASYNC = 0, /* NoticeResponse, NotificationResponse, ParameterStatus: any time */
 	XM_PART,      /* part of the head's answer; the head stays */
 	XM_DONE,      /* the head's answer is complete: pop it */
-	XM_SKIP,      /* an error ends the head; PostgreSQL skips what follows up to the next Sync */
-	XM_BAD,       /* nothing asked for this: the connection is out of step */
+	XM_SKIP, /* an error ends the head; PostgreSQL skips what follows up to the next Sync */
+	XM_BAD,  /* nothing asked for this: the connection is out of step */
 } ExpectMatch;
 
 void expect_init(ExpectQueue *q);
 void expect_free(ExpectQueue *q);
 /* Makes room for one more entry (the slow path of expect_push). */
 void expect_grow(ExpectQueue *q);
-/* The server entered copy-in mode (CopyInResponse): Syncs queued before the client's CopyDone owe nothing. */
+/* The server entered copy-in mode (CopyInResponse): Syncs queued before the client's CopyDone owe
+ * nothing. */
 void expect_copy_in(ExpectQueue *q);
 /*
  * PostgreSQL skips what it reads up to the next Sync (after an error to an
@@ -147,7 +150,8 @@ static inline ExpectKind expect_kind_of(uint8_t t)
  * Queues what a message just written will be answered with. A Sync written during
  * copy-in owes nothing; a CopyDone/CopyFail owes nothing and ends copy-in.
  */
-static inline void expect_push(ExpectQueue *q, uint8_t kind, uint8_t action, bool client, void *stmt)
+static inline void expect_push(ExpectQueue *q, uint8_t kind, uint8_t action, bool client,
+                               void *stmt)
 {
 	if (kind == EX_COPY_END) {
 		q->copy_in = false;

@@ -14,8 +14,9 @@ typedef struct List {
 	struct List *prev;
 } List;
 
-#define list_entry(ptr, type, field) ((type *)((char *)(ptr) - offsetof(type, field)))
-#define list_for_each(item, head) for ((item) = (head)->next; (item) != (head); (item) = (item)->next)
+#define list_entry(ptr, type, field) ((type *)((char *)(ptr)-offsetof(type, field)))
+#define list_for_each(item, head)                                                                  \
+	for ((item) = (head)->next; (item) != (head); (item) = (item)->next)
 #define list_for_each_safe(item, head, tmp)                                                        \
 	for ((item) = (head)->next, (tmp) = (item)->next; (item) != (head);                        \
 	     (item) = (tmp), (tmp) = (item)->next)

@@ -9,7 +9,13 @@
 
 #include "common.h"
 
-typedef enum { LOG_LVL_ERROR = 0, LOG_LVL_WARNING, LOG_LVL_INFO, LOG_LVL_DEBUG, LOG_LVL_TRACE } LogLevel;
+typedef enum {
+	LOG_LVL_ERROR = 0,
+	LOG_LVL_WARNING,
+	LOG_LVL_INFO,
+	LOG_LVL_DEBUG,
+	LOG_LVL_TRACE
+} LogLevel;
 
 extern int g_log_level;
 
@@ -26,10 +32,10 @@ void log_write(LogLevel lvl, const char *fmt, ...) PRINTF_LIKE(2, 3);
 		if ((int)(lvl) <= g_log_level)                                                     \
 			log_write((lvl), __VA_ARGS__);                                             \
 	} while (0)
-#define log_error(...) log_at(LOG_LVL_ERROR, __VA_ARGS__)
+#define log_error(...)   log_at(LOG_LVL_ERROR, __VA_ARGS__)
 #define log_warning(...) log_at(LOG_LVL_WARNING, __VA_ARGS__)
-#define log_info(...) log_at(LOG_LVL_INFO, __VA_ARGS__)
-#define log_debug(...) log_at(LOG_LVL_DEBUG, __VA_ARGS__)
-#define log_trace(...) log_at(LOG_LVL_TRACE, __VA_ARGS__)
+#define log_info(...)    log_at(LOG_LVL_INFO, __VA_ARGS__)
+#define log_debug(...)   log_at(LOG_LVL_DEBUG, __VA_ARGS__)
+#define log_trace(...)   log_at(LOG_LVL_TRACE, __VA_ARGS__)
 
 #endif

@@ -10,7 +10,8 @@
 
 #include <sys/socket.h>
 
-int net_listen_tcp(const char *addr, int port, int backlog, bool reuseport, char *err, size_t errlen);
+int net_listen_tcp(const char *addr, int port, int backlog, bool reuseport, char *err,
+                   size_t errlen);
 int net_listen_unix(const char *dir, int port, int backlog, char *err, size_t errlen);
 /* Starts a non-blocking connect; *in_progress tells whether to wait for writability. */
 int net_connect(const char *host, int port, bool *in_progress, char *err, size_t errlen);

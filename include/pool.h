@@ -23,11 +23,11 @@ typedef struct Replica {
 	int port;
 	int pool_size; /* all server connections to this replica together */
 	int n_servers;
-	int inflight;  /* server connections linked to clients: the load measure */
+	int inflight; /* server connections linked to clients: the load measure */
 	ReplicaState state;
 	usec_t lag_us;
-	usec_t last_check;  /* wall clock of the last health result */
-	bool configured;    /* still listed in the configuration */
+	usec_t last_check; /* wall clock of the last health result */
+	bool configured;   /* still listed in the configuration */
 	struct HealthConn *health;
 } Replica;
 
@@ -40,15 +40,16 @@ struct Backend {
 	int n_servers;
 	Replica **replicas;
 	int n_replicas;
-	unsigned replica_turn;   /* round-robin among replicas equally loaded */
-	uint64_t primary_lsn;    /* the primary's WAL flush position at the last health round */
-	uint64_t primary_lsn_prev; /* ... and at the round before (at primary_prev_at, wall clock) */
+	unsigned replica_turn; /* round-robin among replicas equally loaded */
+	uint64_t primary_lsn;  /* the primary's WAL flush position at the last health round */
+	uint64_t
+	        primary_lsn_prev; /* ... and at the round before (at primary_prev_at, wall clock) */
 	usec_t primary_prev_at;
 	bool primary_up;
-	usec_t primary_checked;  /* wall clock */
+	usec_t primary_checked; /* wall clock */
 	struct HealthConn *health;
 	ServerTlsMode server_tls_mode; /* the backend's own, or the global one */
-	const char *dbname;      /* for health checks: the backend's credentials */
+	const char *dbname;            /* for health checks: the backend's credentials */
 	const char *user;
 	const char *password;
 	Backend *next;
@@ -77,13 +78,14 @@ struct Pool {
 	char *user;
 	char *password; /* NULL: none known (trust) */
 
-	List idle;        /* ServerConn SV_IDLE, most recently used last */
-	List active;      /* ServerConn SV_ACTIVE (linked to a client) */
-	List login;       /* ServerConn SV_CONNECTING / SV_LOGIN */
-	List busy;        /* ServerConn SV_RESET / SV_CANCEL_WAIT: no client, not reusable yet */
-	List waiting;     /* Client CL_WAITING, FIFO (timeouts, SHOW); hand-out goes by ring */
-	List ring;        /* TenantQueue with waiting clients */
-	List welcome_wait; /* Client CL_WELCOME_WAIT: logged in, waiting for the server's parameters */
+	List idle;         /* ServerConn SV_IDLE, most recently used last */
+	List active;       /* ServerConn SV_ACTIVE (linked to a client) */
+	List login;        /* ServerConn SV_CONNECTING / SV_LOGIN */
+	List busy;         /* ServerConn SV_RESET / SV_CANCEL_WAIT: no client, not reusable yet */
+	List waiting;      /* Client CL_WAITING, FIFO (timeouts, SHOW); hand-out goes by ring */
+	List ring;         /* TenantQueue with waiting clients */
+	List welcome_wait; /* Client CL_WELCOME_WAIT: logged in, waiting for the server's parameters
+	                    */
 
 	int n_servers; /* on any list above */
 	int n_waiting;
@@ -95,10 +97,10 @@ struct Pool {
 	bool welcome_ready;
 	uint32_t welcome_fail_generation;
 
-	bool has_shared;        /* shared-mode (RLS) tenants use this pool */
+	bool has_shared;  /* shared-mode (RLS) tenants use this pool */
 	bool needs_state; /* schema or shared tenants use it: every unit runs under a tenant state
 	                   */
-	char rls_refusal[320];  /* why shared tenants may not use this role (empty: they may) */
+	char rls_refusal[320]; /* why shared tenants may not use this role (empty: they may) */
 
 	usec_t next_connect_at; /* login retry back-off */
 	bool failing;           /* the last connect or login failed */
@@ -134,7 +136,8 @@ void pool_backends_build(const Config *cfg);
 Backend *pool_backend(const char *name);
 void pool_foreach_backend(void (*fn)(Backend *be, void *arg), void *arg);
 /* Finds or creates the pool for (backend or one of its replicas, dbname, user). */
-Pool *pool_get(Backend *be, Replica *replica, const char *dbname, const char *user, const char *password);
+Pool *pool_get(Backend *be, Replica *replica, const char *dbname, const char *user,
+               const char *password);
 /* The pool on replica r with primary's database and role. */
 Pool *pool_replica_of(Pool *primary, Replica *r);
 /* The eligible replica with the fewest queries in flight, or NULL (reads go to the primary). */

@@ -26,10 +26,10 @@ typedef struct PrepClient PrepClient;
 typedef struct PrepServer PrepServer;
 
 typedef enum {
-	PREP_PASS = 0,    /* forward the message unchanged */
-	PREP_REWRITTEN,   /* pgtenant wrote its own version to the server */
-	PREP_ANSWERED,    /* answered locally (DEALLOCATE with no server) */
-	PREP_REFUSED      /* over the per-client limit: error queued, skip to Sync */
+	PREP_PASS = 0,  /* forward the message unchanged */
+	PREP_REWRITTEN, /* pgtenant wrote its own version to the server */
+	PREP_ANSWERED,  /* answered locally (DEALLOCATE with no server) */
+	PREP_REFUSED    /* over the per-client limit: error queued, skip to Sync */
 } PrepResult;
 
 /*
@@ -66,7 +66,7 @@ typedef struct PrepStats {
 	uint64_t parses_sent; /* Parse messages sent to servers for client statements */
 	uint64_t hits;        /* Parse/Bind/Describe that found the statement already prepared */
 	uint64_t evictions;
-	int statements;       /* distinct statements known */
+	int statements; /* distinct statements known */
 } PrepStats;
 
 extern PrepStats g_prep_stats;

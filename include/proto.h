@@ -10,12 +10,12 @@
 #include "common.h"
 #include "pktbuf.h"
 
-#define PROTO_V3 0x00030000u
-#define PROTO_CANCEL 80877102u
-#define PROTO_SSL 80877103u
-#define PROTO_GSSENC 80877104u
+#define PROTO_V3        0x00030000u
+#define PROTO_CANCEL    80877102u
+#define PROTO_SSL       80877103u
+#define PROTO_GSSENC    80877104u
 #define STARTUP_MAX_LEN 10000u
-#define MSG_HEADER_LEN 5
+#define MSG_HEADER_LEN  5
 
 /* Authentication request codes ('R'). */
 enum {
@@ -43,7 +43,8 @@ typedef struct Startup {
 	StartupParam params[STARTUP_MAX_PARAMS]; /* everything else, in order */
 	int n_params;
 	bool replication;
-	/* protocol-extension parameters ("_pq_.*") the client asked for; refused by NegotiateProtocolVersion */
+	/* protocol-extension parameters ("_pq_.*") the client asked for; refused by
+	 * NegotiateProtocolVersion */
 	const char *pq_ext[16];
 	int n_pq_ext;
 } Startup;
@@ -57,7 +58,8 @@ bool proto_parse_startup(const uint8_t *body, size_t len, Startup *out, const ch
 
 /* ErrorResponse (severity "ERROR", "FATAL", "PANIC") or NoticeResponse (any other, e.g. "NOTICE");
  * hint may be NULL. */
-void proto_error(Buf *b, const char *severity, const char *sqlstate, const char *msg, const char *hint);
+void proto_error(Buf *b, const char *severity, const char *sqlstate, const char *msg,
+                 const char *hint);
 void proto_auth_request(Buf *b, uint32_t code, const void *data, size_t n);
 void proto_parameter_status(Buf *b, const char *name, const char *value);
 void proto_backend_key(Buf *b, uint32_t pid, uint32_t key);

@@ -14,8 +14,8 @@ typedef enum {
 	ROUTE_PRIMARY = 0,
 	ROUTE_REPLICA,
 	ROUTE_WAIT,
-	ROUTE_DEFER_BEGIN,    /* answer BEGIN here; choose the server with the first statement */
-	ROUTE_LOCAL_END,      /* COMMIT of a transaction that never reached a server */
+	ROUTE_DEFER_BEGIN, /* answer BEGIN here; choose the server with the first statement */
+	ROUTE_LOCAL_END,   /* COMMIT of a transaction that never reached a server */
 	ROUTE_LOCAL_ROLLBACK
 } Route;
 

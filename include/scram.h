@@ -12,7 +12,7 @@
 
 #include "common.h"
 
-#define SCRAM_KEY_LEN 32
+#define SCRAM_KEY_LEN            32
 #define SCRAM_DEFAULT_ITERATIONS 4096
 /* Largest salt accepted in a stored verifier (PostgreSQL writes 16 bytes). */
 #define SCRAM_MAX_SALT_LEN 64
@@ -33,8 +33,8 @@ typedef struct ScramServer {
 	char *server_nonce; /* full nonce: client's + ours */
 	char gs2_flag;      /* 'n', 'y' or 'p': the client-final "c=" must echo this gs2 header */
 	/* channel binding (SCRAM-SHA-256-PLUS, tls-server-end-point) */
-	bool cb_offered;    /* PLUS was advertised: a client saying 'y' suspects a downgrade */
-	bool cb_selected;   /* the client chose PLUS: it must send 'p' and this data */
+	bool cb_offered;  /* PLUS was advertised: a client saying 'y' suspects a downgrade */
+	bool cb_selected; /* the client chose PLUS: it must send 'p' and this data */
 	uint8_t cb_data[64];
 	size_t cb_len;
 	int step;
@@ -69,29 +69,34 @@ void scram_fake_secret(const char *user, char out[65]);
  * = SCRAM-SHA-256-PLUS was advertised, selected = the client chose it; data is
  * the tls-server-end-point hash of the server's certificate (at most 64 bytes).
  */
-void scram_server_channel_binding(ScramServer *s, bool offered, bool selected, const uint8_t *data, size_t len);
+void scram_server_channel_binding(ScramServer *s, bool offered, bool selected, const uint8_t *data,
+                                  size_t len);
 /* client-first-message (the SASLInitialResponse data) -> server-first-message. */
-bool scram_server_first(ScramServer *s, const uint8_t *msg, size_t len, char **out, char *err, size_t errlen);
+bool scram_server_first(ScramServer *s, const uint8_t *msg, size_t len, char **out, char *err,
+                        size_t errlen);
 /* client-final-message -> server-final-message ("v=..."); false when the proof is wrong. */
-bool scram_server_final(ScramServer *s, const uint8_t *msg, size_t len, char **out, char *err, size_t errlen);
+bool scram_server_final(ScramServer *s, const uint8_t *msg, size_t len, char **out, char *err,
+                        size_t errlen);
 void scram_server_free(ScramServer *s);
 
 /* Client side, with the plain password. */
 bool scram_client_first(ScramClient *c, char **out);
-bool scram_client_final(ScramClient *c, const char *password, const uint8_t *server_first, size_t len,
-			char **out, char *err, size_t errlen);
+bool scram_client_final(ScramClient *c, const char *password, const uint8_t *server_first,
+                        size_t len, char **out, char *err, size_t errlen);
 /* Checks the server's signature in server-final-message. */
-bool scram_client_verify(ScramClient *c, const uint8_t *server_final, size_t len, char *err, size_t errlen);
+bool scram_client_verify(ScramClient *c, const uint8_t *server_final, size_t len, char *err,
+                         size_t errlen);
 void scram_client_free(ScramClient *c);
 
-/* Builds a SCRAM-SHA-256$iter:salt$StoredKey:ServerKey verifier from a password (tests, tooling). */
+/* Builds a SCRAM-SHA-256$iter:salt$StoredKey:ServerKey verifier from a password (tests, tooling).
+ */
 char *scram_build_verifier(const char *password, const uint8_t *salt, int salt_len, int iterations);
 /*
  * Parses a SCRAM-SHA-256$iter:salt$StoredKey:ServerKey verifier; salt must
  * hold SCRAM_MAX_SALT_LEN bytes. false when it is malformed in any way.
  */
 bool scram_parse_verifier(const char *secret, int *iterations, uint8_t *salt, int *salt_len,
-			  uint8_t stored_key[SCRAM_KEY_LEN], uint8_t server_key[SCRAM_KEY_LEN]);
+                          uint8_t stored_key[SCRAM_KEY_LEN], uint8_t server_key[SCRAM_KEY_LEN]);
 /* Checks a cleartext password against a verifier, in constant time (auth_plain_verify). */
 bool scram_verify_password(const char *verifier, const char *password);
 

@@ -101,7 +101,8 @@ struct ServerConn {
 	usec_t last_used;
 	ScramClient scram;
 	bool sasl_done;
-	/* TLS towards the backend (SV_LOGIN before the startup packet; see server_begin in server.c) */
+	/* TLS towards the backend (SV_LOGIN before the startup packet; see server_begin in
+	 * server.c) */
 	enum { SV_TLS_OFF = 0, SV_TLS_REQUESTED, SV_TLS_HANDSHAKE, SV_TLS_ON } tls_stage;
 	uint8_t tls_mode; /* ServerTlsMode in force for this connection */
 	enum { RLS_UNCHECKED = 0, RLS_CHECKING, RLS_DONE } rls_check;

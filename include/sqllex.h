@@ -19,27 +19,27 @@
 
 typedef enum {
 	SQLTOK_EOF = 0,
-	SQLTOK_IDENT,     /* unquoted identifier or keyword; compare case-insensitively */
-	SQLTOK_QIDENT,    /* "quoted identifier"; text excludes the quotes, "" not yet unescaped */
-	SQLTOK_STRING,    /* '...', E'...', U&'...', $$...$$; text excludes the quotes */
+	SQLTOK_IDENT,  /* unquoted identifier or keyword; compare case-insensitively */
+	SQLTOK_QIDENT, /* "quoted identifier"; text excludes the quotes, "" not yet unescaped */
+	SQLTOK_STRING, /* '...', E'...', U&'...', $$...$$; text excludes the quotes */
 	SQLTOK_NUMBER,
-	SQLTOK_PARAM,     /* $1 */
-	SQLTOK_SEMI,      /* ; at any depth (the lexer reports depth) */
+	SQLTOK_PARAM, /* $1 */
+	SQLTOK_SEMI,  /* ; at any depth (the lexer reports depth) */
 	SQLTOK_LPAREN,
 	SQLTOK_RPAREN,
 	SQLTOK_COMMA,
 	SQLTOK_DOT,
-	SQLTOK_OP,        /* any other operator or punctuation */
-	SQLTOK_ERROR      /* unterminated string, comment or quoted identifier */
+	SQLTOK_OP,   /* any other operator or punctuation */
+	SQLTOK_ERROR /* unterminated string, comment or quoted identifier */
 } SqlTokType;
 
 typedef struct SqlToken {
 	SqlTokType type;
 	const char *text; /* points into the input */
 	size_t len;
-	size_t offset;    /* of the token's first byte in the input */
-	int depth;        /* parenthesis depth before this token */
-	bool escaped_string; /* E'' string: backslash escapes inside */
+	size_t offset;        /* of the token's first byte in the input */
+	int depth;            /* parenthesis depth before this token */
+	bool escaped_string;  /* E'' string: backslash escapes inside */
 	bool backslash_quote; /* '' string with a backslash before a quote:
 	                       * standard_conforming_strings off would end it elsewhere */
 	char prefix;  /* of a quoted token, lower case: 'e', 'b', 'x', 'n', 'u' (U&), or 0 */
@@ -76,27 +76,34 @@ bool sqltok_value(const SqlToken *tok, char *out, size_t size, size_t *len);
 /* What the tenant guard refuses (the first such statement wins). */
 typedef enum {
 	SQL_GUARD_OK = 0,
-	SQL_GUARD_SEARCH_PATH,     /* SET/RESET search_path, SET SCHEMA, set_config('search_path', ...) */
-	SQL_GUARD_TENANT_GUC,      /* SET/RESET <tenant_guc>, set_config('<tenant_guc>', ...) */
-	SQL_GUARD_ROLE,            /* SET ROLE, RESET ROLE, set_config('role', ...) */
-	SQL_GUARD_SESSION_AUTH,    /* SET SESSION AUTHORIZATION, RESET SESSION AUTHORIZATION */
-	SQL_GUARD_AFTER_RESET      /* a statement after RESET ALL / DISCARD ALL in the same Query */
+	SQL_GUARD_SEARCH_PATH,  /* SET/RESET search_path, SET SCHEMA, set_config('search_path', ...)
+	                         */
+	SQL_GUARD_TENANT_GUC,   /* SET/RESET <tenant_guc>, set_config('<tenant_guc>', ...) */
+	SQL_GUARD_ROLE,         /* SET ROLE, RESET ROLE, set_config('role', ...) */
+	SQL_GUARD_SESSION_AUTH, /* SET SESSION AUTHORIZATION, RESET SESSION AUTHORIZATION */
+	SQL_GUARD_AFTER_RESET   /* a statement after RESET ALL / DISCARD ALL in the same Query */
 } SqlGuard;
 
 /* Flags of sql_analyze(). */
-#define SQLF_STATE_UNKNOWN 0x0001 /* may have changed the tenant state: DO, CALL, LOAD, set_config with a
-				   * non-literal name, UPDATE of pg_settings, or a statement not classified */
-#define SQLF_RESETS_STATE 0x0002  /* DISCARD ALL or RESET ALL: allowed, tenant state must be re-applied */
-#define SQLF_SESSION_STATE 0x0004 /* leaves session state: CREATE TEMP ..., DECLARE ... WITH HOLD, SQL PREPARE,
-				   * LISTEN, session advisory locks, SET (not LOCAL) of another GUC,
-				   * set_config(..., false) of another GUC */
-#define SQLF_UNPARSED 0x0008      /* the lexer could not finish (unterminated quote or comment) */
-#define SQLF_TX_CONTROL 0x0010    /* BEGIN/START/COMMIT/END/ROLLBACK/ABORT/SAVEPOINT/RELEASE/PREPARE TRANSACTION */
-#define SQLF_READ_ONLY_TX 0x0020  /* BEGIN READ ONLY / START TRANSACTION READ ONLY / SET TRANSACTION READ ONLY */
-#define SQLF_SERIALIZABLE 0x0040  /* ISOLATION LEVEL SERIALIZABLE anywhere */
-#define SQLF_SHOW 0x0080          /* SHOW statement */
-#define SQLF_DEALLOCATE 0x0100    /* DEALLOCATE [PREPARE] name */
-#define SQLF_DEALLOCATE_ALL 0x0200 /* DEALLOCATE ALL or DISCARD ALL: every prepared statement of the session goes */
+#define SQLF_STATE_UNKNOWN                                                                         \
+	0x0001 /* may have changed the tenant state: DO, CALL, LOAD, set_config with a             \
+	        * non-literal name, UPDATE of pg_settings, or a statement not classified */
+#define SQLF_RESETS_STATE                                                                          \
+	0x0002 /* DISCARD ALL or RESET ALL: allowed, tenant state must be re-applied */
+#define SQLF_SESSION_STATE                                                                         \
+	0x0004 /* leaves session state: CREATE TEMP ..., DECLARE ... WITH HOLD, SQL PREPARE,       \
+	        * LISTEN, session advisory locks, SET (not LOCAL) of another GUC,                  \
+	        * set_config(..., false) of another GUC */
+#define SQLF_UNPARSED 0x0008 /* the lexer could not finish (unterminated quote or comment) */
+#define SQLF_TX_CONTROL                                                                            \
+	0x0010 /* BEGIN/START/COMMIT/END/ROLLBACK/ABORT/SAVEPOINT/RELEASE/PREPARE TRANSACTION */
+#define SQLF_READ_ONLY_TX                                                                          \
+	0x0020 /* BEGIN READ ONLY / START TRANSACTION READ ONLY / SET TRANSACTION READ ONLY */
+#define SQLF_SERIALIZABLE 0x0040 /* ISOLATION LEVEL SERIALIZABLE anywhere */
+#define SQLF_SHOW         0x0080 /* SHOW statement */
+#define SQLF_DEALLOCATE   0x0100 /* DEALLOCATE [PREPARE] name */
+#define SQLF_DEALLOCATE_ALL                                                                        \
+	0x0200 /* DEALLOCATE ALL or DISCARD ALL: every prepared statement of the session goes */
 
 typedef struct SqlInfo {
 	unsigned flags;
@@ -115,8 +122,8 @@ typedef struct SqlInfo {
  * case-insensitively. extra_ro_functions is a comma list of function names
  * that may also run on a replica (read_only_functions), or NULL.
  */
-void sql_analyze(const char *sql, size_t len, const char *tenant_guc, const char *extra_ro_functions,
-		 SqlInfo *out);
+void sql_analyze(const char *sql, size_t len, const char *tenant_guc,
+                 const char *extra_ro_functions, SqlInfo *out);
 
 /* A short description of a guard verdict for error messages ("search_path", "role", ...). */
 const char *sql_guard_name(SqlGuard g, const char *tenant_guc);

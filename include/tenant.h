@@ -62,13 +62,13 @@ struct Tenant {
 	int n_servers;              /* server connections linked to this tenant's clients */
 	int pool_size;              /* resolved: the most server connections it may hold */
 	int reserved_conns;
-	int weight;                 /* resolved: at least 1 */
-	uint8_t pool_mode;          /* PoolMode, resolved */
-	uint8_t read_routing;       /* ReadRouting, resolved */
-	bool analyze;               /* client statements are lexed: guard (schema/shared), session-state marks */
-	bool paused;                /* PAUSE: new transactions wait */
+	int weight;           /* resolved: at least 1 */
+	uint8_t pool_mode;    /* PoolMode, resolved */
+	uint8_t read_routing; /* ReadRouting, resolved */
+	bool analyze; /* client statements are lexed: guard (schema/shared), session-state marks */
+	bool paused;  /* PAUSE: new transactions wait */
 	bool disabled;
-	bool removed;               /* gone from the configuration: clients leave after their transaction */
+	bool removed; /* gone from the configuration: clients leave after their transaction */
 
 	/* Then what a transaction writes: its clients by state (kept by client_set_state;
 	 * WELCOME_WAIT counts as waiting), and the statistics. */
@@ -90,14 +90,14 @@ struct Tenant {
 /* Why resolution failed; the caller turns it into the SPEC §8 error. */
 typedef enum {
 	TENANT_OK = 0,
-	TENANT_NONE,      /* no source named a tenant: 3D000 */
-	TENANT_UNKNOWN,   /* a name that is no tenant: 3D000 */
-	TENANT_MISMATCH,  /* two sources, two tenants: 28000 */
+	TENANT_NONE,     /* no source named a tenant: 3D000 */
+	TENANT_UNKNOWN,  /* a name that is no tenant: 3D000 */
+	TENANT_MISMATCH, /* two sources, two tenants: 28000 */
 } TenantResult;
 
 typedef struct TenantQuery {
-	const char *user;     /* startup user, as sent */
-	const char *database; /* startup database */
+	const char *user;           /* startup user, as sent */
+	const char *database;       /* startup database */
 	const char *options_tenant; /* from -c pgtenant.tenant=, or NULL */
 	const char *sni;            /* TLS server name, or NULL */
 } TenantQuery;
@@ -120,7 +120,7 @@ void tenant_foreach(void (*fn)(Tenant *t, void *arg), void *arg);
  * TENANT_UNKNOWN, the second tenant named (out is the first) for TENANT_MISMATCH.
  */
 TenantResult tenant_resolve(const Config *cfg, const TenantQuery *q, Tenant **out, char *auth_user,
-			    size_t auth_user_len, const char **unknown_name, size_t *unknown_len);
+                            size_t auth_user_len, const char **unknown_name, size_t *unknown_len);
 
 /* The state a client of t must run under on a connection of home (its primary pool); NULL: none. */
 static inline const TenantState *tenant_state_of(const Tenant *t, const Pool *home)
@@ -130,7 +130,8 @@ static inline const TenantState *tenant_state_of(const Tenant *t, const Pool *ho
 	return home && home->needs_state ? &g_neutral_state : NULL;
 }
 
-/* The pool a client of t logging in as user uses (created on first use); NULL without credentials. */
+/* The pool a client of t logging in as user uses (created on first use); NULL without credentials.
+ */
 Pool *tenant_pool_for(Tenant *t, const char *user);
 
 /*

@@ -357,10 +357,10 @@ static void collect_tenant(Tenant *t, void *arg)
 		tt->rows = xrealloc(tt->rows, (size_t)tt->cap * sizeof(*tt->rows));
 	}
 	tt->rows[tt->n++] = (TenantRow){.t = t,
-					.cl_active = t->cl_active,
-					.cl_waiting = t->cl_waiting,
-					.cl_idle = t->cl_idle,
-					.sv_active = t->n_servers};
+	                                .cl_active = t->cl_active,
+	                                .cl_waiting = t->cl_waiting,
+	                                .cl_idle = t->cl_idle,
+	                                .sv_active = t->n_servers};
 }
 
 static int cmp_row_name(const void *a, const void *b)
@@ -473,7 +473,7 @@ static void show_tenants(Buf *out, bool rowdesc)
 	        {"queries", true},       {"xacts", true},          {"avg_query_us", true},
 	        {"avg_wait_us", true},   {"query_timeouts", true}, {"rate_limited", true},
 	        {"cl_idle", true},       {"refused", true},        {"weight", true},
-	        {"auth_failures", true},   {"state_failures", true},
+	        {"auth_failures", true}, {"state_failures", true},
 	};
 	ResultSet rs;
 	TenantTable tt;

@@ -64,7 +64,8 @@ static void client_throttle_fire(evutil_socket_t fd, short what, void *arg);
 struct LoginCtx;
 static void login_ctx_free(struct LoginCtx *ctx);
 
-static const char *const state_names[] = {"free", "login", "welcome", "idle", "waiting", "active", "console"};
+static const char *const state_names[] = {"free",    "login",  "welcome", "idle",
+                                          "waiting", "active", "console"};
 
 const char *client_state_name(ClientState st)
 {
@@ -72,7 +73,7 @@ const char *client_state_name(ClientState st)
 }
 
 #define client_log(lvl, c, fmt, ...)                                                               \
-	log_at(lvl, "C-%p %s/%s@%s:%d " fmt, (void *)(c), (c)->tenant ? (c)->tenant->name : "-",    \
+	log_at(lvl, "C-%p %s/%s@%s:%d " fmt, (void *)(c), (c)->tenant ? (c)->tenant->name : "-",   \
 	       (c)->user[0] ? (c)->user : "-", (c)->addr, (c)->port, ##__VA_ARGS__)
 
 /* The one place a client changes state: unlink from the old list, link to the new one. */
@@ -218,14 +219,17 @@ void client_fatal(Client *c, const char *sqlstate, const char *msg, const char *
 	if (c->closing)
 		return;
 	if (c->state == CL_LOGIN && c->login_stage == LOGIN_TLS_HANDSHAKE) {
-		/* mid-handshake there is no channel: plaintext now would only break the client's TLS */
-		client_log(LOG_LVL_INFO, c, "closing during the TLS handshake: %s (%s)", msg, sqlstate);
+		/* mid-handshake there is no channel: plaintext now would only break the client's
+		 * TLS */
+		client_log(LOG_LVL_INFO, c, "closing during the TLS handshake: %s (%s)", msg,
+		           sqlstate);
 		client_close(c, NULL);
 		return;
 	}
 	client_log(LOG_LVL_INFO, c, "closing: %s (%s)", msg, sqlstate);
 	if (c->state == CL_LOGIN)
-		audit_login(c->tenant ? c->tenant->name : NULL, c->user[0] ? c->user : NULL, c->addr, false, msg);
+		audit_login(c->tenant ? c->tenant->name : NULL, c->user[0] ? c->user : NULL,
+		            c->addr, false, msg);
 	proto_error(&c->conn.out, "FATAL", sqlstate, msg, hint);
 	c->close_after_flush = true;
 	conn_want_read(&c->conn, false);
@@ -336,7 +340,8 @@ static void client_on_read(evutil_socket_t fd, short what, void *arg)
 		client_maintain();
 		return;
 	}
-	if (c->state == CL_LOGIN && (c->login_stage == LOGIN_TLS_HANDSHAKE || direct_tls_hello(c))) {
+	if (c->state == CL_LOGIN &&
+	    (c->login_stage == LOGIN_TLS_HANDSHAKE || direct_tls_hello(c))) {
 		tls_handshake_step(c);
 		client_maintain();
 		return;
@@ -350,7 +355,8 @@ static void client_on_read(evutil_socket_t fd, short what, void *arg)
 		else if (c->state == CL_CONSOLE)
 			admin_process(c);
 		else if (c->state == CL_WELCOME_WAIT)
-			conn_want_read(&c->conn, false); /* nothing is expected before the welcome */
+			conn_want_read(&c->conn,
+			               false); /* nothing is expected before the welcome */
 		else if (c->state == CL_WAITING)
 			client_wait_input(c);
 		else
@@ -403,7 +409,8 @@ static bool direct_tls_hello(Client *c)
 	uint8_t first;
 	ssize_t n;
 
-	if (c->login_stage != LOGIN_STARTUP || c->conn.ssl || buf_avail(&c->conn.in) || !tls_accept_enabled())
+	if (c->login_stage != LOGIN_STARTUP || c->conn.ssl || buf_avail(&c->conn.in) ||
+	    !tls_accept_enabled())
 		return false;
 	do {
 		n = recv(c->conn.fd, &first, 1, MSG_PEEK);
@@ -433,20 +440,21 @@ static void tls_handshake_step(Client *c)
 	}
 	c->login_stage = LOGIN_STARTUP;
 	if (c->tls_direct && !tls_alpn_postgresql(c->conn.ssl)) {
-		client_fatal(c, "08P01", "direct TLS connection without ALPN protocol \"postgresql\"", NULL);
+		client_fatal(c, "08P01",
+		             "direct TLS connection without ALPN protocol \"postgresql\"", NULL);
 		return;
 	}
 	if (LOG_LVL_DEBUG <= g_log_level) {
 		char desc[128];
 		const char *sni = tls_server_name(c->conn.ssl);
 		tls_describe(c->conn.ssl, desc, sizeof(desc));
-		client_log(LOG_LVL_DEBUG, c, "TLS established: %s%s%s%s", desc, c->tls_direct ? " (direct)" : "",
-			   sni ? ", server name " : "", sni ? sni : "");
+		client_log(LOG_LVL_DEBUG, c, "TLS established: %s%s%s%s", desc,
+		           c->tls_direct ? " (direct)" : "", sni ? ", server name " : "",
+		           sni ? sni : "");
 	}
 	/* the startup packet may already sit decrypted inside OpenSSL: this kicks the read event */
 	conn_want_read(&c->conn, true);
 }
-
 
 /*
  * A startup parameter kept for the client. client_encoding is reported back in
@@ -465,7 +473,7 @@ static void set_startup_param(Client *c, const char *name, const char *value)
 }
 
 static bool parse_options(Client *c, const char *options, const char **tenant_opt, char *tenant_buf,
-			  size_t tenant_len)
+                          size_t tenant_len)
 {
 	/* "-c name=value" and "--name=value", separated by spaces; "\ " escapes a space. */
 	const char *p = options;
@@ -501,7 +509,9 @@ static bool parse_options(Client *c, const char *options, const char **tenant_op
 		} else if (strncmp(word, "--", 2) == 0) {
 			setting = word + 2;
 		} else {
-			client_fatal(c, "08P01", "unsupported startup option; only -c name=value is accepted", NULL);
+			client_fatal(c, "08P01",
+			             "unsupported startup option; only -c name=value is accepted",
+			             NULL);
 			return false;
 		}
 		char *eq = strchr(setting, '=');
@@ -534,7 +544,8 @@ static bool forbidden_param(Client *c, const char *name)
 	       strcasecmp(name, g_cfg->tenant_guc) == 0;
 }
 
-/* What the startup packet settled, kept until authentication is done (login_finish, client_close free it). */
+/* What the startup packet settled, kept until authentication is done (login_finish, client_close
+ * free it). */
 struct LoginCtx {
 	TenantResult result;
 	char bad[128];
@@ -582,14 +593,17 @@ static void start_password_auth(Client *c)
 	/* unknown users carry a made-up plain secret (handle_startup) */
 	SecretKind kind = ctx->secret ? auth_secret_kind(ctx->secret) : SECRET_PLAIN;
 	/* md5 cannot be answered from a SCRAM verifier; SCRAM cannot use an md5 hash. */
-	bool use_scram = (at == AUTH_SCRAM && kind != SECRET_MD5) || (at == AUTH_MD5 && kind == SECRET_SCRAM);
+	bool use_scram = (at == AUTH_SCRAM && kind != SECRET_MD5) ||
+	                 (at == AUTH_MD5 && kind == SECRET_SCRAM);
 	if (use_scram) {
 		static const char mech[] = "SCRAM-SHA-256\0";
-		/* over TLS, channel binding to our certificate (tls-server-end-point) is offered first */
+		/* over TLS, channel binding to our certificate (tls-server-end-point) is offered
+		 * first */
 		static const char mech_plus[] = "SCRAM-SHA-256-PLUS\0SCRAM-SHA-256\0";
 		uint8_t cb[64];
 		if (c->conn.ssl && tls_server_end_point(c->conn.ssl, cb, sizeof(cb)) > 0)
-			proto_auth_request(&c->conn.out, AUTH_REQ_SASL, mech_plus, sizeof(mech_plus));
+			proto_auth_request(&c->conn.out, AUTH_REQ_SASL, mech_plus,
+			                   sizeof(mech_plus));
 		else
 			proto_auth_request(&c->conn.out, AUTH_REQ_SASL, mech, sizeof(mech));
 		c->login_stage = LOGIN_SASL_INIT;
@@ -640,7 +654,8 @@ static void handle_password_message(Client *c, const uint8_t *body, size_t len)
 			return;
 		}
 		/* libpq salts md5 with the user name it sent, tenant suffix included */
-		if (ctx->fake_auth || !auth_md5_verify(ctx->secret, ctx->login_user, ctx->md5_salt, resp)) {
+		if (ctx->fake_auth ||
+		    !auth_md5_verify(ctx->secret, ctx->login_user, ctx->md5_salt, resp)) {
 			auth_failed(c);
 			return;
 		}
@@ -662,7 +677,9 @@ static void handle_password_message(Client *c, const uint8_t *body, size_t len)
 		}
 		bool plus = cb_len > 0 && strcmp(mech, "SCRAM-SHA-256-PLUS") == 0;
 		if (!plus && strcmp(mech, "SCRAM-SHA-256") != 0) {
-			client_fatal(c, "28000", "client selected an invalid SASL authentication mechanism", NULL);
+			client_fatal(c, "28000",
+			             "client selected an invalid SASL authentication mechanism",
+			             NULL);
 			return;
 		}
 		if (!c->scram)
@@ -686,7 +703,8 @@ static void handle_password_message(Client *c, const uint8_t *body, size_t len)
 	if (c->login_stage == LOGIN_SASL_FINAL) {
 		char *out = NULL;
 		char err[160];
-		if (!c->scram || !scram_server_final(c->scram, body, len, &out, err, sizeof(err)) || ctx->fake_auth) {
+		if (!c->scram || !scram_server_final(c->scram, body, len, &out, err, sizeof(err)) ||
+		    ctx->fake_auth) {
 			free(out);
 			auth_failed(c);
 			return;
@@ -729,11 +747,12 @@ static void cert_auth(Client *c)
 
 	if (!c->conn.ssl) {
 		client_fatal(c, "28000", "certificate authentication requires a TLS connection",
-			     "Connect with sslmode=require and a client certificate.");
+		             "Connect with sslmode=require and a client certificate.");
 		return;
 	}
 	if (!tls_peer_cn(c->conn.ssl, cn, sizeof(cn), err, sizeof(err))) {
-		snprintf(msg, sizeof(msg), "certificate authentication failed for user \"%s\": %s", c->user, err);
+		snprintf(msg, sizeof(msg), "certificate authentication failed for user \"%s\": %s",
+		         c->user, err);
 		auth_refuse(c, "28000", msg);
 		return;
 	}
@@ -742,8 +761,9 @@ static void cert_auth(Client *c)
 		suffix = tenant_user_suffix(cn, g_cfg->tenant_separator, &plen);
 		if (!suffix || plen != strlen(c->user) || strncmp(cn, c->user, plen) != 0) {
 			snprintf(msg, sizeof(msg),
-				 "certificate authentication failed for user \"%s\": the certificate is for \"%s\"",
-				 c->user, cn);
+			         "certificate authentication failed for user \"%s\": the "
+			         "certificate is for \"%s\"",
+			         c->user, cn);
 			auth_refuse(c, "28000", msg);
 			return;
 		}
@@ -846,7 +866,8 @@ static void handle_startup(Client *c, const uint8_t *body, size_t len)
 		proto_negotiate_version(&c->conn.out, PROTO_V3, st.pq_ext, st.n_pq_ext);
 	strlcpy_safe(c->user, st.user, sizeof(c->user));
 	if (st.replication) {
-		client_fatal(c, "08P01", "replication connections are not supported by pgtenant", NULL);
+		client_fatal(c, "08P01", "replication connections are not supported by pgtenant",
+		             NULL);
 		return;
 	}
 	if (g_shutdown) {
@@ -860,11 +881,14 @@ static void handle_startup(Client *c, const uint8_t *body, size_t len)
 	c->console = strcmp(st.database, g_cfg->admin_db) == 0;
 	for (int i = 0; i < st.n_params; i++)
 		set_startup_param(c, st.params[i].name, st.params[i].value);
-	if (st.options && !parse_options(c, st.options, &tenant_opt, tenant_opt_buf, sizeof(tenant_opt_buf)))
+	if (st.options &&
+	    !parse_options(c, st.options, &tenant_opt, tenant_opt_buf, sizeof(tenant_opt_buf)))
 		return;
 
-	TenantQuery q = {.user = st.user, .database = st.database, .options_tenant = tenant_opt,
-			 .sni = tls_server_name(c->conn.ssl)};
+	TenantQuery q = {.user = st.user,
+	                 .database = st.database,
+	                 .options_tenant = tenant_opt,
+	                 .sni = tls_server_name(c->conn.ssl)};
 	char auth_user[64];
 	const char *bad = NULL;
 	size_t bad_len = 0;
@@ -895,7 +919,8 @@ static void handle_startup(Client *c, const uint8_t *body, size_t len)
 	struct LoginCtx *ctx = xcalloc(1, sizeof(*ctx));
 	ctx->result = res;
 	if (bad)
-		snprintf(ctx->bad, sizeof(ctx->bad), "%.*s", (int)(bad_len < 100 ? bad_len : 100), bad);
+		snprintf(ctx->bad, sizeof(ctx->bad), "%.*s", (int)(bad_len < 100 ? bad_len : 100),
+		         bad);
 	ctx->bound = bound;
 	strlcpy_safe(ctx->login_user, st.user, sizeof(ctx->login_user));
 	strlcpy_safe(ctx->database, st.database, sizeof(ctx->database));
@@ -918,7 +943,8 @@ static void handle_startup(Client *c, const uint8_t *body, size_t len)
 		return;
 	}
 	if (!secret && g_cfg->auth_type != AUTH_TRUST) {
-		/* Unknown user: run the exchange against a made-up secret so nothing is revealed. */
+		/* Unknown user: run the exchange against a made-up secret so nothing is revealed.
+		 */
 		scram_fake_secret(c->user, ctx->fake);
 		ctx->secret = ctx->fake;
 		ctx->fake_auth = true;
@@ -953,10 +979,14 @@ static void login_process(Client *c)
 				}
 				buf_consume(in, len);
 				if (c->conn.ssl) {
-					client_fatal(c, "08P01", "encryption request inside an encrypted connection", NULL);
+					client_fatal(
+					        c, "08P01",
+					        "encryption request inside an encrypted connection",
+					        NULL);
 					return;
 				}
-				if (code == PROTO_SSL && tls_accept_enabled() && !client_is_unix(c)) {
+				if (code == PROTO_SSL && tls_accept_enabled() &&
+				    !client_is_unix(c)) {
 					start_tls(c);
 					return;
 				}
@@ -972,8 +1002,10 @@ static void login_process(Client *c)
 				return;
 			}
 			if (!c->conn.ssl && g_cfg->tls_mode == TLS_REQUIRE && !client_is_unix(c)) {
-				client_fatal(c, "28000", "TLS is required: pgtenant has tls_mode = require",
-					     "Connect with sslmode=require (or verify-ca, verify-full).");
+				client_fatal(c, "28000",
+				             "TLS is required: pgtenant has tls_mode = require",
+				             "Connect with sslmode=require (or verify-ca, "
+				             "verify-full).");
 				return;
 			}
 			/* copy: parsing keeps pointers into the packet, which is consumed below */
@@ -1013,17 +1045,19 @@ static void console_login(Client *c)
 		return;
 	}
 	if (g_cfg->log_connections)
-		client_log(LOG_LVL_INFO, c, "console login (%s)", c->console_admin ? "admin" : "stats");
+		client_log(LOG_LVL_INFO, c, "console login (%s)",
+		           c->console_admin ? "admin" : "stats");
 	audit_login(NULL, c->user, c->addr, true, "console");
 	proto_auth_request(out, AUTH_REQ_OK, NULL, 0);
 	/* the console speaks for pgtenant itself; psql only needs a sane version and encoding */
-	static const char *const params[][2] = {{"server_version", "15.0 (pgtenant " PGTENANT_VERSION ")"},
-						{"server_encoding", "UTF8"},
-						{"client_encoding", "UTF8"},
-						{"DateStyle", "ISO, MDY"},
-						{"integer_datetimes", "on"},
-						{"standard_conforming_strings", "on"},
-						{"application_name", ""}};
+	static const char *const params[][2] = {
+	        {"server_version", "15.0 (pgtenant " PGTENANT_VERSION ")"},
+	        {"server_encoding", "UTF8"},
+	        {"client_encoding", "UTF8"},
+	        {"DateStyle", "ISO, MDY"},
+	        {"integer_datetimes", "on"},
+	        {"standard_conforming_strings", "on"},
+	        {"application_name", ""}};
 	for (size_t i = 0; i < ARRAY_SIZE(params); i++)
 		proto_parameter_status(out, params[i][0], params[i][1]);
 	cancel_hash_add(c);
@@ -1127,7 +1161,8 @@ static void login_finish(Client *c)
 	}
 	login_ctx_free(ctx);
 	if (!config_list_contains(config_tenant_users(g_cfg, t->conf), c->user)) {
-		snprintf(msg, sizeof(msg), "user \"%s\" may not connect to tenant \"%s\"", c->user, t->name);
+		snprintf(msg, sizeof(msg), "user \"%s\" may not connect to tenant \"%s\"", c->user,
+		         t->name);
 		t->stats.refused++;
 		client_fatal(c, "28000", msg, NULL);
 		return;
@@ -1146,8 +1181,9 @@ static void login_finish(Client *c)
 	}
 	for (int i = 0; i < c->params.n; i++) {
 		if (forbidden_param(c, c->params.items[i].name)) {
-			snprintf(msg, sizeof(msg), "parameter \"%s\" is set by pgtenant for tenant \"%s\"",
-				 c->params.items[i].name, t->name);
+			snprintf(msg, sizeof(msg),
+			         "parameter \"%s\" is set by pgtenant for tenant \"%s\"",
+			         c->params.items[i].name, t->name);
 			client_fatal(c, "42501", msg, NULL);
 			return;
 		}
@@ -1213,16 +1249,19 @@ void client_welcome(Client *c, const Params *server_params)
 		for (int i = 0; i < server_params->n; i++) {
 			const Param *sp = &server_params->items[i];
 			const char *mine = params_get(&c->params, sp->name);
-			proto_parameter_status(out, sp->name, mine && !param_is_readonly(sp->name) ? mine : sp->value);
+			proto_parameter_status(out, sp->name,
+			                       mine && !param_is_readonly(sp->name) ? mine
+			                                                            : sp->value);
 		}
 		merge_defaults(c, server_params);
 	} else {
-		/* The backend is unreachable: tell the client what it asked for plus safe defaults. */
+		/* The backend is unreachable: tell the client what it asked for plus safe defaults.
+		 */
 		static const char *const defaults[][2] = {{"server_encoding", "UTF8"},
-							  {"client_encoding", "UTF8"},
-							  {"DateStyle", "ISO, MDY"},
-							  {"integer_datetimes", "on"},
-							  {"standard_conforming_strings", "on"}};
+		                                          {"client_encoding", "UTF8"},
+		                                          {"DateStyle", "ISO, MDY"},
+		                                          {"integer_datetimes", "on"},
+		                                          {"standard_conforming_strings", "on"}};
 		for (size_t i = 0; i < ARRAY_SIZE(defaults); i++) {
 			const char *mine = params_get(&c->params, defaults[i][0]);
 			proto_parameter_status(out, defaults[i][0], mine ? mine : defaults[i][1]);
@@ -1230,7 +1269,8 @@ void client_welcome(Client *c, const Params *server_params)
 	}
 	for (int i = 0; i < c->params.n; i++) {
 		const Param *cp = &c->params.items[i];
-		if (param_is_reported(cp->name) && (!server_params || !params_get(server_params, cp->name)))
+		if (param_is_reported(cp->name) &&
+		    (!server_params || !params_get(server_params, cp->name)))
 			proto_parameter_status(out, cp->name, cp->value);
 	}
 	cancel_hash_add(c);
@@ -1246,8 +1286,20 @@ void client_welcome(Client *c, const Params *server_params)
 static bool known_frontend_type(uint8_t t)
 {
 	switch (t) {
-	case 'Q': case 'P': case 'B': case 'E': case 'D': case 'C': case 'S': case 'H':
-	case 'F': case 'd': case 'c': case 'f': case 'X': case 'p':
+	case 'Q':
+	case 'P':
+	case 'B':
+	case 'E':
+	case 'D':
+	case 'C':
+	case 'S':
+	case 'H':
+	case 'F':
+	case 'd':
+	case 'c':
+	case 'f':
+	case 'X':
+	case 'p':
 		return true;
 	default:
 		return false;
@@ -1282,8 +1334,9 @@ static void guard_raise_sql(Buf *b, const Client *c, SqlGuard g)
 	/* tenant names are [A-Za-z0-9_-] and GUC names come from the config: no quote can appear,
 	 * but quote_literal keeps that true whatever the config says */
 	snprintf(msg, sizeof(msg), "pgtenant: changing %s is not allowed for tenant \"%s\"",
-		 sql_guard_name(g, g_cfg->tenant_guc), c->tenant->name);
-	static const char head[] = "DO $pgtenant$BEGIN RAISE EXCEPTION USING ERRCODE = '42501', MESSAGE = ";
+	         sql_guard_name(g, g_cfg->tenant_guc), c->tenant->name);
+	static const char head[] =
+	        "DO $pgtenant$BEGIN RAISE EXCEPTION USING ERRCODE = '42501', MESSAGE = ";
 	static const char tail[] = "; END$pgtenant$";
 	buf_append(b, head, sizeof(head) - 1);
 	param_quote_literal(b, msg);
@@ -1309,7 +1362,8 @@ static void forward_refused_query(Client *c, ServerConn *s, const char *sql, con
  * In transaction mode the rewritten Parse goes through the prepared-statement
  * mapping like any other, so the client's later Bind finds it.
  */
-static bool forward_refused_parse(Client *c, ServerConn *s, const uint8_t *body, size_t len, const SqlInfo *info)
+static bool forward_refused_parse(Client *c, ServerConn *s, const uint8_t *body, size_t len,
+                                  const SqlInfo *info)
 {
 	static Buf msg; /* scratch, reused */
 	MsgReader r;
@@ -1382,7 +1436,7 @@ static bool inspect_statement(Client *c, ServerConn *s, uint8_t type, const uint
 		c->reset_in_unit = true;
 	if (info.guard != SQL_GUARD_OK && c->tenant->state.sql) {
 		client_log(LOG_LVL_INFO, c, "guard: refused a change of %s",
-			   sql_guard_name(info.guard, g_cfg->tenant_guc));
+		           sql_guard_name(info.guard, g_cfg->tenant_guc));
 		if (type == 'Q')
 			forward_refused_query(c, s, sql, &info);
 		else if (!forward_refused_parse(c, s, body, len, &info))
@@ -1467,7 +1521,8 @@ void client_idle_timeouts(void)
 		Client *c = list_entry(it, Client, node);
 		usec_t limit = config_tenant_client_idle_timeout(g_cfg, c->tenant->conf);
 		if (limit > 0 && g_now - c->idle_since > limit && list_empty(&c->throttle_node))
-			client_fatal(c, "57P05", "terminating connection due to client_idle_timeout", NULL);
+			client_fatal(c, "57P05",
+			             "terminating connection due to client_idle_timeout", NULL);
 	}
 }
 
@@ -1483,7 +1538,8 @@ static bool parse_is_plain(const uint8_t *body, size_t len)
 		return false;
 	sql_analyze(query, strlen(query), g_cfg->tenant_guc, g_cfg->read_only_functions, &info);
 	return info.guard == SQL_GUARD_OK &&
-	       !(info.flags & (SQLF_STATE_UNKNOWN | SQLF_RESETS_STATE | SQLF_SESSION_STATE | SQLF_UNPARSED));
+	       !(info.flags &
+	         (SQLF_STATE_UNKNOWN | SQLF_RESETS_STATE | SQLF_SESSION_STATE | SQLF_UNPARSED));
 }
 
 /* Answers a message locally with a command tag and ReadyForQuery. */
@@ -1555,10 +1611,12 @@ again:
 			break;
 		uint8_t type = buf_head(in)[0];
 		uint32_t len = read_u32be(buf_head(in) + 1);
-		if (len < 4 || (int64_t)len > g_cfg->max_packet_size || !known_frontend_type(type)) {
+		if (len < 4 || (int64_t)len > g_cfg->max_packet_size ||
+		    !known_frontend_type(type)) {
 			client_fatal(c, "08P01",
-				     known_frontend_type(type) ? "invalid message length" : "invalid frontend message type",
-				     NULL);
+			             known_frontend_type(type) ? "invalid message length"
+			                                       : "invalid frontend message type",
+			             NULL);
 			return;
 		}
 		size_t total = 1 + (size_t)len;
@@ -1573,7 +1631,8 @@ again:
 			return;
 		}
 		if (c->skip_until_sync) {
-			/* After an error pgtenant raised for a batch, drop until Sync, as PostgreSQL does. */
+			/* After an error pgtenant raised for a batch, drop until Sync, as
+			 * PostgreSQL does. */
 			if (type == 'S') {
 				if (buf_avail(in) < total)
 					break;
@@ -1588,7 +1647,8 @@ again:
 			continue;
 		}
 		if (c->prep_skip) {
-			/* a Parse was refused: the rest of the batch goes nowhere, its Sync still does */
+			/* a Parse was refused: the rest of the batch goes nowhere, its Sync still
+			 * does */
 			if (type != 'S') {
 				size_t n = buf_avail(in) < total ? buf_avail(in) : total;
 				buf_consume(in, n);
@@ -1611,8 +1671,9 @@ again:
 		}
 		if ((type == 'Q' || type == 'E') && !rate_limit_pass(c))
 			return;
-		if (!s && type == 'P' && tracks_prepared(c) && buf_avail(in) >= total + MSG_HEADER_LEN &&
-		    buf_head(in)[total] == 'S' && read_u32be(buf_head(in) + total + 1) == 4 &&
+		if (!s && type == 'P' && tracks_prepared(c) &&
+		    buf_avail(in) >= total + MSG_HEADER_LEN && buf_head(in)[total] == 'S' &&
+		    read_u32be(buf_head(in) + total + 1) == 4 &&
 		    parse_is_plain(buf_head(in) + MSG_HEADER_LEN, len - 4) &&
 		    prep_client_parse_only(c, buf_head(in) + MSG_HEADER_LEN, len - 4)) {
 			static const uint8_t parse_complete[5] = {'1', 0, 0, 0, 4};
@@ -1633,7 +1694,10 @@ again:
 				} else {
 					free(c->deferred_begin);
 					c->deferred_begin = NULL;
-					answer_locally(c, route == ROUTE_LOCAL_ROLLBACK ? "ROLLBACK" : "COMMIT", 'I');
+					answer_locally(c,
+					               route == ROUTE_LOCAL_ROLLBACK ? "ROLLBACK"
+					                                             : "COMMIT",
+					               'I');
 				}
 				c->tenant->stats.queries++;
 				buf_consume(in, total);
@@ -1681,7 +1745,8 @@ again:
 			client_fatal(c, "08P01", "malformed message", NULL);
 			return;
 		}
-		if (!replaced && (type == 'P' || type == 'B' || type == 'D' || type == 'C') && tracks_prepared(c)) {
+		if (!replaced && (type == 'P' || type == 'B' || type == 'D' || type == 'C') &&
+		    tracks_prepared(c)) {
 			PrepResult pr = prep_client_message(
 			        c, s, type, buf_head(in) + MSG_HEADER_LEN, len - 4, flags);
 			if (pr == PREP_REFUSED)
@@ -1754,7 +1819,8 @@ void client_resume(Client *c)
 /* The server's output drained: take more from the client. */
 void client_output_drained(Client *c)
 {
-	if (c->closing || c->state == CL_LOGIN || c->state == CL_WELCOME_WAIT || c->state == CL_WAITING)
+	if (c->closing || c->state == CL_LOGIN || c->state == CL_WELCOME_WAIT ||
+	    c->state == CL_WAITING)
 		return;
 	c->bp_paused = false;
 	conn_want_read(&c->conn, true);

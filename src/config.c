@@ -2058,8 +2058,8 @@ bool config_set_global(Config *cfg, const char *name, const char *value, char *e
 	for (int i = 0; pool_default && !rep.failed && i < cfg->n_backends; i++) {
 		const BackendConf *b = &cfg->backends[i];
 		if (b->pool_size_inherited && b->min_pool_size > trial.default_pool_size) {
-			snprintf(err, errlen, "backend \"%s\": min_pool_size %d is larger than %d", b->name,
-			         b->min_pool_size, trial.default_pool_size);
+			snprintf(err, errlen, "backend \"%s\": min_pool_size %d is larger than %d",
+			         b->name, b->min_pool_size, trial.default_pool_size);
 			rep.failed = true;
 		}
 	}

@@ -87,10 +87,10 @@ void conn_want_read(Conn *c, bool on)
 			event_add(&c->ev_read, NULL);
 		} else if (c->watch_close &&
 		           (event_base_get_features(g_base) & EV_FEATURE_EARLY_CLOSE)) {
-			/* not reading, but still told when the peer hangs up: EV_CLOSED (EPOLLRDHUP)
-			 * for a close, EV_READ edge-triggered for a reset (epoll reports it as
-			 * EPOLLHUP|EPOLLERR, which libevent turns into EV_READ, never EV_CLOSED);
-			 * conn_peer_gone tells them from new input */
+			/* not reading, but still told when the peer hangs up: EV_CLOSED
+			 * (EPOLLRDHUP) for a close, EV_READ edge-triggered for a reset (epoll
+			 * reports it as EPOLLHUP|EPOLLERR, which libevent turns into EV_READ, never
+			 * EV_CLOSED); conn_peer_gone tells them from new input */
 			read_event_as(c, EV_CLOSED | EV_READ | EV_ET);
 			event_add(&c->ev_read, NULL);
 			c->close_armed = true;

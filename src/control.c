@@ -152,7 +152,8 @@ bool control_reload(ConfigErrors *errs)
 	/* Backends whose address changed: their open connections drain (closed when released). */
 	for (int i = 0; i < cfg->n_backends; i++) {
 		Backend *be = pool_backend(cfg->backends[i].name);
-		if (be && (strcmp(be->host, cfg->backends[i].host) != 0 || be->port != cfg->backends[i].port)) {
+		if (be && (strcmp(be->host, cfg->backends[i].host) != 0 ||
+		           be->port != cfg->backends[i].port)) {
 			List *pit;
 			list_for_each(pit, &g_pools)
 			{
@@ -183,12 +184,16 @@ bool control_reload(ConfigErrors *errs)
 	for (int i = 0; i < n_old; i++) {
 		Tenant *t = old[i];
 		if (t->removed)
-			evict_idle_clients(t, "57P01", "terminating connection: the tenant was removed from the configuration");
+			evict_idle_clients(t, "57P01",
+			                   "terminating connection: the tenant was removed from "
+			                   "the configuration");
 		else if (t->disabled)
-			evict_idle_clients(t, "55000", "terminating connection: the tenant was disabled");
+			evict_idle_clients(t, "55000",
+			                   "terminating connection: the tenant was disabled");
 	}
 	free(old);
-	log_info("configuration reloaded: %d backends, %d tenants", cfg->n_backends, cfg->n_tenants);
+	log_info("configuration reloaded: %d backends, %d tenants", cfg->n_backends,
+	         cfg->n_tenants);
 	audit_open(cfg->audit_log);
 	metrics_count_reload(true);
 	audit_reload(true, 0);
@@ -302,7 +307,8 @@ void control_kill(Tenant *t)
 				continue;
 			if (c->server)
 				c->server->dirty = true; /* mid-transaction: never reused */
-			client_fatal(c, "57P01", "terminating connection due to KILL of the tenant", NULL);
+			client_fatal(c, "57P01", "terminating connection due to KILL of the tenant",
+			             NULL);
 		}
 	}
 	evict_idle_clients(t, "57P01", "terminating connection due to KILL of the tenant");
@@ -335,7 +341,7 @@ void control_shutdown(void)
 		return;
 	}
 	log_info("shutting down: waiting up to %lld ms for running transactions",
-		 (long long)(g_cfg->shutdown_timeout / USEC_PER_MS));
+	         (long long)(g_cfg->shutdown_timeout / USEC_PER_MS));
 	g_shutdown = true;
 	g_shutdown_deadline = g_now + g_cfg->shutdown_timeout;
 	listener_stop();

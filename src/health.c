@@ -74,8 +74,8 @@ static void mark_down(HealthConn *h, const char *why)
 {
 	if (h->replica) {
 		if (h->replica->state != REPLICA_DOWN)
-			log_warning("replica %s:%d of backend %s is down: %s", h->replica->host, h->replica->port,
-				    h->backend->name, why);
+			log_warning("replica %s:%d of backend %s is down: %s", h->replica->host,
+			            h->replica->port, h->backend->name, why);
 		h->replica->state = REPLICA_DOWN;
 		h->replica->last_check = time_wall_usec();
 	} else {
@@ -117,8 +117,8 @@ static void take_result(HealthConn *h, PGresult *res)
 	if (!in_recovery) {
 		r->state = REPLICA_DOWN; /* promoted or misconfigured: it is no replica */
 		if (before != REPLICA_DOWN)
-			log_warning("replica %s:%d of backend %s is not in recovery: no reads", r->host, r->port,
-				    h->backend->name);
+			log_warning("replica %s:%d of backend %s is not in recovery: no reads",
+			            r->host, r->port, h->backend->name);
 		return;
 	}
 	/*
@@ -139,17 +139,21 @@ static void take_result(HealthConn *h, PGresult *res)
 	}
 	r->state = r->lag_us > g_cfg->max_replica_lag ? REPLICA_LAGGING : REPLICA_UP;
 	if (r->state != before)
-		log_info("replica %s:%d of backend %s is %s (lag %lld ms)", r->host, r->port, h->backend->name,
-			 health_state_name(r->state), (long long)(r->lag_us / USEC_PER_MS));
+		log_info("replica %s:%d of backend %s is %s (lag %lld ms)", r->host, r->port,
+		         h->backend->name, health_state_name(r->state),
+		         (long long)(r->lag_us / USEC_PER_MS));
 }
 
 static void send_probe(HealthConn *h)
 {
-	const char *sql = h->replica
-				  ? "SELECT pg_catalog.pg_is_in_recovery(), pg_catalog.pg_last_wal_replay_lsn(), "
-				    "EXTRACT(epoch FROM now() - pg_catalog.pg_last_xact_replay_timestamp())"
-				  : "SELECT CASE WHEN pg_catalog.pg_is_in_recovery() THEN "
-				    "pg_catalog.pg_last_wal_replay_lsn() ELSE pg_catalog.pg_current_wal_flush_lsn() END";
+	const char *sql =
+	        h->replica
+	                ? "SELECT pg_catalog.pg_is_in_recovery(), "
+	                  "pg_catalog.pg_last_wal_replay_lsn(), "
+	                  "EXTRACT(epoch FROM now() - pg_catalog.pg_last_xact_replay_timestamp())"
+	                : "SELECT CASE WHEN pg_catalog.pg_is_in_recovery() THEN "
+	                  "pg_catalog.pg_last_wal_replay_lsn() ELSE "
+	                  "pg_catalog.pg_current_wal_flush_lsn() END";
 	if (!PQsendQuery(h->conn, sql)) {
 		mark_down(h, PQerrorMessage(h->conn));
 		return;
@@ -224,15 +228,31 @@ static void hc_begin(HealthConn *h)
 	if (!password && g_auth)
 		password = authfile_lookup(g_auth, user);
 	/* the same TLS demands as the pool's own connections */
-	static const char *const sslmodes[] = {"disable", "prefer", "require", "verify-ca", "verify-full"};
+	static const char *const sslmodes[] = {"disable", "prefer", "require", "verify-ca",
+	                                       "verify-full"};
 	int mode = (int)h->backend->server_tls_mode;
-	const char *keys[] = {"host", "port", "dbname", "user", "password", "application_name",
-			      "connect_timeout", "sslmode", "sslrootcert", NULL};
-	const char *vals[] = {host, port, h->backend->dbname ? h->backend->dbname : "postgres", user,
-			      password ? password : "", "pgtenant health check", "5",
-			      sslmodes[mode >= 0 && mode < 5 ? mode : 0],
-			      g_cfg->server_tls_ca_file && *g_cfg->server_tls_ca_file ? g_cfg->server_tls_ca_file : NULL,
-			      NULL};
+	const char *keys[] = {"host",
+	                      "port",
+	                      "dbname",
+	                      "user",
+	                      "password",
+	                      "application_name",
+	                      "connect_timeout",
+	                      "sslmode",
+	                      "sslrootcert",
+	                      NULL};
+	const char *vals[] = {host,
+	                      port,
+	                      h->backend->dbname ? h->backend->dbname : "postgres",
+	                      user,
+	                      password ? password : "",
+	                      "pgtenant health check",
+	                      "5",
+	                      sslmodes[mode >= 0 && mode < 5 ? mode : 0],
+	                      g_cfg->server_tls_ca_file && *g_cfg->server_tls_ca_file
+	                              ? g_cfg->server_tls_ca_file
+	                              : NULL,
+	                      NULL};
 	if (!vals[8])
 		keys[8] = NULL; /* no CA file: leave libpq's default */
 	h->conn = PQconnectStartParams(keys, vals, 0);
@@ -277,7 +297,7 @@ static void on_round(evutil_socket_t fd, short what, void *arg)
 	time_update();
 	pool_foreach_backend(check_backend, NULL);
 	struct timeval tv = {(time_t)(g_cfg->health_check_period / USEC_PER_SEC),
-			     (suseconds_t)(g_cfg->health_check_period % USEC_PER_SEC)};
+	                     (suseconds_t)(g_cfg->health_check_period % USEC_PER_SEC)};
 	evtimer_add(round_ev, &tv);
 }
 

@@ -36,7 +36,8 @@ static void on_accept(evutil_socket_t fd, short what, void *arg)
 	for (int i = 0; i < 64; i++) {
 		int cfd = accept4(fd, NULL, NULL, SOCK_NONBLOCK | SOCK_CLOEXEC);
 		if (cfd < 0) {
-			if (errno != EAGAIN && errno != EWOULDBLOCK && errno != EINTR && errno != ECONNABORTED)
+			if (errno != EAGAIN && errno != EWOULDBLOCK && errno != EINTR &&
+			    errno != ECONNABORTED)
 				log_warning("accept failed: %s", strerror(errno));
 			break;
 		}
@@ -83,7 +84,8 @@ bool listener_bind(const Config *cfg)
 			*--end = '\0';
 		if (!*a)
 			continue;
-		int fd = net_listen_tcp(a, cfg->listen_port, cfg->listen_backlog, cfg->so_reuseport, err, sizeof(err));
+		int fd = net_listen_tcp(a, cfg->listen_port, cfg->listen_backlog, cfg->so_reuseport,
+		                        err, sizeof(err));
 		if (fd < 0) {
 			log_error("%s", err);
 			ok = false;
@@ -94,12 +96,14 @@ bool listener_bind(const Config *cfg)
 	}
 	free(addrs);
 	if (cfg->unix_socket_dir && *cfg->unix_socket_dir) {
-		int fd = net_listen_unix(cfg->unix_socket_dir, cfg->listen_port, cfg->listen_backlog, err, sizeof(err));
+		int fd = net_listen_unix(cfg->unix_socket_dir, cfg->listen_port,
+		                         cfg->listen_backlog, err, sizeof(err));
 		if (fd < 0) {
 			log_error("%s", err);
 			ok = false;
 		} else {
-			snprintf(unix_path, sizeof(unix_path), "%s/.s.PGSQL.%d", cfg->unix_socket_dir, cfg->listen_port);
+			snprintf(unix_path, sizeof(unix_path), "%s/.s.PGSQL.%d",
+			         cfg->unix_socket_dir, cfg->listen_port);
 			ok = add_listener(fd, true) && ok;
 			log_info("listening on %s", unix_path);
 		}

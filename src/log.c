@@ -54,7 +54,8 @@ void log_write(LogLevel lvl, const char *fmt, ...)
 	localtime_r(&tv.tv_sec, &tm);
 	strftime(ts, sizeof(ts), "%Y-%m-%d %H:%M:%S", &tm);
 	flockfile(fp);
-	fprintf(fp, "%s.%03d [%d] %s ", ts, (int)(tv.tv_usec / 1000), (int)getpid(), level_names[lvl]);
+	fprintf(fp, "%s.%03d [%d] %s ", ts, (int)(tv.tv_usec / 1000), (int)getpid(),
+	        level_names[lvl]);
 	va_start(ap, fmt);
 	/* the analyzer loses va_start here (clang 14); ap is initialised one line up */
 	vfprintf(fp, fmt, ap); /* NOLINT(clang-analyzer-valist.Uninitialized) */

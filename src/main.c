@@ -36,16 +36,17 @@ static struct event *tick_ev;
 
 static void usage(FILE *fp)
 {
-	fprintf(fp, "pgtenant %s - a tenant-aware PostgreSQL connection pooler\n\n"
-		    "Usage: pgtenant [options] CONFIG.ini\n\n"
-		    "Options:\n"
-		    "  -d, --daemon    run in the background (writes pid_file)\n"
-		    "  -v              more logging (repeat for more)\n"
-		    "  -q              log errors only\n"
-		    "      --check     validate CONFIG and its include_dir, print problems, exit\n"
-		    "  -V, --version   print the version and exit\n"
-		    "  -h, --help      print this help and exit\n",
-		PGTENANT_VERSION);
+	fprintf(fp,
+	        "pgtenant %s - a tenant-aware PostgreSQL connection pooler\n\n"
+	        "Usage: pgtenant [options] CONFIG.ini\n\n"
+	        "Options:\n"
+	        "  -d, --daemon    run in the background (writes pid_file)\n"
+	        "  -v              more logging (repeat for more)\n"
+	        "  -q              log errors only\n"
+	        "      --check     validate CONFIG and its include_dir, print problems, exit\n"
+	        "  -V, --version   print the version and exit\n"
+	        "  -h, --help      print this help and exit\n",
+	        PGTENANT_VERSION);
 }
 
 static void print_errors(const ConfigErrors *errs, FILE *fp)
@@ -75,10 +76,12 @@ static void warn_readable_secrets(const Config *cfg)
 			config_has_password = true;
 	for (int i = 0; i < cfg->n_files; i++) {
 		if (config_has_password && stat(cfg->files[i], &st) == 0 && (st.st_mode & S_IROTH))
-			log_warning("%s holds passwords and is readable by every user: chmod o-r it",
-				    cfg->files[i]);
+			log_warning(
+			        "%s holds passwords and is readable by every user: chmod o-r it",
+			        cfg->files[i]);
 	}
-	if (cfg->auth_file && *cfg->auth_file && stat(cfg->auth_file, &st) == 0 && (st.st_mode & S_IROTH))
+	if (cfg->auth_file && *cfg->auth_file && stat(cfg->auth_file, &st) == 0 &&
+	    (st.st_mode & S_IROTH))
 		log_warning("auth_file %s is readable by every user: chmod o-r it", cfg->auth_file);
 }
 
@@ -87,13 +90,14 @@ static void raise_fd_limit(const Config *cfg)
 	struct rlimit rl;
 	rlim_t want = (rlim_t)cfg->max_client_conn + 64;
 	for (int i = 0; i < cfg->n_backends; i++)
-		want += (rlim_t)(cfg->backends[i].pool_size > 0 ? cfg->backends[i].pool_size : cfg->default_pool_size) *
-			(rlim_t)(1 + cfg->backends[i].n_replicas) * 2;
+		want += (rlim_t)(cfg->backends[i].pool_size > 0 ? cfg->backends[i].pool_size
+		                                                : cfg->default_pool_size) *
+		        (rlim_t)(1 + cfg->backends[i].n_replicas) * 2;
 	if (getrlimit(RLIMIT_NOFILE, &rl) != 0 || rl.rlim_cur >= want)
 		return;
 	if (rl.rlim_max != RLIM_INFINITY && rl.rlim_max < want) {
 		log_warning("open-file hard limit %lu is below the %lu max_client_conn needs",
-			    (unsigned long)rl.rlim_max, (unsigned long)want);
+		            (unsigned long)rl.rlim_max, (unsigned long)want);
 		want = rl.rlim_max;
 	}
 	rl.rlim_cur = want;
@@ -208,10 +212,10 @@ static void write_pid_file(const char *path)
 int main(int argc, char **argv)
 {
 	static const struct option opts[] = {{"daemon", no_argument, NULL, 'd'},
-					     {"check", no_argument, NULL, 'C'},
-					     {"version", no_argument, NULL, 'V'},
-					     {"help", no_argument, NULL, 'h'},
-					     {NULL, 0, NULL, 0}};
+	                                     {"check", no_argument, NULL, 'C'},
+	                                     {"version", no_argument, NULL, 'V'},
+	                                     {"help", no_argument, NULL, 'h'},
+	                                     {NULL, 0, NULL, 0}};
 	bool check = false, daemon = false;
 	int verbosity = 0, opt;
 	ConfigErrors errs = {0};
@@ -269,8 +273,8 @@ int main(int argc, char **argv)
 		return 1;
 	}
 	if (check) {
-		printf("%s: configuration is valid (%d backends, %d tenants)\n", config_path, g_cfg->n_backends,
-		       g_cfg->n_tenants);
+		printf("%s: configuration is valid (%d backends, %d tenants)\n", config_path,
+		       g_cfg->n_backends, g_cfg->n_tenants);
 		return 0;
 	}
 
@@ -312,8 +316,9 @@ int main(int argc, char **argv)
 	struct timeval tv = {0, 100 * 1000};
 	event_add(tick_ev, &tv);
 
-	log_info("pgtenant %s started: %d backends, %d tenants, %s pooling", PGTENANT_VERSION, g_cfg->n_backends,
-		 g_cfg->n_tenants, g_cfg->pool_mode == POOL_MODE_SESSION ? "session" : "transaction");
+	log_info("pgtenant %s started: %d backends, %d tenants, %s pooling", PGTENANT_VERSION,
+	         g_cfg->n_backends, g_cfg->n_tenants,
+	         g_cfg->pool_mode == POOL_MODE_SESSION ? "session" : "transaction");
 	event_base_dispatch(g_base);
 
 	listener_stop();

@@ -147,11 +147,11 @@ static void collect_tenant(Tenant *t, void *arg)
 		tt->rows = xrealloc(tt->rows, (size_t)tt->cap * sizeof(*tt->rows));
 	}
 	tt->rows[tt->n++] = (TenantRow){.t = t,
-					.name = t->name,
-					.cl_active = (uint64_t)t->cl_active,
-					.cl_waiting = (uint64_t)t->cl_waiting,
-					.cl_idle = (uint64_t)t->cl_idle,
-					.stats = t->stats};
+	                                .name = t->name,
+	                                .cl_active = (uint64_t)t->cl_active,
+	                                .cl_waiting = (uint64_t)t->cl_waiting,
+	                                .cl_idle = (uint64_t)t->cl_idle,
+	                                .stats = t->stats};
 }
 
 /* Most queries first; the name breaks ties so the chosen set is stable between scrapes. */
@@ -363,7 +363,8 @@ void metrics_render(Buf *out)
 	                      "Statements canceled by query_timeout.",
 	                      offsetof(TenantStats, query_timeouts));
 	render_tenant_counter(out, &tt, "pgtenant_state_failures_total",
-	                      "Units refused because the tenant state could not be applied (e.g. its schema is missing).",
+	                      "Units refused because the tenant state could not be applied (e.g. "
+	                      "its schema is missing).",
 	                      offsetof(TenantStats, state_failures));
 	render_tenant_counter(out, &tt, "pgtenant_rate_limited_total",
 	                      "Statements delayed by the tenant's rate_limit.",
@@ -404,9 +405,10 @@ void metrics_render(Buf *out)
 			if (!rep->configured)
 				continue;
 			snprintf(port, sizeof(port), "%d", rep->port);
-			const char *rl[] = {"backend", br[i].be->name, "role", "replica", "host", rep->host,
-					    "port",    port,           NULL};
-			sample_u64(out, "pgtenant_backend_up", rl, rep->state == REPLICA_DOWN ? 0 : 1);
+			const char *rl[] = {"backend", br[i].be->name, "role", "replica", "host",
+			                    rep->host, "port",         port,   NULL};
+			sample_u64(out, "pgtenant_backend_up", rl,
+			           rep->state == REPLICA_DOWN ? 0 : 1);
 		}
 	}
 
@@ -417,8 +419,10 @@ void metrics_render(Buf *out)
 			if (!rep->configured)
 				continue;
 			snprintf(port, sizeof(port), "%d", rep->port);
-			const char *ll[] = {"backend", br[i].be->name, "host", rep->host, "port", port, NULL};
-			sample_f(out, "pgtenant_replica_lag_seconds", ll, (double)rep->lag_us / (double)USEC_PER_SEC);
+			const char *ll[] = {"backend", br[i].be->name, "host", rep->host,
+			                    "port",    port,           NULL};
+			sample_f(out, "pgtenant_replica_lag_seconds", ll,
+			         (double)rep->lag_us / (double)USEC_PER_SEC);
 		}
 	}
 

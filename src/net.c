@@ -35,7 +35,8 @@ void net_tune(int fd, bool keepalive, usec_t user_timeout)
 	}
 }
 
-int net_listen_tcp(const char *addr, int port, int backlog, bool reuseport, char *err, size_t errlen)
+int net_listen_tcp(const char *addr, int port, int backlog, bool reuseport, char *err,
+                   size_t errlen)
 {
 	struct addrinfo hints = {0}, *res = NULL;
 	char portstr[16];
@@ -47,7 +48,8 @@ int net_listen_tcp(const char *addr, int port, int backlog, bool reuseport, char
 	snprintf(portstr, sizeof(portstr), "%d", port);
 	rc = getaddrinfo(strcmp(addr, "*") == 0 ? NULL : addr, portstr, &hints, &res);
 	if (rc != 0) {
-		snprintf(err, errlen, "cannot resolve listen address %s: %s", addr, gai_strerror(rc));
+		snprintf(err, errlen, "cannot resolve listen address %s: %s", addr,
+		         gai_strerror(rc));
 		return -1;
 	}
 	fd = socket(res->ai_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
@@ -74,7 +76,8 @@ int net_listen_unix(const char *dir, int port, int backlog, char *err, size_t er
 	int fd;
 
 	sa.sun_family = AF_UNIX;
-	if ((size_t)snprintf(sa.sun_path, sizeof(sa.sun_path), "%s/.s.PGSQL.%d", dir, port) >= sizeof(sa.sun_path)) {
+	if ((size_t)snprintf(sa.sun_path, sizeof(sa.sun_path), "%s/.s.PGSQL.%d", dir, port) >=
+	    sizeof(sa.sun_path)) {
 		snprintf(err, errlen, "unix socket path too long in %s", dir);
 		return -1;
 	}
@@ -98,8 +101,8 @@ int net_connect(const char *host, int port, bool *in_progress, char *err, size_t
 	if (host[0] == '/') {
 		struct sockaddr_un sa = {0};
 		sa.sun_family = AF_UNIX;
-		if ((size_t)snprintf(sa.sun_path, sizeof(sa.sun_path), "%s/.s.PGSQL.%d", host, port) >=
-		    sizeof(sa.sun_path)) {
+		if ((size_t)snprintf(sa.sun_path, sizeof(sa.sun_path), "%s/.s.PGSQL.%d", host,
+		                     port) >= sizeof(sa.sun_path)) {
 			snprintf(err, errlen, "unix socket path too long");
 			return -1;
 		}
@@ -158,7 +161,7 @@ int net_socket_error(int fd)
 
 void net_peer_name(int fd, char *addr, size_t addrlen, int *port)
 {
-	struct sockaddr_storage ss;
+	struct sockaddr_storage ss = {0};
 	socklen_t l = sizeof(ss);
 	*port = 0;
 	strlcpy_safe(addr, "unix", addrlen);

@@ -154,9 +154,13 @@ static const char *const readonly_params[] = {
         "server_version",        "server_encoding", "integer_datetimes", "is_superuser",
         "session_authorization", "in_hot_standby",  "scram_iterations",  NULL};
 
-static const char *const reported_params[] = {"client_encoding", "DateStyle", "TimeZone",
-					      "IntervalStyle", "application_name",
-					      "standard_conforming_strings", NULL};
+static const char *const reported_params[] = {"client_encoding",
+                                              "DateStyle",
+                                              "TimeZone",
+                                              "IntervalStyle",
+                                              "application_name",
+                                              "standard_conforming_strings",
+                                              NULL};
 
 static bool in_list(const char *const *list, const char *name)
 {
@@ -246,7 +250,8 @@ uint64_t params_fingerprint(Params *p)
 		uint64_t h = hash_lower(1469598103934665603ULL, it->name);
 		h ^= 0xff;
 		h *= 1099511628211ULL;
-		h = param_is_reported(it->name) ? hash_lower(h, it->value) : hash_exact(h, it->value);
+		h = param_is_reported(it->name) ? hash_lower(h, it->value)
+		                                : hash_exact(h, it->value);
 		fp += h * 0x9E3779B97F4A7C15ULL; /* a sum: the order of the list does not matter */
 	}
 	p->fp = fp;

@@ -13,7 +13,7 @@
  * can hand its buffers back whenever it is idle (10,000 idle clients hold no
  * buffers) and take them again for the next query without a malloc.
  */
-#define BUF_BLOCK 16384
+#define BUF_BLOCK     16384
 #define BUF_CACHE_MAX 1024
 
 static void *block_cache[BUF_CACHE_MAX];

@@ -57,7 +57,9 @@ void pool_backends_build(const Config *cfg)
 				rep = xcalloc(1, sizeof(*rep));
 				rep->host = xstrdup(bc->replicas[r].host);
 				rep->port = bc->replicas[r].port;
-				be->replicas = xrealloc(be->replicas, sizeof(Replica *) * (size_t)(be->n_replicas + 1));
+				be->replicas =
+				        xrealloc(be->replicas,
+				                 sizeof(Replica *) * (size_t)(be->n_replicas + 1));
 				be->replicas[be->n_replicas++] = rep;
 			}
 			rep->configured = true;
@@ -106,7 +108,8 @@ Backend *pool_backend(const char *name)
 	return NULL;
 }
 
-Pool *pool_get(Backend *be, Replica *replica, const char *dbname, const char *user, const char *password)
+Pool *pool_get(Backend *be, Replica *replica, const char *dbname, const char *user,
+               const char *password)
 {
 	List *it;
 	list_for_each(it, &g_pools)
@@ -197,7 +200,8 @@ static void add_reservation(Tenant *t, void *arg)
 	if (!p)
 		return;
 	p->reserved_total += t->conf->reserved_conns;
-	p->reserved_used += t->n_servers < t->conf->reserved_conns ? t->n_servers : t->conf->reserved_conns;
+	p->reserved_used +=
+	        t->n_servers < t->conf->reserved_conns ? t->n_servers : t->conf->reserved_conns;
 }
 
 void pool_reservations_build(void)
@@ -285,14 +289,16 @@ bool pool_acquire(Client *c)
 		return false;
 	}
 	if (p->tls_unverified && p->failing && g_now < p->next_connect_at && list_empty(&p->idle)) {
-		/* the backend's certificate did not verify: say so now, not after query_wait_timeout */
+		/* the backend's certificate did not verify: say so now, not after
+		 * query_wait_timeout */
 		client_wait_failed(c, "08006", p->last_error);
 		return false;
 	}
 	/* others may wait for what they cannot take (their own limits): they do not hold this
 	 * tenant back, but its own earlier waiters go first */
 	bool resetting = false;
-	if (!list_empty(&p->idle) && (p->n_waiting == 0 || pool_tenant_queue(p, c->tenant)->n_waiting == 0) &&
+	if (!list_empty(&p->idle) &&
+	    (p->n_waiting == 0 || pool_tenant_queue(p, c->tenant)->n_waiting == 0) &&
 	    tenant_may_take(p, c->tenant)) {
 		ServerConn *s = pick_idle(p, c->tenant);
 		resetting = reset_for(s, c->tenant);
@@ -412,8 +418,9 @@ void pool_server_gone(ServerConn *s, bool failed_login, const char *why)
 			client_welcome(c, NULL);
 		}
 		if (p->replica) {
-			/* a replica that refuses connections gets no reads until a health check passes;
-			 * its waiting clients go back to be routed again (to the primary or another) */
+			/* a replica that refuses connections gets no reads until a health check
+			 * passes; its waiting clients go back to be routed again (to the primary or
+			 * another) */
 			p->replica->state = REPLICA_DOWN;
 			list_for_each_safe(it, &p->waiting, tmp)
 			{
@@ -482,8 +489,10 @@ void pool_maybe_connect(Pool *p)
 		list_for_each(it, &g_pools)
 		{
 			Pool *o = list_entry(it, Pool, node);
-			if (o != p && o->backend == be && o->replica == p->replica && !list_empty(&o->idle)) {
-				server_close(list_entry(o->idle.next, ServerConn, node), "making room for another pool");
+			if (o != p && o->backend == be && o->replica == p->replica &&
+			    !list_empty(&o->idle)) {
+				server_close(list_entry(o->idle.next, ServerConn, node),
+				             "making room for another pool");
 				break;
 			}
 		}
@@ -503,20 +512,23 @@ static void fail_waiters(Pool *p)
 		Client *c = list_entry(it, Client, node);
 		usec_t limit = config_tenant_query_wait_timeout(g_cfg, c->tenant->conf);
 		if (control_is_paused(c->tenant)) {
-			c->wait_start = g_now; /* a paused wait does not count against query_wait_timeout */
+			c->wait_start =
+			        g_now; /* a paused wait does not count against query_wait_timeout */
 			continue;
 		}
 		if (limit <= 0 || g_now - c->wait_start < limit)
 			continue;
 		pool_unwait(c);
 		if (p->failing) {
-			snprintf(msg, sizeof(msg), "backend \"%s\" is not reachable: %s", p->backend->name,
-				 p->last_error[0] ? p->last_error : "connection failed");
+			snprintf(msg, sizeof(msg), "backend \"%s\" is not reachable: %s",
+			         p->backend->name,
+			         p->last_error[0] ? p->last_error : "connection failed");
 			client_wait_failed(c, "57P03", msg);
 		} else {
 			snprintf(msg, sizeof(msg),
-				 "tenant \"%s\": no server connection became free within query_wait_timeout",
-				 c->tenant->name);
+			         "tenant \"%s\": no server connection became free within "
+			         "query_wait_timeout",
+			         c->tenant->name);
 			c->tenant->stats.refused++;
 			client_wait_failed(c, "53300", msg);
 		}
@@ -536,7 +548,8 @@ void pool_maintain(void)
 		{
 			ServerConn *s = list_entry(it, ServerConn, node);
 			if (g_now - s->connect_time > g_cfg->server_connect_timeout) {
-				strlcpy_safe(p->last_error, "server_connect_timeout reached", sizeof(p->last_error));
+				strlcpy_safe(p->last_error, "server_connect_timeout reached",
+				             sizeof(p->last_error));
 				server_close(s, "server_connect_timeout reached");
 			}
 		}
@@ -547,11 +560,13 @@ void pool_maintain(void)
 				server_close(s, "shutdown");
 				continue;
 			}
-			if (g_cfg->server_lifetime > 0 && g_now - s->connect_time > g_cfg->server_lifetime) {
+			if (g_cfg->server_lifetime > 0 &&
+			    g_now - s->connect_time > g_cfg->server_lifetime) {
 				server_close(s, "server_lifetime reached");
 				continue;
 			}
-			if (g_cfg->server_idle_timeout > 0 && g_now - s->last_used > g_cfg->server_idle_timeout &&
+			if (g_cfg->server_idle_timeout > 0 &&
+			    g_now - s->last_used > g_cfg->server_idle_timeout &&
 			    p->n_servers > p->backend->min_pool_size)
 				server_close(s, "server_idle_timeout reached");
 		}
@@ -576,7 +591,8 @@ void pool_mark_all_dirty(Pool *p)
 	for (size_t i = 0; i < ARRAY_SIZE(lists); i++) {
 		list_for_each(it, lists[i]) list_entry(it, ServerConn, node)->dirty = true;
 	}
-	list_for_each_safe(it, &p->idle, tmp) server_close(list_entry(it, ServerConn, node), "reconnect");
+	list_for_each_safe(it, &p->idle, tmp)
+	        server_close(list_entry(it, ServerConn, node), "reconnect");
 }
 
 void pool_close_all(void)
@@ -588,7 +604,8 @@ void pool_close_all(void)
 		List *lists[] = {&p->idle, &p->active, &p->login, &p->busy};
 		for (size_t i = 0; i < ARRAY_SIZE(lists); i++) {
 			List *it, *tmp;
-			list_for_each_safe(it, lists[i], tmp) server_close(list_entry(it, ServerConn, node), NULL);
+			list_for_each_safe(it, lists[i], tmp)
+			        server_close(list_entry(it, ServerConn, node), NULL);
 		}
 	}
 }

@@ -87,7 +87,8 @@ static PreparedStmt *stmt_get(const char *query, size_t qlen, const uint8_t *typ
 	if (registry_size && registry_count < registry_size) {
 		for (PreparedStmt *p = registry[h & (registry_size - 1)]; p; p = p->hash_next) {
 			if (p->hash == h && p->query_len == qlen && p->n_types == n_types &&
-			    memcmp(p->query, query, qlen) == 0 && memcmp(p->types, types, (size_t)n_types * 4) == 0 &&
+			    memcmp(p->query, query, qlen) == 0 &&
+			    memcmp(p->types, types, (size_t)n_types * 4) == 0 &&
 			    same_state(p->state_sql, state_sql))
 				return p;
 		}
@@ -165,7 +166,8 @@ static NameEntry *name_find(PrepClient *pc, const char *name)
 {
 	if (!pc || !pc->size)
 		return NULL;
-	for (size_t i = name_hash(name) & (pc->size - 1), n = 0; n < pc->size; i = (i + 1) & (pc->size - 1), n++) {
+	for (size_t i = name_hash(name) & (pc->size - 1), n = 0; n < pc->size;
+	     i = (i + 1) & (pc->size - 1), n++) {
 		NameEntry *e = &pc->slots[i];
 		if (!e->name)
 			return NULL;
@@ -196,7 +198,8 @@ static void name_rehash(PrepClient *pc, size_t size)
 static void name_put(PrepClient *pc, const char *name, PreparedStmt *stmt)
 {
 	if ((pc->used + 1) * 2 > pc->size)
-		name_rehash(pc, pc->size ? (pc->live * 4 > pc->size ? pc->size * 2 : pc->size) : 16);
+		name_rehash(pc,
+		            pc->size ? (pc->live * 4 > pc->size ? pc->size * 2 : pc->size) : 16);
 	for (size_t i = name_hash(name) & (pc->size - 1);; i = (i + 1) & (pc->size - 1)) {
 		NameEntry *e = &pc->slots[i];
 		if (!e->name || e->name == TOMBSTONE) {
@@ -340,7 +343,8 @@ static void srv_make_room(ServerConn *s, PrepServer *ps)
 	while (ps->n >= limit) {
 		int lru = -1;
 		for (int i = 0; i < ps->n; i++)
-			if (!ps->stmts[i].pending && (lru < 0 || ps->stmts[i].last_use < ps->stmts[lru].last_use))
+			if (!ps->stmts[i].pending &&
+			    (lru < 0 || ps->stmts[i].last_use < ps->stmts[lru].last_use))
 				lru = i;
 		if (lru < 0)
 			return; /* all pending: let it grow past the limit for this batch */
@@ -405,8 +409,8 @@ static bool name_in_doubt(const NameEntry *e, ServerConn *s)
 }
 
 /* Copies a Bind or Describe with its statement name replaced (the rest as is). */
-static void put_renamed(Buf *out, uint8_t type, const uint8_t *head, size_t head_len, const char *name,
-			const uint8_t *tail, size_t tail_len)
+static void put_renamed(Buf *out, uint8_t type, const uint8_t *head, size_t head_len,
+                        const char *name, const uint8_t *tail, size_t tail_len)
 {
 	size_t start;
 	pkt_begin(out, type, &start);
@@ -418,7 +422,8 @@ static void put_renamed(Buf *out, uint8_t type, const uint8_t *head, size_t head
 
 static int client_limit(void)
 {
-	return g_cfg->max_client_prepared_statements > 0 ? g_cfg->max_client_prepared_statements : 0;
+	return g_cfg->max_client_prepared_statements > 0 ? g_cfg->max_client_prepared_statements
+	                                                 : 0;
 }
 
 /* DEALLOCATE [PREPARE] name | ALL as a whole simple Query: the names are pgtenant's business. */
@@ -442,7 +447,9 @@ static bool parse_deallocate(const char *sql, size_t len, char *name, size_t nam
 	if (quoted)
 		p++;
 	while (p < end && n < namelen - 1) {
-		if (quoted ? *p == '"' : !(*p == '_' || (*p >= '0' && *p <= '9') || ((*p | 0x20) >= 'a' && (*p | 0x20) <= 'z')))
+		if (quoted ? *p == '"'
+		           : !(*p == '_' || (*p >= '0' && *p <= '9') ||
+		               ((*p | 0x20) >= 'a' && (*p | 0x20) <= 'z')))
 			break;
 		name[n++] = quoted ? *p : (char)((*p >= 'A' && *p <= 'Z') ? *p + 32 : *p);
 		p++;
@@ -505,12 +512,14 @@ PrepResult prep_client_message(Client *c, ServerConn *s, uint8_t type, const uin
 		char name[128];
 		bool all = false;
 		size_t i = 0;
-		while (i < len && (body[i] == ' ' || body[i] == '\t' || body[i] == '\n' || body[i] == '\r'))
+		while (i < len &&
+		       (body[i] == ' ' || body[i] == '\t' || body[i] == '\n' || body[i] == '\r'))
 			i++;
 		if (i == len || (body[i] | 0x20) != 'd')
 			return PREP_PASS; /* the common case: not a DEALLOCATE, nothing to scan */
 		const uint8_t *nul = memchr(body, 0, len);
-		if (!nul || !parse_deallocate((const char *)body, (size_t)(nul - body), name, sizeof(name), &all))
+		if (!nul || !parse_deallocate((const char *)body, (size_t)(nul - body), name,
+		                              sizeof(name), &all))
 			return PREP_PASS;
 		if (!all && !name_find(c->prep, name))
 			return PREP_PASS; /* not ours: PostgreSQL gives its own error */
@@ -534,8 +543,8 @@ PrepResult prep_client_message(Client *c, ServerConn *s, uint8_t type, const uin
 		const char *name, *query;
 		uint16_t n_types;
 		const uint8_t *types;
-		if (!msg_get_cstr(&r, &name) || !msg_get_cstr(&r, &query) || !msg_get_u16(&r, &n_types) ||
-		    !msg_get_bytes(&r, (size_t)n_types * 4, &types))
+		if (!msg_get_cstr(&r, &name) || !msg_get_cstr(&r, &query) ||
+		    !msg_get_u16(&r, &n_types) || !msg_get_bytes(&r, (size_t)n_types * 4, &types))
 			return PREP_PASS; /* malformed: let PostgreSQL say so */
 		PrepServer *ps = srv(s);
 		if (!*name) {
@@ -548,7 +557,8 @@ PrepResult prep_client_message(Client *c, ServerConn *s, uint8_t type, const uin
 		NameEntry *old = name_find(c->prep, name);
 		if (old || (client_limit() && (int)c->prep->live >= client_limit())) {
 			/* a stand-in Close carries the refusal, so it arrives in order; as in
-			 * PostgreSQL, an existing name is an error (42P05) and keeps its statement */
+			 * PostgreSQL, an existing name is an error (42P05) and keeps its statement
+			 */
 			put_close(s, "pgtenant_noop", R_CLOSE_AS_ERROR, NULL,
 			          old ? REFUSE_EXISTS : REFUSE_LIMIT);
 			return PREP_REFUSED;
@@ -613,7 +623,8 @@ PrepResult prep_client_message(Client *c, ServerConn *s, uint8_t type, const uin
 		NameEntry *e = name_find(c->prep, name);
 		if (e)
 			name_del(c->prep, e);
-		/* the server keeps its copy for whoever needs it next; the client gets its CloseComplete */
+		/* the server keeps its copy for whoever needs it next; the client gets its
+		 * CloseComplete */
 		put_close(s, "pgtenant_noop", R_PASS, NULL, 0);
 		return PREP_REWRITTEN;
 	}
@@ -670,15 +681,19 @@ bool prep_on_reply(ServerConn *s, Client *c, const Expect *e, uint8_t type)
 	}
 	case R_CLOSE_AS_ERROR:
 		if (c && e->why == REFUSE_EXISTS) {
-			proto_error(&c->conn.out, "ERROR", "42P05", "prepared statement already exists", NULL);
+			proto_error(&c->conn.out, "ERROR", "42P05",
+			            "prepared statement already exists", NULL);
 		} else if (c) {
 			char msg[160];
 			snprintf(msg, sizeof(msg),
-				 "too many prepared statements for this connection (max_client_prepared_statements = %d)",
-				 client_limit());
-			proto_error(&c->conn.out, "ERROR", "53400", msg, "Close or DEALLOCATE statements you no longer use.");
+			         "too many prepared statements for this connection "
+			         "(max_client_prepared_statements = %d)",
+			         client_limit());
+			proto_error(&c->conn.out, "ERROR", "53400", msg,
+			            "Close or DEALLOCATE statements you no longer use.");
 		}
-		/* the rest of the batch was held back by the client's prep_skip; its Sync answers */
+		/* the rest of the batch was held back by the client's prep_skip; its Sync answers
+		 */
 		return true;
 	default:
 		return true;

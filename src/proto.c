@@ -65,7 +65,8 @@ bool proto_parse_startup(const uint8_t *body, size_t len, Startup *out, const ch
 	return true;
 }
 
-void proto_error(Buf *b, const char *severity, const char *sqlstate, const char *msg, const char *hint)
+void proto_error(Buf *b, const char *severity, const char *sqlstate, const char *msg,
+                 const char *hint)
 {
 	size_t start;
 	bool error = strcmp(severity, "ERROR") == 0 || strcmp(severity, "FATAL") == 0 ||

@@ -18,11 +18,11 @@ typedef struct BatchInfo {
 	bool hint_replica;
 	bool hint_primary;
 	bool read_only_tx;
-	bool begin_only;    /* a lone BEGIN / START TRANSACTION (not READ ONLY) */
-	bool end_only;      /* a lone COMMIT / END / ROLLBACK / ABORT */
-	bool end_rollback;  /* ... and it is ROLLBACK / ABORT */
+	bool begin_only;   /* a lone BEGIN / START TRANSACTION (not READ ONLY) */
+	bool end_only;     /* a lone COMMIT / END / ROLLBACK / ABORT */
+	bool end_rollback; /* ... and it is ROLLBACK / ABORT */
 	bool session_state;
-	bool serializable;  /* SERIALIZABLE: a hot standby refuses it */
+	bool serializable; /* SERIALIZABLE: a hot standby refuses it */
 } BatchInfo;
 
 static void note_sql(BatchInfo *b, const char *sql, size_t len, bool lone)
@@ -42,7 +42,8 @@ static void note_sql(BatchInfo *b, const char *sql, size_t len, bool lone)
 	if (info.flags & SQLF_SERIALIZABLE)
 		b->serializable = true;
 	if (!lone || info.n_statements != 1 ||
-	    (info.flags & (SQLF_TX_CONTROL | SQLF_READ_ONLY_TX | SQLF_SERIALIZABLE)) != SQLF_TX_CONTROL)
+	    (info.flags & (SQLF_TX_CONTROL | SQLF_READ_ONLY_TX | SQLF_SERIALIZABLE)) !=
+	            SQLF_TX_CONTROL)
 		return;
 	sqllex_init(&lx, sql, len);
 	if (sqllex_next(&lx, &tok) != SQLTOK_IDENT)
@@ -123,7 +124,8 @@ static Route route_scan(Client *c, BatchInfo *b)
 		case 'E':
 		case 'C':
 			break;
-		default: /* Flush (the client waits for replies mid-batch), FunctionCall, COPY data */
+		default: /* Flush (the client waits for replies mid-batch), FunctionCall, COPY data
+		          */
 			return ROUTE_PRIMARY;
 		}
 		pos += total;
@@ -150,7 +152,8 @@ Route router_route_batch(Client *c)
 	if (!c->deferred_begin && b.begin_only && c->tx_status == 'I' && !c->sticky_primary)
 		return ROUTE_DEFER_BEGIN;
 	bool replica;
-	if (r == ROUTE_PRIMARY || b.hint_primary || c->sticky_primary || b.session_state || b.serializable)
+	if (r == ROUTE_PRIMARY || b.hint_primary || c->sticky_primary || b.session_state ||
+	    b.serializable)
 		replica = false;
 	else if (c->deferred_begin)
 		replica = b.read_only_tx; /* BEGIN; SET TRANSACTION READ ONLY */
@@ -174,4 +177,3 @@ Route router_route_batch(Client *c)
 	c->pool = pool_replica_of(home, rep);
 	return ROUTE_REPLICA;
 }
-

@@ -188,16 +188,19 @@ static struct {
 	bool used;
 } salted_cache[SALTED_CACHE_SLOTS];
 
-static bool salted_cache_key(const char *password, size_t plen, const uint8_t *salt, size_t salt_len,
-                             int iterations, uint8_t key[SCRAM_KEY_LEN])
+static bool salted_cache_key(const char *password, size_t plen, const uint8_t *salt,
+                             size_t salt_len, int iterations, uint8_t key[SCRAM_KEY_LEN])
 {
-	uint8_t head[8] = {(uint8_t)(iterations >> 24), (uint8_t)(iterations >> 16), (uint8_t)(iterations >> 8),
-	                   (uint8_t)iterations,         (uint8_t)(salt_len >> 24),   (uint8_t)(salt_len >> 16),
+	uint8_t head[8] = {(uint8_t)(iterations >> 24), (uint8_t)(iterations >> 16),
+	                   (uint8_t)(iterations >> 8),  (uint8_t)iterations,
+	                   (uint8_t)(salt_len >> 24),   (uint8_t)(salt_len >> 16),
 	                   (uint8_t)(salt_len >> 8),    (uint8_t)salt_len};
 	unsigned int len = 0;
 	EVP_MD_CTX *md = EVP_MD_CTX_new();
-	bool ok = md && EVP_DigestInit_ex(md, EVP_sha256(), NULL) == 1 && EVP_DigestUpdate(md, head, sizeof(head)) == 1 &&
-	          EVP_DigestUpdate(md, salt, salt_len) == 1 && EVP_DigestUpdate(md, password, plen) == 1 &&
+	bool ok = md && EVP_DigestInit_ex(md, EVP_sha256(), NULL) == 1 &&
+	          EVP_DigestUpdate(md, head, sizeof(head)) == 1 &&
+	          EVP_DigestUpdate(md, salt, salt_len) == 1 &&
+	          EVP_DigestUpdate(md, password, plen) == 1 &&
 	          EVP_DigestFinal_ex(md, key, &len) == 1 && len == SCRAM_KEY_LEN;
 	EVP_MD_CTX_free(md);
 	return ok;
@@ -212,12 +215,13 @@ static bool scram_salted_password(const char *password, const uint8_t *salt, siz
 		return false;
 	bool keyed = salted_cache_key(password, plen, salt, salt_len, iterations, key);
 	unsigned slot = keyed ? ((unsigned)key[0] | (unsigned)key[1] << 8) % SALTED_CACHE_SLOTS : 0;
-	if (keyed && salted_cache[slot].used && CRYPTO_memcmp(salted_cache[slot].key, key, SCRAM_KEY_LEN) == 0) {
+	if (keyed && salted_cache[slot].used &&
+	    CRYPTO_memcmp(salted_cache[slot].key, key, SCRAM_KEY_LEN) == 0) {
 		memcpy(out, salted_cache[slot].salted, SCRAM_KEY_LEN);
 		return true;
 	}
-	if (PKCS5_PBKDF2_HMAC(password, (int)plen, salt, (int)salt_len, iterations, EVP_sha256(), SCRAM_KEY_LEN,
-	                      out) != 1)
+	if (PKCS5_PBKDF2_HMAC(password, (int)plen, salt, (int)salt_len, iterations, EVP_sha256(),
+	                      SCRAM_KEY_LEN, out) != 1)
 		return false;
 	if (keyed) {
 		memcpy(salted_cache[slot].key, key, SCRAM_KEY_LEN);
@@ -447,7 +451,8 @@ bool scram_verify_password(const char *verifier, const char *password)
 /* ---- server side ---- */
 
 /* HMAC under the process key of a label, a NUL, a and b. */
-static bool process_hmac(const char *label, const char *a, const char *b, uint8_t out[SCRAM_KEY_LEN])
+static bool process_hmac(const char *label, const char *a, const char *b,
+                         uint8_t out[SCRAM_KEY_LEN])
 {
 	size_t la = strlen(label) + 1, lu = strlen(a) + 1, lb = strlen(b);
 	char *msg = malloc(la + lu + lb);
@@ -466,7 +471,8 @@ void scram_fake_secret(const char *user, char out[65])
 {
 	static const char hex[] = "0123456789abcdef";
 	uint8_t mac[SCRAM_KEY_LEN];
-	if (!process_hmac("pgtenant unknown user", user, "", mac) && RAND_bytes(mac, sizeof(mac)) != 1)
+	if (!process_hmac("pgtenant unknown user", user, "", mac) &&
+	    RAND_bytes(mac, sizeof(mac)) != 1)
 		memset(mac, 7, sizeof(mac));
 	for (int i = 0; i < SCRAM_KEY_LEN; i++) {
 		out[2 * i] = hex[mac[i] >> 4];
@@ -497,8 +503,10 @@ bool scram_server_init(ScramServer *s, const char *secret, const char *user)
 		s->salt_len = SCRAM_SALT_LEN;
 		bool ok = process_hmac("pgtenant scram salt", user ? user : "", secret, mac);
 		memcpy(s->salt, mac, SCRAM_SALT_LEN);
-		ok = ok && scram_salted_password(secret, s->salt, SCRAM_SALT_LEN, s->iterations, salted) &&
-		          scram_derive_keys(salted, s->stored_key, s->server_key);
+		ok = ok &&
+		     scram_salted_password(secret, s->salt, SCRAM_SALT_LEN, s->iterations,
+		                           salted) &&
+		     scram_derive_keys(salted, s->stored_key, s->server_key);
 		OPENSSL_cleanse(salted, sizeof(salted));
 		if (!ok)
 			return false;
@@ -507,7 +515,8 @@ bool scram_server_init(ScramServer *s, const char *secret, const char *user)
 	return true;
 }
 
-void scram_server_channel_binding(ScramServer *s, bool offered, bool selected, const uint8_t *data, size_t len)
+void scram_server_channel_binding(ScramServer *s, bool offered, bool selected, const uint8_t *data,
+                                  size_t len)
 {
 	s->cb_offered = offered;
 	s->cb_selected = selected && len > 0 && len <= sizeof(s->cb_data);
@@ -541,9 +550,10 @@ bool scram_server_first(ScramServer *s, const uint8_t *msg, size_t len, char **o
 	size_t flag_len = 2; /* "n," or "y," */
 	if (len >= 1 && msg[0] == 'p') {
 		if (!s->cb_selected)
-			return scram_server_fail(s, err, errlen,
-			                         "SCRAM channel binding is not supported by pgtenant "
-			                         "without SCRAM-SHA-256-PLUS");
+			return scram_server_fail(
+			        s, err, errlen,
+			        "SCRAM channel binding is not supported by pgtenant "
+			        "without SCRAM-SHA-256-PLUS");
 		flag_len = sizeof(cb_type) - 1;
 		if (len < flag_len || memcmp(msg, cb_type, flag_len) != 0)
 			return scram_server_fail(s, err, errlen,
@@ -552,8 +562,9 @@ bool scram_server_first(ScramServer *s, const uint8_t *msg, size_t len, char **o
 		return scram_server_fail(s, err, errlen,
 		                         "malformed SCRAM client-first-message: bad gs2 header");
 	} else if (s->cb_selected) {
-		return scram_server_fail(s, err, errlen,
-		                         "SCRAM-SHA-256-PLUS was selected without channel binding data");
+		return scram_server_fail(
+		        s, err, errlen,
+		        "SCRAM-SHA-256-PLUS was selected without channel binding data");
 	} else if (msg[0] == 'y' && s->cb_offered) {
 		/* the client can bind but believes we cannot: someone removed PLUS on the way */
 		return scram_server_fail(s, err, errlen, "SCRAM channel binding negotiation error");

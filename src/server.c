@@ -41,7 +41,8 @@ static void login_process(ServerConn *s);
 
 static List free_later = {&free_later, &free_later};
 
-static const char *const state_names[] = {"free", "connecting", "login", "idle", "active", "reset", "cancel_wait"};
+static const char *const state_names[] = {"free",   "connecting", "login",      "idle",
+                                          "active", "reset",      "cancel_wait"};
 
 const char *server_state_name(ServerState st)
 {
@@ -49,7 +50,7 @@ const char *server_state_name(ServerState st)
 }
 
 #define server_log(lvl, s, fmt, ...)                                                               \
-	log_at(lvl, "S-%p %s/%s@%s:%d " fmt, (void *)(s), (s)->pool->dbname, (s)->pool->user,       \
+	log_at(lvl, "S-%p %s/%s@%s:%d " fmt, (void *)(s), (s)->pool->dbname, (s)->pool->user,      \
 	       pool_host((s)->pool), pool_port((s)->pool), ##__VA_ARGS__)
 
 /* The one place a server changes state (and list). */
@@ -110,8 +111,8 @@ static void tls_failed(ServerConn *s, const char *why, bool verification)
 	char msg[256];
 	List *it, *tmp;
 
-	snprintf(msg, sizeof(msg), "TLS connection to backend \"%s\" (%s:%d) failed: %s", p->backend->name,
-		 pool_host(p), pool_port(p), why);
+	snprintf(msg, sizeof(msg), "TLS connection to backend \"%s\" (%s:%d) failed: %s",
+	         p->backend->name, pool_host(p), pool_port(p), why);
 	login_failed(s, msg);
 	if (!verification)
 		return;
@@ -181,7 +182,8 @@ static void tls_answer(ServerConn *s)
 			return;
 		}
 		buf_consume(in, 1);
-		s->conn.ssl = tls_connect_new(s->conn.fd, (ServerTlsMode)s->tls_mode, pool_host(s->pool));
+		s->conn.ssl =
+		        tls_connect_new(s->conn.fd, (ServerTlsMode)s->tls_mode, pool_host(s->pool));
 		if (!s->conn.ssl) {
 			tls_failed(s, "cannot create a TLS session", false);
 			return;
@@ -200,8 +202,10 @@ static void tls_answer(ServerConn *s)
 		tls_failed(s, "the server does not support TLS", false);
 		return;
 	}
-	tls_failed(s, b == 'E' ? "the server refused the SSL request" : "unexpected answer to the SSL request",
-		   false);
+	tls_failed(s,
+	           b == 'E' ? "the server refused the SSL request"
+	                    : "unexpected answer to the SSL request",
+	           false);
 }
 
 ServerConn *server_connect(Pool *p)
@@ -301,8 +305,8 @@ static void server_on_write(evutil_socket_t fd, short what, void *arg)
 		s->conn.write_armed = false;
 		if (err) {
 			char msg[200];
-			snprintf(msg, sizeof(msg), "cannot connect to %s:%d: %s", pool_host(s->pool),
-				 pool_port(s->pool), strerror(err));
+			snprintf(msg, sizeof(msg), "cannot connect to %s:%d: %s",
+			         pool_host(s->pool), pool_port(s->pool), strerror(err));
 			strlcpy_safe(s->pool->last_error, msg, sizeof(s->pool->last_error));
 			server_close(s, msg);
 		} else {
@@ -336,7 +340,8 @@ static void server_on_read(evutil_socket_t fd, short what, void *arg)
 	}
 	st = conn_read(&s->conn);
 	if (st == IO_EOF || st == IO_ERROR) {
-		server_close(s, st == IO_EOF ? "server closed the connection" : "server read error");
+		server_close(s,
+		             st == IO_EOF ? "server closed the connection" : "server read error");
 	} else if (st == IO_OK) {
 		if (s->tls_stage == SV_TLS_REQUESTED)
 			tls_answer(s);
@@ -397,7 +402,8 @@ static bool handle_auth(ServerConn *s, MsgReader *r)
 			return false;
 		}
 		if (!p->password || !auth_md5_response(p->password, p->user, salt, resp)) {
-			login_failed(s, "server asked for an md5 password and no usable password is configured");
+			login_failed(s, "server asked for an md5 password and no usable password "
+			                "is configured");
 			return false;
 		}
 		send_password_message(s, resp, strlen(resp), true);
@@ -414,7 +420,9 @@ static bool handle_auth(ServerConn *s, MsgReader *r)
 			return false;
 		}
 		if (!p->password || auth_secret_kind(p->password) != SECRET_PLAIN) {
-			login_failed(s, "server asked for SCRAM and no plain-text password is configured");
+			login_failed(
+			        s,
+			        "server asked for SCRAM and no plain-text password is configured");
 			return false;
 		}
 		if (!scram_client_first(&s->scram, &out)) {
@@ -431,8 +439,8 @@ static bool handle_auth(ServerConn *s, MsgReader *r)
 		break;
 	}
 	case AUTH_REQ_SASL_CONTINUE:
-		if (!scram_client_final(&s->scram, p->password, r->p + r->pos, msg_remaining(r), &out, err,
-					sizeof(err))) {
+		if (!scram_client_final(&s->scram, p->password, r->p + r->pos, msg_remaining(r),
+		                        &out, err, sizeof(err))) {
 			login_failed(s, err);
 			return false;
 		}
@@ -440,14 +448,16 @@ static bool handle_auth(ServerConn *s, MsgReader *r)
 		free(out);
 		break;
 	case AUTH_REQ_SASL_FINAL:
-		if (!scram_client_verify(&s->scram, r->p + r->pos, msg_remaining(r), err, sizeof(err))) {
+		if (!scram_client_verify(&s->scram, r->p + r->pos, msg_remaining(r), err,
+		                         sizeof(err))) {
 			login_failed(s, err);
 			return false;
 		}
 		s->sasl_done = true;
 		return true;
 	default:
-		snprintf(err, sizeof(err), "server asked for unsupported authentication method %u", code);
+		snprintf(err, sizeof(err), "server asked for unsupported authentication method %u",
+		         code);
 		login_failed(s, err);
 		return false;
 	}
@@ -476,14 +486,16 @@ static void rls_verdict(ServerConn *s, MsgReader *r)
 		return;
 	if (l1 >= 1 && v1[0] == 't')
 		snprintf(s->rls_refusal, sizeof(s->rls_refusal),
-			 "server role \"%s\" is a superuser or has BYPASSRLS: row-level security would not "
-			 "isolate shared tenants",
-			 s->pool->user);
+		         "server role \"%s\" is a superuser or has BYPASSRLS: row-level security "
+		         "would not "
+		         "isolate shared tenants",
+		         s->pool->user);
 	else if (v2)
 		snprintf(s->rls_refusal, sizeof(s->rls_refusal),
-			 "server role \"%s\" owns tables with row-level security not forced (%.*s): use ALTER "
-			 "TABLE ... FORCE ROW LEVEL SECURITY",
-			 s->pool->user, (int)(l2 > 200 ? 200 : l2), (const char *)v2);
+		         "server role \"%s\" owns tables with row-level security not forced "
+		         "(%.*s): use ALTER "
+		         "TABLE ... FORCE ROW LEVEL SECURITY",
+		         s->pool->user, (int)(l2 > 200 ? 200 : l2), (const char *)v2);
 }
 
 static void login_process(ServerConn *s)
@@ -524,7 +536,8 @@ static void login_process(ServerConn *s)
 			const char *code, *msg;
 			char text[300];
 			proto_error_fields(r.p, r.len, &code, &msg);
-			snprintf(text, sizeof(text), "login failed: %s (%s)", msg ? msg : "?", code ? code : "?");
+			snprintf(text, sizeof(text), "login failed: %s (%s)", msg ? msg : "?",
+			         code ? code : "?");
 			login_failed(s, text);
 			return;
 		}
@@ -538,7 +551,8 @@ static void login_process(ServerConn *s)
 			s->tx_status = (char)st;
 			scram_client_free(&s->scram);
 			if (s->pool->has_shared && s->rls_check == RLS_UNCHECKED) {
-				/* shared tenants rely on RLS: make sure this role cannot bypass it */
+				/* shared tenants rely on RLS: make sure this role cannot bypass it
+				 */
 				proto_simple_query(&s->conn.out, RLS_CHECK_SQL);
 				s->rls_check = RLS_CHECKING;
 				server_flush(s);
@@ -547,8 +561,10 @@ static void login_process(ServerConn *s)
 			if (s->rls_check == RLS_CHECKING) {
 				s->rls_check = RLS_DONE;
 				if (s->rls_refusal[0]) {
-					strlcpy_safe(s->pool->rls_refusal, s->rls_refusal, sizeof(s->pool->rls_refusal));
-					log_error("backend %s: %s", s->pool->backend->name, s->rls_refusal);
+					strlcpy_safe(s->pool->rls_refusal, s->rls_refusal,
+					             sizeof(s->pool->rls_refusal));
+					log_error("backend %s: %s", s->pool->backend->name,
+					          s->rls_refusal);
 				} else {
 					s->pool->rls_refusal[0] = '\0';
 				}
@@ -631,19 +647,21 @@ void server_expect_client(ServerConn *s, uint8_t type)
 			s->busy_since = g_now;
 		expect_push(&s->ex, kind, EA_CLIENT, true, NULL);
 	} else {
-		expect_push(&s->ex, kind, EA_CLIENT, false, kind == EX_EXECUTE ? s->last_bound : NULL);
+		expect_push(&s->ex, kind, EA_CLIENT, false,
+		            kind == EX_EXECUTE ? s->last_bound : NULL);
 	}
 }
 
 bool server_busy(const ServerConn *s)
 {
-	return !expect_empty(&s->ex) || s->unit_open || s->block != BLOCK_NONE || s->tx_status != 'I' ||
-	       s->ex.skip_pending;
+	return !expect_empty(&s->ex) || s->unit_open || s->block != BLOCK_NONE ||
+	       s->tx_status != 'I' || s->ex.skip_pending;
 }
 
 void server_link(ServerConn *s, Client *c)
 {
-	static Buf sql; /* scratch for SET statements; keeps its memory, so no allocation per link */
+	static Buf
+	        sql; /* scratch for SET statements; keeps its memory, so no allocation per link */
 
 	assert(expect_empty(&s->ex) && s->block == BLOCK_NONE && !s->unit_open);
 	s->client = c;
@@ -664,13 +682,15 @@ void server_link(ServerConn *s, Client *c)
 	if (!c->params_have_defaults && s->pool->welcome_ready) {
 		const Params *w = &s->pool->welcome;
 		for (int i = 0; i < w->n; i++)
-			if (param_is_reported(w->items[i].name) && !params_get(&c->params, w->items[i].name))
+			if (param_is_reported(w->items[i].name) &&
+			    !params_get(&c->params, w->items[i].name))
 				params_set(&c->params, w->items[i].name, w->items[i].value);
 		c->params_have_defaults = true;
 	}
 	sql.off = sql.len = 0;
 	/* versions are unique per list and change, so equal versions mean nothing to compare */
-	if ((s->synced_client_version != c->params.version || s->synced_server_version != s->params.version) &&
+	if ((s->synced_client_version != c->params.version ||
+	     s->synced_server_version != s->params.version) &&
 	    params_fingerprint(&c->params) != params_fingerprint(&s->params) &&
 	    param_sync_sql(&c->params, &s->params, &sql)) {
 		buf_append(&sql, "", 1);
@@ -823,7 +843,8 @@ void server_reset(ServerConn *s, const char *q, bool discards)
 		return;
 	}
 	if (discards) {
-		/* DISCARD ALL / RESET ALL return every setting to its default: forget what we SET. */
+		/* DISCARD ALL / RESET ALL return every setting to its default: forget what we SET.
+		 */
 		for (int i = 0; i < s->params.n;) {
 			if (!param_is_reported(s->params.items[i].name) &&
 			    !param_is_readonly(s->params.items[i].name)) {
@@ -1075,9 +1096,11 @@ again:
 				const char *code, *msg;
 				proto_error_fields(body, blen, &code, &msg);
 				if (code && strcmp(code, "57014") == 0) {
-					/* the server says "user request"; the client should learn why */
-					proto_error(&c->conn.out, "ERROR", "57014", "canceling statement due to query_timeout",
-						    NULL);
+					/* the server says "user request"; the client should learn
+					 * why */
+					proto_error(&c->conn.out, "ERROR", "57014",
+					            "canceling statement due to query_timeout",
+					            NULL);
 					s->timeout_cancel = false;
 					drop = true;
 				}
@@ -1135,8 +1158,11 @@ again:
 					buf_consume(in, total);
 					if (s->dirty) {
 						Pool *p = s->pool;
-						server_close(s, "a reset or check failed: state unknown");
-						pool_maybe_connect(p); /* for whoever waited for it */
+						server_close(
+						        s,
+						        "a reset or check failed: state unknown");
+						pool_maybe_connect(
+						        p); /* for whoever waited for it */
 					} else {
 						pool_server_ready(s);
 					}
@@ -1184,7 +1210,8 @@ again:
 	if (c) {
 		if (!client_flush(c))
 			return; /* closing the client released or closed s */
-		if (s->bp_paused && !release && s->client == c && buf_avail(&c->conn.out) < CONN_LOW_WATER) {
+		if (s->bp_paused && !release && s->client == c &&
+		    buf_avail(&c->conn.out) < CONN_LOW_WATER) {
 			/* the kernel took it all at once: no write event will come to resume us */
 			s->bp_paused = false;
 			conn_want_read(&s->conn, true);
@@ -1199,13 +1226,19 @@ again:
 				server_release(s);
 			else
 				pool_release(s); /* the common case, without a call more */
-			/* a removed or disabled tenant's clients leave at the end of their transaction */
+			/* a removed or disabled tenant's clients leave at the end of their
+			 * transaction */
 			if (c->tenant->removed) {
-				client_fatal(c, "57P01", "terminating connection: the tenant was removed from the configuration", NULL);
+				client_fatal(c, "57P01",
+				             "terminating connection: the tenant was removed from "
+				             "the configuration",
+				             NULL);
 				return;
 			}
 			if (c->tenant->disabled) {
-				client_fatal(c, "55000", "terminating connection: the tenant was disabled", NULL);
+				client_fatal(c, "55000",
+				             "terminating connection: the tenant was disabled",
+				             NULL);
 				return;
 			}
 			/* the client may have pipelined its next transaction already */
@@ -1303,7 +1336,8 @@ void server_cancel(ServerConn *s)
 	char err[200];
 	bool in_progress;
 	Buf b;
-	int fd = net_connect(pool_host(s->pool), pool_port(s->pool), &in_progress, err, sizeof(err));
+	int fd =
+	        net_connect(pool_host(s->pool), pool_port(s->pool), &in_progress, err, sizeof(err));
 
 	if (fd < 0) {
 		server_log(LOG_LVL_WARNING, s, "cancel failed: %s", err);
@@ -1343,7 +1377,8 @@ static void check_timeouts(ServerConn *s)
 	if (s->ex.client_units > 0) {
 		usec_t limit = config_tenant_query_timeout(g_cfg, tc);
 		if (limit > 0 && !s->timeout_cancel && g_now - s->busy_since > limit) {
-			server_log(LOG_LVL_INFO, s, "query_timeout: cancelling backend pid %u", s->be_pid);
+			server_log(LOG_LVL_INFO, s, "query_timeout: cancelling backend pid %u",
+			           s->be_pid);
 			s->timeout_cancel = true;
 			c->tenant->stats.query_timeouts++;
 			server_cancel(s);
@@ -1358,7 +1393,9 @@ static void check_timeouts(ServerConn *s)
 			server_unlink(s);
 			server_reset(s, "ROLLBACK", false);
 			client_set_state(c, CL_IDLE);
-			client_fatal(c, "25P03", "terminating connection due to idle_transaction_timeout", NULL);
+			client_fatal(c, "25P03",
+			             "terminating connection due to idle_transaction_timeout",
+			             NULL);
 		}
 		return;
 	}
@@ -1368,7 +1405,8 @@ static void check_timeouts(ServerConn *s)
 		client_fatal(c, "57P05", "terminating connection due to client_idle_timeout", NULL);
 }
 
-/* Cancels that never settle (a backend gone silent) release their target after the connect timeout. */
+/* Cancels that never settle (a backend gone silent) release their target after the connect timeout.
+ */
 void server_maintain(void)
 {
 	List *pit;

@@ -1582,7 +1582,8 @@ static void stmt_begin(Analyzer *an, Stmt *st, const Tok *first)
 			st->flags |= SQLF_RESETS_STATE | SQLF_DEALLOCATE_ALL;
 		break;
 	case KW_DEALLOCATE:
-		/* DEALLOCATE [PREPARE] name | ALL: the session's prepared statements are pgtenant's too */
+		/* DEALLOCATE [PREPARE] name | ALL: the session's prepared statements are pgtenant's
+		 * too */
 		tok_next(&p, &t);
 		if (t.kw == KW_PREPARE)
 			tok_next(&p, &t);

@@ -195,7 +195,6 @@ static void build_state(Tenant *t, const Config *cfg)
 	buf_free(&path);
 }
 
-
 typedef struct PoolKey {
 	uint64_t hash;
 	Tenant *t;
@@ -220,7 +219,8 @@ static void mark_shared_pools(const Config *cfg)
 	for (int i = 0; i < cfg->n_tenants; i++) {
 		const TenantConf *tc = &cfg->tenants[i];
 		Tenant *t = tenant_lookup(tc->name);
-		if (!t || tc->mode != TENANT_MODE_DATABASE || config_tenant_pool_mode(cfg, tc) != POOL_MODE_TRANSACTION)
+		if (!t || tc->mode != TENANT_MODE_DATABASE ||
+		    config_tenant_pool_mode(cfg, tc) != POOL_MODE_TRANSACTION)
 			continue;
 		const BackendConf *bc = config_tenant_backend(cfg, tc);
 		const char *db = config_tenant_dbname(cfg, tc);
@@ -236,7 +236,8 @@ static void mark_shared_pools(const Config *cfg)
 	}
 	qsort(keys, (size_t)n, sizeof(PoolKey), cmp_pool_key);
 	for (int i = 0; i < n; i++) {
-		bool shared = (i > 0 && keys[i - 1].hash == keys[i].hash) || (i + 1 < n && keys[i + 1].hash == keys[i].hash);
+		bool shared = (i > 0 && keys[i - 1].hash == keys[i].hash) ||
+		              (i + 1 < n && keys[i + 1].hash == keys[i].hash);
 		/* a pool that depends on the client's own user name is shared among users anyway */
 		const TenantConf *tc = keys[i].t->conf;
 		if (!config_tenant_server_user(cfg, tc))
@@ -297,9 +298,11 @@ void tenant_registry_build(const Config *cfg)
 		t->conf = tc;
 		t->disabled = tc->disabled;
 		build_state(t, cfg);
-		t->analyze = tc->mode != TENANT_MODE_DATABASE; /* database mode: see mark_shared_pools */
+		t->analyze =
+		        tc->mode != TENANT_MODE_DATABASE; /* database mode: see mark_shared_pools */
 		resolve_settings(t, cfg);
-		t->pool = NULL; /* recomputed on next use: backend or credentials may have changed */
+		t->pool =
+		        NULL; /* recomputed on next use: backend or credentials may have changed */
 		size_t slot = hash_name(t->name, strlen(t->name)) & (size - 1);
 		t->hash_next = table[slot];
 		table[slot] = t;
@@ -333,7 +336,7 @@ const char *tenant_user_suffix(const char *user, const char *sep, size_t *prefix
 }
 
 TenantResult tenant_resolve(const Config *cfg, const TenantQuery *q, Tenant **out, char *auth_user,
-			    size_t auth_user_len, const char **unknown_name, size_t *unknown_len)
+                            size_t auth_user_len, const char **unknown_name, size_t *unknown_len)
 {
 	Tenant *chosen = NULL;
 	bool mismatch = false;
@@ -354,7 +357,8 @@ TenantResult tenant_resolve(const Config *cfg, const TenantQuery *q, Tenant **ou
 				size_t sl = cfg->sni_suffix ? strlen(cfg->sni_suffix) : 0;
 				size_t hl = strlen(q->sni);
 				if (sl) {
-					if (hl > sl && strcasecmp(q->sni + hl - sl, cfg->sni_suffix) == 0) {
+					if (hl > sl &&
+					    strcasecmp(q->sni + hl - sl, cfg->sni_suffix) == 0) {
 						name = q->sni;
 						n = hl - sl;
 					}
@@ -369,9 +373,11 @@ TenantResult tenant_resolve(const Config *cfg, const TenantQuery *q, Tenant **ou
 			break;
 		case TENANT_SRC_USER: {
 			size_t plen;
-			const char *suffix = tenant_user_suffix(q->user, cfg->tenant_separator, &plen);
+			const char *suffix =
+			        tenant_user_suffix(q->user, cfg->tenant_separator, &plen);
 			if (suffix) {
-				/* the part before the separator authenticates, tenant or not (SPEC §3) */
+				/* the part before the separator authenticates, tenant or not (SPEC
+				 * §3) */
 				size_t copy = plen < auth_user_len - 1 ? plen : auth_user_len - 1;
 				memcpy(auth_user, q->user, copy);
 				auth_user[copy] = '\0';
@@ -439,7 +445,8 @@ Pool *tenant_pool_for(Tenant *t, const char *user)
 		return NULL; /* the pool depends on the client's user, unknown here */
 	if (!password && g_auth)
 		password = authfile_lookup(g_auth, server_user);
-	const char *dbname = tc->mode == TENANT_MODE_DATABASE ? config_tenant_dbname(g_cfg, tc) : bc->dbname;
+	const char *dbname =
+	        tc->mode == TENANT_MODE_DATABASE ? config_tenant_dbname(g_cfg, tc) : bc->dbname;
 	if (!dbname)
 		dbname = server_user;
 	Pool *p = pool_get(be, NULL, dbname, server_user, password);

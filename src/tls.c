@@ -180,7 +180,8 @@ bool tls_configure(const Config *cfg, char *err, size_t errlen)
 	 */
 	bool want_connect = cfg->server_tls_ca_file && *cfg->server_tls_ca_file;
 	for (int i = 0; i < cfg->n_backends && !want_connect; i++)
-		want_connect = config_backend_server_tls_mode(cfg, &cfg->backends[i]) != SERVER_TLS_DISABLE;
+		want_connect = config_backend_server_tls_mode(cfg, &cfg->backends[i]) !=
+		               SERVER_TLS_DISABLE;
 	con = want_connect ? build_connect_ctx(cfg, err, errlen) : NULL;
 	if (want_connect && !con) {
 		SSL_CTX_free(acc);

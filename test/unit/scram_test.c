@@ -248,7 +248,8 @@ static void test_plain_text_salt_is_stable_per_user_not_per_password(void)
 	/* the cached result is the right one: a login goes through twice, a wrong password not */
 	for (int i = 0; i < 2; i++) {
 		char err[256];
-		CHECK_MSG(run_exchange("cached secret", "cached secret", err), "round %d: %s", i, err);
+		CHECK_MSG(run_exchange("cached secret", "cached secret", err), "round %d: %s", i,
+		          err);
 		CHECK(!run_exchange("cached secret", "cached secreT", err));
 	}
 }

@@ -41,8 +41,8 @@ static inline int unit_streq(const char *a, const char *b)
 #define CHECK_STREQ(a, b)                                                                          \
 	do {                                                                                       \
 		const char *unit_a_ = (a), *unit_b_ = (b);                                         \
-		CHECK_MSG(unit_streq(unit_a_, unit_b_), "'%s' != '%s'", unit_a_ ? unit_a_ : "(null)", \
-			  unit_b_ ? unit_b_ : "(null)");                                           \
+		CHECK_MSG(unit_streq(unit_a_, unit_b_), "'%s' != '%s'",                            \
+		          unit_a_ ? unit_a_ : "(null)", unit_b_ ? unit_b_ : "(null)");             \
 	} while (0)
 
 static inline int unit_finish(const char *name)
