@@ -57,6 +57,8 @@ void prep_on_skipped(ServerConn *s, const Expect *e);
 /* An ErrorResponse to a Bind/Describe/Execute of stmt (a stale plan is prepared afresh). */
 void prep_server_error(ServerConn *s, void *stmt, const uint8_t *body, size_t len);
 
+/* Does s hold statements under pgtenant's names? */
+bool prep_server_holds(const ServerConn *s);
 /* The server lost every prepared statement (DISCARD ALL, DEALLOCATE ALL) or is going away. */
 void prep_server_reset(ServerConn *s);
 void prep_server_free(ServerConn *s);

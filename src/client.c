@@ -1456,6 +1456,44 @@ static bool inspect_statement(Client *c, ServerConn *s, uint8_t type, const uint
 }
 
 /*
+ * A client whose statements are not analysed (a database tenant with a pool of
+ * its own) still must not leave pgtenant believing in statements PostgreSQL
+ * dropped: DEALLOCATE ALL or DISCARD ALL anywhere in a Query or Parse (psycopg
+ * sends one after ROLLBACK) wipes the server's and the client's names. A scan for
+ * the words first: the lexer runs only when one is there.
+ */
+static void notice_deallocate_all(Client *c, ServerConn *s, uint8_t type, const uint8_t *body,
+                                  size_t len)
+{
+	const uint8_t *sql = body;
+	const uint8_t *end = body + len;
+	bool maybe = false;
+
+	if (type == 'P') {
+		const uint8_t *nul = memchr(body, 0, len);
+		if (!nul)
+			return;
+		sql = nul + 1;
+	}
+	const uint8_t *stop = memchr(sql, 0, (size_t)(end - sql));
+	if (!stop)
+		return;
+	for (const uint8_t *p = sql; p + 7 <= stop && !maybe; p++)
+		if ((*p | 0x20) == 'd' && (strncasecmp((const char *)p, "dealloc", 7) == 0 ||
+		                           strncasecmp((const char *)p, "discard", 7) == 0))
+			maybe = true;
+	if (!maybe)
+		return;
+	SqlInfo info;
+	sql_analyze((const char *)sql, (size_t)(stop - sql), g_cfg->tenant_guc,
+	            g_cfg->read_only_functions, &info);
+	if (info.flags & SQLF_DEALLOCATE_ALL) {
+		prep_server_reset(s);
+		prep_client_free(c);
+	}
+}
+
+/*
  * rate_limit: clients whose next statement waits for a token. One timer serves them
  * all, set for the earliest token; nothing runs for tenants without a limit.
  */
@@ -1745,6 +1783,9 @@ again:
 			client_fatal(c, "08P01", "malformed message", NULL);
 			return;
 		}
+		if ((type == 'Q' || type == 'P') && !client_analyzes(c) && tracks_prepared(c) &&
+		    (c->prep || prep_server_holds(s)))
+			notice_deallocate_all(c, s, type, buf_head(in) + MSG_HEADER_LEN, len - 4);
 		if (!replaced && (type == 'P' || type == 'B' || type == 'D' || type == 'C') &&
 		    tracks_prepared(c)) {
 			PrepResult pr = prep_client_message(

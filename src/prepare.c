@@ -728,6 +728,11 @@ void prep_server_error(ServerConn *s, void *stmt, const uint8_t *body, size_t le
 		srv_remove(s->prep, stmt);
 }
 
+bool prep_server_holds(const ServerConn *s)
+{
+	return s->prep && s->prep->n > 0;
+}
+
 void prep_server_reset(ServerConn *s)
 {
 	PrepServer *ps = s->prep;

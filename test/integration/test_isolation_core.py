@@ -499,3 +499,29 @@ def test_client_that_vanishes_while_not_read_frees_its_server(pg, pgtenant, two_
                  timeout=10, what="the server connection of the vanished client to be freed")
     with p.connect(dbname="globex") as g:
         assert rows_of(g) == ["globex"]
+
+
+@pytest.mark.parametrize("how", ["extended", "multi", "after_rollback"])
+def test_deallocate_all_of_a_database_tenant_client_is_noticed(pg, pgtenant, how):
+    """A database tenant with a pool of its own is not analysed, but a DEALLOCATE ALL it
+    sends (psycopg does after ROLLBACK) still drops pgtenant's statements on that server:
+    they are prepared again, never 26000 for another client."""
+    p = pgtenant({"pool_mode": "transaction"}, backends={"main": backend(pg, pool_size=1)})
+    other = p.raw(dbname="acme")
+    pgt.run_batch(other, pgt.ext_parse("select 41 + 1", name="mine") + pgt.ext_sync(), 1)
+    got = pgt.run_batch(other, pgt.ext_bind(stmt="mine") + pgt.ext_execute() + pgt.ext_sync(), 1)
+    assert ("DataRow", b"\x00\x00\x00\x0242") in got, got
+    c = p.raw(dbname="acme")
+    if how == "extended":
+        got = pgt.run_batch(c, ext("deallocate all") + pgt.ext_sync(), 1)
+    elif how == "multi":
+        got = pgt.run_batch(c, pgt.msg(b"Q", b"select 1; deallocate all\0"), 1)
+    else:
+        got = pgt.run_batch(c, pgt.msg(b"Q", b"begin\0") + pgt.msg(b"Q", b"rollback\0") +
+                            pgt.msg(b"Q", b"DEALLOCATE ALL\0"), 3)
+    assert ("Error", None) not in got and got[-1] == ("ReadyForQuery", "I"), got
+    for _ in range(2):
+        got = pgt.run_batch(other, pgt.ext_bind(stmt="mine") + pgt.ext_execute() + pgt.ext_sync(), 1)
+        assert ("DataRow", b"\x00\x00\x00\x0242") in got, got
+    other.close()
+    c.close()
