@@ -470,7 +470,7 @@ def named_statement(c, texts=None):
         # Close first: closing a statement that does not exist is no error, and after a
         # DEALLOCATE ALL / DISCARD ALL the client cannot know whether it still has it
         c.named.pop(name, None)
-        if v == 1:
+        if v != 0:  # Parse and execute (v 1, or any v when the client has no statement yet)
             _named_executed(c, text, None)
         if v == 0:
             segs = c.unit([X(("CS", name), ("P", text, name))])
@@ -478,7 +478,7 @@ def named_statement(c, texts=None):
             segs = c.unit([X(("CS", name), ("P", text, name), ("N", name, _named_params(c, text)))])
         if not segs[0].error:
             c.named[name] = text
-        if v == 1:
+        if v != 0:
             _named_executed(c, text, segs[0])
         return
     name = c.rng.choice(sorted(c.named))
