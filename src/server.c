@@ -913,7 +913,6 @@ static void block_committed(ServerConn *s, const uint8_t *body, size_t len)
 	}
 	s->st_pending_sql = NULL;
 	s->block = BLOCK_NONE;
-	s->client_held = s->client_held && s->client != NULL;
 }
 
 typedef struct SkipCtx {

@@ -111,6 +111,15 @@ static void put_pbe(Buf *b, const char *sql)
  * regnamespace: a missing schema fails the block (3F000) instead of falling
  * through to shared_schemas.
  */
+/* v as an SQL literal; NULL (set_config's "back to the session default") when absent. */
+static void literal_or_null(Buf *b, const char *v)
+{
+	if (v)
+		param_quote_literal(b, v);
+	else
+		buf_puts(b, "NULL");
+}
+
 static void state_build(TenantState *st, const Config *cfg, const char *search_path,
                         const char *schema, const char *tenant_id)
 {
@@ -118,17 +127,11 @@ static void state_build(TenantState *st, const Config *cfg, const char *search_p
 
 	buf_init(&sql);
 	buf_puts(&sql, "SELECT pg_catalog.set_config('search_path', ");
-	if (search_path)
-		param_quote_literal(&sql, search_path);
-	else
-		buf_puts(&sql, "NULL");
+	literal_or_null(&sql, search_path);
 	buf_puts(&sql, ", false), pg_catalog.set_config(");
 	param_quote_literal(&sql, cfg->tenant_guc);
 	buf_puts(&sql, ", ");
-	if (tenant_id)
-		param_quote_literal(&sql, tenant_id);
-	else
-		buf_puts(&sql, "NULL");
+	literal_or_null(&sql, tenant_id);
 	buf_puts(&sql, ", false)");
 	if (schema) {
 		Buf ident;

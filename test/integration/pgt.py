@@ -498,6 +498,32 @@ def parse_fields(body):
     return fields
 
 
+def parse_row_description(body):
+    """Column names of a RowDescription body."""
+    (n,) = struct.unpack("!H", body[:2])
+    i, cols = 2, []
+    for _ in range(n):
+        end = body.index(b"\0", i)
+        cols.append(body[i:end].decode())
+        i = end + 1 + 18
+    return cols
+
+
+def parse_data_row(body, errors="strict"):
+    """Values of a DataRow body (str, or None for NULL)."""
+    (n,) = struct.unpack("!H", body[:2])
+    i, row = 2, []
+    for _ in range(n):
+        (ln,) = struct.unpack("!i", body[i:i + 4])
+        i += 4
+        if ln < 0:
+            row.append(None)
+        else:
+            row.append(body[i:i + ln].decode(errors=errors))
+            i += ln
+    return row
+
+
 def startup_packet(params, version=196608):
     body = struct.pack("!I", version)
     for k, v in params.items():
@@ -646,24 +672,9 @@ class RawConn:
             kind, body = self.recv_msg()
             if kind == b"T":
                 rows = []
-                (n,) = struct.unpack("!H", body[:2])
-                i, self.columns = 2, []
-                for _ in range(n):
-                    end = body.index(b"\0", i)
-                    self.columns.append(body[i:end].decode())
-                    i = end + 1 + 18
+                self.columns = parse_row_description(body)
             elif kind == b"D":
-                (n,) = struct.unpack("!H", body[:2])
-                i, row = 2, []
-                for _ in range(n):
-                    (ln,) = struct.unpack("!i", body[i:i + 4])
-                    i += 4
-                    if ln < 0:
-                        row.append(None)
-                    else:
-                        row.append(body[i:i + ln].decode())
-                        i += ln
-                rows.append(row)
+                rows.append(parse_data_row(body))
             elif kind == b"E":
                 err = PgError(parse_fields(body))
             elif kind == b"N":

@@ -505,13 +505,13 @@ class Client:
                     raise Reconnect(self._desync(f"got {k!r} inside an Execute's reply: "
                                                  f"{cut(s.sql)}"))
             if k == "T":
-                columns = self._rowdesc(body)
+                columns = pgt.parse_row_description(body)
             elif k == "n":
                 columns = None
             elif k == "D":
                 if columns is None:
                     raise Reconnect(self._desync(f"DataRow without RowDescription: {cut(s.sql)}"))
-                self._check_row(columns, self._datarow(body), s)
+                self._check_row(columns, pgt.parse_data_row(body, errors="replace"), s)
             elif k in ("C", "I", "s"):
                 completions += 1
                 in_exec = False
@@ -539,28 +539,6 @@ class Client:
             if s.kind == "X":
                 data += ext_sync()  # the Sync sent with the batch was ignored in copy-in mode
             self._send(data)
-
-    def _rowdesc(self, body):
-        (n,) = struct.unpack("!H", body[:2])
-        i, cols = 2, []
-        for _ in range(n):
-            end = body.index(b"\0", i)
-            cols.append(body[i:end].decode())
-            i = end + 1 + 18
-        return cols
-
-    def _datarow(self, body):
-        (n,) = struct.unpack("!H", body[:2])
-        i, row = 2, []
-        for _ in range(n):
-            (ln,) = struct.unpack("!i", body[i:i + 4])
-            i += 4
-            if ln < 0:
-                row.append(None)
-            else:
-                row.append(body[i:i + ln].decode(errors="replace"))
-                i += ln
-        return row
 
     def _check_row(self, columns, row, s):
         self.run.stats["rows"] += 1
