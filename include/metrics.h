@@ -17,8 +17,13 @@
 
 struct event_base;
 
-/* Listens on "host:port" ("*:port" or ":port" = all addresses, "[v6]:port"). */
-bool metrics_start(struct event_base *base, const char *listen, char *err, size_t errlen);
+/*
+ * Listens on "host:port" ("*:port" or ":port" = all addresses, "[v6]:port")
+ * before the client listener accepts, so that pgtenant answering clients means
+ * its metrics answer too; metrics_start serves that socket on the event loop.
+ */
+bool metrics_bind(const char *listen, char *err, size_t errlen);
+bool metrics_start(struct event_base *base, char *err, size_t errlen);
 void metrics_stop(void);
 /* A reload finished (console RELOAD or SIGHUP): counts pgtenant_reloads_total{result}. */
 void metrics_count_reload(bool ok);

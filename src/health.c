@@ -70,6 +70,9 @@ static void hc_drop(HealthConn *h)
 	h->state = HC_IDLE;
 }
 
+static void check_replicas(Backend *be);
+static void recheck_soon(void);
+
 static void mark_down(HealthConn *h, const char *why)
 {
 	if (h->replica) {
@@ -83,6 +86,8 @@ static void mark_down(HealthConn *h, const char *why)
 		h->backend->primary_checked = time_wall_usec();
 	}
 	hc_drop(h);
+	if (!h->replica)
+		check_replicas(h->backend);
 }
 
 static uint64_t parse_lsn(const char *s)
@@ -105,6 +110,7 @@ static void take_result(HealthConn *h, PGresult *res)
 		h->backend->primary_lsn = parse_lsn(PQgetvalue(res, 0, 0));
 		h->backend->primary_up = true;
 		h->backend->primary_checked = time_wall_usec();
+		check_replicas(h->backend);
 		return;
 	}
 	Replica *r = h->replica;
@@ -129,6 +135,7 @@ static void take_result(HealthConn *h, PGresult *res)
 	 * tells how far behind it is.
 	 */
 	usec_t ts_lag = (usec_t)(behind * (double)USEC_PER_SEC);
+	bool unbounded = false;
 	if (h->backend->primary_lsn && replay >= h->backend->primary_lsn) {
 		r->lag_us = 0;
 	} else if (h->backend->primary_lsn_prev && replay >= h->backend->primary_lsn_prev) {
@@ -136,8 +143,16 @@ static void take_result(HealthConn *h, PGresult *res)
 		r->lag_us = ts_lag < bound ? ts_lag : (bound > 0 ? bound : 0);
 	} else {
 		r->lag_us = ts_lag;
+		unbounded = true;
 	}
 	r->state = r->lag_us > g_cfg->max_replica_lag ? REPLICA_LAGGING : REPLICA_UP;
+	/*
+	 * Lagging by the age of its last commit alone (no earlier primary position
+	 * it has passed, as in the first round): look again within a second rather
+	 * than a whole health_check_period, by when there is one to compare with.
+	 */
+	if (unbounded && r->state == REPLICA_LAGGING)
+		recheck_soon();
 	if (r->state != before)
 		log_info("replica %s:%d of backend %s is %s (lag %lld ms)", r->host, r->port,
 		         h->backend->name, health_state_name(r->state),
@@ -277,12 +292,8 @@ static HealthConn *hc_for(Backend *be, Replica *r)
 	return *slot;
 }
 
-static void check_backend(Backend *be, void *arg)
+static void check_replicas(Backend *be)
 {
-	(void)arg;
-	if (!be->n_replicas)
-		return; /* nothing routes by health without replicas */
-	hc_begin(hc_for(be, NULL));
 	for (int i = 0; i < be->n_replicas; i++) {
 		Replica *r = be->replicas[i];
 		if (r->configured)
@@ -292,6 +303,25 @@ static void check_backend(Backend *be, void *arg)
 	}
 }
 
+/*
+ * A round probes the primary first and its replicas once the primary has
+ * answered (or failed): each replica's replay position is then compared with
+ * a primary position read just before it, so an idle primary never makes a
+ * caught-up replica look behind by the age of its last commit.
+ */
+static void check_backend(Backend *be, void *arg)
+{
+	(void)arg;
+	if (!be->n_replicas)
+		return; /* nothing routes by health without replicas */
+	HealthConn *h = hc_for(be, NULL);
+	if (h->state != HC_IDLE) {
+		check_replicas(be); /* a hung primary probe must not hold the replicas' checks */
+		return;
+	}
+	hc_begin(h);
+}
+
 static void on_round(evutil_socket_t fd, short what, void *arg)
 {
 	time_update();
@@ -299,6 +329,14 @@ static void on_round(evutil_socket_t fd, short what, void *arg)
 	struct timeval tv = {(time_t)(g_cfg->health_check_period / USEC_PER_SEC),
 	                     (suseconds_t)(g_cfg->health_check_period % USEC_PER_SEC)};
 	evtimer_add(round_ev, &tv);
+}
+
+static void recheck_soon(void)
+{
+	if (round_ev && g_cfg->health_check_period > USEC_PER_SEC) {
+		struct timeval tv = {1, 0};
+		evtimer_add(round_ev, &tv);
+	}
 }
 
 void health_start(void)

@@ -279,6 +279,10 @@ int main(int argc, char **argv)
 	}
 
 	signal(SIGPIPE, SIG_IGN);
+	if (!metrics_bind(g_cfg->metrics_listen, err, sizeof(err))) {
+		fprintf(stderr, "pgtenant: %s\n", err);
+		return 1;
+	}
 	if (!listener_bind(g_cfg))
 		return 1;
 	if (daemon && !daemonize()) {
@@ -299,8 +303,7 @@ int main(int argc, char **argv)
 	listener_start();
 	audit_open(g_cfg->audit_log);
 	health_start();
-	if (g_cfg->metrics_listen && *g_cfg->metrics_listen &&
-	    !metrics_start(g_base, g_cfg->metrics_listen, err, sizeof(err))) {
+	if (!metrics_start(g_base, err, sizeof(err))) {
 		log_error("%s", err);
 		return 1;
 	}

@@ -17,6 +17,7 @@
 
 #include "client.h"
 #include "log.h"
+#include "net.h"
 #include "pgtenant.h"
 #include "pool.h"
 #include "server.h"
@@ -517,18 +518,30 @@ static bool parse_listen(const char *listen, char *host, size_t hostlen, uint16_
 	return true;
 }
 
-bool metrics_start(struct event_base *base, const char *listen, char *err, size_t errlen)
+static int listen_fd = -1;
+
+bool metrics_bind(const char *listen, char *err, size_t errlen)
 {
 	char host[256];
 	uint16_t port;
 
-	metrics_stop();
 	if (!listen || !*listen)
 		return true;
 	if (!parse_listen(listen, host, sizeof(host), &port)) {
 		snprintf(err, errlen, "metrics_listen \"%s\" is not host:port", listen);
 		return false;
 	}
+	char why[256];
+	listen_fd = net_listen_tcp(host, port, 128, false, why, sizeof(why));
+	if (listen_fd < 0)
+		snprintf(err, errlen, "metrics_listen: %s", why);
+	return listen_fd >= 0;
+}
+
+bool metrics_start(struct event_base *base, char *err, size_t errlen)
+{
+	if (listen_fd < 0)
+		return true;
 	http = evhttp_new(base);
 	if (!http) {
 		snprintf(err, errlen, "cannot create the metrics HTTP server");
@@ -542,14 +555,14 @@ bool metrics_start(struct event_base *base, const char *listen, char *err, size_
 	evhttp_set_cb(http, "/metrics", on_metrics, NULL);
 	evhttp_set_cb(http, "/healthz", on_healthz, NULL);
 	evhttp_set_gencb(http, on_other, NULL);
-	if (!evhttp_bind_socket_with_handle(http, host, port)) {
-		snprintf(err, errlen, "cannot listen on metrics_listen %s: %s", listen,
-		         strerror(errno));
+	if (!evhttp_accept_socket_with_handle(http, listen_fd)) {
+		snprintf(err, errlen, "cannot serve metrics_listen %s", g_cfg->metrics_listen);
 		evhttp_free(http);
 		http = NULL;
 		return false;
 	}
-	log_info("metrics on http://%s/metrics", listen);
+	listen_fd = -1; /* evhttp owns it now */
+	log_info("metrics on http://%s/metrics", g_cfg->metrics_listen);
 	return true;
 }
 
