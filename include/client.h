@@ -60,6 +60,7 @@ struct Client {
 	char *deferred_begin;       /* a BEGIN answered locally; sent with the transaction's first
 	                               statement */
 	struct PrepClient *prep;    /* named prepared statements (transaction mode) */
+	struct StatsClient *sx;     /* statements in flight, for statement statistics (stats.c) */
 	ScramServer *scram;         /* only during a SCRAM exchange */
 	struct LoginCtx *login_ctx; /* only during login: tenant verdict, secret, md5 salt */
 	Params params;

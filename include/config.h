@@ -39,6 +39,7 @@ typedef enum {
 } TenantSource;
 
 #define CONFIG_MAX_TENANT_SOURCES 4
+#define CONFIG_DURATION_OFF       (-2) /* a duration key that may be "off" (log_min_duration) */
 #define CONFIG_NAME_MAX           63 /* section and tenant names */
 
 typedef struct HostPort {
@@ -85,6 +86,7 @@ typedef struct TenantConf {
 	usec_t query_timeout, query_wait_timeout, idle_transaction_timeout,
 	        client_idle_timeout; /* -1: global */
 	int read_routing;            /* -1: global */
+	usec_t log_min_duration;     /* -1: global; CONFIG_DURATION_OFF: off */
 	bool disabled;
 	const char *file;
 	int line;
@@ -139,6 +141,10 @@ typedef struct Config {
 	usec_t health_check_period;
 	int max_prepared_statements;
 	int max_client_prepared_statements;
+	bool query_stats;           /* statement statistics (SHOW QUERIES) */
+	int query_stats_max;        /* statements kept per tenant */
+	int64_t query_stats_memory; /* bytes of all statement tables together */
+	usec_t log_min_duration;    /* slow statement log; CONFIG_DURATION_OFF = off */
 	ClientTlsMode tls_mode;
 	char *tls_cert_file;
 	char *tls_key_file;
@@ -248,6 +254,8 @@ bool config_parse_bool(const char *s, bool *out);
 PoolMode config_tenant_pool_mode(const Config *cfg, const TenantConf *t);
 int config_tenant_pool_size(const Config *cfg, const TenantConf *t);
 usec_t config_tenant_query_timeout(const Config *cfg, const TenantConf *t);
+/* The tenant's slow-statement threshold; negative: off. */
+usec_t config_tenant_log_min_duration(const Config *cfg, const TenantConf *t);
 usec_t config_tenant_query_wait_timeout(const Config *cfg, const TenantConf *t);
 usec_t config_tenant_idle_transaction_timeout(const Config *cfg, const TenantConf *t);
 usec_t config_tenant_client_idle_timeout(const Config *cfg, const TenantConf *t);

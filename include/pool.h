@@ -48,6 +48,7 @@ struct Backend {
 	bool primary_up;
 	usec_t primary_checked; /* wall clock */
 	struct HealthConn *health;
+	struct StatsHists *hist; /* query, transaction and wait time of its clients (stats.c) */
 	ServerTlsMode server_tls_mode; /* the backend's own, or the global one */
 	const char *dbname;            /* for health checks: the backend's credentials */
 	const char *user;

@@ -125,6 +125,38 @@ typedef struct SqlInfo {
 void sql_analyze(const char *sql, size_t len, const char *tenant_guc,
                  const char *extra_ro_functions, SqlInfo *out);
 
+/*
+ * The normalised text of a statement, for statement statistics (SHOW QUERIES)
+ * and the slow log, built from the same tokens sql_analyze() reads: every
+ * literal and $n parameter becomes ?, a list of them (IN (1, 2, 3)) one ?,
+ * unquoted names and keywords are folded to lower case, comments dropped and
+ * tokens joined by single spaces. hash covers the whole normalised text even
+ * when buf (cap bytes) holds only its head (then truncated is set and buf
+ * ends in "..."). Nothing is allocated.
+ */
+typedef struct SqlNorm {
+	char *buf;
+	size_t cap;
+	size_t len;
+	uint64_t hash; /* FNV-1a of the normalised text */
+	bool truncated;
+	bool empty;            /* no token yet */
+	bool pending_semi;     /* a ';' between statements, written if a token follows */
+	bool pending_comma;    /* a ',' after a literal: dropped if another literal follows */
+	uint8_t prev;          /* SqlTokType of the last token written */
+	bool prev_space_paren; /* the last token was a word after which '(' takes a space */
+} SqlNorm;
+
+void sql_norm_init(SqlNorm *n, char *buf, size_t cap);
+void sql_norm_token(SqlNorm *n, const SqlToken *tok);
+/* Ends buf (NUL; "..." when truncated). */
+void sql_norm_finish(SqlNorm *n);
+/* Lexes sql and normalises it (init, tokens, finish): for statements sql_analyze() does not see. */
+void sql_normalize(const char *sql, size_t len, SqlNorm *n);
+/* sql_analyze() that also feeds every token to norm (already initialised; finished here). */
+void sql_analyze_norm(const char *sql, size_t len, const char *tenant_guc,
+                      const char *extra_ro_functions, SqlInfo *out, SqlNorm *norm);
+
 /* A short description of a guard verdict for error messages ("search_path", "role", ...). */
 const char *sql_guard_name(SqlGuard g, const char *tenant_guc);
 

@@ -9,6 +9,7 @@
 #include "config.h"
 #include "list.h"
 #include "pool.h"
+#include "stats.h"
 #include "types.h"
 
 typedef struct TenantStats {
@@ -78,6 +79,8 @@ struct Tenant {
 	int n_clients;
 	double rate_limit; /* statements per second, 0 = off */
 	TenantStats stats;
+	StatsHists hist;        /* query, transaction and wait time (stats.c) */
+	struct StatsTenant *sx; /* statement table and TOP TENANTS windows (stats.c), lazily */
 
 	char *name;
 	const TenantConf *conf; /* points into g_cfg */

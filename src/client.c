@@ -29,6 +29,7 @@
 #include "proto.h"
 #include "server.h"
 #include "sqllex.h"
+#include "stats.h"
 #include "tenant.h"
 #include "tls.h"
 
@@ -281,6 +282,7 @@ void client_close(Client *c, const char *reason)
 	login_ctx_free(c->login_ctx);
 	c->login_ctx = NULL;
 	prep_client_free(c);
+	stats_client_free(c);
 	free(c->deferred_begin);
 	c->deferred_begin = NULL;
 	g_n_clients--;
@@ -1402,7 +1404,7 @@ static bool forward_refused_parse(Client *c, ServerConn *s, const uint8_t *body,
  * sets *replaced when it forwarded a rewritten message itself.
  */
 static bool inspect_statement(Client *c, ServerConn *s, uint8_t type, const uint8_t *body,
-                              size_t len, bool *replaced, unsigned *flags)
+                              size_t len, bool *replaced, unsigned *flags, SqlNorm *norm)
 {
 	const char *sql;
 	size_t sql_len;
@@ -1424,7 +1426,7 @@ static bool inspect_statement(Client *c, ServerConn *s, uint8_t type, const uint
 		sql = query;
 		sql_len = strlen(query);
 	}
-	sql_analyze(sql, sql_len, g_cfg->tenant_guc, g_cfg->read_only_functions, &info);
+	sql_analyze_norm(sql, sql_len, g_cfg->tenant_guc, g_cfg->read_only_functions, &info, norm);
 	*flags = info.flags;
 	if (type == 'P' && c->reset_in_unit && info.guard == SQL_GUARD_OK &&
 	    info.n_statements > 0) {
@@ -1591,15 +1593,64 @@ static void answer_locally(Client *c, const char *tag, char status)
 	proto_ready(&c->conn.out, status);
 }
 
+/*
+ * Statement statistics of a Query, Parse, Bind, Execute or Sync about to be
+ * forwarded (body whole for Q, P and B). norm: the text already normalised by
+ * inspect_statement, or NULL when this tenant's statements are not analysed.
+ */
+static void note_statement(Client *c, uint8_t type, const uint8_t *body, size_t len, SqlNorm *norm)
+{
+	const char *name = "";
+	const char *sql = (const char *)body;
+	size_t sql_len = 0;
+
+	switch (type) {
+	case 'Q':
+	case 'P':
+		if (type == 'P') {
+			MsgReader r;
+			msg_reader_init(&r, body, len);
+			if (!msg_get_cstr(&r, &name) || !msg_get_cstr(&r, &sql))
+				return;
+			sql_len = strlen(sql);
+		} else {
+			const uint8_t *nul = memchr(body, 0, len);
+			sql_len = nul ? (size_t)(nul - body) : len;
+		}
+		if (!norm && g_cfg->query_stats) {
+			norm = stats_norm_begin();
+			sql_normalize(sql, sql_len, norm);
+		}
+		if (type == 'Q')
+			stats_query_sent(c, norm);
+		else
+			stats_parse(c, name, norm);
+		break;
+	case 'B':
+		stats_bind(c, body, len);
+		break;
+	case 'E':
+		stats_execute_sent(c);
+		break;
+	case 'S':
+		stats_sync_sent(c);
+		break;
+	default:
+		break;
+	}
+}
+
 /* Must pgtenant hold this client message whole before forwarding it? */
 static inline bool client_must_inspect(const Client *c, uint8_t type)
 {
 	switch (type) {
 	case 'Q':
-		return client_analyzes(c) || (c->prep && tracks_prepared(c));
+		return client_analyzes(c) || (c->prep && tracks_prepared(c)) ||
+		       stats_statements_on(c->tenant);
 	case 'P':
-		return client_analyzes(c) || tracks_prepared(c);
+		return client_analyzes(c) || tracks_prepared(c) || stats_statements_on(c->tenant);
 	case 'B':
+		return tracks_prepared(c) || stats_statements_on(c->tenant);
 	case 'D':
 	case 'C':
 		return tracks_prepared(c);
@@ -1715,6 +1766,9 @@ again:
 		    parse_is_plain(buf_head(in) + MSG_HEADER_LEN, len - 4) &&
 		    prep_client_parse_only(c, buf_head(in) + MSG_HEADER_LEN, len - 4)) {
 			static const uint8_t parse_complete[5] = {'1', 0, 0, 0, 4};
+			if (stats_statements_on(c->tenant))
+				note_statement(c, 'P', buf_head(in) + MSG_HEADER_LEN, len - 4,
+				               NULL);
 			buf_consume(in, total + MSG_HEADER_LEN);
 			buf_append(&c->conn.out, parse_complete, sizeof(parse_complete));
 			proto_ready(&c->conn.out, c->tx_status);
@@ -1777,9 +1831,14 @@ again:
 			c->token_held = false;
 		}
 		unsigned flags = 0;
+		bool track = stats_statements_on(c->tenant);
+		SqlNorm *norm = track && g_cfg->query_stats && (type == 'Q' || type == 'P') &&
+		                                client_analyzes(c)
+		                        ? stats_norm_begin()
+		                        : NULL;
 		if ((type == 'Q' || type == 'P') && client_analyzes(c) &&
 		    !inspect_statement(c, s, type, buf_head(in) + MSG_HEADER_LEN, len - 4,
-		                       &replaced, &flags)) {
+		                       &replaced, &flags, norm)) {
 			client_fatal(c, "08P01", "malformed message", NULL);
 			return;
 		}
@@ -1794,6 +1853,8 @@ again:
 				c->prep_skip = true;
 			replaced = pr != PREP_PASS;
 		}
+		if (track)
+			note_statement(c, type, buf_head(in) + MSG_HEADER_LEN, len - 4, norm);
 		size_t n = buf_avail(in) < total ? buf_avail(in) : total;
 		if (replaced) {
 			buf_consume(in, total);

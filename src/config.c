@@ -156,6 +156,14 @@ const ConfigKey config_keys[] = {
           "prepared statements kept per server connection in transaction mode"),
         G(max_client_prepared_statements, KEY_INT, "1000", NULL, true, 0, INT_MAX,
           "named prepared statements one client may hold in transaction mode (0: no limit)"),
+        G(query_stats, KEY_BOOL, "on", NULL, true, 0, 0,
+          "statement statistics per tenant (SHOW QUERIES, SHOW TOP TENANTS)"),
+        G(query_stats_max, KEY_INT, "100", NULL, true, 1, 1000000,
+          "normalised statements kept per tenant; the heaviest stay"),
+        G(query_stats_memory, KEY_SIZE, "64MB", NULL, true, 0, NOMAX,
+          "memory of all tenants' statement tables together"),
+        G(log_min_duration, KEY_DURATION, "off", NULL, true, CONFIG_DURATION_OFF, NOMAX,
+          "log statements taking at least this long (wait + server); off or -1 = none"),
         G(tls_mode, KEY_ENUM, "disable", tls_mode_names, true, 0, 0,
           "TLS towards clients: disable, allow or require"),
         G(tls_cert_file, KEY_STRING, "", NULL, true, 0, 0, "certificate shown to clients"),
@@ -234,6 +242,8 @@ const ConfigKey config_keys[] = {
           "overrides client_idle_timeout"),
         T(read_routing, KEY_ENUM, "(global)", read_routing_names, true, 0, 0,
           "overrides read_routing"),
+        T(log_min_duration, KEY_DURATION, "(global)", NULL, true, CONFIG_DURATION_OFF, NOMAX,
+          "overrides log_min_duration"),
         T(disabled, KEY_BOOL, "no", NULL, false, 0, 0, "refuse new logins, as DISABLE does"),
 };
 
@@ -684,6 +694,11 @@ static bool value_parse(const ConfigKey *k, const char *text, Value *v, char *er
 			return true;
 		break;
 	case KEY_DURATION:
+		if (k->min == CONFIG_DURATION_OFF &&
+		    (strcasecmp(text, "off") == 0 || strcmp(text, "-1") == 0)) {
+			v->i = CONFIG_DURATION_OFF;
+			return true;
+		}
 		if (config_parse_duration(text, &v->i)) {
 			if (v->i >= k->min && v->i <= k->max)
 				return true;
@@ -916,6 +931,8 @@ static void format_field(const ConfigKey *k, const void *base, char *out, size_t
 	case KEY_DURATION:
 		if (*(const int64_t *)f >= 0)
 			format_duration(*(const int64_t *)f, out, outlen);
+		else if (*(const int64_t *)f == CONFIG_DURATION_OFF)
+			snprintf(out, outlen, "off");
 		break;
 	case KEY_SIZE:
 		if (*(const int64_t *)f >= 0)
@@ -2093,6 +2110,11 @@ int config_tenant_pool_size(const Config *cfg, const TenantConf *t)
 		return b >= 0 ? b : cfg->default_pool_size;
 	}
 	return cfg->tenant_pool_size;
+}
+
+usec_t config_tenant_log_min_duration(const Config *cfg, const TenantConf *t)
+{
+	return t->log_min_duration != -1 ? t->log_min_duration : cfg->log_min_duration;
 }
 
 usec_t config_tenant_query_timeout(const Config *cfg, const TenantConf *t)

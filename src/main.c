@@ -153,6 +153,7 @@ static void on_tick(evutil_socket_t fd, short what, void *arg)
 	pool_maintain();
 	server_maintain();
 	control_maintain();
+	stats_tick();
 	static usec_t last_stats;
 	if (++ticks % 10 == 0)
 		client_idle_timeouts();

@@ -303,6 +303,7 @@ bool pool_acquire(Client *c)
 		ServerConn *s = pick_idle(p, c->tenant);
 		resetting = reset_for(s, c->tenant);
 		if (!resetting) {
+			stats_waited(c, 0);
 			server_link(s, c);
 			return true;
 		}
@@ -353,6 +354,7 @@ static bool hand_to_waiter(ServerConn *s)
 		}
 		c->tenant->stats.wait_time_us += (uint64_t)(g_now - c->wait_start);
 		c->tenant->stats.waits++;
+		stats_waited(c, (uint64_t)(g_now - c->wait_start));
 		server_link(s, c);
 		client_resume(c);
 		return true;

@@ -950,19 +950,7 @@ static bool skip_to_sync(ServerConn *s)
 /* The client's unit (or pgtenant's stand-in for it) was answered: timing, status, release. */
 static bool unit_answered(ServerConn *s, Client *c, char status)
 {
-	TenantStats *st = &c->tenant->stats;
-	if (c->query_start) {
-		st->query_time_us += (uint64_t)(g_now - c->query_start);
-		c->query_start = 0;
-	}
-	if (c->tx_status == 'I' && status != 'I')
-		c->xact_start = g_now;
-	if (status == 'I') {
-		st->xacts++;
-		if (c->xact_start)
-			st->xact_time_us += (uint64_t)(g_now - c->xact_start);
-		c->xact_start = 0;
-	}
+	stats_unit_answered(c, status);
 	c->tx_status = status;
 	s->busy_since = g_now;
 	s->idle_since = g_now;
@@ -1178,6 +1166,8 @@ again:
 			break;
 		}
 		}
+		if (!drop && c->sx && (type == 'C' || type == 'E' || type == 'I' || type == 's'))
+			stats_reply(c, type, body, blen); /* a statement of the client's finished */
 		size_t n = buf_avail(in) < total ? buf_avail(in) : total;
 		if (!drop) {
 			buf_append(&c->conn.out, buf_head(in), n);

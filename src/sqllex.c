@@ -2062,6 +2062,12 @@ static void stmt_finish(Analyzer *an, Stmt *st, bool *all_ro)
 void sql_analyze(const char *sql, size_t len, const char *tenant_guc,
                  const char *extra_ro_functions, SqlInfo *out)
 {
+	sql_analyze_norm(sql, len, tenant_guc, extra_ro_functions, out, NULL);
+}
+
+void sql_analyze_norm(const char *sql, size_t len, const char *tenant_guc,
+                      const char *extra_ro_functions, SqlInfo *out, SqlNorm *norm)
+{
 	Analyzer an;
 	Stmt st;
 	Tok t;
@@ -2084,6 +2090,8 @@ void sql_analyze(const char *sql, size_t len, const char *tenant_guc,
 		}
 		if (type == SQLTOK_EOF)
 			break;
+		if (norm)
+			sql_norm_token(norm, &t.t);
 		if (type == SQLTOK_SEMI && (!in_stmt || (t.t.depth == 0 && st.atomic == 0))) {
 			if (in_stmt)
 				stmt_finish(&an, &st, &all_ro);
@@ -2098,10 +2106,153 @@ void sql_analyze(const char *sql, size_t len, const char *tenant_guc,
 	}
 	if (in_stmt)
 		stmt_finish(&an, &st, &all_ro);
+	if (norm)
+		sql_norm_finish(norm);
 	out->hint_replica = an.lx.hint_replica;
 	out->hint_primary = an.lx.hint_primary;
 	out->read_only = all_ro && out->n_statements > 0 && !(out->flags & SQLF_NOT_READ_ONLY) &&
 	                 out->guard == SQL_GUARD_OK;
+}
+
+/* ------------------------------------------------------------ normaliser */
+
+#define NORM_FNV_OFFSET 1469598103934665603ULL
+#define NORM_FNV_PRIME  1099511628211ULL
+
+void sql_norm_init(SqlNorm *n, char *buf, size_t cap)
+{
+	memset(n, 0, sizeof(*n));
+	n->buf = buf;
+	n->cap = cap;
+	n->hash = NORM_FNV_OFFSET;
+	n->empty = true;
+}
+
+/* Appends bytes (folded to lower case when fold): hashed always, stored while they fit. */
+static void norm_put(SqlNorm *n, const char *s, size_t len, bool fold)
+{
+	uint64_t h = n->hash;
+	/* room for "..." and the NUL at the end */
+	size_t room = n->cap > 4 ? n->cap - 4 : 0;
+
+	for (size_t i = 0; i < len; i++) {
+		unsigned char c = (unsigned char)s[i];
+		if (fold && c >= 'A' && c <= 'Z')
+			c = (unsigned char)(c + ('a' - 'A'));
+		h = (h ^ c) * NORM_FNV_PRIME;
+		if (n->len < room)
+			n->buf[n->len++] = (char)c;
+		else
+			n->truncated = true;
+	}
+	n->hash = h;
+}
+
+static bool norm_is_literal(SqlTokType t)
+{
+	return t == SQLTOK_STRING || t == SQLTOK_NUMBER || t == SQLTOK_PARAM;
+}
+
+/* Words after which '(' reads better with a space: not a function call. */
+static bool norm_word_spaces_paren(const SqlToken *tok)
+{
+	static const char *const words[] = {"in",    "values", "and",   "or",    "not",
+	                                    "as",    "on",     "using", "from",  "join",
+	                                    "where", "exists", "any",   "all",   "select",
+	                                    "into",  "over",   "with",  "table", "returning"};
+	if (tok->type != SQLTOK_IDENT || tok->len > 9)
+		return false;
+	for (size_t i = 0; i < ARRAY_SIZE(words); i++)
+		if (sqltok_is(tok, words[i]))
+			return true;
+	return false;
+}
+
+void sql_norm_token(SqlNorm *n, const SqlToken *tok)
+{
+	SqlTokType t = tok->type;
+
+	if (t == SQLTOK_EOF || t == SQLTOK_ERROR)
+		return;
+	if (t == SQLTOK_SEMI) {
+		if (!n->empty)
+			n->pending_semi = true;
+		n->pending_comma = false;
+		return;
+	}
+	if (n->pending_comma) {
+		n->pending_comma = false;
+		if (norm_is_literal(t))
+			return; /* 1, 2, 3 -> ? */
+		norm_put(n, ",", 1, false);
+		n->prev = SQLTOK_COMMA;
+	}
+	if (n->pending_semi) {
+		norm_put(n, ";", 1, false);
+		n->prev = SQLTOK_SEMI;
+		n->pending_semi = false;
+	}
+	if (t == SQLTOK_COMMA && norm_is_literal((SqlTokType)n->prev)) {
+		n->pending_comma = true;
+		return;
+	}
+	bool space = !n->empty && t != SQLTOK_RPAREN && t != SQLTOK_COMMA && t != SQLTOK_DOT &&
+	             n->prev != SQLTOK_LPAREN && n->prev != SQLTOK_DOT;
+	if (t == SQLTOK_LPAREN && (n->prev == SQLTOK_IDENT || n->prev == SQLTOK_QIDENT) &&
+	    !n->prev_space_paren)
+		space = false;
+	if (space)
+		norm_put(n, " ", 1, false);
+	switch (t) {
+	case SQLTOK_STRING:
+	case SQLTOK_NUMBER:
+	case SQLTOK_PARAM:
+		norm_put(n, "?", 1, false);
+		break;
+	case SQLTOK_IDENT:
+		norm_put(n, tok->text, tok->len, true);
+		break;
+	case SQLTOK_QIDENT:
+		norm_put(n, "\"", 1, false);
+		norm_put(n, tok->text, tok->len, false);
+		norm_put(n, "\"", 1, false);
+		break;
+	default:
+		norm_put(n, tok->text, tok->len, false);
+		break;
+	}
+	n->prev_space_paren = norm_word_spaces_paren(tok);
+	n->prev = (uint8_t)t;
+	n->empty = false;
+}
+
+void sql_norm_finish(SqlNorm *n)
+{
+	if (n->pending_comma)
+		norm_put(n, ",", 1, false); /* a trailing "1," stays visible */
+	n->pending_comma = false;
+	if (!n->buf || !n->cap)
+		return;
+	if (n->truncated && n->cap > 4) {
+		memcpy(n->buf + n->len, "...", 3);
+		n->len += 3;
+	}
+	n->buf[n->len < n->cap ? n->len : n->cap - 1] = '\0';
+}
+
+void sql_normalize(const char *sql, size_t len, SqlNorm *n)
+{
+	SqlLexer lx;
+	SqlToken tok;
+
+	sqllex_init(&lx, sql, len);
+	for (;;) {
+		SqlTokType t = sqllex_next(&lx, &tok);
+		if (t == SQLTOK_EOF || t == SQLTOK_ERROR)
+			break;
+		sql_norm_token(n, &tok);
+	}
+	sql_norm_finish(n);
 }
 
 const char *sql_guard_name(SqlGuard g, const char *tenant_guc)

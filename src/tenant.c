@@ -13,6 +13,7 @@
 #include "pgtenant.h"
 #include "pool.h"
 #include "pktbuf.h"
+#include "stats.h"
 
 #include <stdlib.h>
 #include <string.h>
@@ -31,6 +32,7 @@ static void tenant_release(void *p)
 		free(q);
 		q = next;
 	}
+	stats_tenant_free(t);
 	free((void *)t->state.sql);
 	free((void *)t->state.msgs);
 	free(t->name);
