@@ -32,6 +32,7 @@
 #include "pool.h"
 #include "proto.h"
 #include "server.h"
+#include "stats.h"
 #include "tenant.h"
 
 #include <ctype.h>
@@ -206,7 +207,10 @@ static void session_drop(AdminSession *s)
 typedef struct AdminCol {
 	const char *name;
 	bool num; /* int8, else text */
+	bool dbl; /* float8 (milliseconds with fractions) */
 } AdminCol;
+
+#define OID_FLOAT8 701
 
 typedef struct ResultSet {
 	Buf *out;
@@ -232,8 +236,8 @@ static void rs_begin(ResultSet *rs, Buf *out, const AdminCol *cols, int ncols, b
 		pkt_put_cstr(out, cols[i].name);
 		pkt_put_u32(out, 0); /* table */
 		pkt_put_u16(out, 0); /* column */
-		pkt_put_u32(out, cols[i].num ? OID_INT8 : OID_TEXT);
-		pkt_put_u16(out, cols[i].num ? 8 : 0xffff); /* typlen: 8, or -1 (varlena) */
+		pkt_put_u32(out, cols[i].dbl ? OID_FLOAT8 : cols[i].num ? OID_INT8 : OID_TEXT);
+		pkt_put_u16(out, cols[i].num || cols[i].dbl ? 8 : 0xffff); /* 8, or -1 (varlena) */
 		pkt_put_u32(out, 0xffffffffu);              /* typmod -1 */
 		pkt_put_u16(out, 0);                        /* text format */
 	}
@@ -264,6 +268,21 @@ static void rs_int(ResultSet *rs, int64_t v)
 	char num[24];
 	snprintf(num, sizeof(num), "%lld", (long long)v);
 	rs_str(rs, num);
+}
+
+static void rs_ms(ResultSet *rs, double ms)
+{
+	char num[32];
+	snprintf(num, sizeof(num), "%.3f", ms);
+	rs_str(rs, num);
+}
+
+/* p50, p95 and p99 of h, in milliseconds. */
+static void rs_quantiles(ResultSet *rs, const Hist *h)
+{
+	rs_ms(rs, hist_quantile_ms(h, 0.50));
+	rs_ms(rs, hist_quantile_ms(h, 0.95));
+	rs_ms(rs, hist_quantile_ms(h, 0.99));
 }
 
 static void rs_row_end(ResultSet *rs)
@@ -396,6 +415,10 @@ static const struct {
         {"SHOW STATS", "per-tenant totals and averages"},
         {"SHOW LISTS", "sizes of the internal lists"},
         {"SHOW MEM", "memory held by connection objects and buffers"},
+        {"SHOW QUERIES [tenant]",
+         "each tenant's normalised statements by total time: calls, times, errors, rows"},
+        {"SHOW TOP TENANTS", "tenants with the most query and wait time, last minute and total"},
+        {"RESET QUERIES [tenant]", "forget the statement statistics of a tenant (or all)"},
         {"SHOW DATABASES", "PgBouncer's view: one row per tenant, its server, limits, state"},
         {"SHOW USERS", "PgBouncer's view: the users of auth_file and their pool mode"},
         {"RELOAD", "re-read the configuration; on a problem nothing changes"},
@@ -474,6 +497,8 @@ static void show_tenants(Buf *out, bool rowdesc)
 	        {"avg_wait_us", true},   {"query_timeouts", true}, {"rate_limited", true},
 	        {"cl_idle", true},       {"refused", true},        {"weight", true},
 	        {"auth_failures", true}, {"state_failures", true},
+	        {"p50_ms", false, true}, {"p95_ms", false, true}, {"p99_ms", false, true},
+	        {"wait_p95_ms", false, true}, {"xact_p95_ms", false, true},
 	};
 	ResultSet rs;
 	TenantTable tt;
@@ -505,6 +530,9 @@ static void show_tenants(Buf *out, bool rowdesc)
 		rs_int(&rs, t->conf->weight);
 		rs_int(&rs, (int64_t)st->auth_failures);
 		rs_int(&rs, (int64_t)st->state_failures);
+		rs_quantiles(&rs, &t->hist.query);
+		rs_ms(&rs, hist_quantile_ms(&t->hist.wait, 0.95));
+		rs_ms(&rs, hist_quantile_ms(&t->hist.xact, 0.95));
 		rs_row_end(&rs);
 	}
 	rs_end(&rs);
@@ -529,6 +557,15 @@ static void show_stats(Buf *out, bool rowdesc)
 	        {"total_rate_limited", true},
 	        {"total_refused", true},
 	        {"total_auth_failures", true},
+	        {"p50_ms", false, true},
+	        {"p95_ms", false, true},
+	        {"p99_ms", false, true},
+	        {"xact_p50_ms", false, true},
+	        {"xact_p95_ms", false, true},
+	        {"xact_p99_ms", false, true},
+	        {"wait_p50_ms", false, true},
+	        {"wait_p95_ms", false, true},
+	        {"wait_p99_ms", false, true},
 	};
 	ResultSet rs;
 	TenantTable tt;
@@ -554,9 +591,117 @@ static void show_stats(Buf *out, bool rowdesc)
 		rs_int(&rs, (int64_t)st->rate_limited);
 		rs_int(&rs, (int64_t)st->refused);
 		rs_int(&rs, (int64_t)st->auth_failures);
+		rs_quantiles(&rs, &t->hist.query);
+		rs_quantiles(&rs, &t->hist.xact);
+		rs_quantiles(&rs, &t->hist.wait);
 		rs_row_end(&rs);
 	}
 	rs_end(&rs);
+	free(tt.rows);
+}
+
+/* SHOW QUERIES [tenant]: each tenant's normalised statements, heaviest first. */
+static void show_queries(Buf *out, bool rowdesc, const Tenant *only)
+{
+	static const AdminCol cols[] = {
+	        {"tenant", false},         {"query", false},        {"calls", true},
+	        {"total_ms", false, true}, {"mean_ms", false, true}, {"max_ms", false, true},
+	        {"errors", true},          {"rows", true},
+	};
+	ResultSet rs;
+	TenantTable tt;
+
+	tenant_table(&tt);
+	rs_begin(&rs, out, cols, (int)ARRAY_SIZE(cols), rowdesc);
+	for (int i = 0; i < tt.n; i++) {
+		const Tenant *t = tt.rows[i].t;
+		int n;
+		if (only && t != only)
+			continue;
+		QueryEntry *q = stats_queries_copy(t, &n);
+		for (int k = 0; k < n; k++) {
+			rs_row(&rs);
+			rs_str(&rs, t->name);
+			rs_str(&rs, q[k].text);
+			rs_int(&rs, (int64_t)q[k].calls);
+			rs_ms(&rs, (double)q[k].total_us / 1000.0);
+			rs_ms(&rs, (double)q[k].total_us / 1000.0 / (double)q[k].calls);
+			rs_ms(&rs, (double)q[k].max_us / 1000.0);
+			rs_int(&rs, (int64_t)q[k].errors);
+			rs_int(&rs, (int64_t)q[k].rows);
+			rs_row_end(&rs);
+		}
+		free(q);
+	}
+	rs_end(&rs);
+	free(tt.rows);
+}
+
+typedef struct TopRow {
+	const Tenant *t;
+	uint64_t us, n;
+} TopRow;
+
+static int cmp_top(const void *a, const void *b)
+{
+	const TopRow *x = a, *y = b;
+	if (x->us != y->us)
+		return x->us > y->us ? -1 : 1;
+	return strcmp(x->t->name, y->t->name);
+}
+
+#define TOP_TENANTS 10
+
+/*
+ * SHOW TOP TENANTS: the ten tenants with the most query time and the most
+ * wait time, over the last minute and since start, one ranking after another.
+ */
+static void show_top_tenants(Buf *out, bool rowdesc)
+{
+	static const AdminCol cols[] = {
+	        {"ranking", false}, {"rank", true},          {"tenant", false},
+	        {"time_ms", false, true}, {"count", true},   {"avg_ms", false, true},
+	};
+	static const char *const names[] = {"query_time_1min", "wait_time_1min", "query_time_total",
+	                                    "wait_time_total"};
+	ResultSet rs;
+	TenantTable tt;
+
+	tenant_table(&tt);
+	TopRow *rows = xcalloc((size_t)(tt.n ? tt.n : 1), sizeof(TopRow));
+	rs_begin(&rs, out, cols, (int)ARRAY_SIZE(cols), rowdesc);
+	for (int r = 0; r < 4; r++) {
+		int n = 0;
+		for (int i = 0; i < tt.n; i++) {
+			const Tenant *t = tt.rows[i].t;
+			uint64_t q_us, q_n, w_us, w_n;
+			if (r < 2) {
+				stats_tenant_window(t, &q_us, &q_n, &w_us, &w_n);
+			} else {
+				q_us = t->stats.query_time_us;
+				q_n = t->stats.queries;
+				w_us = t->stats.wait_time_us;
+				w_n = t->stats.waits;
+			}
+			uint64_t us = r % 2 == 0 ? q_us : w_us;
+			if (!us)
+				continue;
+			rows[n++] = (TopRow){t, us, r % 2 == 0 ? q_n : w_n};
+		}
+		qsort(rows, (size_t)n, sizeof(TopRow), cmp_top);
+		for (int i = 0; i < n && i < TOP_TENANTS; i++) {
+			rs_row(&rs);
+			rs_str(&rs, names[r]);
+			rs_int(&rs, i + 1);
+			rs_str(&rs, rows[i].t->name);
+			rs_ms(&rs, (double)rows[i].us / 1000.0);
+			rs_int(&rs, (int64_t)rows[i].n);
+			rs_ms(&rs, rows[i].n ? (double)rows[i].us / 1000.0 / (double)rows[i].n : 0);
+			rs_row_end(&rs);
+		}
+	}
+	rs_end(&rs);
+	free(rows);
 	free(tt.rows);
 }
 
@@ -1000,6 +1145,14 @@ static void show_mem(Buf *out, bool rowdesc)
 	        tenant_count() * (int64_t)sizeof(Tenant));
 	mem_row(&rs, "client_buffers", -1, n_clients, client_bufs);
 	mem_row(&rs, "server_buffers", -1, n_servers, server_bufs);
+	StatsMem sm;
+	stats_mem(&sm);
+	/* used: statements held; memtotal: bytes of all tenants' tables (under query_stats_memory) */
+	mem_row(&rs, "query_stats", (int64_t)sizeof(QueryEntry), sm.entries, sm.bytes);
+	mem_row(&rs, "query_stats_tables", -1, sm.tables, sm.bytes);
+	mem_row(&rs, "query_stats_limit", -1, g_cfg->query_stats_max, sm.limit);
+	mem_row(&rs, "query_stats_dropped", -1, sm.dropped, 0);
+	mem_row(&rs, "query_stats_clients", -1, sm.clients, sm.client_bytes);
 	rs_end(&rs);
 }
 
@@ -1203,6 +1356,22 @@ static ExecResult exec_show(ExecCtx *x, const Tok *toks, int ntoks)
 	        {"users", show_users},
 	};
 
+	if (ntoks >= 2 && tok_is(&toks[1], "queries")) {
+		Tenant *t = NULL;
+		ExecResult r;
+		if (!tenant_arg(x, toks + 1, ntoks - 1, false, &t, &r))
+			return r;
+		show_queries(x->out, x->rowdesc, t);
+		snprintf(x->result, sizeof(x->result), "SHOW");
+		x->ok = true;
+		return EXEC_OK;
+	}
+	if (ntoks == 3 && tok_is(&toks[1], "top") && tok_is(&toks[2], "tenants")) {
+		show_top_tenants(x->out, x->rowdesc);
+		snprintf(x->result, sizeof(x->result), "SHOW");
+		x->ok = true;
+		return EXEC_OK;
+	}
 	if (ntoks != 2)
 		return syntax_error(x);
 	for (size_t i = 0; i < ARRAY_SIZE(shows); i++) {
@@ -1343,6 +1512,11 @@ static ExecResult exec_later(ExecCtx *x, Tenant *t, bool pause)
 	return done(x, s->done_tag);
 }
 
+static void reset_queries_one(Tenant *t, void *arg)
+{
+	stats_queries_reset(t);
+}
+
 static ExecResult exec_command(ExecCtx *x)
 {
 	Tok toks[ADMIN_MAX_TOKENS];
@@ -1378,9 +1552,9 @@ static ExecResult exec_command(ExecCtx *x)
 		return done(x, tag);
 	}
 
-	static const char *const known[] = {"reload",    "pause",      "resume",
-	                                    "disable",   "enable",     "kill",
-	                                    "reconnect", "wait_close", "shutdown"};
+	static const char *const known[] = {"reload",    "pause",      "resume",   "disable",
+	                                    "enable",    "kill",       "reconnect", "wait_close",
+	                                    "shutdown",  "reset"};
 	bool is_known = false;
 	for (size_t i = 0; i < ARRAY_SIZE(known); i++)
 		if (strcasecmp(verb, known[i]) == 0)
@@ -1417,6 +1591,18 @@ static ExecResult exec_command(ExecCtx *x)
 			return r;
 		control_resume(t);
 		return done(x, "RESUME");
+	}
+	if (strcasecmp(verb, "reset") == 0) {
+		/* RESET QUERIES [tenant]: forget the statement statistics */
+		if (ntoks < 2 || !tok_is(&toks[1], "queries"))
+			return syntax_error(x);
+		if (!tenant_arg(x, toks + 1, ntoks - 1, false, &t, &r))
+			return r;
+		if (t)
+			stats_queries_reset(t);
+		else
+			tenant_foreach(reset_queries_one, NULL);
+		return done(x, "RESET");
 	}
 	if (strcasecmp(verb, "reconnect") == 0) {
 		if (!tenant_arg(x, toks, ntoks, false, &t, &r))

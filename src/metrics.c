@@ -8,10 +8,10 @@
  * updated on the data path for metrics' sake: the counters exported are
  * the TenantStats the core keeps anyway.
  *
- * Histograms: the core records totals (query_time_us, queries), not
- * per-query samples, so the duration families carry _sum, _count and the
- * +Inf bucket only; their HELP says so. Real buckets can be added without
- * renaming anything.
+ * Histograms: fixed log-scale buckets (100 µs … 30 s, 1-2-5 steps; stats.h)
+ * recorded per tenant and per backend on the data path; a scrape turns them
+ * into cumulative _bucket{le} lines, _sum and _count. The _other row adds
+ * up the buckets of the tenants folded into it.
  */
 #include "metrics.h"
 
@@ -21,6 +21,7 @@
 #include "pgtenant.h"
 #include "pool.h"
 #include "server.h"
+#include "stats.h"
 #include "tenant.h"
 
 #include <errno.h>
@@ -131,6 +132,7 @@ typedef struct TenantRow {
 	const char *name;
 	uint64_t cl_active, cl_waiting, cl_idle;
 	TenantStats stats;
+	StatsHists hist;
 } TenantRow;
 
 typedef struct TenantTable {
@@ -152,7 +154,8 @@ static void collect_tenant(Tenant *t, void *arg)
 	                                .cl_active = (uint64_t)t->cl_active,
 	                                .cl_waiting = (uint64_t)t->cl_waiting,
 	                                .cl_idle = (uint64_t)t->cl_idle,
-	                                .stats = t->stats};
+	                                .stats = t->stats,
+	                                .hist = t->hist};
 }
 
 /* Most queries first; the name breaks ties so the chosen set is stable between scrapes. */
@@ -206,6 +209,9 @@ static int tenant_rows(TenantTable *tt)
 			sum.cl_waiting += tt->rows[i].cl_waiting;
 			sum.cl_idle += tt->rows[i].cl_idle;
 			stats_add(&sum.stats, &tt->rows[i].stats);
+			hist_add(&sum.hist.query, &tt->rows[i].hist.query);
+			hist_add(&sum.hist.xact, &tt->rows[i].hist.xact);
+			hist_add(&sum.hist.wait, &tt->rows[i].hist.wait);
 		}
 		*other = sum;
 		tt->n = limit + 1;
@@ -291,24 +297,50 @@ static void render_tenant_counter(Buf *out, const TenantTable *tt, const char *n
 	}
 }
 
-static void render_histogram(Buf *out, const TenantTable *tt, const char *name, const char *help,
-                             size_t sum_off, size_t count_off)
+/* One histogram's samples: cumulative buckets, +Inf, _sum (seconds) and _count. */
+static void histogram_samples(Buf *out, const char *name, const char *label, const char *value,
+                              const Hist *h)
 {
-	char bucket[128], sum[128], count[128];
+	char bucket[128], sum[128], count[128], le[32];
+	uint64_t cum = 0;
 
 	snprintf(bucket, sizeof(bucket), "%s_bucket", name);
 	snprintf(sum, sizeof(sum), "%s_sum", name);
 	snprintf(count, sizeof(count), "%s_count", name);
+	for (int b = 0; b < HIST_BUCKETS; b++) {
+		cum += h->b[b];
+		if (b < HIST_BOUNDS)
+			snprintf(le, sizeof(le), "%g", (double)hist_bounds_us[b] / 1e6);
+		else
+			snprintf(le, sizeof(le), "+Inf");
+		const char *bl[] = {label, value, "le", le, NULL};
+		sample_u64(out, bucket, bl, cum);
+	}
+	const char *l[] = {label, value, NULL};
+	sample_f(out, sum, l, (double)h->sum_us / 1e6);
+	sample_u64(out, count, l, h->count);
+}
+
+static void render_histogram(Buf *out, const TenantTable *tt, const char *name, const char *help,
+                             size_t hist_off)
+{
 	family(out, name, "histogram", help);
 	for (int i = 0; i < tt->n; i++) {
-		const TenantStats *st = &tt->rows[i].stats;
-		uint64_t us = *(const uint64_t *)((const char *)st + sum_off);
-		uint64_t n = *(const uint64_t *)((const char *)st + count_off);
-		const char *bl[] = {"tenant", tt->rows[i].name, "le", "+Inf", NULL};
-		const char *l[] = {"tenant", tt->rows[i].name, NULL};
-		sample_u64(out, bucket, bl, n);
-		sample_f(out, sum, l, (double)us / 1e6);
-		sample_u64(out, count, l, n);
+		const Hist *h = (const Hist *)((const char *)&tt->rows[i].hist + hist_off);
+		histogram_samples(out, name, "tenant", tt->rows[i].name, h);
+	}
+}
+
+static void render_backend_histogram(Buf *out, const BackendRow *br, int nb, const char *name,
+                                     const char *help, size_t hist_off)
+{
+	static const Hist empty;
+
+	family(out, name, "histogram", help);
+	for (int i = 0; i < nb; i++) {
+		const StatsHists *sh = stats_backend_hists(br[i].be);
+		const Hist *h = sh ? (const Hist *)((const char *)sh + hist_off) : &empty;
+		histogram_samples(out, name, "backend", br[i].be->name, h);
 	}
 }
 
@@ -384,15 +416,27 @@ void metrics_render(Buf *out)
 	                      "Bytes sent to the tenant's clients.",
 	                      offsetof(TenantStats, bytes_out));
 
-	render_histogram(
-	        out, &tt, "pgtenant_query_duration_seconds",
-	        "Statement run time. Only totals are recorded so far: _sum, _count and the "
-	        "+Inf bucket.",
-	        offsetof(TenantStats, query_time_us), offsetof(TenantStats, queries));
+	render_histogram(out, &tt, "pgtenant_query_duration_seconds",
+	                 "Time from a unit's first message (a Query, or an extended-protocol batch "
+	                 "up to Sync) to its ReadyForQuery, one sample per unit.",
+	                 offsetof(StatsHists, query));
+	render_histogram(out, &tt, "pgtenant_xact_duration_seconds",
+	                 "Transaction time, autocommit statements included (each is a transaction "
+	                 "of its own).",
+	                 offsetof(StatsHists, xact));
 	render_histogram(out, &tt, "pgtenant_wait_duration_seconds",
-	                 "Time clients waited for a server connection. Only totals are recorded so "
-	                 "far: _sum, _count and the +Inf bucket.",
-	                 offsetof(TenantStats, wait_time_us), offsetof(TenantStats, waits));
+	                 "Time clients waited for a server connection, one sample per server handed "
+	                 "out (0 when one was free).",
+	                 offsetof(StatsHists, wait));
+	render_backend_histogram(out, br, nb, "pgtenant_backend_query_duration_seconds",
+	                         "pgtenant_query_duration_seconds by backend (primary and replicas).",
+	                         offsetof(StatsHists, query));
+	render_backend_histogram(out, br, nb, "pgtenant_backend_xact_duration_seconds",
+	                         "pgtenant_xact_duration_seconds by backend.",
+	                         offsetof(StatsHists, xact));
+	render_backend_histogram(out, br, nb, "pgtenant_backend_wait_duration_seconds",
+	                         "pgtenant_wait_duration_seconds by backend.",
+	                         offsetof(StatsHists, wait));
 
 	family(out, "pgtenant_backend_up", "gauge",
 	       "1 when the last connection attempt to the backend succeeded, 0 when it failed.");
