@@ -144,7 +144,7 @@ typedef struct SqlNorm {
 	bool pending_semi;     /* a ';' between statements, written if a token follows */
 	bool pending_comma;    /* a ',' after a literal: dropped if another literal follows */
 	uint8_t prev;          /* SqlTokType of the last token written */
-	bool prev_space_paren; /* the last token was a word after which '(' takes a space */
+	SqlToken prev_tok;     /* that token (its text points into the statement) */
 } SqlNorm;
 
 void sql_norm_init(SqlNorm *n, char *buf, size_t cap);
