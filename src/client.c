@@ -1633,6 +1633,7 @@ static void note_statement(Client *c, uint8_t type, const uint8_t *body, size_t 
 		stats_execute_sent(c);
 		break;
 	case 'S':
+	case 'F': /* a FunctionCall is a unit of its own, answered by its ReadyForQuery */
 		stats_sync_sent(c);
 		break;
 	default:

@@ -604,12 +604,10 @@ void stats_tenant_window(const Tenant *t, uint64_t *query_us, uint64_t *queries,
 	*queries = st->queries;
 	*wait_us = st->wait_time_us;
 	*waits = st->waits;
-	if (!x || !x->win_filled)
-		return; /* all its traffic came in the last ten seconds */
-	/* the oldest snapshot kept: a minute ago once the ring is full */
-	int old = x->win_filled < WINDOW_SLOTS
-	                  ? (x->win_pos + WINDOW_SLOTS - x->win_filled + 1) % WINDOW_SLOTS
-	                  : (x->win_pos + 1) % WINDOW_SLOTS;
+	if (!x || x->win_filled < WINDOW_SLOTS)
+		return; /* its first snapshot is under a minute old: all its traffic is recent */
+	/* the oldest snapshot kept, a minute old */
+	int old = (x->win_pos + 1) % WINDOW_SLOTS;
 	*query_us -= x->q_us[old];
 	*queries -= x->q_n[old];
 	*wait_us -= x->w_us[old];

@@ -6,7 +6,9 @@
  * every token lies inside the input, after the previous one; ERROR is
  * sticky; and sql_analyze never calls something read-only for certain that
  * it could not parse, that the guard refuses or that may change the tenant
- * state (SPEC §4, §5: anything unsure goes to the primary).
+ * state (SPEC §4, §5: anything unsure goes to the primary). The statement
+ * normaliser (SHOW QUERIES) stays inside its buffer, always terminates it,
+ * and gives the same text and hash alongside sql_analyze as on its own.
  */
 #include "sqllex.h"
 
@@ -70,6 +72,22 @@ static void fuzz_analyze(const char *s, size_t len, const char *extra_ro)
 		FUZZ_ASSERT(!info.read_only);
 }
 
+static void fuzz_normalize(const char *s, size_t len)
+{
+	char a[64 + 1], b[64 + 1];
+	SqlNorm na, nb;
+	SqlInfo info;
+
+	a[64] = b[64] = 0x5a; /* a guard byte past the buffer handed out */
+	sql_norm_init(&na, a, 64);
+	sql_normalize(s, len, &na);
+	FUZZ_ASSERT(na.len < 64 && memchr(a, 0, 64) != NULL && a[64] == 0x5a);
+	sql_norm_init(&nb, b, 64);
+	sql_analyze_norm(s, len, "app.tenant_id", NULL, &info, &nb);
+	FUZZ_ASSERT(b[64] == 0x5a);
+	FUZZ_ASSERT(na.hash == nb.hash && strcmp(a, b) == 0);
+}
+
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
 	/* exact-size copy: the lexer takes (pointer, length) and must not look past the end */
@@ -78,6 +96,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	fuzz_tokens(s, size);
 	fuzz_analyze(s, size, NULL);
 	fuzz_analyze(s, size, "my_report, public.f2");
+	fuzz_normalize(s, size);
 	free(s);
 	return 0;
 }

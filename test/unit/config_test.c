@@ -340,6 +340,11 @@ static void test_every_default_matches_spec(void)
 	        {"health_check_period", "5s"},
 	        {"max_prepared_statements", "200"},
 	        {"max_client_prepared_statements", "1000"}, /* pgtenant's own addition */
+	        /* statement statistics and the slow log (issue 17) */
+	        {"query_stats", "yes"},
+	        {"query_stats_max", "100"},
+	        {"query_stats_memory", "64MB"},
+	        {"log_min_duration", "off"},
 	        {"tls_mode", "disable"},
 	        {"tls_cert_file", ""},
 	        {"tls_key_file", ""},
@@ -387,6 +392,7 @@ static void test_every_default_matches_spec(void)
 	        "idle_transaction_timeout",
 	        "client_idle_timeout",
 	        "read_routing",
+	        "log_min_duration",
 	        "disabled",
 	};
 	Config *cfg;
