@@ -3,7 +3,8 @@
 over TENANTS tenants (connection i logs in to database t<i % TENANTS>), then
 ROUNDS rounds in which every connection sends one pgbench select-only Query
 (simple protocol, a fresh literal each time) and every answer is read.
-Prints "ready" once logged in, waits for a line on stdin (the caller reads
+Prints "ready" once logged in and after two warm-up rounds (the pool's server
+connections are open then, each tenant has seen its statement), waits for a line on stdin (the caller reads
 pgtenant's CPU time then), runs, prints "done <statements>" and waits for
 another line before closing, so logins and logouts stay out of the figure."""
 
@@ -54,18 +55,24 @@ def main():
     readers = [Reader(s) for s in socks]
     for r in readers:
         r.until_ready()
+    rnd = random.Random(1)
+
+    def run(rounds):
+        n = 0
+        for _ in range(rounds):
+            for s in socks:
+                aid = rnd.randint(1, 100000)
+                q = f"SELECT abalance FROM pgbench_accounts WHERE aid = {aid};".encode() + b"\0"
+                s.sendall(b"Q" + struct.pack("!I", len(q) + 4) + q)
+            for r in readers:
+                r.until_ready()
+                n += 1
+        return n
+
+    run(2)
     print("ready", flush=True)
     sys.stdin.readline()
-    rnd = random.Random(1)
-    n = 0
-    for _ in range(rounds):
-        for s in socks:
-            aid = rnd.randint(1, 100000)
-            q = f"SELECT abalance FROM pgbench_accounts WHERE aid = {aid};".encode() + b"\0"
-            s.sendall(b"Q" + struct.pack("!I", len(q) + 4) + q)
-        for r in readers:
-            r.until_ready()
-            n += 1
+    n = run(rounds)
     print(f"done {n}", flush=True)
     sys.stdin.readline()
     for s in socks:

@@ -144,7 +144,8 @@ typedef struct SqlNorm {
 	bool pending_semi;     /* a ';' between statements, written if a token follows */
 	bool pending_comma;    /* a ',' after a literal: dropped if another literal follows */
 	uint8_t prev;          /* SqlTokType of the last token written */
-	SqlToken prev_tok;     /* that token (its text points into the statement) */
+	const char *prev_text; /* that token's text (it points into the statement) */
+	size_t prev_len;
 } SqlNorm;
 
 void sql_norm_init(SqlNorm *n, char *buf, size_t cap);

@@ -20,35 +20,76 @@
 
 /* ---------------------------------------------------------------- lexer */
 
+/* Character classes, one table lookup each: the lexer runs on every statement. */
+enum {
+	LEX_SPACE = 1,
+	LEX_DIGIT = 2,
+	LEX_IDSTART = 4, /* PostgreSQL's scanner takes every byte >= 0x80 as a letter */
+	LEX_IDCONT = 8,  /* letters, digits, _ and $ */
+	LEX_OP = 16,
+	LEX_ALNUM = 32,
+};
+
+static const uint8_t lex_class[256] = {
+        [' '] = LEX_SPACE,
+        ['\t'] = LEX_SPACE,
+        ['\n'] = LEX_SPACE,
+        ['\r'] = LEX_SPACE,
+        ['\f'] = LEX_SPACE,
+        ['\v'] = LEX_SPACE,
+        ['0' ... '9'] = LEX_DIGIT | LEX_IDCONT | LEX_ALNUM,
+        ['a' ... 'z'] = LEX_IDSTART | LEX_IDCONT | LEX_ALNUM,
+        ['A' ... 'Z'] = LEX_IDSTART | LEX_IDCONT | LEX_ALNUM,
+        ['_'] = LEX_IDSTART | LEX_IDCONT,
+        [0x80 ... 0xff] = LEX_IDSTART | LEX_IDCONT,
+        ['$'] = LEX_IDCONT,
+        ['+'] = LEX_OP,
+        ['-'] = LEX_OP,
+        ['*'] = LEX_OP,
+        ['/'] = LEX_OP,
+        ['<'] = LEX_OP,
+        ['>'] = LEX_OP,
+        ['='] = LEX_OP,
+        ['~'] = LEX_OP,
+        ['!'] = LEX_OP,
+        ['@'] = LEX_OP,
+        ['#'] = LEX_OP,
+        ['%'] = LEX_OP,
+        ['^'] = LEX_OP,
+        ['&'] = LEX_OP,
+        ['|'] = LEX_OP,
+        ['`'] = LEX_OP,
+        ['?'] = LEX_OP,
+};
+
 static inline bool lex_is_space(unsigned char c)
 {
-	return c == ' ' || c == '\t' || c == '\n' || c == '\r' || c == '\f' || c == '\v';
+	return lex_class[c] & LEX_SPACE;
 }
 
 static inline bool lex_is_digit(unsigned char c)
 {
-	return c >= '0' && c <= '9';
+	return lex_class[c] & LEX_DIGIT;
 }
 
-/* PostgreSQL's scanner takes every byte >= 0x80 as a letter, whatever the encoding. */
 static inline bool lex_is_ident_start(unsigned char c)
 {
-	return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || c == '_' || c >= 0x80;
+	return lex_class[c] & LEX_IDSTART;
 }
 
 static inline bool lex_is_ident_cont(unsigned char c)
 {
-	return lex_is_ident_start(c) || lex_is_digit(c) || c == '$';
+	return lex_class[c] & LEX_IDCONT;
 }
 
 static inline bool lex_is_alnum(unsigned char c)
 {
-	return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || lex_is_digit(c);
+	return lex_class[c] & LEX_ALNUM;
 }
 
 static inline bool lex_is_op_char(unsigned char c)
 {
-	return c != '\0' && strchr("+-*/<>=~!@#%^&|`?", c) != NULL;
+	return lex_class[c] & LEX_OP;
 }
 
 void sqllex_init(SqlLexer *lx, const char *s, size_t len)
@@ -405,7 +446,7 @@ SqlTokType sqllex_next(SqlLexer *lx, SqlToken *tok)
 			                         (s[end] == '/' && s[end + 1] == '*'))))
 				end++;
 			te = end;
-		} else if (lex_is_ident_start(c)) {
+		} else if (lex_class[c] & LEX_IDSTART) {
 			size_t q = 0; /* offset of a string prefix's quote, if this is one */
 			bool escaped = false;
 			if (p + 1 < n && s[p + 1] == '\'' && strchr("eEbBxXnN", c)) {
@@ -2128,41 +2169,63 @@ void sql_norm_init(SqlNorm *n, char *buf, size_t cap)
 	n->empty = true;
 }
 
+/* Bytes past the buffer's room: only hashed (FNV-1a), so the hash still covers them. */
+static void norm_overflow(SqlNorm *n, const char *s, size_t len, bool fold)
+{
+	uint64_t h = n->hash;
+
+	n->truncated = true;
+	for (size_t i = 0; i < len; i++) {
+		unsigned char c = (unsigned char)s[i];
+		if (fold && c >= 'A' && c <= 'Z')
+			c = (unsigned char)(c + ('a' - 'A'));
+		h = (h ^ c) * NORM_FNV_PRIME;
+	}
+	n->hash = h;
+}
+
 /*
- * Appends bytes (folded to lower case when fold), stored while they fit; the
- * bytes past the room are hashed here (FNV-1a), the stored ones at the end a
- * word at a time (norm_hash_stored), which costs a few times less per byte.
+ * Appends a space when space, then s (folded to lower case when fold): stored
+ * while they fit, the rest hashed by norm_overflow; the stored text is hashed
+ * at the end a word at a time (norm_hash_stored), a few times cheaper per byte.
  */
-static void norm_put(SqlNorm *n, const char *s, size_t len, bool fold)
+static inline void norm_put(SqlNorm *n, bool space, const char *s, size_t len, bool fold)
 {
 	/* room for "..." and the NUL at the end */
 	size_t room = n->cap > 4 ? n->cap - 4 : 0;
-	size_t fit = n->len < room ? room - n->len : 0;
-	size_t i = 0;
+	char *out = n->buf + n->len;
 
-	if (fit > len)
-		fit = len;
-	if (fold) {
-		for (; i < fit; i++) {
+	if (n->truncated || n->len + len + space > room) {
+		/* the slow way, byte by byte, when the buffer fills up */
+		if (space) {
+			if (n->len < room && !n->truncated)
+				n->buf[n->len++] = ' ';
+			else
+				norm_overflow(n, " ", 1, false);
+		}
+		size_t fit = n->truncated || n->len >= room ? 0 : room - n->len;
+		if (fit > len)
+			fit = len;
+		for (size_t i = 0; i < fit; i++) {
 			unsigned char c = (unsigned char)s[i];
-			n->buf[n->len + i] = (char)(c >= 'A' && c <= 'Z' ? c + ('a' - 'A') : c);
+			n->buf[n->len++] = (char)(fold && c >= 'A' && c <= 'Z' ? c + ('a' - 'A') : c);
+		}
+		if (fit < len)
+			norm_overflow(n, s + fit, len - fit, fold);
+		return;
+	}
+	if (space)
+		*out++ = ' ';
+	if (fold) {
+		for (size_t i = 0; i < len; i++) {
+			unsigned char c = (unsigned char)s[i];
+			out[i] = (char)(c + (((unsigned)(c - 'A') < 26u) << 5));
 		}
 	} else {
-		memcpy(n->buf + n->len, s, fit);
-		i = fit;
+		for (size_t i = 0; i < len; i++)
+			out[i] = s[i];
 	}
-	n->len += fit;
-	if (i < len) {
-		uint64_t h = n->hash;
-		n->truncated = true;
-		for (; i < len; i++) {
-			unsigned char c = (unsigned char)s[i];
-			if (fold && c >= 'A' && c <= 'Z')
-				c = (unsigned char)(c + ('a' - 'A'));
-			h = (h ^ c) * NORM_FNV_PRIME;
-		}
-		n->hash = h;
-	}
+	n->len += len + space;
 }
 
 /* Mixes the stored text into the hash, eight bytes a step. */
@@ -2188,16 +2251,14 @@ static bool norm_is_literal(SqlTokType t)
 }
 
 /* Words after which '(' reads better with a space: not a function call. */
-static bool norm_word_spaces_paren(const SqlToken *tok)
+static bool norm_word_spaces_paren(const char *text, size_t len)
 {
-	static const char *const words[] = {"in",    "values", "and",   "or",    "not",
-	                                    "as",    "on",     "using", "from",  "join",
-	                                    "where", "exists", "any",   "all",   "select",
-	                                    "into",  "over",   "with",  "table", "returning"};
-	if (tok->type != SQLTOK_IDENT || tok->len > 9)
-		return false;
+	static const char *const words[] = {"in",    "values", "and",  "or",    "not",
+	                                    "as",    "on",     "using", "from", "join",
+	                                    "where", "exists", "any",  "all",   "select",
+	                                    "into",  "over",   "with", "table", "returning"};
 	for (size_t i = 0; i < ARRAY_SIZE(words); i++)
-		if (sqltok_is(tok, words[i]))
+		if (strlen(words[i]) == len && strncasecmp(text, words[i], len) == 0)
 			return true;
 	return false;
 }
@@ -2218,11 +2279,11 @@ void sql_norm_token(SqlNorm *n, const SqlToken *tok)
 		n->pending_comma = false;
 		if (norm_is_literal(t))
 			return; /* 1, 2, 3 -> ? */
-		norm_put(n, ",", 1, false);
+		norm_put(n, false, ",", 1, false);
 		n->prev = SQLTOK_COMMA;
 	}
 	if (n->pending_semi) {
-		norm_put(n, ";", 1, false);
+		norm_put(n, false, ";", 1, false);
 		n->prev = SQLTOK_SEMI;
 		n->pending_semi = false;
 	}
@@ -2232,30 +2293,31 @@ void sql_norm_token(SqlNorm *n, const SqlToken *tok)
 	}
 	bool space = !n->empty && t != SQLTOK_RPAREN && t != SQLTOK_COMMA && t != SQLTOK_DOT &&
 	             n->prev != SQLTOK_LPAREN && n->prev != SQLTOK_DOT;
-	if (t == SQLTOK_LPAREN && (n->prev == SQLTOK_IDENT || n->prev == SQLTOK_QIDENT) &&
-	    !norm_word_spaces_paren(&n->prev_tok))
+	if (t == SQLTOK_LPAREN && n->prev == SQLTOK_IDENT &&
+	    !norm_word_spaces_paren(n->prev_text, n->prev_len))
 		space = false;
-	if (space)
-		norm_put(n, " ", 1, false);
+	if (t == SQLTOK_LPAREN && n->prev == SQLTOK_QIDENT)
+		space = false;
 	switch (t) {
 	case SQLTOK_STRING:
 	case SQLTOK_NUMBER:
 	case SQLTOK_PARAM:
-		norm_put(n, "?", 1, false);
+		norm_put(n, space, "?", 1, false);
 		break;
 	case SQLTOK_IDENT:
-		norm_put(n, tok->text, tok->len, true);
+		norm_put(n, space, tok->text, tok->len, true);
 		break;
 	case SQLTOK_QIDENT:
-		norm_put(n, "\"", 1, false);
-		norm_put(n, tok->text, tok->len, false);
-		norm_put(n, "\"", 1, false);
+		norm_put(n, space, "\"", 1, false);
+		norm_put(n, false, tok->text, tok->len, false);
+		norm_put(n, false, "\"", 1, false);
 		break;
 	default:
-		norm_put(n, tok->text, tok->len, false);
+		norm_put(n, space, tok->text, tok->len, false);
 		break;
 	}
-	n->prev_tok = *tok;
+	n->prev_text = tok->text;
+	n->prev_len = tok->len;
 	n->prev = (uint8_t)t;
 	n->empty = false;
 }
@@ -2263,7 +2325,7 @@ void sql_norm_token(SqlNorm *n, const SqlToken *tok)
 void sql_norm_finish(SqlNorm *n)
 {
 	if (n->pending_comma)
-		norm_put(n, ",", 1, false); /* a trailing "1," stays visible */
+		norm_put(n, false, ",", 1, false); /* a trailing "1," stays visible */
 	n->pending_comma = false;
 	norm_hash_stored(n);
 	if (!n->buf || !n->cap)
