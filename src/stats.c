@@ -225,7 +225,8 @@ static QueryEntry *table_entry(Tenant *t, uint64_t fp, const SqlNorm *norm)
 		mem_dropped++;
 		return NULL;
 	}
-	if (x->n < x->cap) {
+	/* a reload may have lowered query_stats_max below what the table holds: recycle */
+	if (x->n < x->cap && x->n < g_cfg->query_stats_max) {
 		e = &x->e[x->n];
 		memset(e, 0, sizeof(*e));
 		e->fp = fp;
