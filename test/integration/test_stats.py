@@ -105,6 +105,21 @@ def test_histogram_buckets_add_up_and_quantiles_land_in_the_sleep_bucket(pgtenan
     assert float(globex["p99_ms"]) == 0  # no traffic, no quantile
 
 
+def test_histograms_past_metrics_tenant_limit_add_up_under_other(pgtenant):
+    p = start(pgtenant, {"metrics_tenant_limit": 1})
+    simple(p, ["select 1"] * 3)  # acme: the most active, keeps its series
+    simple(p, ["select 1"], dbname="globex")
+    fams = scrape(p)
+    tenants = {lab.get("tenant") for _, lab, _ in
+               fams["pgtenant_query_duration_seconds"]["samples"]}
+    assert tenants == {"acme", "_other"}, tenants
+    assert buckets(fams, "pgtenant_query_duration_seconds", tenant="acme")[-1][1] == 3
+    other = buckets(fams, "pgtenant_query_duration_seconds", tenant="_other")
+    assert other[-1][1] == 1 and count_le(other, 0.2) == 1, other
+    assert metric(fams, "pgtenant_xact_duration_seconds", "pgtenant_xact_duration_seconds_count",
+                  tenant="_other") == 1
+
+
 def test_autocommit_transactions_count_in_xact_time(pgtenant):
     p = start(pgtenant)
     with p.connect(dbname="acme") as conn:  # autocommit: each statement its own transaction
