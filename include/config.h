@@ -40,7 +40,7 @@ typedef enum {
 
 #define CONFIG_MAX_TENANT_SOURCES 4
 #define CONFIG_DURATION_OFF       (-2) /* a duration key that may be "off" (log_min_duration) */
-#define CONFIG_NAME_MAX           63 /* section and tenant names */
+#define CONFIG_NAME_MAX           63   /* section and tenant names */
 
 typedef struct HostPort {
 	char *host;

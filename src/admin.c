@@ -238,8 +238,8 @@ static void rs_begin(ResultSet *rs, Buf *out, const AdminCol *cols, int ncols, b
 		pkt_put_u16(out, 0); /* column */
 		pkt_put_u32(out, cols[i].dbl ? OID_FLOAT8 : cols[i].num ? OID_INT8 : OID_TEXT);
 		pkt_put_u16(out, cols[i].num || cols[i].dbl ? 8 : 0xffff); /* 8, or -1 (varlena) */
-		pkt_put_u32(out, 0xffffffffu);              /* typmod -1 */
-		pkt_put_u16(out, 0);                        /* text format */
+		pkt_put_u32(out, 0xffffffffu);                             /* typmod -1 */
+		pkt_put_u16(out, 0);                                       /* text format */
 	}
 	pkt_finish(out, start);
 }
@@ -490,15 +490,31 @@ static void show_config(Buf *out, bool rowdesc)
 static void show_tenants(Buf *out, bool rowdesc)
 {
 	static const AdminCol cols[] = {
-	        {"tenant", false},       {"mode", false},          {"backend", false},
-	        {"state", false},        {"cl_active", true},      {"cl_waiting", true},
-	        {"sv_active", true},     {"pool_size", true},      {"max_client_conn", true},
-	        {"queries", true},       {"xacts", true},          {"avg_query_us", true},
-	        {"avg_wait_us", true},   {"query_timeouts", true}, {"rate_limited", true},
-	        {"cl_idle", true},       {"refused", true},        {"weight", true},
-	        {"auth_failures", true}, {"state_failures", true},
-	        {"p50_ms", false, true}, {"p95_ms", false, true}, {"p99_ms", false, true},
-	        {"wait_p95_ms", false, true}, {"xact_p95_ms", false, true},
+	        {"tenant", false},
+	        {"mode", false},
+	        {"backend", false},
+	        {"state", false},
+	        {"cl_active", true},
+	        {"cl_waiting", true},
+	        {"sv_active", true},
+	        {"pool_size", true},
+	        {"max_client_conn", true},
+	        {"queries", true},
+	        {"xacts", true},
+	        {"avg_query_us", true},
+	        {"avg_wait_us", true},
+	        {"query_timeouts", true},
+	        {"rate_limited", true},
+	        {"cl_idle", true},
+	        {"refused", true},
+	        {"weight", true},
+	        {"auth_failures", true},
+	        {"state_failures", true},
+	        {"p50_ms", false, true},
+	        {"p95_ms", false, true},
+	        {"p99_ms", false, true},
+	        {"wait_p95_ms", false, true},
+	        {"xact_p95_ms", false, true},
 	};
 	ResultSet rs;
 	TenantTable tt;
@@ -604,7 +620,7 @@ static void show_stats(Buf *out, bool rowdesc)
 static void show_queries(Buf *out, bool rowdesc, const Tenant *only)
 {
 	static const AdminCol cols[] = {
-	        {"tenant", false},         {"query", false},        {"calls", true},
+	        {"tenant", false},         {"query", false},         {"calls", true},
 	        {"total_ms", false, true}, {"mean_ms", false, true}, {"max_ms", false, true},
 	        {"errors", true},          {"rows", true},
 	};
@@ -659,8 +675,8 @@ static int cmp_top(const void *a, const void *b)
 static void show_top_tenants(Buf *out, bool rowdesc)
 {
 	static const AdminCol cols[] = {
-	        {"ranking", false}, {"rank", true},          {"tenant", false},
-	        {"time_ms", false, true}, {"count", true},   {"avg_ms", false, true},
+	        {"ranking", false},       {"rank", true},  {"tenant", false},
+	        {"time_ms", false, true}, {"count", true}, {"avg_ms", false, true},
 	};
 	static const char *const names[] = {"query_time_1min", "wait_time_1min", "query_time_total",
 	                                    "wait_time_total"};
@@ -1147,7 +1163,8 @@ static void show_mem(Buf *out, bool rowdesc)
 	mem_row(&rs, "server_buffers", -1, n_servers, server_bufs);
 	StatsMem sm;
 	stats_mem(&sm);
-	/* used: statements held; memtotal: bytes of all tenants' tables (under query_stats_memory) */
+	/* used: statements held; memtotal: bytes of all tenants' tables (under query_stats_memory)
+	 */
 	mem_row(&rs, "query_stats", (int64_t)sizeof(QueryEntry), sm.entries, sm.bytes);
 	mem_row(&rs, "query_stats_tables", -1, sm.tables, sm.bytes);
 	mem_row(&rs, "query_stats_limit", -1, g_cfg->query_stats_max, sm.limit);
@@ -1552,9 +1569,9 @@ static ExecResult exec_command(ExecCtx *x)
 		return done(x, tag);
 	}
 
-	static const char *const known[] = {"reload",    "pause",      "resume",   "disable",
-	                                    "enable",    "kill",       "reconnect", "wait_close",
-	                                    "shutdown",  "reset"};
+	static const char *const known[] = {"reload",   "pause", "resume",    "disable",
+	                                    "enable",   "kill",  "reconnect", "wait_close",
+	                                    "shutdown", "reset"};
 	bool is_known = false;
 	for (size_t i = 0; i < ARRAY_SIZE(known); i++)
 		if (strcasecmp(verb, known[i]) == 0)

@@ -424,13 +424,15 @@ void metrics_render(Buf *out)
 	                 "Transaction time, autocommit statements included (each is a transaction "
 	                 "of its own).",
 	                 offsetof(StatsHists, xact));
-	render_histogram(out, &tt, "pgtenant_wait_duration_seconds",
-	                 "Time clients waited for a server connection, one sample per server handed "
-	                 "out (0 when one was free).",
-	                 offsetof(StatsHists, wait));
-	render_backend_histogram(out, br, nb, "pgtenant_backend_query_duration_seconds",
-	                         "pgtenant_query_duration_seconds by backend (primary and replicas).",
-	                         offsetof(StatsHists, query));
+	render_histogram(
+	        out, &tt, "pgtenant_wait_duration_seconds",
+	        "Time clients waited for a server connection, one sample per server handed "
+	        "out (0 when one was free).",
+	        offsetof(StatsHists, wait));
+	render_backend_histogram(
+	        out, br, nb, "pgtenant_backend_query_duration_seconds",
+	        "pgtenant_query_duration_seconds by backend (primary and replicas).",
+	        offsetof(StatsHists, query));
 	render_backend_histogram(out, br, nb, "pgtenant_backend_xact_duration_seconds",
 	                         "pgtenant_xact_duration_seconds by backend.",
 	                         offsetof(StatsHists, xact));

@@ -2208,7 +2208,8 @@ static inline void norm_put(SqlNorm *n, bool space, const char *s, size_t len, b
 			fit = len;
 		for (size_t i = 0; i < fit; i++) {
 			unsigned char c = (unsigned char)s[i];
-			n->buf[n->len++] = (char)(fold && c >= 'A' && c <= 'Z' ? c + ('a' - 'A') : c);
+			n->buf[n->len++] =
+			        (char)(fold && c >= 'A' && c <= 'Z' ? c + ('a' - 'A') : c);
 		}
 		if (fit < len)
 			norm_overflow(n, s + fit, len - fit, fold);
@@ -2253,10 +2254,10 @@ static bool norm_is_literal(SqlTokType t)
 /* Words after which '(' reads better with a space: not a function call. */
 static bool norm_word_spaces_paren(const char *text, size_t len)
 {
-	static const char *const words[] = {"in",    "values", "and",  "or",    "not",
-	                                    "as",    "on",     "using", "from", "join",
-	                                    "where", "exists", "any",  "all",   "select",
-	                                    "into",  "over",   "with", "table", "returning"};
+	static const char *const words[] = {"in",    "values", "and",   "or",    "not",
+	                                    "as",    "on",     "using", "from",  "join",
+	                                    "where", "exists", "any",   "all",   "select",
+	                                    "into",  "over",   "with",  "table", "returning"};
 	for (size_t i = 0; i < ARRAY_SIZE(words); i++)
 		if (strlen(words[i]) == len && strncasecmp(text, words[i], len) == 0)
 			return true;
