@@ -23,6 +23,7 @@ typedef struct Replica {
 	int port;
 	int pool_size; /* all server connections to this replica together */
 	int n_servers;
+	int n_waiting; /* clients of all pools on it waiting for a server or a welcome */
 	int inflight; /* server connections linked to clients: the load measure */
 	ReplicaState state;
 	usec_t lag_us;
@@ -38,6 +39,7 @@ struct Backend {
 	int pool_size; /* all server connections to the primary together */
 	int min_pool_size;
 	int n_servers;
+	int n_waiting; /* clients of all pools on it waiting for a server or a welcome */
 	Replica **replicas;
 	int n_replicas;
 	unsigned replica_turn; /* round-robin among replicas equally loaded */
@@ -130,6 +132,12 @@ static inline int pool_cap(const Pool *p)
 static inline int *pool_target_count(Pool *p)
 {
 	return p->replica ? &p->replica->n_servers : &p->backend->n_servers;
+}
+
+/* Clients waiting in every pool on p's target. */
+static inline int *pool_target_waiting(Pool *p)
+{
+	return p->replica ? &p->replica->n_waiting : &p->backend->n_waiting;
 }
 
 void pool_backends_build(const Config *cfg);

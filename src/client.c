@@ -105,6 +105,11 @@ void client_set_state(Client *c, ClientState st)
 	if ((count = tenant_state_count(c, st)) != NULL)
 		(*count)++;
 
+	/* the target's count of waiting clients (pool.c's hand-over between pools) */
+	if (p && (c->state == CL_WAITING || c->state == CL_WELCOME_WAIT))
+		(*pool_target_waiting(p))--;
+	if (p && (st == CL_WAITING || st == CL_WELCOME_WAIT))
+		(*pool_target_waiting(p))++;
 	if (c->state == CL_WAITING && p) {
 		TenantQueue *q = pool_tenant_queue(p, c->tenant);
 		p->n_waiting--;
@@ -1206,6 +1211,7 @@ static void login_finish(Client *c)
 		client_welcome(c, &c->pool->welcome);
 		return;
 	}
+	c->wait_start = g_now;
 	client_set_state(c, CL_WELCOME_WAIT);
 	conn_want_read(&c->conn, false);
 	if (c->pool->failing && g_now < c->pool->next_connect_at)
