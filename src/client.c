@@ -1402,6 +1402,31 @@ static bool forward_refused_parse(Client *c, ServerConn *s, const uint8_t *body,
 	return true;
 }
 
+void client_sql_info(Client *c, const char *sql, size_t len, SqlInfo *out)
+{
+	const Buf *in = &c->conn.in;
+	const uint8_t *p = (const uint8_t *)sql;
+	if (!in->data || p < buf_head(in) || p + len > in->data + in->len) {
+		/* not in the input (a prepared statement's kept text): nothing names it */
+		sql_analyze(sql, len, g_cfg->tenant_guc, g_cfg->read_only_functions, out);
+		return;
+	}
+	uint64_t at = in->consumed + (uint64_t)(p - buf_head(in)) + 1;
+	for (size_t i = 0; i < ARRAY_SIZE(c->sql_seen); i++) {
+		if (c->sql_seen[i].at == at && c->sql_seen[i].len == len &&
+		    c->sql_seen[i].epoch == g_cfg_epoch) {
+			*out = c->sql_seen[i].info;
+			return;
+		}
+	}
+	sql_analyze(sql, len, g_cfg->tenant_guc, g_cfg->read_only_functions, out);
+	unsigned slot = c->sql_seen_next++ % ARRAY_SIZE(c->sql_seen);
+	c->sql_seen[slot].at = at;
+	c->sql_seen[slot].len = len;
+	c->sql_seen[slot].epoch = g_cfg_epoch;
+	c->sql_seen[slot].info = *out;
+}
+
 /*
  * Looks at a whole Query or Parse of a tenant whose statements are analysed.
  * Returns false when the message is malformed (the caller answers 08P01),
@@ -1430,7 +1455,7 @@ static bool inspect_statement(Client *c, ServerConn *s, uint8_t type, const uint
 		sql = query;
 		sql_len = strlen(query);
 	}
-	sql_analyze(sql, sql_len, g_cfg->tenant_guc, g_cfg->read_only_functions, &info);
+	client_sql_info(c, sql, sql_len, &info);
 	*flags = info.flags;
 	if (type == 'P' && c->reset_in_unit && info.guard == SQL_GUARD_OK &&
 	    info.n_statements > 0) {
@@ -1491,8 +1516,7 @@ static void notice_deallocate_all(Client *c, ServerConn *s, uint8_t type, const 
 	if (!maybe)
 		return;
 	SqlInfo info;
-	sql_analyze((const char *)sql, (size_t)(stop - sql), g_cfg->tenant_guc,
-	            g_cfg->read_only_functions, &info);
+	client_sql_info(c, (const char *)sql, (size_t)(stop - sql), &info);
 	if (info.flags & SQLF_DEALLOCATE_ALL) {
 		prep_server_reset(s);
 		prep_client_free(c);
@@ -1571,7 +1595,7 @@ void client_idle_timeouts(void)
 }
 
 /* A Parse whose statement the guard lets through and that leaves no state behind. */
-static bool parse_is_plain(const uint8_t *body, size_t len)
+static bool parse_is_plain(Client *c, const uint8_t *body, size_t len)
 {
 	MsgReader r;
 	const char *name, *query;
@@ -1580,7 +1604,7 @@ static bool parse_is_plain(const uint8_t *body, size_t len)
 	msg_reader_init(&r, body, len);
 	if (!msg_get_cstr(&r, &name) || !msg_get_cstr(&r, &query))
 		return false;
-	sql_analyze(query, strlen(query), g_cfg->tenant_guc, g_cfg->read_only_functions, &info);
+	client_sql_info(c, query, strlen(query), &info);
 	return info.guard == SQL_GUARD_OK &&
 	       !(info.flags &
 	         (SQLF_STATE_UNKNOWN | SQLF_RESETS_STATE | SQLF_SESSION_STATE | SQLF_UNPARSED));
@@ -1718,7 +1742,7 @@ again:
 		if (!s && type == 'P' && tracks_prepared(c) &&
 		    buf_avail(in) >= total + MSG_HEADER_LEN && buf_head(in)[total] == 'S' &&
 		    read_u32be(buf_head(in) + total + 1) == 4 &&
-		    parse_is_plain(buf_head(in) + MSG_HEADER_LEN, len - 4) &&
+		    parse_is_plain(c, buf_head(in) + MSG_HEADER_LEN, len - 4) &&
 		    prep_client_parse_only(c, buf_head(in) + MSG_HEADER_LEN, len - 4)) {
 			static const uint8_t parse_complete[5] = {'1', 0, 0, 0, 4};
 			buf_consume(in, total + MSG_HEADER_LEN);
