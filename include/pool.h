@@ -24,7 +24,7 @@ typedef struct Replica {
 	int pool_size; /* all server connections to this replica together */
 	int n_servers;
 	int n_waiting; /* clients of all pools on it waiting for a server or a welcome */
-	int inflight; /* server connections linked to clients: the load measure */
+	int inflight;  /* server connections linked to clients: the load measure */
 	ReplicaState state;
 	usec_t lag_us;
 	usec_t last_check; /* wall clock of the last health result */
