@@ -16,6 +16,7 @@
 #include "metrics.h"
 
 #include "client.h"
+#include "dashboard.h"
 #include "health.h"
 #include "log.h"
 #include "net.h"
@@ -556,6 +557,7 @@ bool metrics_start(struct event_base *base, char *err, size_t errlen)
 	evhttp_set_timeout(http, 30);
 	evhttp_set_cb(http, "/metrics", on_metrics, NULL);
 	evhttp_set_cb(http, "/healthz", on_healthz, NULL);
+	dashboard_register(http); /* GET / and /tenants.json */
 	evhttp_set_gencb(http, on_other, NULL);
 	if (!evhttp_accept_socket_with_handle(http, listen_fd)) {
 		snprintf(err, errlen, "cannot serve metrics_listen %s", g_cfg->metrics_listen);
