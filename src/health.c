@@ -460,7 +460,8 @@ bool health_pool_unreachable(const Pool *p, bool in_backoff)
 void health_refuse(Client *c, const Pool *p)
 {
 	char msg[512];
-	const char *why = health_primary_error(p->backend);
+	/* the pool's own login error first: it is what this client's connection met */
+	const char *why = p->last_error[0] ? p->last_error : health_primary_error(p->backend);
 	snprintf(msg, sizeof(msg), "backend \"%s\" is not reachable: %s", p->backend->name,
 	         why ? why : "its health check failed");
 	client_wait_failed(c, "57P03", msg);
