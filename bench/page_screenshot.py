@@ -1,30 +1,28 @@
 #!/usr/bin/python3
 """Screenshot of pgtenant's live page (GET / on metrics_listen) under load, by hand:
 
-    bench/page_screenshot.py [--seconds 40] [--out bench/results/live-page.png]
+    bench/page_screenshot.py [--seconds 60] [--out bench/results/live-page.png]
 
 Starts a throwaway PostgreSQL 15 and a pgtenant with six tenants (the
 integration tests' harness, test/integration/pgt.py), runs pgbench as each
-at its own rate (some with bursts), and has headless chromium load the page and
-save a PNG once it has read /tenants.json for about --seconds.
-
-Chromium's virtual time (--virtual-time-budget) runs the page's timers at
-once; the page reads /tenants.json through a small proxy here that answers
-each read only after --every seconds of real time, so its history and QPS
-cover real minutes of load. Needs chromium (scripts/deps.sh) and a built
-./pgtenant.
+at its own rate (some with bursts), opens the page in headless chromium and,
+after --seconds of real time (the page reads /tenants.json every --every
+seconds and keeps what it read), saves a PNG through the DevTools protocol
+(Page.captureScreenshot; a minimal WebSocket client here, so nothing beyond
+Debian's chromium and python3 is needed). Needs a built ./pgtenant.
 """
 
 import argparse
-import http.server
+import base64
+import json
 import os
 import shutil
+import socket
+import struct
 import subprocess
 import sys
 import tempfile
-import threading
 import time
-import urllib.error
 import urllib.request
 
 ROOT = os.path.abspath(os.path.join(os.path.dirname(__file__), ".."))
@@ -55,45 +53,97 @@ def pgbench(p, tenant, rate, seconds, script, delay=0):
     return pgt.spawn(cmd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
 
 
-def proxy(target_port, every):
-    """An HTTP server forwarding to pgtenant's metrics_listen; /tenants.json waits `every`."""
+class DevTools:
+    """Just enough of a WebSocket client (RFC 6455: masked text frames out,
+    unmasked frames in) to send DevTools commands to one page target."""
 
-    class Handler(http.server.BaseHTTPRequestHandler):
-        def do_GET(self):
-            if self.path.startswith("/tenants.json"):
-                time.sleep(every)
-            try:
-                r = urllib.request.urlopen(f"http://127.0.0.1:{target_port}{self.path}",
-                                           timeout=10)
-            except urllib.error.HTTPError as e:  # /favicon.ico: pgtenant's 404, passed on
-                r = e
-            # the page's Content-Security-Policy is left out: under it headless chromium's
-            # --screenshot never finishes after a long virtual-time budget (a browser
-            # showing the page is fine with it)
-            with r:
-                body = r.read()
-                self.send_response(r.status)
-                for k in ("Content-Type", "Cache-Control"):
-                    if r.headers.get(k):
-                        self.send_header(k, r.headers[k])
-                self.send_header("Content-Length", str(len(body)))
-                self.end_headers()
-                self.wfile.write(body)
+    def __init__(self, ws_url, timeout=30):
+        rest = ws_url.split("://", 1)[1]
+        hostport, path = rest.split("/", 1)
+        host, port = hostport.rsplit(":", 1)
+        self.sock = socket.create_connection((host, int(port)), timeout=timeout)
+        key = base64.b64encode(os.urandom(16)).decode()
+        self.sock.sendall((f"GET /{path} HTTP/1.1\r\nHost: {hostport}\r\n"
+                           "Upgrade: websocket\r\nConnection: Upgrade\r\n"
+                           f"Sec-WebSocket-Key: {key}\r\nSec-WebSocket-Version: 13\r\n\r\n")
+                          .encode())
+        head = b""
+        while b"\r\n\r\n" not in head:
+            chunk = self.sock.recv(4096)
+            if not chunk:
+                raise RuntimeError("DevTools closed the connection during the handshake")
+            head += chunk
+        head, self.buf = head.split(b"\r\n\r\n", 1)
+        if b" 101 " not in head.split(b"\r\n", 1)[0]:
+            raise RuntimeError(f"DevTools refused the WebSocket: {head[:200]!r}")
+        self.next_id = 0
 
-        def log_message(self, fmt, *a):
-            if os.environ.get("PAGE_DEBUG"):
-                sys.stderr.write("proxy: " + fmt % a + "\n")
+    def _read(self, n):
+        while len(self.buf) < n:
+            chunk = self.sock.recv(1 << 20)
+            if not chunk:
+                raise RuntimeError("DevTools closed the connection")
+            self.buf += chunk
+        out, self.buf = self.buf[:n], self.buf[n:]
+        return out
 
-    srv = http.server.ThreadingHTTPServer(("127.0.0.1", pgt.free_port()), Handler)
-    threading.Thread(target=srv.serve_forever, daemon=True).start()
-    return srv
+    def _send(self, text):
+        data = text.encode()
+        n = len(data)
+        head = bytes([0x81])
+        if n < 126:
+            head += bytes([0x80 | n])
+        elif n < 1 << 16:
+            head += bytes([0x80 | 126]) + struct.pack("!H", n)
+        else:
+            head += bytes([0x80 | 127]) + struct.pack("!Q", n)
+        mask = os.urandom(4)
+        self.sock.sendall(head + mask + bytes(b ^ mask[i % 4] for i, b in enumerate(data)))
+
+    def _message(self):
+        payload = b""
+        while True:
+            b0, b1 = self._read(2)
+            n = b1 & 0x7F
+            if n == 126:
+                (n,) = struct.unpack("!H", self._read(2))
+            elif n == 127:
+                (n,) = struct.unpack("!Q", self._read(8))
+            data = self._read(n)
+            if b0 & 0x0F in (0x9, 0xA):  # ping, pong: not part of a message
+                continue
+            payload += data
+            if b0 & 0x80:
+                return json.loads(payload.decode())
+
+    def call(self, method, **params):
+        self.next_id += 1
+        self._send(json.dumps({"id": self.next_id, "method": method, "params": params}))
+        while True:
+            msg = self._message()
+            if msg.get("id") == self.next_id:
+                if "error" in msg:
+                    raise RuntimeError(f"{method}: {msg['error']}")
+                return msg.get("result", {})
+
+
+def page_target(port, timeout=30):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            with urllib.request.urlopen(f"http://127.0.0.1:{port}/json/list", timeout=5) as r:
+                pages = [t for t in json.load(r) if t.get("type") == "page"]
+            if pages:
+                return pages[0]["webSocketDebuggerUrl"]
+        except OSError:
+            pass
+        time.sleep(0.2)
+    raise RuntimeError("chromium's DevTools endpoint did not come up")
 
 
 def main():
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    # headless chromium's --screenshot has been seen to stall when its run takes over
-    # about a minute of real time: keep the history short
-    ap.add_argument("--seconds", type=float, default=40)
+    ap.add_argument("--seconds", type=float, default=60)
     ap.add_argument("--every", type=float, default=2)
     ap.add_argument("--out", default=os.path.join(ROOT, "bench", "results", "live-page.png"))
     ap.add_argument("--size", default="1400,1000")
@@ -133,20 +183,23 @@ def main():
                 if start < total:
                     loads.append(pgbench(p, name, more, min(end, total) - start, script, start))
         time.sleep(3)
-        srv = proxy(metrics_port, args.every)
-        reads = int(args.seconds / args.every)
         os.makedirs(os.path.dirname(os.path.abspath(args.out)), exist_ok=True)
-        profile = os.path.join(work, "chromium")
-        res = pgt.run([chromium, "--headless", "--no-sandbox", "--disable-gpu",
-                       "--disable-dev-shm-usage", "--no-first-run", "--hide-scrollbars",
-                       f"--user-data-dir={profile}", f"--window-size={args.size}",
-                       f"--virtual-time-budget={int((reads + 0.5) * args.every * 1000)}",
-                       f"--screenshot={os.path.abspath(args.out)}",
-                       f"http://127.0.0.1:{srv.server_address[1]}/?every={args.every}"],
-                      timeout=args.seconds * 3 + 120)
-        srv.shutdown()
-        if res.returncode != 0 or not os.path.exists(args.out):
-            sys.exit(f"chromium failed ({res.returncode}):\n{res.stderr[-3000:]}")
+        devtools_port = pgt.free_port()
+        w, h = args.size.split(",")
+        browser = pgt.spawn([chromium, "--headless", "--no-sandbox", "--disable-gpu",
+                             "--disable-dev-shm-usage", "--no-first-run", "--hide-scrollbars",
+                             f"--user-data-dir={os.path.join(work, 'chromium')}",
+                             f"--window-size={args.size}",
+                             f"--remote-debugging-port={devtools_port}",
+                             f"http://127.0.0.1:{metrics_port}/?every={args.every}"],
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        loads.append(browser)
+        tab = DevTools(page_target(devtools_port))
+        time.sleep(args.seconds)  # the page reads and draws in real time meanwhile
+        shot = tab.call("Page.captureScreenshot", format="png",
+                        clip={"x": 0, "y": 0, "width": int(w), "height": int(h), "scale": 1})
+        with open(args.out, "wb") as f:
+            f.write(base64.b64decode(shot["data"]))
         print(f"{args.out}: {os.path.getsize(args.out)} bytes after "
               f"{time.monotonic() - t0:.0f} s of load")
     finally:
