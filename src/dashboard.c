@@ -247,8 +247,11 @@ static void render_tenants(Buf *out)
 		field_str(out, &first, "mode", t->conf ? mode_name(t->conf->mode) : NULL);
 		field_str(out, &first, "backend", t->conf ? t->conf->backend : NULL);
 		field_str(out, &first, "state",
-		          t->disabled ? "disabled" : control_is_paused(t) ? "paused" : "active");
-		field_u64(out, &first, "pool_size", (uint64_t)(t->pool_size > 0 ? t->pool_size : 0));
+		          t->disabled            ? "disabled"
+		          : control_is_paused(t) ? "paused"
+		                                 : "active");
+		field_u64(out, &first, "pool_size",
+		          (uint64_t)(t->pool_size > 0 ? t->pool_size : 0));
 		counters(out, &first, r);
 		buf_append(out, "}", 1);
 	}
@@ -315,7 +318,8 @@ static void render_backends(Buf *out)
 				continue;
 			buf_append(out, ",", 1);
 			backend_obj(out, be->name, "replica", rep->host, rep->port,
-			            health_state_name(rep->state), rep->lag_us, rep->last_check, NULL);
+			            health_state_name(rep->state), rep->lag_us, rep->last_check,
+			            NULL);
 		}
 	}
 	buf_append(out, "]", 1);
