@@ -334,12 +334,6 @@ static void check_replicas(Backend *be)
 	}
 }
 
-/*
- * A round probes the primary first and its replicas once the primary has
- * answered (or failed): each replica's replay position is then compared with
- * a primary position read just before it, so an idle primary never makes a
- * caught-up replica look behind by the age of its last commit.
- */
 static void stop_backend(Backend *be, void *arg);
 
 static bool backend_configured(const Backend *be)
@@ -350,6 +344,12 @@ static bool backend_configured(const Backend *be)
 	return false;
 }
 
+/*
+ * A round probes the primary first and its replicas once the primary has
+ * answered (or failed): each replica's replay position is then compared with
+ * a primary position read just before it, so an idle primary never makes a
+ * caught-up replica look behind by the age of its last commit.
+ */
 static void check_backend(Backend *be, void *arg)
 {
 	(void)arg;
