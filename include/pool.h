@@ -47,8 +47,14 @@ struct Backend {
 	uint64_t
 	        primary_lsn_prev; /* ... and at the round before (at primary_prev_at, wall clock) */
 	usec_t primary_prev_at;
-	bool primary_up;
-	usec_t primary_checked; /* wall clock */
+	/*
+	 * The primary's health (health.c): UNKNOWN until its first check, UP after a
+	 * passing check or a server login to it, DOWN after a failing check.
+	 */
+	ReplicaState primary_state;
+	usec_t primary_checked;    /* wall clock of the last check's result */
+	usec_t primary_reached_at; /* monotonic: the last server login to the primary */
+	char primary_error[256];   /* why the last check failed */
 	struct HealthConn *health;
 	ServerTlsMode server_tls_mode; /* the backend's own, or the global one */
 	const char *dbname;            /* for health checks: the backend's credentials */

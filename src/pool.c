@@ -12,6 +12,7 @@
 
 #include "client.h"
 #include "control.h"
+#include "health.h"
 #include "log.h"
 #include "pgtenant.h"
 #include "server.h"
@@ -307,6 +308,11 @@ bool pool_acquire(Client *c)
 			return true;
 		}
 	}
+	if (!resetting && health_pool_unreachable(p, true)) {
+		/* the primary failed its check and the pool's own login too: no hang */
+		health_refuse(c, p);
+		return false;
+	}
 	c->wait_start = g_now;
 	client_set_state(c, CL_WAITING);
 	if (resetting)
@@ -578,6 +584,7 @@ static void fail_waiters(Pool *p)
 {
 	List *it, *tmp;
 	char msg[512];
+	bool unreachable = health_pool_unreachable(p, false);
 
 	list_for_each_safe(it, &p->waiting, tmp)
 	{
@@ -588,10 +595,12 @@ static void fail_waiters(Pool *p)
 			        g_now; /* a paused wait does not count against query_wait_timeout */
 			continue;
 		}
-		if (limit <= 0 || g_now - c->wait_start < limit)
+		if (!unreachable && (limit <= 0 || g_now - c->wait_start < limit))
 			continue;
 		pool_unwait(c);
-		if (p->failing) {
+		if (unreachable) {
+			health_refuse(c, p); /* at once, not after query_wait_timeout */
+		} else if (p->failing) {
 			snprintf(msg, sizeof(msg), "backend \"%s\" is not reachable: %s",
 			         p->backend->name,
 			         p->last_error[0] ? p->last_error : "connection failed");
