@@ -41,6 +41,11 @@ build/%.o: src/%.c config.mk
 	@mkdir -p build
 	$(CC) $(ALL_CFLAGS) -c -o $@ $<
 
+# The live page (GET / on metrics_listen) is compiled in as a C string: src/dashboard_page.c
+# is generated from src/page/index.html (and committed, so every build of src/*.c finds it).
+src/dashboard_page.c: src/page/index.html scripts/embed.sh
+	sh scripts/embed.sh dashboard_page src/page/index.html >$@.tmp && mv $@.tmp $@
+
 build/unit/%: test/unit/%.c $(LIB_OBJS) test/unit/unit.h
 	@mkdir -p build/unit
 	$(CC) $(ALL_CFLAGS) -Itest/unit -o $@ $< $(LIB_OBJS) $(ALL_LDFLAGS) $(LIBS)

@@ -18,6 +18,7 @@
 #include "list.h"
 #include "param.h"
 #include "scram.h"
+#include "sqllex.h"
 #include "types.h"
 
 typedef enum {
@@ -55,6 +56,20 @@ struct Client {
 	usec_t query_start;
 	usec_t rw_until;   /* read_your_writes: reads go to the primary until then */
 	size_t fwd_remain; /* bytes of the current message still to pass through */
+
+	/*
+	 * sql_analyze's verdicts on the last SQL texts of this client's input, named
+	 * by their position in the client's byte stream (which never holds other
+	 * bytes) and the configuration they were made under: the router, the guard
+	 * and the Parse shortcut each ask, the lexer runs once (client_sql_info).
+	 */
+	struct {
+		uint64_t at; /* stream position + 1; 0: empty */
+		size_t len;
+		unsigned epoch; /* g_cfg_epoch */
+		SqlInfo info;
+	} sql_seen[4];
+	unsigned sql_seen_next;
 
 	Client *cancel_next;        /* cancel key hash chain (client.c) */
 	char *deferred_begin;       /* a BEGIN answered locally; sent with the transaction's first
@@ -133,5 +148,11 @@ const char *client_state_name(ClientState st);
 /* The text of the tenant state the client's statements run under (NULL: none); prepared statements
  * are keyed by it. */
 const char *client_state_sql(const Client *c);
+
+/*
+ * sql_analyze of len bytes at sql, analysed once per message: when sql lies in
+ * c's input buffer, the verdict is kept by stream position and reused.
+ */
+void client_sql_info(Client *c, const char *sql, size_t len, SqlInfo *out);
 
 #endif

@@ -12,7 +12,8 @@
 
 extern Config *g_cfg;
 extern AuthFile *g_auth;
-extern bool g_shutdown; /* SIGTERM/SIGINT seen: no new clients, finish transactions */
+extern unsigned g_cfg_epoch; /* bumped whenever g_cfg is replaced (RELOAD) */
+extern bool g_shutdown;      /* SIGTERM/SIGINT seen: no new clients, finish transactions */
 extern usec_t g_shutdown_deadline;
 
 #endif

@@ -20,6 +20,8 @@ typedef struct Buf {
 	size_t off; /* first unconsumed byte */
 	size_t len; /* end of valid data */
 	size_t cap;
+	uint64_t consumed; /* bytes consumed or dropped since buf_init: data[off] is byte
+	                    * `consumed` of the stream, which names a message for good */
 } Buf;
 
 static inline size_t buf_avail(const Buf *b)

@@ -23,7 +23,8 @@ typedef struct Replica {
 	int port;
 	int pool_size; /* all server connections to this replica together */
 	int n_servers;
-	int inflight; /* server connections linked to clients: the load measure */
+	int n_waiting; /* clients of all pools on it waiting for a server or a welcome */
+	int inflight;  /* server connections linked to clients: the load measure */
 	ReplicaState state;
 	usec_t lag_us;
 	usec_t last_check; /* wall clock of the last health result */
@@ -38,6 +39,7 @@ struct Backend {
 	int pool_size; /* all server connections to the primary together */
 	int min_pool_size;
 	int n_servers;
+	int n_waiting; /* clients of all pools on it waiting for a server or a welcome */
 	Replica **replicas;
 	int n_replicas;
 	unsigned replica_turn; /* round-robin among replicas equally loaded */
@@ -45,8 +47,14 @@ struct Backend {
 	uint64_t
 	        primary_lsn_prev; /* ... and at the round before (at primary_prev_at, wall clock) */
 	usec_t primary_prev_at;
-	bool primary_up;
-	usec_t primary_checked; /* wall clock */
+	/*
+	 * The primary's health (health.c): UNKNOWN until its first check, UP after a
+	 * passing check or a server login to it, DOWN after a failing check.
+	 */
+	ReplicaState primary_state;
+	usec_t primary_checked;    /* wall clock of the last check's result */
+	usec_t primary_reached_at; /* monotonic: the last server login to the primary */
+	char primary_error[256];   /* why the last check failed */
 	struct HealthConn *health;
 	struct StatsHists *hist; /* query, transaction and wait time of its clients (stats.c) */
 	ServerTlsMode server_tls_mode; /* the backend's own, or the global one */
@@ -131,6 +139,12 @@ static inline int pool_cap(const Pool *p)
 static inline int *pool_target_count(Pool *p)
 {
 	return p->replica ? &p->replica->n_servers : &p->backend->n_servers;
+}
+
+/* Clients waiting in every pool on p's target. */
+static inline int *pool_target_waiting(Pool *p)
+{
+	return p->replica ? &p->replica->n_waiting : &p->backend->n_waiting;
 }
 
 void pool_backends_build(const Config *cfg);

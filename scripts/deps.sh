@@ -4,7 +4,8 @@
 set -e
 PKGS="gcc make autoconf automake pkg-config libevent-dev libssl-dev libpq-dev libinih-dev
       postgresql postgresql-client postgresql-contrib pgbouncer openssl
-      python3-pytest python3-psycopg procps cppcheck clang-tidy clang-format"
+      python3-pytest python3-psycopg procps cppcheck clang-tidy clang-format
+      chromium"
 missing=""
 for p in $PKGS; do
 	dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing="$missing $p"

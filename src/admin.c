@@ -843,16 +843,16 @@ static void show_users(Buf *out, bool rowdesc)
 	free(ul.names);
 }
 
-static bool backend_failing(const Backend *be)
+/* A wall-clock time as SHOW shows it, or NULL when there is none. */
+static const char *wall_time_text(usec_t when, char *buf, size_t len)
 {
-	const List *it;
-	list_for_each(it, &g_pools)
-	{
-		const Pool *p = list_entry(it, Pool, node);
-		if (p->backend == be && p->failing)
-			return true;
-	}
-	return false;
+	if (!when)
+		return NULL;
+	time_t secs = (time_t)(when / USEC_PER_SEC);
+	struct tm tm;
+	gmtime_r(&secs, &tm);
+	strftime(buf, len, "%Y-%m-%d %H:%M:%S+00", &tm);
+	return buf;
 }
 
 static void show_backends(Buf *out, bool rowdesc)
@@ -869,33 +869,22 @@ static void show_backends(Buf *out, bool rowdesc)
 	for (int i = 0; i < g_cfg->n_backends; i++) {
 		const BackendConf *bc = &g_cfg->backends[i];
 		const Backend *be = pool_backend(bc->name);
-		const char *last_error = NULL;
-		bool down = be && backend_failing(be);
-		const List *it;
+		char when[40];
 
-		if (down) {
-			list_for_each(it, &g_pools)
-			{
-				const Pool *p = list_entry(it, Pool, node);
-				if (p->backend == be && p->failing && p->last_error[0])
-					last_error = p->last_error;
-			}
-		}
 		rs_row(&rs);
 		rs_str(&rs, bc->name);
 		rs_str(&rs, "primary");
 		rs_str(&rs, be ? be->host : bc->host);
 		rs_int(&rs, be ? be->port : bc->port);
-		rs_str(&rs, down ? "down" : "up");
+		rs_str(&rs, !be || health_primary_up(be) ? "up" : "down");
 		rs_int(&rs, 0);
-		rs_str(&rs, NULL); /* health checks come with replicas */
+		rs_str(&rs, be ? wall_time_text(be->primary_checked, when, sizeof(when)) : NULL);
 		rs_int(&rs, be ? be->pool_size : bc->pool_size);
 		rs_int(&rs, be ? be->n_servers : 0);
-		rs_str(&rs, last_error);
+		rs_str(&rs, be ? health_primary_error(be) : NULL);
 		rs_row_end(&rs);
 		for (int r = 0; be && r < be->n_replicas; r++) {
 			const Replica *rep = be->replicas[r];
-			char when[40];
 			if (!rep->configured)
 				continue;
 			rs_row(&rs);
@@ -905,15 +894,7 @@ static void show_backends(Buf *out, bool rowdesc)
 			rs_int(&rs, rep->port);
 			rs_str(&rs, health_state_name(rep->state));
 			rs_int(&rs, rep->lag_us / USEC_PER_MS);
-			if (rep->last_check) {
-				time_t secs = (time_t)(rep->last_check / USEC_PER_SEC);
-				struct tm tm;
-				gmtime_r(&secs, &tm);
-				strftime(when, sizeof(when), "%Y-%m-%d %H:%M:%S+00", &tm);
-				rs_str(&rs, when);
-			} else {
-				rs_str(&rs, NULL);
-			}
+			rs_str(&rs, wall_time_text(rep->last_check, when, sizeof(when)));
 			rs_int(&rs, rep->pool_size);
 			rs_int(&rs, rep->n_servers);
 			rs_str(&rs, NULL);

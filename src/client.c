@@ -106,6 +106,11 @@ void client_set_state(Client *c, ClientState st)
 	if ((count = tenant_state_count(c, st)) != NULL)
 		(*count)++;
 
+	/* the target's count of waiting clients (pool.c's hand-over between pools) */
+	if (p && (c->state == CL_WAITING || c->state == CL_WELCOME_WAIT))
+		(*pool_target_waiting(p))--;
+	if (p && (st == CL_WAITING || st == CL_WELCOME_WAIT))
+		(*pool_target_waiting(p))++;
 	if (c->state == CL_WAITING && p) {
 		TenantQueue *q = pool_tenant_queue(p, c->tenant);
 		p->n_waiting--;
@@ -1208,6 +1213,7 @@ static void login_finish(Client *c)
 		client_welcome(c, &c->pool->welcome);
 		return;
 	}
+	c->wait_start = g_now;
 	client_set_state(c, CL_WELCOME_WAIT);
 	conn_want_read(&c->conn, false);
 	if (c->pool->failing && g_now < c->pool->next_connect_at)
@@ -1399,6 +1405,44 @@ static bool forward_refused_parse(Client *c, ServerConn *s, const uint8_t *body,
 }
 
 /*
+ * client_sql_info, and with norm the statement's normalised text too (statement
+ * statistics): from the same lexer pass when the analysis runs now, from a
+ * lexer-only pass when it was taken from the cache.
+ */
+static void sql_info(Client *c, const char *sql, size_t len, SqlInfo *out, SqlNorm *norm)
+{
+	const Buf *in = &c->conn.in;
+	const uint8_t *p = (const uint8_t *)sql;
+	if (!in->data || p < buf_head(in) || p + len > in->data + in->len) {
+		/* not in the input (a prepared statement's kept text): nothing names it */
+		sql_analyze_norm(sql, len, g_cfg->tenant_guc, g_cfg->read_only_functions, out,
+		                 norm);
+		return;
+	}
+	uint64_t at = in->consumed + (uint64_t)(p - buf_head(in)) + 1;
+	for (size_t i = 0; i < ARRAY_SIZE(c->sql_seen); i++) {
+		if (c->sql_seen[i].at == at && c->sql_seen[i].len == len &&
+		    c->sql_seen[i].epoch == g_cfg_epoch) {
+			*out = c->sql_seen[i].info;
+			if (norm)
+				sql_normalize(sql, len, norm);
+			return;
+		}
+	}
+	sql_analyze_norm(sql, len, g_cfg->tenant_guc, g_cfg->read_only_functions, out, norm);
+	unsigned slot = c->sql_seen_next++ % ARRAY_SIZE(c->sql_seen);
+	c->sql_seen[slot].at = at;
+	c->sql_seen[slot].len = len;
+	c->sql_seen[slot].epoch = g_cfg_epoch;
+	c->sql_seen[slot].info = *out;
+}
+
+void client_sql_info(Client *c, const char *sql, size_t len, SqlInfo *out)
+{
+	sql_info(c, sql, len, out, NULL);
+}
+
+/*
  * Looks at a whole Query or Parse of a tenant whose statements are analysed.
  * Returns false when the message is malformed (the caller answers 08P01),
  * sets *replaced when it forwarded a rewritten message itself.
@@ -1426,7 +1470,7 @@ static bool inspect_statement(Client *c, ServerConn *s, uint8_t type, const uint
 		sql = query;
 		sql_len = strlen(query);
 	}
-	sql_analyze_norm(sql, sql_len, g_cfg->tenant_guc, g_cfg->read_only_functions, &info, norm);
+	sql_info(c, sql, sql_len, &info, norm);
 	*flags = info.flags;
 	if (type == 'P' && c->reset_in_unit && info.guard == SQL_GUARD_OK &&
 	    info.n_statements > 0) {
@@ -1487,8 +1531,7 @@ static void notice_deallocate_all(Client *c, ServerConn *s, uint8_t type, const 
 	if (!maybe)
 		return;
 	SqlInfo info;
-	sql_analyze((const char *)sql, (size_t)(stop - sql), g_cfg->tenant_guc,
-	            g_cfg->read_only_functions, &info);
+	client_sql_info(c, (const char *)sql, (size_t)(stop - sql), &info);
 	if (info.flags & SQLF_DEALLOCATE_ALL) {
 		prep_server_reset(s);
 		prep_client_free(c);
@@ -1567,7 +1610,7 @@ void client_idle_timeouts(void)
 }
 
 /* A Parse whose statement the guard lets through and that leaves no state behind. */
-static bool parse_is_plain(const uint8_t *body, size_t len)
+static bool parse_is_plain(Client *c, const uint8_t *body, size_t len)
 {
 	MsgReader r;
 	const char *name, *query;
@@ -1576,7 +1619,7 @@ static bool parse_is_plain(const uint8_t *body, size_t len)
 	msg_reader_init(&r, body, len);
 	if (!msg_get_cstr(&r, &name) || !msg_get_cstr(&r, &query))
 		return false;
-	sql_analyze(query, strlen(query), g_cfg->tenant_guc, g_cfg->read_only_functions, &info);
+	client_sql_info(c, query, strlen(query), &info);
 	return info.guard == SQL_GUARD_OK &&
 	       !(info.flags &
 	         (SQLF_STATE_UNKNOWN | SQLF_RESETS_STATE | SQLF_SESSION_STATE | SQLF_UNPARSED));
@@ -1764,7 +1807,7 @@ again:
 		if (!s && type == 'P' && tracks_prepared(c) &&
 		    buf_avail(in) >= total + MSG_HEADER_LEN && buf_head(in)[total] == 'S' &&
 		    read_u32be(buf_head(in) + total + 1) == 4 &&
-		    parse_is_plain(buf_head(in) + MSG_HEADER_LEN, len - 4) &&
+		    parse_is_plain(c, buf_head(in) + MSG_HEADER_LEN, len - 4) &&
 		    prep_client_parse_only(c, buf_head(in) + MSG_HEADER_LEN, len - 4)) {
 			static const uint8_t parse_complete[5] = {'1', 0, 0, 0, 4};
 			if (stats_statements_on(c->tenant))

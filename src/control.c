@@ -172,6 +172,7 @@ bool control_reload(ConfigErrors *errs)
 	/* The old Config is kept: removed tenants' objects still point into it. */
 	retire(g_cfg, (void (*)(void *))config_free);
 	g_cfg = cfg;
+	g_cfg_epoch++;
 	/* The old auth file is kept too: logins in progress hold its secrets (LoginCtx). */
 	retire(g_auth, (void (*)(void *))authfile_free);
 	g_auth = af;

@@ -6,5 +6,6 @@
 
 Config *g_cfg;
 AuthFile *g_auth;
+unsigned g_cfg_epoch;
 bool g_shutdown;
 usec_t g_shutdown_deadline;

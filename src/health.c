@@ -3,6 +3,7 @@
  */
 #include "health.h"
 
+#include "client.h"
 #include "conn.h"
 #include "log.h"
 #include "pgtenant.h"
@@ -73,6 +74,33 @@ static void hc_drop(HealthConn *h)
 static void check_replicas(Backend *be);
 static void recheck_soon(void);
 
+/* Copies the first line of a libpq message (the rest is libpq's commentary). */
+static void copy_error(char *dst, size_t len, const char *why)
+{
+	strlcpy_safe(dst, why && *why ? why : "health check failed", len);
+	dst[strcspn(dst, "\n")] = '\0';
+	size_t n = strlen(dst);
+	while (n > 0 && dst[n - 1] == ' ')
+		dst[--n] = '\0';
+}
+
+/*
+ * A failed check makes the primary down unless a server login to it succeeded
+ * while the check ran (the check's failure is then its own: contradicted).
+ */
+static void primary_failed(HealthConn *h, const char *why)
+{
+	Backend *be = h->backend;
+	be->primary_checked = time_wall_usec();
+	if (be->primary_reached_at && be->primary_reached_at >= h->started)
+		return;
+	copy_error(be->primary_error, sizeof(be->primary_error), why);
+	if (be->primary_state != REPLICA_DOWN)
+		log_warning("primary %s:%d of backend %s is down: %s", be->host, be->port, be->name,
+		            be->primary_error);
+	be->primary_state = REPLICA_DOWN;
+}
+
 static void mark_down(HealthConn *h, const char *why)
 {
 	if (h->replica) {
@@ -82,8 +110,7 @@ static void mark_down(HealthConn *h, const char *why)
 		h->replica->state = REPLICA_DOWN;
 		h->replica->last_check = time_wall_usec();
 	} else {
-		h->backend->primary_up = false;
-		h->backend->primary_checked = time_wall_usec();
+		primary_failed(h, why);
 	}
 	hc_drop(h);
 	if (!h->replica)
@@ -108,7 +135,11 @@ static void take_result(HealthConn *h, PGresult *res)
 		h->backend->primary_lsn_prev = h->backend->primary_lsn;
 		h->backend->primary_prev_at = h->backend->primary_checked;
 		h->backend->primary_lsn = parse_lsn(PQgetvalue(res, 0, 0));
-		h->backend->primary_up = true;
+		if (h->backend->primary_state == REPLICA_DOWN)
+			log_info("primary %s:%d of backend %s is up", h->backend->host,
+			         h->backend->port, h->backend->name);
+		h->backend->primary_state = REPLICA_UP;
+		h->backend->primary_error[0] = '\0';
 		h->backend->primary_checked = time_wall_usec();
 		check_replicas(h->backend);
 		return;
@@ -303,6 +334,16 @@ static void check_replicas(Backend *be)
 	}
 }
 
+static void stop_backend(Backend *be, void *arg);
+
+static bool backend_configured(const Backend *be)
+{
+	for (int i = 0; g_cfg && i < g_cfg->n_backends; i++)
+		if (strcmp(g_cfg->backends[i].name, be->name) == 0)
+			return true;
+	return false;
+}
+
 /*
  * A round probes the primary first and its replicas once the primary has
  * answered (or failed): each replica's replay position is then compared with
@@ -312,8 +353,10 @@ static void check_replicas(Backend *be)
 static void check_backend(Backend *be, void *arg)
 {
 	(void)arg;
-	if (!be->n_replicas)
-		return; /* nothing routes by health without replicas */
+	if (!backend_configured(be)) {
+		stop_backend(be, NULL); /* removed by a reload: its pools only drain */
+		return;
+	}
 	HealthConn *h = hc_for(be, NULL);
 	if (h->state != HC_IDLE) {
 		check_replicas(be); /* a hung primary probe must not hold the replicas' checks */
@@ -363,4 +406,63 @@ void health_stop(void)
 		round_ev = NULL;
 	}
 	pool_foreach_backend(stop_backend, NULL);
+}
+
+/* ---------------------------------------------------------------------------------------
+ * The primary's state as clients and operators see it.
+ */
+
+void health_primary_reached(Backend *be)
+{
+	be->primary_reached_at = g_now;
+	if (be->primary_state == REPLICA_DOWN)
+		log_info("primary %s:%d of backend %s is up: a server connection logged in",
+		         be->host, be->port, be->name);
+	be->primary_state = REPLICA_UP;
+	be->primary_error[0] = '\0';
+}
+
+static const Pool *failing_primary_pool(const Backend *be)
+{
+	const List *it;
+	list_for_each(it, &g_pools)
+	{
+		const Pool *p = list_entry(it, Pool, node);
+		if (p->backend == be && !p->replica && p->failing)
+			return p;
+	}
+	return NULL;
+}
+
+bool health_primary_up(const Backend *be)
+{
+	if (be->primary_state != REPLICA_UNKNOWN)
+		return be->primary_state == REPLICA_UP;
+	return failing_primary_pool(be) == NULL;
+}
+
+const char *health_primary_error(const Backend *be)
+{
+	if (be->primary_state == REPLICA_DOWN && be->primary_error[0])
+		return be->primary_error;
+	if (be->primary_state == REPLICA_UP)
+		return NULL; /* a pool's own failure shows in SHOW POOLS */
+	const Pool *p = failing_primary_pool(be);
+	return p && p->last_error[0] ? p->last_error : NULL;
+}
+
+bool health_pool_unreachable(const Pool *p, bool in_backoff)
+{
+	return !p->replica && p->failing && p->backend->primary_state == REPLICA_DOWN &&
+	       (!in_backoff || g_now < p->next_connect_at);
+}
+
+void health_refuse(Client *c, const Pool *p)
+{
+	char msg[512];
+	/* the pool's own login error first: it is what this client's connection met */
+	const char *why = p->last_error[0] ? p->last_error : health_primary_error(p->backend);
+	snprintf(msg, sizeof(msg), "backend \"%s\" is not reachable: %s", p->backend->name,
+	         why ? why : "its health check failed");
+	client_wait_failed(c, "57P03", msg);
 }

@@ -16,6 +16,8 @@
 #include "metrics.h"
 
 #include "client.h"
+#include "dashboard.h"
+#include "health.h"
 #include "log.h"
 #include "net.h"
 #include "pgtenant.h"
@@ -441,12 +443,13 @@ void metrics_render(Buf *out)
 	                         offsetof(StatsHists, wait));
 
 	family(out, "pgtenant_backend_up", "gauge",
-	       "1 when the last connection attempt to the backend succeeded, 0 when it failed.");
+	       "1 when the backend is up by its health check (primary: reachable and accepting a "
+	       "login, or a server login to it since; replica: also in recovery), 0 when down.");
 	for (int i = 0; i < nb; i++) {
 		snprintf(port, sizeof(port), "%d", br[i].be->port);
 		const char *labels[] = {"backend",      br[i].be->name, "role", "primary", "host",
 		                        br[i].be->host, "port",         port,   NULL};
-		sample_u64(out, "pgtenant_backend_up", labels, br[i].failing ? 0 : 1);
+		sample_u64(out, "pgtenant_backend_up", labels, health_primary_up(br[i].be) ? 1 : 0);
 		for (int r = 0; r < br[i].be->n_replicas; r++) {
 			const Replica *rep = br[i].be->replicas[r];
 			if (!rep->configured)
@@ -600,6 +603,7 @@ bool metrics_start(struct event_base *base, char *err, size_t errlen)
 	evhttp_set_timeout(http, 30);
 	evhttp_set_cb(http, "/metrics", on_metrics, NULL);
 	evhttp_set_cb(http, "/healthz", on_healthz, NULL);
+	dashboard_register(http); /* GET / and /tenants.json */
 	evhttp_set_gencb(http, on_other, NULL);
 	if (!evhttp_accept_socket_with_handle(http, listen_fd)) {
 		snprintf(err, errlen, "cannot serve metrics_listen %s", g_cfg->metrics_listen);

@@ -88,6 +88,8 @@ void buf_reserve(Buf *b, size_t n)
 
 void buf_consume(Buf *b, size_t n)
 {
+	size_t avail = b->len - b->off;
+	b->consumed += n < avail ? n : avail;
 	b->off += n;
 	if (b->off >= b->len)
 		b->off = b->len = 0;
@@ -95,6 +97,7 @@ void buf_consume(Buf *b, size_t n)
 
 void buf_reset(Buf *b, size_t keep)
 {
+	b->consumed += b->len - b->off;
 	b->off = b->len = 0;
 	if (b->cap > keep)
 		buf_release(b);

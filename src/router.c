@@ -25,13 +25,13 @@ typedef struct BatchInfo {
 	bool serializable; /* SERIALIZABLE: a hot standby refuses it */
 } BatchInfo;
 
-static void note_sql(BatchInfo *b, const char *sql, size_t len, bool lone)
+static void note_sql(Client *c, BatchInfo *b, const char *sql, size_t len, bool lone)
 {
 	SqlInfo info;
 	SqlLexer lx;
 	SqlToken tok;
 
-	sql_analyze(sql, len, g_cfg->tenant_guc, g_cfg->read_only_functions, &info);
+	client_sql_info(c, sql, len, &info);
 	if (!info.read_only)
 		b->all_read_only = false;
 	b->hint_replica |= info.hint_replica;
@@ -92,7 +92,7 @@ static Route route_scan(Client *c, BatchInfo *b)
 			const uint8_t *nul = blen ? memchr(body, 0, blen) : NULL;
 			if (!nul)
 				return ROUTE_PRIMARY;
-			note_sql(b, (const char *)body, (size_t)(nul - body), pos == 0);
+			note_sql(c, b, (const char *)body, (size_t)(nul - body), pos == 0);
 			return ROUTE_REPLICA; /* decided by the flags */
 		}
 		case 'P': {
@@ -101,7 +101,7 @@ static Route route_scan(Client *c, BatchInfo *b)
 			msg_reader_init(&r, body, blen);
 			if (!msg_get_cstr(&r, &name) || !msg_get_cstr(&r, &query))
 				return ROUTE_PRIMARY;
-			note_sql(b, query, strlen(query), false);
+			note_sql(c, b, query, strlen(query), false);
 			break;
 		}
 		case 'B': {
@@ -114,7 +114,7 @@ static Route route_scan(Client *c, BatchInfo *b)
 				const char *text = prep_client_query(c, name);
 				if (!text)
 					return ROUTE_PRIMARY;
-				note_sql(b, text, strlen(text), false);
+				note_sql(c, b, text, strlen(text), false);
 			}
 			break;
 		}

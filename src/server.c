@@ -15,6 +15,7 @@
 #include "server.h"
 
 #include "client.h"
+#include "health.h"
 #include "log.h"
 #include "net.h"
 #include "pgtenant.h"
@@ -573,6 +574,8 @@ static void login_process(ServerConn *s)
 			if (!s->pool->welcome_ready)
 				pool_set_welcome(s->pool, &s->params);
 			s->pool->failing = false;
+			if (!s->pool->replica)
+				health_primary_reached(s->pool->backend);
 			pool_server_ready(s);
 			return;
 		}

@@ -30,6 +30,10 @@ PGTENANT_BIN = os.environ.get("PGTENANT_BIN", os.path.join(REPO, "pgtenant"))
 PG_BIN = os.environ.get("PG_BIN", "/usr/lib/postgresql/15/bin")
 
 APP_PASSWORD = "apppass"
+# The application_name of pgtenant's health-check connection (one to every
+# primary and replica): not a pooled server connection, so the helpers that
+# count those leave it out.
+HEALTH_CHECK_APP = "pgtenant health check"
 # Secrets pgtenant's auth_file gets by default (plain text, so every
 # auth_type can use them).
 DEFAULT_USERS = {
@@ -292,7 +296,7 @@ class PgServer:
         with self.connect() as c:
             q = ("select pid, datname, usename, state, query from pg_stat_activity "
                  "where backend_type = 'client backend' and pid <> pg_backend_pid() "
-                 "and usename = %s")
+                 f"and application_name <> '{HEALTH_CHECK_APP}' and usename = %s")
             args = [user]
             if dbname:
                 q += " and datname = %s"
@@ -788,7 +792,8 @@ class ServerConnSampler(PgStatSampler):
 
     def __init__(self, pg, dbname, user="app", period=0.05):
         super().__init__(pg, "select count(*) from pg_stat_activity where backend_type = "
-                         "'client backend' and usename = %s and datname = %s",
+                         f"'client backend' and application_name <> '{HEALTH_CHECK_APP}' "
+                         "and usename = %s and datname = %s",
                          [user, dbname], period)
 
 

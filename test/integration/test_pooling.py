@@ -144,6 +144,45 @@ def test_transaction_mode_pool_of_1_makes_second_client_wait_for_commit(pg, pgte
         b.close()
 
 
+def test_busy_database_does_not_starve_another_database_sharing_the_backend_pool(pg, pgtenant):
+    """acme (its own database) keeps the backend's only server connection busy
+    from three clients; globex (another database, so another pool on the same
+    backend) must still get its turn instead of waiting out query_wait_timeout."""
+    p = pgtenant({"pool_mode": "transaction", "query_wait_timeout": "4s"},
+                 backends={"main": pgt.backend_keys(pg, pool_size=1)})
+    stop = threading.Event()
+    busy_errors, busy_done = [], [0]
+
+    def busy():
+        try:
+            with p.connect() as c:
+                while not stop.is_set():
+                    c.execute("select pg_sleep(0.02)")
+                    busy_done[0] += 1
+        except Exception as e:
+            busy_errors.append(e)
+
+    threads = [threading.Thread(target=busy, daemon=True) for _ in range(3)]
+    for t in threads:
+        t.start()
+    try:
+        time.sleep(0.5)
+        with p.connect(dbname="globex") as other:
+            for i in range(5):
+                assert other.execute("select current_database(), %s::int", [i]).fetchone() == \
+                    ("globex", i)
+        before = busy_done[0]
+        time.sleep(0.5)
+        assert busy_done[0] > before, "acme got no server back after globex's turn"
+    finally:
+        stop.set()
+        for t in threads:
+            t.join(15)
+    assert not busy_errors, busy_errors
+    assert len(pg.server_conns()) <= 1
+    assert "handed over to another pool" in p.log()
+
+
 SETTINGS_SQL = ("select current_setting('TimeZone'), current_setting('DateStyle'), "
                 "current_setting('client_encoding'), current_setting('extra_float_digits'), "
                 "current_setting('application_name'), current_setting('IntervalStyle')")

@@ -385,10 +385,12 @@ class Client:
 
     def _judge_error(self, s, allow, guard):
         code, m = s.error
-        if code in ("53300", "57P03"):
-            self.pool_wait_op = self.nop  # the unit never ran: what the op planned after it is off
+        if code in ("53300", "57P03") or (code == "3F000" and self.tenant in ("sx", "s3")):
+            # the unit never ran (no server, or its tenant's schema is missing and the
+            # state block failed): what the op planned after it is off
+            self.pool_wait_op = self.nop
         if code == "25P01" and getattr(self, "pool_wait_op", None) == self.nop:
-            return  # e.g. ROLLBACK AND CHAIN after a BEGIN that got no server (53300)
+            return  # e.g. ROLLBACK AND CHAIN after a BEGIN that got no server or 3F000
         if code == "25P02" and s.pre_status != "E":
             # PostgreSQL refuses statements with 25P02 only inside an aborted block; a
             # simple Query or a batch stops at its own first error
