@@ -46,6 +46,7 @@
 #   PG_PORT [25472] PGT_PORT [26472] PGB_PORT [26473]
 #   PG_BIN [/usr/lib/postgresql/15/bin]  PGTENANT [./pgtenant]  PGBOUNCER [/usr/sbin/pgbouncer]
 #   VALGRIND [valgrind]  BENCH_KEEP [0]  1: keep the temporary directory (callgrind files)
+#   PGT_EXTRA [] more lines for pgtenant's [pgtenant] section (\n between), e.g. "query_stats = no"
 # Results are printed and written to bench/results/cpu-<timestamp>.txt.
 # Exit status: 0 when every run succeeded, 1 otherwise, 2 on setup failure.
 set -euo pipefail
@@ -55,7 +56,7 @@ set -euo pipefail
 defaults \
 	N1=2000 N2=8000 CLIENTS=4 MODE=simple POOL_SIZE=20 SCALE=1 TARGETS="pgtenant pgbouncer" \
 	START_WAIT=120 PG_PORT=25472 PGT_PORT=26472 PGB_PORT=26473 VALGRIND=valgrind \
-	TENANT_MODE=database TENANTS=1
+	TENANT_MODE=database TENANTS=1 PGT_EXTRA=
 [ "$TENANTS" -gt 1 ] && TENANT_MODE=schema
 case $TENANT_MODE in
 	database | schema) ;;
@@ -95,6 +96,7 @@ write_userlist
 {
 	pgt_ini_head "$PGT_PORT" trust
 	printf 'default_pool_size = %s\nmax_client_conn = 100\n' "$POOL_SIZE"
+	[ -n "$PGT_EXTRA" ] && printf '%b\n' "$PGT_EXTRA"
 	pgt_ini_backend "$POOL_SIZE"
 	if [ "$TENANT_MODE" = database ]; then
 		pgt_ini_tenant "$TENANT" database "dbname = $DB"

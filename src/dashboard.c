@@ -7,7 +7,7 @@
  *               cl_idle, sv_active, pool_size, queries, xacts, query_time_us,
  *               wait_time_us, waits, avg_query_us, avg_wait_us, errors,
  *               query_timeouts, state_failures, refused, auth_failures,
- *               rate_limited} ... ]   most queries first,
+ *               rate_limited, p95_ms} ... ]   most queries first,
  *   other: null, or the same counters summed over the tenants left out,
  *          with "tenants": how many,
  *   backends: [ {backend, role, host, port, state, lag_ms, last_check_ms,
@@ -21,6 +21,7 @@
 #include "log.h"
 #include "pgtenant.h"
 #include "pool.h"
+#include "stats.h"
 #include "tenant.h"
 
 #include <event2/buffer.h>
@@ -253,6 +254,9 @@ static void render_tenants(Buf *out)
 		field_u64(out, &first, "pool_size",
 		          (uint64_t)(t->pool_size > 0 ? t->pool_size : 0));
 		counters(out, &first, r);
+		/* from the tenant's own histogram: the summed "other" row has none */
+		key(out, &first, "p95_ms");
+		put_fmt(out, "%.3f", hist_quantile_ms(&t->hist.query, 0.95));
 		buf_append(out, "}", 1);
 	}
 	put(out, "],\"other\":");

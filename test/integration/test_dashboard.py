@@ -65,7 +65,8 @@ def by_name(doc):
 TENANT_FIELDS = {"tenant", "mode", "backend", "state", "pool_size", "clients", "cl_active",
                  "cl_waiting", "cl_idle", "sv_active", "queries", "xacts", "query_time_us",
                  "wait_time_us", "waits", "avg_query_us", "avg_wait_us", "errors",
-                 "query_timeouts", "state_failures", "refused", "auth_failures", "rate_limited"}
+                 "query_timeouts", "state_failures", "refused", "auth_failures", "rate_limited",
+                 "p95_ms"}
 
 
 def test_tenants_json_lists_each_tenant_with_its_counters_and_backend_health(pgtenant):
@@ -83,6 +84,7 @@ def test_tenants_json_lists_each_tenant_with_its_counters_and_backend_health(pgt
             assert TENANT_FIELDS <= set(row), set(TENANT_FIELDS) - set(row)
         assert t["acme"]["queries"] == 18 and t["globex"]["queries"] == 4, doc
         assert t["acme"]["xacts"] == 18
+        assert isinstance(t["acme"]["p95_ms"], float) and t["acme"]["p95_ms"] > 0, t["acme"]
         assert t["acme"]["clients"] == 1 and t["acme"]["cl_idle"] == 1, t["acme"]
         assert t["globex"]["clients"] == 0
         assert t["acme"]["mode"] == "database" and t["acme"]["backend"] == "main"
@@ -255,8 +257,9 @@ def test_page_in_headless_chromium_shows_the_tenants_with_their_numbers(pgtenant
     # QPS from successive reads: a number for both, above zero for the busy one
     assert float(acme["qps"].replace(",", "")) > 0, acme
     assert float(globex["qps"]) == 0.0, globex
-    # p95 is blank until /tenants.json carries p95_ms
-    assert globex["p95_ms"] == "–"
+    # p95 from the tenant's query histogram: a number for both, the busy one's above 0
+    assert float(globex["p95_ms"]) >= 0, globex
+    assert float(acme["p95_ms"].replace(",", "")) > 0, acme
     # the chart names the busy tenant; the backends table shows the primary up
     assert "acme" in parsed.legend, parsed.legend
     prim = [b for b in parsed.backends if b["role"] == "primary"]
