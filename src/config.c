@@ -156,7 +156,7 @@ const ConfigKey config_keys[] = {
           "prepared statements kept per server connection in transaction mode"),
         G(max_client_prepared_statements, KEY_INT, "1000", NULL, true, 0, INT_MAX,
           "named prepared statements one client may hold in transaction mode (0: no limit)"),
-        G(query_stats, KEY_BOOL, "yes", NULL, true, 0, 0,
+        G(query_stats, KEY_BOOL, "no", NULL, true, 0, 0,
           "statement statistics per tenant (SHOW QUERIES, SHOW TOP TENANTS)"),
         G(query_stats_max, KEY_INT, "100", NULL, true, 1, 1000000,
           "normalised statements kept per tenant; the heaviest stay"),

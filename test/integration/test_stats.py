@@ -11,7 +11,15 @@ import time
 import psycopg
 
 import pgt
-from test_admin import metric, psql_error, psql_rows, row_for, scrape, start
+from test_admin import metric, psql_error, psql_rows, row_for, scrape
+from test_admin import start as admin_start
+
+
+def start(pgtenant, globals_=None, **kw):
+    """test_admin's pgtenant with statement statistics on (they are off by default)."""
+    g = {"query_stats": "yes"}
+    g.update(globals_ or {})
+    return admin_start(pgtenant, g, **kw)
 
 TABLE_SQL = [
     "drop table if exists t",

@@ -341,7 +341,7 @@ static void test_every_default_matches_spec(void)
 	        {"max_prepared_statements", "200"},
 	        {"max_client_prepared_statements", "1000"}, /* pgtenant's own addition */
 	        /* statement statistics and the slow log (issue 17) */
-	        {"query_stats", "yes"},
+	        {"query_stats", "no"},
 	        {"query_stats_max", "100"},
 	        {"query_stats_memory", "64MB"},
 	        {"log_min_duration", "off"},
