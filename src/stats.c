@@ -496,9 +496,10 @@ void stats_unit_answered(Client *c, char status)
 	if (c->query_start) {
 		uint64_t us = (uint64_t)(g_now - c->query_start);
 		st->query_time_us += us;
-		hist_record(&c->tenant->hist.query, us);
+		int i = hist_bucket(us);
+		hist_record_at(&c->tenant->hist.query, i, us);
 		if (bh)
-			hist_record(&bh->query, us);
+			hist_record_at(&bh->query, i, us);
 		c->query_start = 0;
 	}
 	/* a transaction began with this unit unless one was open already: so an
@@ -509,9 +510,10 @@ void stats_unit_answered(Client *c, char status)
 		uint64_t us = c->xact_start ? (uint64_t)(g_now - c->xact_start) : 0;
 		st->xacts++;
 		st->xact_time_us += us;
-		hist_record(&c->tenant->hist.xact, us);
+		int i = hist_bucket(us);
+		hist_record_at(&c->tenant->hist.xact, i, us);
 		if (bh)
-			hist_record(&bh->xact, us);
+			hist_record_at(&bh->xact, i, us);
 		c->xact_start = 0;
 	}
 	if (c->sx)
@@ -521,9 +523,10 @@ void stats_unit_answered(Client *c, char status)
 void stats_waited(Client *c, uint64_t wait_us)
 {
 	StatsHists *bh = backend_hists(c);
-	hist_record(&c->tenant->hist.wait, wait_us);
+	int i = hist_bucket(wait_us);
+	hist_record_at(&c->tenant->hist.wait, i, wait_us);
 	if (bh)
-		hist_record(&bh->wait, wait_us);
+		hist_record_at(&bh->wait, i, wait_us);
 	if (c->sx || (wait_us && stats_statements_on(c->tenant)))
 		client_sx(c)->wait_us = (usec_t)wait_us;
 }
