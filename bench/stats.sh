@@ -74,7 +74,8 @@ run_once() { # tenants query_stats [cg]
 	if [ -n "$cg" ]; then
 		conns=$CG_CONNS rounds=$CG_ROUNDS
 		rm -f "$out"*
-		PGT_WRAP=("$VALGRIND" --tool=callgrind "--callgrind-out-file=$out" --dump-line=no)
+		PGT_WRAP=("$VALGRIND" --tool=callgrind "--callgrind-out-file=$out" --dump-line=no
+			--compress-strings=no)
 	fi
 	launch_pgtenant pgtenant "$ini" "$log" || return 1
 	wait_ready "$PGT_PORT" "${PID[pgtenant]}" "$DB_USER" t0 120 || { tail -n 20 "$log" >&2; return 1; }

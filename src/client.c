@@ -115,8 +115,10 @@ void client_set_state(Client *c, ClientState st)
 		TenantQueue *q = pool_tenant_queue(p, c->tenant);
 		p->n_waiting--;
 		list_del(&c->queue_node);
-		if (--q->n_waiting == 0)
+		if (--q->n_waiting == 0) {
 			list_del(&q->ring_node);
+			p->n_queues--;
+		}
 	}
 	list_del(&c->node);
 	c->state = st;
@@ -139,6 +141,7 @@ void client_set_state(Client *c, ClientState st)
 		if (q->n_waiting++ == 0) {
 			q->credit = c->tenant->weight;
 			list_append(&p->ring, &q->ring_node);
+			p->n_queues++;
 		}
 		break;
 	}

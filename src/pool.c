@@ -337,7 +337,7 @@ void pool_unwait(Client *c)
 static bool hand_to_waiter(ServerConn *s)
 {
 	Pool *p = s->pool;
-	int queues = list_count(&p->ring);
+	int queues = p->n_queues; /* counted, not walked: a thousand tenants may wait */
 
 	for (int i = 0; i < queues && !list_empty(&p->ring); i++) {
 		TenantQueue *q = list_entry(p->ring.next, TenantQueue, ring_node);
@@ -399,7 +399,7 @@ static usec_t oldest_wait(Pool *p)
  */
 static const usec_t hand_over_grace = USEC_PER_SEC;
 
-static int pool_wanted(Pool *p);
+static int pool_wanted(Pool *p, int enough);
 
 static bool hand_over(ServerConn *s)
 {
@@ -416,7 +416,7 @@ static bool hand_over(ServerConn *s)
 		if (o == p || o->backend != p->backend || o->replica != p->replica)
 			continue;
 		usec_t theirs = oldest_wait(o);
-		if (theirs && theirs < oldest && pool_wanted(o) > list_count(&o->login) &&
+		if (theirs && theirs < oldest && pool_wanted(o, list_count(&o->login)) > list_count(&o->login) &&
 		    !(o->failing && g_now < o->next_connect_at)) {
 			oldest = theirs;
 			to = o;
@@ -522,29 +522,37 @@ void pool_set_welcome(Pool *p, const Params *server_params)
  * that could take one (not paused, below their limits), less the servers that
  * will serve them anyway: idle ones, busy ones on their way back (a reset or a
  * check running, a cancel in flight; pool_server_ready hands them to the next
- * waiter) and those logging in. Counting only the idle ones opened a server
- * past the tenant's pool_size whenever a client asked while the one it would
- * get was still being reset. Dirty ones are closed when they come back: they
- * serve nobody.
+ * waiter). Counting only the idle ones opened a server past the tenant's
+ * pool_size whenever a client asked while the one it would get was still being
+ * reset. Dirty ones are closed when they come back: they serve nobody. The
+ * answer is exact up to enough (the callers compare it with the servers
+ * logging in); past it, it is some number above enough.
  */
-static int pool_wanted(Pool *p)
+static int pool_wanted(Pool *p, int enough)
 {
 	int wanted = list_empty(&p->welcome_wait) ? 0 : 1;
 	List *it;
 
-	list_for_each(it, &p->ring)
-	{
-		TenantQueue *q = list_entry(it, TenantQueue, ring_node);
-		if (tenant_may_take(p, q->tenant)) {
-			int room = tenant_limit(q->tenant) - q->tenant->n_servers;
-			wanted += q->n_waiting < room ? q->n_waiting : room;
-		}
-	}
 	wanted -= list_count(&p->idle);
 	list_for_each(it, &p->busy)
 	{
 		if (!list_entry(it, ServerConn, node)->dirty)
 			wanted--;
+	}
+	/*
+	 * The ring adds, never takes away: stop once past enough, which is all the
+	 * callers ask (more than those logging in?). A pool with a thousand
+	 * tenants waiting paid a thousand steps per waiting client without it.
+	 */
+	list_for_each(it, &p->ring)
+	{
+		if (wanted > enough)
+			break;
+		TenantQueue *q = list_entry(it, TenantQueue, ring_node);
+		if (tenant_may_take(p, q->tenant)) {
+			int room = tenant_limit(q->tenant) - q->tenant->n_servers;
+			wanted += q->n_waiting < room ? q->n_waiting : room;
+		}
 	}
 	return wanted;
 }
@@ -552,30 +560,42 @@ static int pool_wanted(Pool *p)
 void pool_maybe_connect(Pool *p)
 {
 	Backend *be = p->backend;
-	int wanted = pool_wanted(p);
-	int connecting = list_count(&p->login);
+	ServerConn *room = NULL;
 	List *it;
 
 	if (g_shutdown)
 		return;
-	if (p->n_servers < be->min_pool_size && wanted == 0)
-		wanted = be->min_pool_size - p->n_servers;
-	if (wanted <= connecting)
-		return;
 	if (p->failing && g_now < p->next_connect_at)
 		return;
+	/*
+	 * Whether a server could be opened at all comes first: a full target with
+	 * no idle server of another pool to close opens nothing, and finding that
+	 * out costs nothing, while counting what the waiting tenants want walks
+	 * them (a saturated pool with a thousand tenants waiting did, for every
+	 * client that started to wait).
+	 */
 	if (*pool_target_count(p) >= pool_cap(p)) {
-		/* full: an idle server of another pool on the same target makes room */
 		list_for_each(it, &g_pools)
 		{
 			Pool *o = list_entry(it, Pool, node);
 			if (o != p && o->backend == be && o->replica == p->replica &&
 			    !list_empty(&o->idle)) {
-				server_close(list_entry(o->idle.next, ServerConn, node),
-				             "making room for another pool");
+				room = list_entry(o->idle.next, ServerConn, node);
 				break;
 			}
 		}
+		if (!room)
+			return;
+	}
+	int connecting = list_count(&p->login);
+	int wanted = pool_wanted(p, connecting);
+	if (p->n_servers < be->min_pool_size && wanted == 0)
+		wanted = be->min_pool_size - p->n_servers;
+	if (wanted <= connecting)
+		return;
+	if (room) {
+		/* full: an idle server of another pool on the same target makes room */
+		server_close(room, "making room for another pool");
 		if (*pool_target_count(p) >= pool_cap(p))
 			return;
 	}
