@@ -98,7 +98,7 @@ struct Pool {
 
 	int n_servers; /* on any list above */
 	int n_waiting;
-	int n_queues; /* TenantQueues on ring */
+	int n_queues;       /* TenantQueues on ring */
 	int n_linked;       /* servers linked to clients */
 	int reserved_total; /* sum of reserved_conns of the tenants using this pool */
 	int reserved_used;  /* sum over those tenants of min(linked servers, reserved_conns) */

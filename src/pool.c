@@ -416,7 +416,8 @@ static bool hand_over(ServerConn *s)
 		if (o == p || o->backend != p->backend || o->replica != p->replica)
 			continue;
 		usec_t theirs = oldest_wait(o);
-		if (theirs && theirs < oldest && pool_wanted(o, list_count(&o->login)) > list_count(&o->login) &&
+		int logging_in = list_count(&o->login);
+		if (theirs && theirs < oldest && pool_wanted(o, logging_in) > logging_in &&
 		    !(o->failing && g_now < o->next_connect_at)) {
 			oldest = theirs;
 			to = o;
