@@ -17,6 +17,7 @@ import base64
 import json
 import os
 import shutil
+import signal
 import socket
 import struct
 import subprocess
@@ -152,6 +153,8 @@ def main():
     if not chromium:
         sys.exit("chromium is not installed (scripts/deps.sh installs it)")
 
+    # a run stopped by SIGTERM (a timeout) still stops what it started, in the finally below
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit("stopped by SIGTERM"))
     pg = pgt.PgServer()
     work = tempfile.mkdtemp(prefix="pgtenant-page-")
     loads = []
