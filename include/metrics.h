@@ -14,6 +14,7 @@
 
 #include "common.h"
 #include "pktbuf.h"
+#include "tenant.h"
 
 struct event_base;
 
@@ -27,6 +28,29 @@ bool metrics_start(struct event_base *base, char *err, size_t errlen);
 void metrics_stop(void);
 /* A reload finished (console RELOAD or SIGHUP): counts pgtenant_reloads_total{result}. */
 void metrics_count_reload(bool ok);
+
+/* A tenant's row of /metrics and /tenants.json: a copy of its counters when asked. */
+typedef struct MetricsRow {
+	const Tenant *t; /* NULL for the _other row */
+	const char *name;
+	uint64_t cl_active, cl_waiting, cl_idle, sv_active;
+	TenantStats stats;
+	StatsHists hist;
+} MetricsRow;
+
+typedef struct MetricsTable {
+	MetricsRow *rows; /* free() when done */
+	int n;
+	int cap;
+	int total; /* tenants configured, before the fold */
+} MetricsTable;
+
+/*
+ * Fills tt with one row per tenant, keeps the metrics_tenant_limit most
+ * active (most queries, then by name: stable between scrapes) and folds the
+ * rest into a last row named _other (t NULL). Returns the number of rows.
+ */
+int metrics_tenant_rows(MetricsTable *tt);
 
 /* Appends the whole /metrics page to out (exposed for unit tests and the console). */
 void metrics_render(Buf *out);

@@ -42,6 +42,9 @@ void buf_consume(Buf *b, size_t n);
 /* Drops everything; keeps the allocation unless it grew past keep bytes. */
 void buf_reset(Buf *b, size_t keep);
 void buf_append(Buf *b, const void *p, size_t n);
+/* Appends a C string (no NUL), or printf's output (at most 255 bytes: numbers and names). */
+void buf_puts(Buf *b, const char *s);
+void PRINTF_LIKE(2, 3) buf_printf(Buf *b, const char *fmt, ...);
 
 /* Packet builders (PostgreSQL v3 wire format, big-endian). */
 void pkt_begin(Buf *b, uint8_t type, size_t *start); /* type 0: startup-style, no type byte */

@@ -115,6 +115,10 @@ void tenant_resolve_all(const Config *cfg);
 Tenant *tenant_lookup(const char *name);
 int tenant_count(void);
 void tenant_foreach(void (*fn)(Tenant *t, void *arg), void *arg);
+/* "shared", "schema" or "database" (SHOW TENANTS, /tenants.json). */
+const char *tenant_mode_name(TenantMode m);
+/* "disabled", "paused" or "active". */
+const char *tenant_state_name(const Tenant *t);
 
 /*
  * Resolves the tenant of a client. auth_user receives the user name that

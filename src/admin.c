@@ -332,28 +332,6 @@ static int list_len(const List *l)
 	return n;
 }
 
-static const char *tenant_mode_name(TenantMode m)
-{
-	switch (m) {
-	case TENANT_MODE_SHARED:
-		return "shared";
-	case TENANT_MODE_SCHEMA:
-		return "schema";
-	case TENANT_MODE_DATABASE:
-		return "database";
-	}
-	return "?";
-}
-
-static const char *tenant_state_name(const Tenant *t)
-{
-	if (t->disabled)
-		return "disabled";
-	if (control_is_paused(t))
-		return "paused";
-	return "active";
-}
-
 /* ---------------------------------------------------------------------------------------
  * Tenants, sorted by name, with the client and server counts each Tenant keeps.
  */

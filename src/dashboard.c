@@ -16,9 +16,9 @@
  */
 #include "dashboard.h"
 
-#include "control.h"
 #include "health.h"
 #include "log.h"
+#include "metrics.h"
 #include "pgtenant.h"
 #include "pool.h"
 #include "stats.h"
@@ -35,24 +35,6 @@
 /* ---------------------------------------------------------------------------------------
  * JSON writing.
  */
-
-static void put(Buf *out, const char *s)
-{
-	buf_append(out, s, strlen(s));
-}
-
-static void PRINTF_LIKE(2, 3) put_fmt(Buf *out, const char *fmt, ...)
-{
-	char tmp[128];
-	va_list ap;
-	int n;
-
-	va_start(ap, fmt);
-	n = vsnprintf(tmp, sizeof(tmp), fmt, ap); /* NOLINT(clang-analyzer-valist.Uninitialized) */
-	va_end(ap);
-	if (n > 0)
-		buf_append(out, tmp, (size_t)n < sizeof(tmp) ? (size_t)n : sizeof(tmp) - 1);
-}
 
 /* Length of the valid UTF-8 sequence at p (1..4), or 0 when it is not one. */
 static int utf8_len(const unsigned char *p)
@@ -85,7 +67,7 @@ void dashboard_json_escape(Buf *out, const char *s)
 			buf_append(out, esc, 2);
 			p++;
 		} else if (*p < 0x20 || *p == 0x7f) {
-			put_fmt(out, "\\u%04x", *p);
+			buf_printf(out, "\\u%04x", *p);
 			p++;
 		} else if (*p < 0x80) {
 			buf_append(out, p, 1);
@@ -96,7 +78,7 @@ void dashboard_json_escape(Buf *out, const char *s)
 				buf_append(out, p, (size_t)n);
 				p += n;
 			} else {
-				put(out, "\\ufffd");
+				buf_puts(out, "\\ufffd");
 				p++;
 			}
 		}
@@ -109,7 +91,7 @@ static void key(Buf *out, bool *first, const char *name)
 		buf_append(out, ",", 1);
 	*first = false;
 	buf_append(out, "\"", 1);
-	put(out, name);
+	buf_puts(out, name);
 	buf_append(out, "\":", 2);
 }
 
@@ -117,7 +99,7 @@ static void field_str(Buf *out, bool *first, const char *name, const char *v)
 {
 	key(out, first, name);
 	if (!v) {
-		put(out, "null");
+		buf_puts(out, "null");
 		return;
 	}
 	buf_append(out, "\"", 1);
@@ -128,83 +110,17 @@ static void field_str(Buf *out, bool *first, const char *name, const char *v)
 static void field_u64(Buf *out, bool *first, const char *name, uint64_t v)
 {
 	key(out, first, name);
-	put_fmt(out, "%llu", (unsigned long long)v);
+	buf_printf(out, "%llu", (unsigned long long)v);
 }
 
 /* ---------------------------------------------------------------------------------------
  * Tenants: the most active metrics_tenant_limit, the rest summed.
  */
 
-typedef struct Row {
-	const Tenant *t;
-	uint64_t cl_active, cl_waiting, cl_idle, sv_active;
-	TenantStats st;
-} Row;
-
-typedef struct Rows {
-	Row *v;
-	int n, cap;
-} Rows;
-
-static void collect(Tenant *t, void *arg)
-{
-	Rows *rows = arg;
-	if (rows->n == rows->cap) {
-		rows->cap = rows->cap ? rows->cap * 2 : 64;
-		rows->v = xrealloc(rows->v, (size_t)rows->cap * sizeof(*rows->v));
-	}
-	rows->v[rows->n++] = (Row){.t = t,
-	                           .cl_active = (uint64_t)t->cl_active,
-	                           .cl_waiting = (uint64_t)t->cl_waiting,
-	                           .cl_idle = (uint64_t)t->cl_idle,
-	                           .sv_active = (uint64_t)t->n_servers,
-	                           .st = t->stats};
-}
-
-/* Most queries first, then by name: the same tenants as /metrics picks, in a stable order. */
-static int cmp_activity(const void *a, const void *b)
-{
-	const Row *x = a, *y = b;
-	if (x->st.queries != y->st.queries)
-		return x->st.queries > y->st.queries ? -1 : 1;
-	return strcmp(x->t->name, y->t->name);
-}
-
-static void sum_into(Row *dst, const Row *r)
-{
-	dst->cl_active += r->cl_active;
-	dst->cl_waiting += r->cl_waiting;
-	dst->cl_idle += r->cl_idle;
-	dst->sv_active += r->sv_active;
-	dst->st.queries += r->st.queries;
-	dst->st.xacts += r->st.xacts;
-	dst->st.query_time_us += r->st.query_time_us;
-	dst->st.wait_time_us += r->st.wait_time_us;
-	dst->st.waits += r->st.waits;
-	dst->st.query_timeouts += r->st.query_timeouts;
-	dst->st.state_failures += r->st.state_failures;
-	dst->st.refused += r->st.refused;
-	dst->st.auth_failures += r->st.auth_failures;
-	dst->st.rate_limited += r->st.rate_limited;
-}
-
-static const char *mode_name(TenantMode m)
-{
-	switch (m) {
-	case TENANT_MODE_SHARED:
-		return "shared";
-	case TENANT_MODE_SCHEMA:
-		return "schema";
-	case TENANT_MODE_DATABASE:
-		return "database";
-	}
-	return "unknown";
-}
-
 /* The counters of a row (a tenant's, or the sum in "other"). */
-static void counters(Buf *out, bool *first, const Row *r)
+static void counters(Buf *out, bool *first, const MetricsRow *r)
 {
-	const TenantStats *st = &r->st;
+	const TenantStats *st = &r->stats;
 	field_u64(out, first, "clients", r->cl_active + r->cl_waiting + r->cl_idle);
 	field_u64(out, first, "cl_active", r->cl_active);
 	field_u64(out, first, "cl_waiting", r->cl_waiting);
@@ -228,52 +144,43 @@ static void counters(Buf *out, bool *first, const Row *r)
 
 static void render_tenants(Buf *out)
 {
-	Rows rows = {0};
+	MetricsTable tt;
+	int n = metrics_tenant_rows(&tt);
+	int listed = n > 0 && !tt.rows[n - 1].t ? n - 1 : n; /* the last may be the fold */
 	int limit = g_cfg ? g_cfg->metrics_tenant_limit : 100;
 
-	tenant_foreach(collect, &rows);
-	if (rows.n > 1)
-		qsort(rows.v, (size_t)rows.n, sizeof(Row), cmp_activity);
-	if (limit < 0)
-		limit = 0;
-	put_fmt(out, "\"tenants_total\":%d,\"tenant_limit\":%d,\"tenants\":[", rows.n, limit);
-	for (int i = 0; i < rows.n && i < limit; i++) {
-		const Row *r = &rows.v[i];
+	buf_printf(out, "\"tenants_total\":%d,\"tenant_limit\":%d,\"tenants\":[", tt.total,
+	           limit > 0 ? limit : 0);
+	for (int i = 0; i < listed; i++) {
+		const MetricsRow *r = &tt.rows[i];
 		const Tenant *t = r->t;
 		bool first = true;
 		if (i)
 			buf_append(out, ",", 1);
 		buf_append(out, "{", 1);
 		field_str(out, &first, "tenant", t->name);
-		field_str(out, &first, "mode", t->conf ? mode_name(t->conf->mode) : NULL);
+		field_str(out, &first, "mode", t->conf ? tenant_mode_name(t->conf->mode) : NULL);
 		field_str(out, &first, "backend", t->conf ? t->conf->backend : NULL);
-		field_str(out, &first, "state",
-		          t->disabled            ? "disabled"
-		          : control_is_paused(t) ? "paused"
-		                                 : "active");
+		field_str(out, &first, "state", tenant_state_name(t));
 		field_u64(out, &first, "pool_size",
 		          (uint64_t)(t->pool_size > 0 ? t->pool_size : 0));
 		counters(out, &first, r);
 		/* from the tenant's own histogram: the summed "other" row has none */
 		key(out, &first, "p95_ms");
-		put_fmt(out, "%.3f", hist_quantile_ms(&t->hist.query, 0.95));
+		buf_printf(out, "%.3f", hist_quantile_ms(&r->hist.query, 0.95));
 		buf_append(out, "}", 1);
 	}
-	put(out, "],\"other\":");
-	if (rows.n > limit) {
-		Row sum;
+	buf_puts(out, "],\"other\":");
+	if (listed < n) {
 		bool first = true;
-		memset(&sum, 0, sizeof(sum));
-		for (int i = limit; i < rows.n; i++)
-			sum_into(&sum, &rows.v[i]);
 		buf_append(out, "{", 1);
-		field_u64(out, &first, "tenants", (uint64_t)(rows.n - limit));
-		counters(out, &first, &sum);
+		field_u64(out, &first, "tenants", (uint64_t)(tt.total - listed));
+		counters(out, &first, &tt.rows[listed]);
 		buf_append(out, "}", 1);
 	} else {
-		put(out, "null");
+		buf_puts(out, "null");
 	}
-	free(rows.v);
+	free(tt.rows);
 }
 
 /* ---------------------------------------------------------------------------------------
@@ -293,9 +200,9 @@ static void backend_obj(Buf *out, const char *name, const char *role, const char
 	field_u64(out, &first, "lag_ms", (uint64_t)(lag_us > 0 ? lag_us / USEC_PER_MS : 0));
 	key(out, &first, "last_check_ms");
 	if (checked)
-		put_fmt(out, "%llu", (unsigned long long)(checked / USEC_PER_MS));
+		buf_printf(out, "%llu", (unsigned long long)(checked / USEC_PER_MS));
 	else
-		put(out, "null");
+		buf_puts(out, "null");
 	field_str(out, &first, "last_error", error);
 	buf_append(out, "}", 1);
 }
@@ -304,7 +211,7 @@ static void render_backends(Buf *out)
 {
 	bool any = false;
 
-	put(out, "\"backends\":[");
+	buf_puts(out, "\"backends\":[");
 	for (int i = 0; g_cfg && i < g_cfg->n_backends; i++) {
 		const BackendConf *bc = &g_cfg->backends[i];
 		const Backend *be = pool_backend(bc->name);
@@ -331,13 +238,14 @@ static void render_backends(Buf *out)
 
 void dashboard_render_json(Buf *out)
 {
-	put(out, "{\"version\":\"");
+	buf_puts(out, "{\"version\":\"");
 	dashboard_json_escape(out, PGTENANT_VERSION);
-	put_fmt(out, "\",\"time_ms\":%llu,", (unsigned long long)(time_wall_usec() / USEC_PER_MS));
+	buf_printf(out, "\",\"time_ms\":%llu,",
+	           (unsigned long long)(time_wall_usec() / USEC_PER_MS));
 	render_tenants(out);
 	buf_append(out, ",", 1);
 	render_backends(out);
-	put(out, "}\n");
+	buf_puts(out, "}\n");
 }
 
 /* ---------------------------------------------------------------------------------------

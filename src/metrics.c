@@ -65,30 +65,11 @@ void metrics_escape_label(Buf *out, const char *s)
 	}
 }
 
-static void put_str(Buf *out, const char *s)
-{
-	buf_append(out, s, strlen(s));
-}
-
-static void PRINTF_LIKE(2, 3) put_fmt(Buf *out, const char *fmt, ...)
-{
-	char tmp[256];
-	va_list ap;
-	int n;
-
-	va_start(ap, fmt);
-	/* the analyzer loses va_start here (clang 14); ap is initialised one line up */
-	n = vsnprintf(tmp, sizeof(tmp), fmt, ap); /* NOLINT(clang-analyzer-valist.Uninitialized) */
-	va_end(ap);
-	if (n > 0)
-		buf_append(out, tmp, (size_t)n < sizeof(tmp) ? (size_t)n : sizeof(tmp) - 1);
-}
-
 static void family(Buf *out, const char *name, const char *type, const char *help)
 {
-	put_fmt(out, "# HELP %s ", name);
-	put_str(out, help);
-	put_fmt(out, "\n# TYPE %s %s\n", name, type);
+	buf_printf(out, "# HELP %s ", name);
+	buf_puts(out, help);
+	buf_printf(out, "\n# TYPE %s %s\n", name, type);
 }
 
 /*
@@ -97,13 +78,13 @@ static void family(Buf *out, const char *name, const char *type, const char *hel
  */
 static void sample_begin(Buf *out, const char *name, const char *const *labels)
 {
-	put_str(out, name);
+	buf_puts(out, name);
 	if (labels && labels[0]) {
 		buf_append(out, "{", 1);
 		for (int i = 0; labels[i]; i += 2) {
 			if (i)
 				buf_append(out, ",", 1);
-			put_str(out, labels[i]);
+			buf_puts(out, labels[i]);
 			buf_append(out, "=\"", 2);
 			metrics_escape_label(out, labels[i + 1]);
 			buf_append(out, "\"", 1);
@@ -116,54 +97,41 @@ static void sample_begin(Buf *out, const char *name, const char *const *labels)
 static void sample_u64(Buf *out, const char *name, const char *const *labels, uint64_t v)
 {
 	sample_begin(out, name, labels);
-	put_fmt(out, "%llu\n", (unsigned long long)v);
+	buf_printf(out, "%llu\n", (unsigned long long)v);
 }
 
 static void sample_f(Buf *out, const char *name, const char *const *labels, double v)
 {
 	sample_begin(out, name, labels);
-	put_fmt(out, "%.6f\n", v);
+	buf_printf(out, "%.6f\n", v);
 }
 
 /* ---------------------------------------------------------------------------------------
  * Per-tenant rows: the top metrics_tenant_limit tenants by queries, then "_other".
  */
 
-typedef struct TenantRow {
-	const Tenant *t; /* NULL for the _other row */
-	const char *name;
-	uint64_t cl_active, cl_waiting, cl_idle;
-	TenantStats stats;
-	StatsHists hist;
-} TenantRow;
-
-typedef struct TenantTable {
-	TenantRow *rows; /* one per tenant */
-	int n;
-	int cap;
-} TenantTable;
-
 static void collect_tenant(Tenant *t, void *arg)
 {
-	TenantTable *tt = arg;
+	MetricsTable *tt = arg;
 
 	if (tt->n == tt->cap) {
 		tt->cap = tt->cap ? tt->cap * 2 : 64;
 		tt->rows = xrealloc(tt->rows, (size_t)tt->cap * sizeof(*tt->rows));
 	}
-	tt->rows[tt->n++] = (TenantRow){.t = t,
-	                                .name = t->name,
-	                                .cl_active = (uint64_t)t->cl_active,
-	                                .cl_waiting = (uint64_t)t->cl_waiting,
-	                                .cl_idle = (uint64_t)t->cl_idle,
-	                                .stats = t->stats,
-	                                .hist = t->hist};
+	tt->rows[tt->n++] = (MetricsRow){.t = t,
+	                                 .name = t->name,
+	                                 .cl_active = (uint64_t)t->cl_active,
+	                                 .cl_waiting = (uint64_t)t->cl_waiting,
+	                                 .cl_idle = (uint64_t)t->cl_idle,
+	                                 .sv_active = (uint64_t)t->n_servers,
+	                                 .stats = t->stats,
+	                                 .hist = t->hist};
 }
 
 /* Most queries first; the name breaks ties so the chosen set is stable between scrapes. */
 static int cmp_row_activity(const void *a, const void *b)
 {
-	const TenantRow *x = a, *y = b;
+	const MetricsRow *x = a, *y = b;
 	if (x->stats.queries != y->stats.queries)
 		return x->stats.queries > y->stats.queries ? -1 : 1;
 	return strcmp(x->name, y->name);
@@ -186,30 +154,28 @@ static void stats_add(TenantStats *dst, const TenantStats *src)
 	dst->auth_failures += src->auth_failures;
 }
 
-/*
- * Fills tt with one row per tenant, keeps the limit most active and folds
- * the rest into a last row named _other. Returns the number of rows.
- */
-static int tenant_rows(TenantTable *tt)
+int metrics_tenant_rows(MetricsTable *tt)
 {
 	int limit = g_cfg ? g_cfg->metrics_tenant_limit : 100;
 
 	memset(tt, 0, sizeof(*tt));
 	tenant_foreach(collect_tenant, tt);
+	tt->total = tt->n;
 	if (tt->n == 0)
 		return 0;
-	qsort(tt->rows, (size_t)tt->n, sizeof(TenantRow), cmp_row_activity);
+	qsort(tt->rows, (size_t)tt->n, sizeof(MetricsRow), cmp_row_activity);
 	if (limit < 0)
 		limit = 0;
 	if (tt->n > limit) {
-		TenantRow *other = &tt->rows[limit];
-		TenantRow sum;
+		MetricsRow *other = &tt->rows[limit];
+		MetricsRow sum;
 		memset(&sum, 0, sizeof(sum));
 		sum.name = METRICS_OTHER;
 		for (int i = limit; i < tt->n; i++) {
 			sum.cl_active += tt->rows[i].cl_active;
 			sum.cl_waiting += tt->rows[i].cl_waiting;
 			sum.cl_idle += tt->rows[i].cl_idle;
+			sum.sv_active += tt->rows[i].sv_active;
 			stats_add(&sum.stats, &tt->rows[i].stats);
 			hist_add(&sum.hist.query, &tt->rows[i].hist.query);
 			hist_add(&sum.hist.xact, &tt->rows[i].hist.xact);
@@ -288,7 +254,7 @@ static int backend_rows(BackendRow **out)
  * The page.
  */
 
-static void render_tenant_counter(Buf *out, const TenantTable *tt, const char *name,
+static void render_tenant_counter(Buf *out, const MetricsTable *tt, const char *name,
                                   const char *help, size_t offset)
 {
 	family(out, name, "counter", help);
@@ -323,7 +289,7 @@ static void histogram_samples(Buf *out, const char *name, const char *label, con
 	sample_u64(out, count, l, h->count);
 }
 
-static void render_histogram(Buf *out, const TenantTable *tt, const char *name, const char *help,
+static void render_histogram(Buf *out, const MetricsTable *tt, const char *name, const char *help,
                              size_t hist_off)
 {
 	family(out, name, "histogram", help);
@@ -348,12 +314,12 @@ static void render_backend_histogram(Buf *out, const BackendRow *br, int nb, con
 
 void metrics_render(Buf *out)
 {
-	TenantTable tt;
+	MetricsTable tt;
 	BackendRow *br = NULL;
 	int nb;
 	char port[16];
 
-	tenant_rows(&tt);
+	metrics_tenant_rows(&tt);
 	nb = backend_rows(&br);
 
 	family(out, "pgtenant_up", "gauge",

@@ -5,6 +5,9 @@
  */
 #include "pktbuf.h"
 
+#include <stdarg.h>
+#include <stdio.h>
+
 #include <stdlib.h>
 #include <string.h>
 
@@ -110,6 +113,25 @@ void buf_append(Buf *b, const void *p, size_t n)
 	buf_reserve(b, n);
 	memcpy(b->data + b->len, p, n);
 	b->len += n;
+}
+
+void buf_puts(Buf *b, const char *s)
+{
+	buf_append(b, s, strlen(s));
+}
+
+void buf_printf(Buf *b, const char *fmt, ...)
+{
+	char tmp[256];
+	va_list ap;
+	int n;
+
+	va_start(ap, fmt);
+	/* the analyzer loses va_start here (clang 14); ap is initialised one line up */
+	n = vsnprintf(tmp, sizeof(tmp), fmt, ap); /* NOLINT(clang-analyzer-valist.Uninitialized) */
+	va_end(ap);
+	if (n > 0)
+		buf_append(b, tmp, (size_t)n < sizeof(tmp) ? (size_t)n : sizeof(tmp) - 1);
 }
 
 void pkt_begin(Buf *b, uint8_t type, size_t *start)

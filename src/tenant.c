@@ -8,6 +8,7 @@
  */
 #include "tenant.h"
 
+#include "control.h"
 #include "log.h"
 #include "param.h"
 #include "pgtenant.h"
@@ -77,11 +78,6 @@ void tenant_foreach(void (*fn)(Tenant *t, void *arg), void *arg)
 }
 
 TenantState g_neutral_state;
-
-static void buf_puts(Buf *b, const char *s)
-{
-	buf_append(b, s, strlen(s));
-}
 
 /* Appends Parse/Bind/Execute of sql (unnamed statement and portal, no parameters). */
 static void put_pbe(Buf *b, const char *sql)
@@ -519,4 +515,26 @@ bool tenant_take_token(Tenant *t, usec_t *wait_us)
 	}
 	*wait_us = (usec_t)((1.0 - t->tokens) * (double)USEC_PER_SEC / rate) + 1;
 	return false;
+}
+
+const char *tenant_mode_name(TenantMode m)
+{
+	switch (m) {
+	case TENANT_MODE_SHARED:
+		return "shared";
+	case TENANT_MODE_SCHEMA:
+		return "schema";
+	case TENANT_MODE_DATABASE:
+		return "database";
+	}
+	return "?";
+}
+
+const char *tenant_state_name(const Tenant *t)
+{
+	if (t->disabled)
+		return "disabled";
+	if (control_is_paused(t))
+		return "paused";
+	return "active";
 }
