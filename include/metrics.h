@@ -17,6 +17,7 @@
 #include "tenant.h"
 
 struct event_base;
+struct evhttp_request;
 
 /*
  * Listens on "host:port" ("*:port" or ":port" = all addresses, "[v6]:port")
@@ -26,6 +27,9 @@ struct event_base;
 bool metrics_bind(const char *listen, char *err, size_t errlen);
 bool metrics_start(struct event_base *base, char *err, size_t errlen);
 void metrics_stop(void);
+/* Answers req with body (none for HEAD), uncached. */
+void metrics_reply(struct evhttp_request *req, int code, const char *reason, const char *ctype,
+                   const void *body, size_t len);
 /* A reload finished (console RELOAD or SIGHUP): counts pgtenant_reloads_total{result}. */
 void metrics_count_reload(bool ok);
 

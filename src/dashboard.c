@@ -252,26 +252,17 @@ void dashboard_render_json(Buf *out)
  * HTTP.
  */
 
+/* The page's and the JSON's answer: metrics_reply with the page's own rules. */
 static void reply(struct evhttp_request *req, const char *ctype, const void *body, size_t len)
 {
-	struct evbuffer *eb = evbuffer_new();
 	struct evkeyvalq *h = evhttp_request_get_output_headers(req);
 
-	if (!eb) {
-		evhttp_send_error(req, 500, "Internal Server Error");
-		return;
-	}
-	evhttp_add_header(h, "Content-Type", ctype);
-	evhttp_add_header(h, "Cache-Control", "no-store");
 	/* the page runs only its own inline script and talks only to this origin */
 	evhttp_add_header(h, "Content-Security-Policy",
 	                  "default-src 'none'; script-src 'unsafe-inline'; style-src "
 	                  "'unsafe-inline'; connect-src 'self'; img-src 'self' data:");
 	evhttp_add_header(h, "X-Content-Type-Options", "nosniff");
-	if (evhttp_request_get_command(req) != EVHTTP_REQ_HEAD)
-		evbuffer_add(eb, body, len);
-	evhttp_send_reply(req, 200, "OK", eb);
-	evbuffer_free(eb);
+	metrics_reply(req, 200, "OK", ctype, body, len);
 }
 
 static void on_page(struct evhttp_request *req, void *arg)

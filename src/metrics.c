@@ -458,8 +458,8 @@ void metrics_render(Buf *out)
  * HTTP.
  */
 
-static void reply_text(struct evhttp_request *req, int code, const char *reason, const char *ctype,
-                       const void *body, size_t len)
+void metrics_reply(struct evhttp_request *req, int code, const char *reason, const char *ctype,
+                   const void *body, size_t len)
 {
 	struct evbuffer *eb = evbuffer_new();
 	struct evkeyvalq *h = evhttp_request_get_output_headers(req);
@@ -483,18 +483,18 @@ static void on_metrics(struct evhttp_request *req, void *arg)
 	time_update();
 	buf_init(&page);
 	metrics_render(&page);
-	reply_text(req, 200, "OK", "text/plain; version=0.0.4; charset=utf-8", buf_head(&page),
-	           buf_avail(&page));
+	metrics_reply(req, 200, "OK", "text/plain; version=0.0.4; charset=utf-8", buf_head(&page),
+	              buf_avail(&page));
 	buf_free(&page);
 }
 
 static void on_healthz(struct evhttp_request *req, void *arg)
 {
 	if (g_shutdown)
-		reply_text(req, 503, "Service Unavailable", "text/plain; charset=utf-8",
-		           "shutting down\n", 14);
+		metrics_reply(req, 503, "Service Unavailable", "text/plain; charset=utf-8",
+		              "shutting down\n", 14);
 	else
-		reply_text(req, 200, "OK", "text/plain; charset=utf-8", "ok\n", 3);
+		metrics_reply(req, 200, "OK", "text/plain; charset=utf-8", "ok\n", 3);
 }
 
 static void on_other(struct evhttp_request *req, void *arg)
