@@ -487,6 +487,15 @@ static StatsHists *backend_hists(Client *c)
 	return be->hist;
 }
 
+/* Counts us in the tenant's histogram and, when there is one, the backend's: one bucket search. */
+static void record_both(Hist *tenant, Hist *backend, uint64_t us)
+{
+	int i = hist_bucket(us);
+	hist_record_at(tenant, i, us);
+	if (backend)
+		hist_record_at(backend, i, us);
+}
+
 void stats_unit_answered(Client *c, char status)
 {
 	TenantStats *st = &c->tenant->stats;
@@ -496,10 +505,7 @@ void stats_unit_answered(Client *c, char status)
 	if (c->query_start) {
 		uint64_t us = (uint64_t)(g_now - c->query_start);
 		st->query_time_us += us;
-		int i = hist_bucket(us);
-		hist_record_at(&c->tenant->hist.query, i, us);
-		if (bh)
-			hist_record_at(&bh->query, i, us);
+		record_both(&c->tenant->hist.query, bh ? &bh->query : NULL, us);
 		c->query_start = 0;
 	}
 	/* a transaction began with this unit unless one was open already: so an
@@ -510,10 +516,7 @@ void stats_unit_answered(Client *c, char status)
 		uint64_t us = c->xact_start ? (uint64_t)(g_now - c->xact_start) : 0;
 		st->xacts++;
 		st->xact_time_us += us;
-		int i = hist_bucket(us);
-		hist_record_at(&c->tenant->hist.xact, i, us);
-		if (bh)
-			hist_record_at(&bh->xact, i, us);
+		record_both(&c->tenant->hist.xact, bh ? &bh->xact : NULL, us);
 		c->xact_start = 0;
 	}
 	if (c->sx)
@@ -523,10 +526,7 @@ void stats_unit_answered(Client *c, char status)
 void stats_waited(Client *c, uint64_t wait_us)
 {
 	StatsHists *bh = backend_hists(c);
-	int i = hist_bucket(wait_us);
-	hist_record_at(&c->tenant->hist.wait, i, wait_us);
-	if (bh)
-		hist_record_at(&bh->wait, i, wait_us);
+	record_both(&c->tenant->hist.wait, bh ? &bh->wait : NULL, wait_us);
 	if (c->sx || (wait_us && stats_statements_on(c->tenant)))
 		client_sx(c)->wait_us = (usec_t)wait_us;
 }
