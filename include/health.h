@@ -1,8 +1,9 @@
 /*
  * health: the backend checker (SPEC §5, §8). Every health_check_period each
- * backend's primary and replicas are asked, over one persistent libpq
- * connection each driven by the event loop (never blocking it), whether
- * they are reachable and accept a login, whether a replica is in recovery,
+ * backend's primary and replicas are asked, over a libpq connection made
+ * for each round and driven by the event loop (never blocking it), whether
+ * they are reachable and accept a new login (a primary whose postmaster
+ * hangs serves its running sessions and no new one), whether a replica is in recovery,
  * and how far its replay lags: LSNs are compared with the primary's (an
  * idle primary makes no false lag), and the replay timestamp gives the lag
  * in time when the replica is behind.
@@ -15,6 +16,11 @@
  * credentials, its TLS) never turns clients away from a primary their pool
  * reaches, and a primary that comes back is used again after its next
  * passing check or the first server login, whichever comes first.
+ *
+ * A primary check that gets no answer at all (it times out after
+ * health_check_period + 1 s) says more: the primary hangs. Its pools' logins
+ * still in progress are ended then (they would wait for server_connect_timeout),
+ * so their waiting clients get 57P03 at once; servers already logged in go on.
  */
 #ifndef PGTENANT_HEALTH_H
 #define PGTENANT_HEALTH_H

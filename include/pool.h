@@ -180,6 +180,11 @@ void pool_unwait(Client *c);
 void pool_maintain(void);
 /* Opens a server connection when the pool may (size limits, retry back-off). */
 void pool_maybe_connect(Pool *p);
+/*
+ * The health check found be's primary down (why): its pools' logins still in progress
+ * end now and their waiting clients get 57P03 at once, not after server_connect_timeout.
+ */
+void pool_primary_down(Backend *be, const char *why);
 /* Stores the parameters of the pool's first logged-in server and welcomes waiting clients. */
 void pool_set_welcome(Pool *p, const Params *server_params);
 /* Hands idle servers to waiting clients (after RESUME), opening connections if needed. */

@@ -215,7 +215,13 @@ static void hc_on_event(evutil_socket_t fd, short what, void *arg)
 	HealthConn *h = arg;
 	time_update();
 	if (what & EV_TIMEOUT) {
+		Backend *be = h->backend;
+		bool primary = !h->replica;
 		mark_down(h, "health check timed out");
+		/* no answer at all, not an error of the check's own: the primary hangs, and so
+		 * will its pools' logins in progress */
+		if (primary && be->primary_state == REPLICA_DOWN)
+			pool_primary_down(be, be->primary_error);
 		return;
 	}
 	if (h->state == HC_CONNECTING) {
@@ -244,9 +250,7 @@ static void hc_on_event(evutil_socket_t fd, short what, void *arg)
 	while (!PQisBusy(h->conn)) {
 		PGresult *res = PQgetResult(h->conn);
 		if (!res) {
-			h->state = HC_IDLE;
-			if (h->ev)
-				event_del(h->ev);
+			hc_drop(h); /* the next round logs in again: that is part of the check */
 			return;
 		}
 		take_result(h, res);
@@ -261,10 +265,6 @@ static void hc_begin(HealthConn *h)
 {
 	if (h->state != HC_IDLE)
 		return; /* the previous round is still running; its timeout handles a hung one */
-	if (h->conn && PQstatus(h->conn) == CONNECTION_OK) {
-		send_probe(h);
-		return;
-	}
 	hc_drop(h);
 	char port[16];
 	snprintf(port, sizeof(port), "%d", h->replica ? h->replica->port : h->backend->port);

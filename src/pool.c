@@ -639,6 +639,27 @@ static void fail_waiters(Pool *p)
 	}
 }
 
+void pool_primary_down(Backend *be, const char *why)
+{
+	List *pit;
+	list_for_each(pit, &g_pools)
+	{
+		Pool *p = list_entry(pit, Pool, node);
+		List *it, *tmp;
+		if (p->backend != be || p->replica || list_empty(&p->login))
+			continue;
+		/* a login on its way to a primary the check could not reach (one that succeeded
+		 * during the check would have contradicted it): servers already in use go on */
+		strlcpy_safe(p->last_error, why, sizeof(p->last_error));
+		list_for_each_safe(it, &p->login, tmp)
+		{
+			server_close(list_entry(it, ServerConn, node),
+			             "the primary failed its health check");
+		}
+		fail_waiters(p);
+	}
+}
+
 void pool_maintain(void)
 {
 	List *pit;

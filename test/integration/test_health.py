@@ -11,6 +11,7 @@ one serves every other test), with a backend that has no replicas.
 """
 
 import os
+import signal
 import time
 import urllib.request
 
@@ -175,14 +176,7 @@ def test_clients_waiting_for_a_stopped_primary_get_57P03_quickly(pgtenant, solo)
         waiter.send(pgt.msg(b"Q", b"select 'waited'\0"))  # queued behind the only server
         time.sleep(0.3)
         solo.halt()
-        t0 = time.monotonic()
-        waiter.sock.settimeout(20)
-        with pytest.raises(pgt.PgError) as ei:
-            read_answer(waiter)
-        took = time.monotonic() - t0
-        assert ei.value.sqlstate == "57P03", ei.value.fields
-        assert "solo" in ei.value.message, ei.value.fields
-        assert took < 2 * HEALTH + 1.0, f"the waiting client was answered after {took:.1f}s"
+        expect_57P03_within(waiter, time.monotonic(), 2 * HEALTH + 1.0)
         solo.resume()
         wait_primary(p, "up", 2 * HEALTH + 1.0)
         # the waiter's session goes on
@@ -193,6 +187,56 @@ def test_clients_waiting_for_a_stopped_primary_get_57P03_quickly(pgtenant, solo)
         waiter.sock.close()
         if not solo.accepts():
             solo.resume()
+
+
+def test_clients_waiting_for_a_hung_primary_get_57P03_within_a_check(pgtenant, solo):
+    """A primary that hangs (its postmaster stopped: connections are accepted by the
+    kernel and never answered) fails no login by itself: the pool's new login would
+    wait for server_connect_timeout (30 s here) and its client with it. The health
+    check times out after health_check_period + 1 s; then the login still in progress
+    ends, the waiting client gets 57P03, and a server already in use goes on."""
+    p = start(pgtenant, solo, globals_={"server_connect_timeout": "30s"},
+              tenants={"acme": {"mode": "database", "backend": "solo", "dbname": "acme",
+                                "pool_size": 2}})
+    wait_primary(p, "up", 3 * HEALTH)
+    with open(os.path.join(solo.datadir, "postmaster.pid")) as f:
+        postmaster = int(f.readline())
+    holder = p.raw()
+    waiter = p.raw()
+    stopped = False
+    try:
+        holder.query("begin")
+        assert holder.query("select 'held'") == [["held"]]
+        os.kill(postmaster, signal.SIGSTOP)
+        stopped = True
+        t0 = time.monotonic()
+        waiter.send(pgt.msg(b"Q", b"select 'waited'\0"))  # needs a second server: a login
+        expect_57P03_within(waiter, t0, 2 * HEALTH + 2.0)
+        # the server in use was never the hung part: its transaction goes on
+        assert holder.query("select 'still held'") == [["still held"]]
+        holder.query("commit")
+        os.kill(postmaster, signal.SIGCONT)
+        stopped = False
+        wait_primary(p, "up", 3 * HEALTH + 1.0)
+        assert pgt.wait_for(lambda: _try(waiter, "select 'again'"), timeout=5,
+                            what="the waiting client's next statement") == [["again"]]
+    finally:
+        if stopped:
+            os.kill(postmaster, signal.SIGCONT)
+        holder.sock.close()
+        waiter.sock.close()
+
+
+def expect_57P03_within(waiter, t0, limit):
+    """The statement waiter sent is answered 57P03 naming the backend, within limit
+    seconds of t0."""
+    waiter.sock.settimeout(20)
+    with pytest.raises(pgt.PgError) as ei:
+        read_answer(waiter)
+    took = time.monotonic() - t0
+    assert ei.value.sqlstate == "57P03", ei.value.fields
+    assert "solo" in ei.value.message, ei.value.fields
+    assert took < limit, f"the waiting client was answered after {took:.1f}s"
 
 
 def read_answer(conn):
