@@ -31,7 +31,12 @@
 #define CONN_READ_CHUNK 16384
 #define CONN_HIGH_WATER (256 * 1024)
 #define CONN_LOW_WATER  (64 * 1024)
-/* An empty buffer of an idle connection goes back to the block cache (pktbuf.c). */
+/*
+ * An empty buffer of an idle connection goes back to the block cache (pktbuf.c), so
+ * 10,000 idle clients hold none. A server connection (keep_bufs) keeps one block each
+ * way: servers are few (pool sizes bound them) and busy, and handing the blocks back
+ * after every reply cost more than the memory.
+ */
 #define CONN_KEEP_BUF 0
 
 typedef enum { IO_OK = 0, IO_AGAIN, IO_EOF, IO_ERROR } IoStatus;
@@ -44,6 +49,7 @@ typedef struct Conn {
 	bool write_armed;
 	bool watch_close; /* while not reading, watch for the peer hanging up (clients) */
 	bool close_armed; /* ... and the read event waits for that now (EV_CLOSED) */
+	bool keep_bufs;   /* empty buffers keep one block (server connections) */
 	Buf in;
 	Buf out;
 	struct ssl_st *ssl;        /* NULL: plain socket */

@@ -15,6 +15,8 @@
 
 #include "common.h"
 
+#include <string.h>
+
 typedef struct Buf {
 	uint8_t *data;
 	size_t off; /* first unconsumed byte */
@@ -36,12 +38,40 @@ static inline const uint8_t *buf_head(const Buf *b)
 
 void buf_init(Buf *b);
 void buf_free(Buf *b);
-/* Makes room for n more bytes at the end (compacting consumed bytes first). */
-void buf_reserve(Buf *b, size_t n);
-void buf_consume(Buf *b, size_t n);
+/* buf_reserve's slow path: compacts consumed bytes, then grows. */
+void buf_grow(Buf *b, size_t n);
 /* Drops everything; keeps the allocation unless it grew past keep bytes. */
 void buf_reset(Buf *b, size_t keep);
-void buf_append(Buf *b, const void *p, size_t n);
+
+/*
+ * The three calls every forwarded message makes are inline: room at the tail is
+ * the common case, and a call each would cost more than the work.
+ */
+
+/* Makes room for n more bytes at the end (compacting consumed bytes first). */
+static inline void buf_reserve(Buf *b, size_t n)
+{
+	if (b->cap - b->len < n)
+		buf_grow(b, n);
+}
+
+static inline void buf_consume(Buf *b, size_t n)
+{
+	size_t avail = b->len - b->off;
+	b->consumed += n < avail ? n : avail;
+	b->off += n;
+	if (b->off >= b->len)
+		b->off = b->len = 0;
+}
+
+static inline void buf_append(Buf *b, const void *p, size_t n)
+{
+	if (!n)
+		return;
+	buf_reserve(b, n);
+	memcpy(b->data + b->len, p, n);
+	b->len += n;
+}
 /* Appends a C string (no NUL), or printf's output (at most 255 bytes: numbers and names). */
 void buf_puts(Buf *b, const char *s);
 void PRINTF_LIKE(2, 3) buf_printf(Buf *b, const char *fmt, ...);

@@ -130,15 +130,20 @@ void sql_analyze(const char *sql, size_t len, const char *tenant_guc,
  * and the slow log, built from the same tokens sql_analyze() reads: every
  * literal and $n parameter becomes ?, a list of them (IN (1, 2, 3)) one ?,
  * unquoted names and keywords are folded to lower case, comments dropped and
- * tokens joined by single spaces. hash covers the whole normalised text even
- * when buf (cap bytes) holds only its head (then truncated is set and buf
- * ends in "..."). Nothing is allocated.
+ * tokens joined by single spaces. hash, the statement's fingerprint, is
+ * computed from the tokens the text is written from, so it is the same with
+ * buf NULL (no text written: the cheap pass of every statement) and with a
+ * buf (the text, written once for a fingerprint seen first); it covers the
+ * whole statement even when buf (cap bytes) holds only its head (then
+ * truncated is set and buf ends in "..."). Nothing is allocated.
  */
 typedef struct SqlNorm {
-	char *buf;
+	char *buf; /* NULL: the fingerprint only */
 	size_t cap;
 	size_t len;
-	uint64_t hash; /* FNV-1a of the normalised text */
+	uint64_t hash;   /* the fingerprint */
+	const char *sql; /* the statement normalised (valid while it is) */
+	size_t sql_len;
 	bool truncated;
 	bool empty;            /* no token yet */
 	bool pending_semi;     /* a ';' between statements, written if a token follows */

@@ -19,7 +19,7 @@ struct event_base *g_base;
 void conn_init(Conn *c, int fd, event_callback_fn on_read, event_callback_fn on_write, void *arg)
 {
 	c->fd = fd;
-	c->read_armed = c->write_armed = c->close_armed = c->watch_close = false;
+	c->read_armed = c->write_armed = c->close_armed = c->watch_close = c->keep_bufs = false;
 	c->ssl = NULL;
 	c->ssl_failed = c->ssl_read_wants_write = c->ssl_write_wants_read = false;
 	buf_init(&c->in);
@@ -161,6 +161,12 @@ static IoStatus ssl_read(Conn *c)
 	return IO_OK;
 }
 
+/* What an emptied buffer may keep (CONN_KEEP_BUF). */
+static size_t conn_keep(const Conn *c)
+{
+	return c->keep_bufs ? CONN_READ_CHUNK : CONN_KEEP_BUF;
+}
+
 static IoStatus ssl_flush(Conn *c)
 {
 	if (c->ssl_read_wants_write) {
@@ -181,7 +187,7 @@ static IoStatus ssl_flush(Conn *c)
 	}
 	want_write(c, false);
 	/* all sent: the block goes back to the cache until there is more to send */
-	buf_reset(&c->out, CONN_KEEP_BUF);
+	buf_reset(&c->out, conn_keep(c));
 	return IO_OK;
 }
 
@@ -259,14 +265,14 @@ IoStatus conn_flush(Conn *c)
 	}
 	want_write(c, false);
 	/* all sent: the block goes back to the cache until there is more to send */
-	buf_reset(&c->out, CONN_KEEP_BUF);
+	buf_reset(&c->out, conn_keep(c));
 	return IO_OK;
 }
 
 void conn_shrink(Conn *c)
 {
 	if (!buf_avail(&c->in))
-		buf_reset(&c->in, CONN_KEEP_BUF);
+		buf_reset(&c->in, conn_keep(c));
 	if (!buf_avail(&c->out))
-		buf_reset(&c->out, CONN_KEEP_BUF);
+		buf_reset(&c->out, conn_keep(c));
 }

@@ -56,10 +56,8 @@ void buf_free(Buf *b)
 	memset(b, 0, sizeof(*b));
 }
 
-void buf_reserve(Buf *b, size_t n)
+void buf_grow(Buf *b, size_t n)
 {
-	if (b->cap - b->len >= n)
-		return;
 	if (b->off > 0) {
 		size_t live = b->len - b->off;
 		if (live)
@@ -89,30 +87,12 @@ void buf_reserve(Buf *b, size_t n)
 	b->cap = cap;
 }
 
-void buf_consume(Buf *b, size_t n)
-{
-	size_t avail = b->len - b->off;
-	b->consumed += n < avail ? n : avail;
-	b->off += n;
-	if (b->off >= b->len)
-		b->off = b->len = 0;
-}
-
 void buf_reset(Buf *b, size_t keep)
 {
 	b->consumed += b->len - b->off;
 	b->off = b->len = 0;
 	if (b->cap > keep)
 		buf_release(b);
-}
-
-void buf_append(Buf *b, const void *p, size_t n)
-{
-	if (!n)
-		return;
-	buf_reserve(b, n);
-	memcpy(b->data + b->len, p, n);
-	b->len += n;
 }
 
 void buf_puts(Buf *b, const char *s)

@@ -233,6 +233,7 @@ ServerConn *server_connect(Pool *p)
 	s->last_used = g_now;
 	params_init(&s->params);
 	conn_init(&s->conn, fd, server_on_read, server_on_write, s);
+	s->conn.keep_bufs = true;
 	p->n_servers++;
 	(*pool_target_count(p))++;
 	server_set_state(s, SV_CONNECTING);

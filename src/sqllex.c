@@ -305,15 +305,25 @@ static size_t lex_uescape(const char *s, size_t n, size_t end, SqlToken *tok)
 	return close + 1;
 }
 
-SqlTokType sqllex_next(SqlLexer *lx, SqlToken *tok)
+/* A token starts at p: where, at which depth, and none of a quoted token's marks yet. */
+static inline void lex_token_start(const SqlLexer *lx, SqlToken *tok, size_t p)
+{
+	tok->offset = p;
+	tok->depth = lx->depth;
+	tok->escaped_string = false;
+	tok->backslash_quote = false;
+	tok->prefix = 0;
+	tok->uescape = 0;
+}
+
+/* Every token but the few sqllex_next() takes itself: comments, quotes, numbers, operators. */
+static SqlTokType lex_general(SqlLexer *lx, SqlToken *tok)
 {
 	const char *s = lx->s;
 	size_t n = lx->len, p = lx->pos, ts, te, end;
 	SqlTokType type;
 	unsigned char c;
 
-	if (lx->failed)
-		return lex_fail(lx, tok, n);
 	for (;;) {
 		while (p < n && lex_is_space(s[p]))
 			p++;
@@ -335,12 +345,7 @@ SqlTokType sqllex_next(SqlLexer *lx, SqlToken *tok)
 		break;
 	}
 
-	tok->offset = p;
-	tok->depth = lx->depth;
-	tok->escaped_string = false;
-	tok->backslash_quote = false;
-	tok->prefix = 0;
-	tok->uescape = 0;
+	lex_token_start(lx, tok, p);
 	if (p >= n) {
 		lx->pos = n;
 		tok->type = SQLTOK_EOF;
@@ -452,7 +457,7 @@ SqlTokType sqllex_next(SqlLexer *lx, SqlToken *tok)
 			if (p + 1 < n && s[p + 1] == '\'' && strchr("eEbBxXnN", c)) {
 				q = p + 1;
 				escaped = c == 'e' || c == 'E';
-			} else if (p + 2 < n && (c == 'u' || c == 'U') && s[p + 1] == '&' &&
+			} else if ((c | 0x20) == 'u' && p + 2 < n && s[p + 1] == '&' &&
 			           (s[p + 2] == '\'' || s[p + 2] == '"')) {
 				q = p + 2;
 			}
@@ -484,6 +489,51 @@ SqlTokType sqllex_next(SqlLexer *lx, SqlToken *tok)
 	tok->text = s + ts;
 	tok->len = te - ts;
 	return type;
+}
+
+/* A token of one byte, or an unquoted name: filled in without the general path. */
+static inline SqlTokType lex_simple(SqlLexer *lx, SqlToken *tok, SqlTokType type, size_t p,
+                                    size_t end)
+{
+	lex_token_start(lx, tok, p);
+	tok->type = type;
+	tok->text = lx->s + p;
+	tok->len = end - p;
+	lx->pos = end;
+	lx->seen_token = true;
+	return type;
+}
+
+/*
+ * Most tokens of most statements are names, and the bytes between them a space, a comma
+ * or ';': those are taken here with the few tests they need. Anything that could start a
+ * comment, a quote, a prefixed string (E'', U&''), a number, an operator or a
+ * parenthesis goes the general way, which draws every token the same.
+ */
+SqlTokType sqllex_next(SqlLexer *lx, SqlToken *tok)
+{
+	const char *s = lx->s;
+	size_t n = lx->len, p = lx->pos;
+
+	if (lx->failed)
+		return lex_fail(lx, tok, n);
+	while (p < n && lex_is_space(s[p]))
+		p++;
+	lx->pos = p;
+	if (p + 1 >= n)
+		return lex_general(lx, tok); /* the end, or the last byte */
+	unsigned char c = (unsigned char)s[p];
+	if ((lex_class[c] & LEX_IDSTART) && s[p + 1] != '\'' && s[p + 1] != '&') {
+		size_t end = p + 1;
+		while (end < n && lex_is_ident_cont(s[end]))
+			end++;
+		return lex_simple(lx, tok, SQLTOK_IDENT, p, end);
+	}
+	if (c == ',')
+		return lex_simple(lx, tok, SQLTOK_COMMA, p, p + 1);
+	if (c == ';')
+		return lex_simple(lx, tok, SQLTOK_SEMI, p, p + 1);
+	return lex_general(lx, tok);
 }
 
 bool sqltok_is(const SqlToken *tok, const char *word)
@@ -1071,18 +1121,72 @@ static void nameset_add(uint16_t *slots, const char *name, size_t idx)
 	slots[i] = (uint16_t)(idx + 1);
 }
 
-static const SqlKeyword *kw_lookup(const char *s, size_t len)
+/*
+ * Keywords are compared as three 64-bit words: a name of at most KW_MAXLEN bytes,
+ * zero-padded and folded to lower case a word at a time, then one hash of the
+ * words and at most a few word compares. Every identifier of every statement
+ * goes through here, so it avoids a byte loop and a string compare.
+ */
+#define KW_WORDS 3
+_Static_assert(KW_MAXLEN <= KW_WORDS * 8, "a keyword fits the packed words");
+
+static uint64_t kw_packed[ARRAY_SIZE(sql_keywords)][KW_WORDS];
+
+/* Adds 0x20 to each byte 'A'..'Z' of x; every other byte (>= 0x80 too) stays. */
+static inline uint64_t fold_word(uint64_t x)
 {
-	char buf[KW_MAXLEN + 1];
+	const uint64_t high = 0x8080808080808080ULL;
+	uint64_t low7 = x & ~high;
+	uint64_t ge_a = low7 + 0x3f3f3f3f3f3f3f3fULL; /* high bit set where the byte >= 'A' */
+	uint64_t gt_z = low7 + 0x2525252525252525ULL; /* ... where it is > 'Z' */
+
+	return x | ((ge_a & ~gt_z & ~x & high) >> 2);
+}
+
+/*
+ * w = the len bytes at s, zero-padded and folded. When room bytes can be read at s (the
+ * rest of the query text), whole words are loaded and masked instead of copied.
+ */
+static inline void kw_pack(const char *s, size_t len, size_t room, uint64_t w[KW_WORDS])
+{
+	if (room >= KW_WORDS * 8) {
+		for (size_t i = 0; i < KW_WORDS; i++) {
+			size_t have = len > 8 * i ? len - 8 * i : 0;
+			uint64_t x;
+			memcpy(&x, s + 8 * i, 8);
+			if (have < 8)
+				x &= have ? (1ULL << (8 * have)) - 1 : 0;
+			w[i] = x;
+		}
+	} else {
+		char buf[KW_WORDS * 8] = {0};
+		memcpy(buf, s, len);
+		memcpy(w, buf, sizeof(buf));
+	}
+	for (size_t i = 0; i < KW_WORDS && 8 * i < len; i++)
+		w[i] = fold_word(w[i]);
+}
+
+static inline uint32_t kw_hash(const uint64_t w[KW_WORDS])
+{
+	uint64_t h = (w[0] * 0x9e3779b97f4a7c15ULL) ^ (w[1] * 0xc2b2ae3d27d4eb4fULL) ^
+	             (w[2] * 0x165667b19e3779f9ULL);
+
+	return (uint32_t)(h >> 40) & (NAMESET_SLOTS - 1);
+}
+
+/* The keyword that the len bytes at s spell (room: bytes readable at s), or NULL. */
+static const SqlKeyword *kw_lookup(const char *s, size_t len, size_t room)
+{
+	uint64_t w[KW_WORDS];
 
 	if (len == 0 || len > KW_MAXLEN)
 		return NULL;
-	name_fold(s, len, buf);
-	for (uint32_t i = name_hash(buf, len) & (NAMESET_SLOTS - 1); kw_slots[i];
-	     i = NAMESET_NEXT(i)) {
-		const SqlKeyword *k = &sql_keywords[kw_slots[i] - 1];
-		if (strncmp(k->name, buf, len) == 0 && k->name[len] == '\0')
-			return k;
+	kw_pack(s, len, room, w);
+	for (uint32_t i = kw_hash(w); kw_slots[i]; i = NAMESET_NEXT(i)) {
+		const uint64_t *k = kw_packed[kw_slots[i] - 1];
+		if (k[0] == w[0] && k[1] == w[1] && k[2] == w[2])
+			return &sql_keywords[kw_slots[i] - 1];
 	}
 	return NULL;
 }
@@ -1172,8 +1276,13 @@ _Static_assert(ARRAY_SIZE(sql_ro_functions) < NAMESET_SLOTS / 2, "function hash 
 
 __attribute__((constructor)) static void sqllex_build_name_sets(void)
 {
-	for (size_t i = 0; i < ARRAY_SIZE(sql_keywords); i++)
-		nameset_add(kw_slots, sql_keywords[i].name, i);
+	for (size_t i = 0; i < ARRAY_SIZE(sql_keywords); i++) {
+		uint32_t slot;
+		kw_pack(sql_keywords[i].name, strlen(sql_keywords[i].name), 0, kw_packed[i]);
+		for (slot = kw_hash(kw_packed[i]); kw_slots[slot]; slot = NAMESET_NEXT(slot))
+			;
+		kw_slots[slot] = (uint16_t)(i + 1);
+	}
 	for (size_t i = 0; i < ARRAY_SIZE(sql_ro_functions); i++)
 		nameset_add(fn_slots, sql_ro_functions[i], i);
 }
@@ -1233,7 +1342,8 @@ static SqlTokType tok_next(SqlLexer *lx, Tok *t)
 	t->kw = KW_NONE;
 	t->kwf = 0;
 	if (type == SQLTOK_IDENT) {
-		const SqlKeyword *k = kw_lookup(t->t.text, t->t.len);
+		const SqlKeyword *k =
+		        kw_lookup(t->t.text, t->t.len, (size_t)(lx->s + lx->len - t->t.text));
 		if (k) {
 			t->kw = k->id;
 			t->kwf = k->flags;
@@ -2115,6 +2225,10 @@ void sql_analyze_norm(const char *sql, size_t len, const char *tenant_guc,
 	bool in_stmt = false, all_ro = true;
 
 	memset(out, 0, sizeof(*out));
+	if (norm) {
+		norm->sql = sql;
+		norm->sql_len = len;
+	}
 	sqllex_init(&an.lx, sql, len);
 	an.tenant_guc = tenant_guc && *tenant_guc ? tenant_guc : NULL;
 	an.extra_ro = extra_ro_functions;
@@ -2163,87 +2277,102 @@ void sql_analyze_norm(const char *sql, size_t len, const char *tenant_guc,
 void sql_norm_init(SqlNorm *n, char *buf, size_t cap)
 {
 	memset(n, 0, sizeof(*n));
-	n->buf = buf;
-	n->cap = cap;
+	n->buf = cap ? buf : NULL;
+	n->cap = buf ? cap : 0;
 	n->hash = NORM_FNV_OFFSET;
 	n->empty = true;
 }
 
-/* Bytes past the buffer's room: only hashed (FNV-1a), so the hash still covers them. */
-static void norm_overflow(SqlNorm *n, const char *s, size_t len, bool fold)
+/*
+ * The fingerprint is a hash of the tokens the text is written from (kind, then the
+ * bytes of those that keep theirs), not of the text: so it is the same whether the
+ * text is written or not (buf NULL), and the text of a statement can be written
+ * only when its fingerprint is new. Eight bytes a step.
+ */
+static inline uint64_t norm_mix(uint64_t h, uint64_t w)
 {
-	uint64_t h = n->hash;
-
-	n->truncated = true;
-	for (size_t i = 0; i < len; i++) {
-		unsigned char c = (unsigned char)s[i];
-		if (fold && c >= 'A' && c <= 'Z')
-			c = (unsigned char)(c + ('a' - 'A'));
-		h = (h ^ c) * NORM_FNV_PRIME;
-	}
-	n->hash = h;
+	h = (h ^ w) * NORM_FNV_PRIME;
+	return h ^ (h >> 29);
 }
 
-/*
- * Appends a space when space, then s (folded to lower case when fold): stored
- * while they fit, the rest hashed by norm_overflow; the stored text is hashed
- * at the end a word at a time (norm_hash_stored), a few times cheaper per byte.
- */
-static inline void norm_put(SqlNorm *n, bool space, const char *s, size_t len, bool fold)
+/* Mixes the len bytes at s (folded when fold); room: the bytes readable at s. */
+static uint64_t norm_mix_bytes(uint64_t h, const char *s, size_t len, size_t room, bool fold)
 {
-	/* room for "..." and the NUL at the end */
-	size_t room = n->cap > 4 ? n->cap - 4 : 0;
-	char *out = n->buf + n->len;
+	size_t i = 0;
+	uint64_t w;
 
-	if (n->truncated || n->len + len + space > room) {
-		/* the slow way, byte by byte, when the buffer fills up */
-		if (space) {
-			if (n->len < room && !n->truncated)
-				n->buf[n->len++] = ' ';
-			else
-				norm_overflow(n, " ", 1, false);
-		}
-		size_t fit = n->truncated || n->len >= room ? 0 : room - n->len;
-		if (fit > len)
-			fit = len;
-		for (size_t i = 0; i < fit; i++) {
-			unsigned char c = (unsigned char)s[i];
-			n->buf[n->len++] =
-			        (char)(fold && c >= 'A' && c <= 'Z' ? c + ('a' - 'A') : c);
-		}
-		if (fit < len)
-			norm_overflow(n, s + fit, len - fit, fold);
-		return;
+	for (; i + 8 <= len; i += 8) {
+		memcpy(&w, s + i, 8);
+		h = norm_mix(h, fold ? fold_word(w) : w);
 	}
-	if (space)
-		*out++ = ' ';
+	if (i < len) {
+		size_t tail = len - i;
+		if (room - i >= 8) {
+			/* the statement goes on: load a whole word and keep the tail's bytes */
+			memcpy(&w, s + i, 8);
+			w &= (1ULL << (8 * tail)) - 1;
+		} else {
+			w = 0;
+			for (size_t k = 0; k < tail; k++)
+				w |= (uint64_t)(unsigned char)s[i + k] << (8 * k);
+		}
+		h = norm_mix(h, fold ? fold_word(w) : w);
+	}
+	return norm_mix(h, len);
+}
+
+/* Room left for the text ("..." and the NUL stay free at the end). */
+static inline size_t norm_room(const SqlNorm *n)
+{
+	return n->cap > 4 ? n->cap - 4 : 0;
+}
+
+/* Writes a space when space, then s (folded to lower case when fold), while it fits. */
+static inline void norm_write(SqlNorm *n, bool space, const char *s, size_t len, bool fold)
+{
+	size_t room = norm_room(n);
+
+	if (n->truncated)
+		return;
+	if (space) {
+		if (n->len >= room) {
+			n->truncated = true;
+			return;
+		}
+		n->buf[n->len++] = ' ';
+	}
+	size_t fit = room - n->len < len ? room - n->len : len;
+	char *out = n->buf + n->len;
 	if (fold) {
-		for (size_t i = 0; i < len; i++) {
+		for (size_t i = 0; i < fit; i++) {
 			unsigned char c = (unsigned char)s[i];
 			out[i] = (char)(c + (((unsigned)(c - 'A') < 26u) << 5));
 		}
 	} else {
-		for (size_t i = 0; i < len; i++)
-			out[i] = s[i];
+		memcpy(out, s, fit);
 	}
-	n->len += len + space;
+	n->len += fit;
+	if (fit < len)
+		n->truncated = true;
 }
 
-/* Mixes the stored text into the hash, eight bytes a step. */
-static void norm_hash_stored(SqlNorm *n)
+/* The bytes readable at s, a token's text of len bytes: the rest of the statement. */
+static inline size_t norm_readable(const SqlNorm *n, const char *s, size_t len)
 {
-	uint64_t h = n->hash ^ (n->len * NORM_FNV_PRIME);
-	size_t i = 0;
+	if (n->sql && s >= n->sql && len <= (size_t)(n->sql + n->sql_len - s))
+		return (size_t)(n->sql + n->sql_len - s);
+	return len;
+}
 
-	for (; i + 8 <= n->len; i += 8) {
-		uint64_t w;
-		memcpy(&w, n->buf + i, 8);
-		h = (h ^ w) * NORM_FNV_PRIME;
-		h ^= h >> 29;
-	}
-	for (; i < n->len; i++)
-		h = (h ^ (unsigned char)n->buf[i]) * NORM_FNV_PRIME;
-	n->hash = h ^ (h >> 32);
+/* One written token: its kind and, when keep, its bytes go into the hash; the text when kept. */
+static inline void norm_put(SqlNorm *n, bool space, uint8_t kind, const char *s, size_t len,
+                            bool keep, bool fold)
+{
+	n->hash = norm_mix(n->hash, kind);
+	if (keep)
+		n->hash = norm_mix_bytes(n->hash, s, len, norm_readable(n, s, len), fold);
+	if (n->buf)
+		norm_write(n, space, s, len, fold);
 }
 
 static bool norm_is_literal(SqlTokType t)
@@ -2264,6 +2393,17 @@ static bool norm_word_spaces_paren(const char *text, size_t len)
 	return false;
 }
 
+/* Whether the token t, after the token written last, is written with a space before it. */
+static bool norm_spaced(const SqlNorm *n, SqlTokType t)
+{
+	if (n->empty || t == SQLTOK_RPAREN || t == SQLTOK_COMMA || t == SQLTOK_DOT ||
+	    n->prev == SQLTOK_LPAREN || n->prev == SQLTOK_DOT)
+		return false;
+	if (t == SQLTOK_LPAREN && n->prev == SQLTOK_IDENT)
+		return norm_word_spaces_paren(n->prev_text, n->prev_len);
+	return !(t == SQLTOK_LPAREN && n->prev == SQLTOK_QIDENT);
+}
+
 void sql_norm_token(SqlNorm *n, const SqlToken *tok)
 {
 	SqlTokType t = tok->type;
@@ -2280,11 +2420,11 @@ void sql_norm_token(SqlNorm *n, const SqlToken *tok)
 		n->pending_comma = false;
 		if (norm_is_literal(t))
 			return; /* 1, 2, 3 -> ? */
-		norm_put(n, false, ",", 1, false);
+		norm_put(n, false, SQLTOK_COMMA, ",", 1, false, false);
 		n->prev = SQLTOK_COMMA;
 	}
 	if (n->pending_semi) {
-		norm_put(n, false, ";", 1, false);
+		norm_put(n, false, SQLTOK_SEMI, ";", 1, false, false);
 		n->prev = SQLTOK_SEMI;
 		n->pending_semi = false;
 	}
@@ -2292,29 +2432,32 @@ void sql_norm_token(SqlNorm *n, const SqlToken *tok)
 		n->pending_comma = true;
 		return;
 	}
-	bool space = !n->empty && t != SQLTOK_RPAREN && t != SQLTOK_COMMA && t != SQLTOK_DOT &&
-	             n->prev != SQLTOK_LPAREN && n->prev != SQLTOK_DOT;
-	if (t == SQLTOK_LPAREN && n->prev == SQLTOK_IDENT &&
-	    !norm_word_spaces_paren(n->prev_text, n->prev_len))
-		space = false;
-	if (t == SQLTOK_LPAREN && n->prev == SQLTOK_QIDENT)
-		space = false;
+	bool space = n->buf && norm_spaced(n, t);
 	switch (t) {
 	case SQLTOK_STRING:
 	case SQLTOK_NUMBER:
 	case SQLTOK_PARAM:
-		norm_put(n, space, "?", 1, false);
+		/* every literal is one '?': they share a kind */
+		norm_put(n, space, SQLTOK_NUMBER, "?", 1, false, false);
 		break;
 	case SQLTOK_IDENT:
-		norm_put(n, space, tok->text, tok->len, true);
+		norm_put(n, space, SQLTOK_IDENT, tok->text, tok->len, true, true);
 		break;
 	case SQLTOK_QIDENT:
-		norm_put(n, space, "\"", 1, false);
-		norm_put(n, false, tok->text, tok->len, false);
-		norm_put(n, false, "\"", 1, false);
+		norm_put(n, space, SQLTOK_QIDENT, "\"", 1, false, false);
+		n->hash = norm_mix_bytes(n->hash, tok->text, tok->len,
+		                         norm_readable(n, tok->text, tok->len), false);
+		if (n->buf) {
+			norm_write(n, false, tok->text, tok->len, false);
+			norm_write(n, false, "\"", 1, false);
+		}
+		break;
+	case SQLTOK_OP:
+		norm_put(n, space, SQLTOK_OP, tok->text, tok->len, true, false);
 		break;
 	default:
-		norm_put(n, space, tok->text, tok->len, false);
+		/* ( ) , . : their kind says all */
+		norm_put(n, space, (uint8_t)t, tok->text, tok->len, false, false);
 		break;
 	}
 	n->prev_text = tok->text;
@@ -2326,12 +2469,12 @@ void sql_norm_token(SqlNorm *n, const SqlToken *tok)
 void sql_norm_finish(SqlNorm *n)
 {
 	if (n->pending_comma)
-		norm_put(n, false, ",", 1, false); /* a trailing "1," stays visible */
+		norm_put(n, false, SQLTOK_COMMA, ",", 1, false, false); /* a trailing "1," stays */
 	n->pending_comma = false;
-	norm_hash_stored(n);
-	if (!n->buf || !n->cap)
+	n->hash ^= n->hash >> 32;
+	if (!n->buf)
 		return;
-	if (n->truncated && n->cap > 4) {
+	if (n->truncated && n->len + 4 <= n->cap) {
 		memcpy(n->buf + n->len, "...", 3);
 		n->len += 3;
 	}
@@ -2343,6 +2486,8 @@ void sql_normalize(const char *sql, size_t len, SqlNorm *n)
 	SqlLexer lx;
 	SqlToken tok;
 
+	n->sql = sql;
+	n->sql_len = len;
 	sqllex_init(&lx, sql, len);
 	for (;;) {
 		SqlTokType t = sqllex_next(&lx, &tok);

@@ -25,6 +25,7 @@
 #include "sqllex.h"
 #include "tenant.h"
 
+#include <assert.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -263,12 +264,11 @@ bool stats_statements_on(const Tenant *t)
 	return g_cfg->query_stats || config_tenant_log_min_duration(g_cfg, t->conf) >= 0;
 }
 
-static char norm_buf[1024];
 static SqlNorm norm_scratch;
 
 SqlNorm *stats_norm_begin(void)
 {
-	sql_norm_init(&norm_scratch, norm_buf, sizeof(norm_buf));
+	sql_norm_init(&norm_scratch, NULL, 0); /* the fingerprint only: see statement_fp */
 	return &norm_scratch;
 }
 
@@ -287,7 +287,15 @@ static uint64_t statement_fp(Client *c, const SqlNorm *norm)
 	if (!norm || !g_cfg->query_stats)
 		return 0;
 	uint64_t fp = norm->hash ? norm->hash : 1;
-	table_entry(c->tenant, fp, norm);
+	if (c->tenant->sx && index_find(c->tenant->sx, fp, NULL) >= 0)
+		return fp;
+	/* a statement not in the table: its text is written now, from the same tokens */
+	static char text[QS_TEXT]; /* what an entry keeps, "..." included */
+	SqlNorm full;
+	sql_norm_init(&full, text, sizeof(text));
+	sql_normalize(norm->sql, norm->sql_len, &full);
+	assert((full.hash ? full.hash : 1) == fp);
+	table_entry(c->tenant, fp, &full);
 	return fp;
 }
 
