@@ -255,7 +255,10 @@ PoolMode config_tenant_pool_mode(const Config *cfg, const TenantConf *t);
 int config_tenant_pool_size(const Config *cfg, const TenantConf *t);
 usec_t config_tenant_query_timeout(const Config *cfg, const TenantConf *t);
 /* The tenant's slow-statement threshold; negative: off. */
-usec_t config_tenant_log_min_duration(const Config *cfg, const TenantConf *t);
+static inline usec_t config_tenant_log_min_duration(const Config *cfg, const TenantConf *t)
+{
+	return t->log_min_duration != -1 ? t->log_min_duration : cfg->log_min_duration;
+}
 usec_t config_tenant_query_wait_timeout(const Config *cfg, const TenantConf *t);
 usec_t config_tenant_idle_transaction_timeout(const Config *cfg, const TenantConf *t);
 usec_t config_tenant_client_idle_timeout(const Config *cfg, const TenantConf *t);

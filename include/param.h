@@ -44,7 +44,13 @@ void params_copy(Params *dst, const Params *src);
  * version. Equal fingerprints of a client and a server mean nothing to SET,
  * so the common link costs no list comparison.
  */
-uint64_t params_fingerprint(Params *p);
+uint64_t params_fingerprint_compute(Params *p);
+static inline uint64_t params_fingerprint(Params *p)
+{
+	if (p->fp_version == p->version && p->version)
+		return p->fp;
+	return params_fingerprint_compute(p);
+}
 
 /* Reported by the server but not settable (never SET on a client's behalf). */
 bool param_is_readonly(const char *name);

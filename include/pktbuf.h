@@ -40,8 +40,8 @@ void buf_init(Buf *b);
 void buf_free(Buf *b);
 /* buf_reserve's slow path: compacts consumed bytes, then grows. */
 void buf_grow(Buf *b, size_t n);
-/* Drops everything; keeps the allocation unless it grew past keep bytes. */
-void buf_reset(Buf *b, size_t keep);
+/* buf_reset's slow path: hands the allocation back. */
+void buf_release(Buf *b);
 
 /*
  * The three calls every forwarded message makes are inline: room at the tail is
@@ -62,6 +62,15 @@ static inline void buf_consume(Buf *b, size_t n)
 	b->off += n;
 	if (b->off >= b->len)
 		b->off = b->len = 0;
+}
+
+/* Drops everything; keeps the allocation unless it grew past keep bytes. */
+static inline void buf_reset(Buf *b, size_t keep)
+{
+	b->consumed += b->len - b->off;
+	b->off = b->len = 0;
+	if (b->cap > keep)
+		buf_release(b);
 }
 
 static inline void buf_append(Buf *b, const void *p, size_t n)

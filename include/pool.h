@@ -17,6 +17,18 @@
 
 typedef enum { REPLICA_UNKNOWN = 0, REPLICA_UP, REPLICA_DOWN, REPLICA_LAGGING } ReplicaState;
 
+/*
+ * The pools of one target (a primary or a replica), which share its pool_size, as
+ * pool.c looks among them: kept up to date as servers and clients move, so making
+ * room or handing a server over never walks every pool (a thousand databases on one
+ * saturated backend did, per wait and per returning server).
+ */
+typedef struct PoolTarget {
+	List idle_pools; /* Pool.idle_node: pools with an idle server */
+	List wait_pools; /* Pool.wait_node: pools with clients waiting for a server or a welcome,
+	                  * in the order they began to wait; one served by a hand-over goes last */
+} PoolTarget;
+
 /* A read replica of a backend; objects live as long as the process (pools point at them). */
 typedef struct Replica {
 	char *host;
@@ -25,6 +37,7 @@ typedef struct Replica {
 	int n_servers;
 	int n_waiting; /* clients of all pools on it waiting for a server or a welcome */
 	int inflight;  /* server connections linked to clients: the load measure */
+	PoolTarget target;
 	ReplicaState state;
 	usec_t lag_us;
 	usec_t last_check; /* wall clock of the last health result */
@@ -40,6 +53,7 @@ struct Backend {
 	int min_pool_size;
 	int n_servers;
 	int n_waiting; /* clients of all pools on it waiting for a server or a welcome */
+	PoolTarget target;
 	Replica **replicas;
 	int n_replicas;
 	unsigned replica_turn; /* round-robin among replicas equally loaded */
@@ -98,6 +112,9 @@ struct Pool {
 
 	int n_servers; /* on any list above */
 	int n_waiting;
+	int n_wait_all;     /* n_waiting and the clients on welcome_wait */
+	List idle_node;     /* in its target's idle_pools while idle is not empty */
+	List wait_node;     /* in its target's wait_pools while n_wait_all > 0 */
 	int n_queues;       /* TenantQueues on ring */
 	int n_linked;       /* servers linked to clients */
 	int reserved_total; /* sum of reserved_conns of the tenants using this pool */
@@ -140,6 +157,35 @@ static inline int pool_cap(const Pool *p)
 static inline int *pool_target_count(Pool *p)
 {
 	return p->replica ? &p->replica->n_servers : &p->backend->n_servers;
+}
+
+static inline PoolTarget *pool_target(Pool *p)
+{
+	return p->replica ? &p->replica->target : &p->backend->target;
+}
+
+/* p's idle list changed between empty and not: its place in its target's idle_pools. */
+static inline void pool_idle_changed(Pool *p)
+{
+	bool listed = !list_empty(&p->idle_node);
+	if (!list_empty(&p->idle) && !listed)
+		list_append(&pool_target(p)->idle_pools, &p->idle_node);
+	else if (list_empty(&p->idle) && listed)
+		list_del(&p->idle_node);
+}
+
+/* A client of p began (d = 1) or stopped (d = -1) waiting for a server or a welcome. */
+static inline void pool_wait_changed(Pool *p, int d)
+{
+	p->n_wait_all += d;
+	if (p->replica)
+		p->replica->n_waiting += d;
+	else
+		p->backend->n_waiting += d;
+	if (d > 0 && p->n_wait_all == d)
+		list_append(&pool_target(p)->wait_pools, &p->wait_node);
+	else if (d < 0 && p->n_wait_all == 0)
+		list_del(&p->wait_node);
 }
 
 /* Clients waiting in every pool on p's target. */

@@ -106,11 +106,13 @@ void client_set_state(Client *c, ClientState st)
 	if ((count = tenant_state_count(c, st)) != NULL)
 		(*count)++;
 
-	/* the target's count of waiting clients (pool.c's hand-over between pools) */
-	if (p && (c->state == CL_WAITING || c->state == CL_WELCOME_WAIT))
-		(*pool_target_waiting(p))--;
-	if (p && (st == CL_WAITING || st == CL_WELCOME_WAIT))
-		(*pool_target_waiting(p))++;
+	/* the target's count and list of waiting pools (pool.c's hand-over between pools) */
+	if (p) {
+		int d = (st == CL_WAITING || st == CL_WELCOME_WAIT) -
+		        (c->state == CL_WAITING || c->state == CL_WELCOME_WAIT);
+		if (d)
+			pool_wait_changed(p, d);
+	}
 	if (c->state == CL_WAITING && p) {
 		TenantQueue *q = pool_tenant_queue(p, c->tenant);
 		p->n_waiting--;

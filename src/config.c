@@ -2112,11 +2112,6 @@ int config_tenant_pool_size(const Config *cfg, const TenantConf *t)
 	return cfg->tenant_pool_size;
 }
 
-usec_t config_tenant_log_min_duration(const Config *cfg, const TenantConf *t)
-{
-	return t->log_min_duration != -1 ? t->log_min_duration : cfg->log_min_duration;
-}
-
 usec_t config_tenant_query_timeout(const Config *cfg, const TenantConf *t)
 {
 	return t->query_timeout >= 0 ? t->query_timeout : cfg->query_timeout;

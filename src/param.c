@@ -238,10 +238,8 @@ static uint64_t hash_exact(uint64_t h, const char *s)
 	return h;
 }
 
-uint64_t params_fingerprint(Params *p)
+uint64_t params_fingerprint_compute(Params *p)
 {
-	if (p->fp_version == p->version && p->version)
-		return p->fp;
 	uint64_t fp = 0;
 	for (int i = 0; i < p->n; i++) {
 		const Param *it = &p->items[i];

@@ -35,7 +35,7 @@ static void *block_get(void)
 	return block_cached ? block_cache[--block_cached] : xmalloc(BUF_BLOCK);
 }
 
-static void buf_release(Buf *b)
+void buf_release(Buf *b)
 {
 	if (b->cap == BUF_BLOCK)
 		block_put(b->data);
@@ -85,14 +85,6 @@ void buf_grow(Buf *b, size_t n)
 		b->data = xrealloc(b->data, cap);
 	}
 	b->cap = cap;
-}
-
-void buf_reset(Buf *b, size_t keep)
-{
-	b->consumed += b->len - b->off;
-	b->off = b->len = 0;
-	if (b->cap > keep)
-		buf_release(b);
 }
 
 void buf_puts(Buf *b, const char *s)

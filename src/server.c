@@ -58,6 +58,7 @@ const char *server_state_name(ServerState st)
 void server_set_state(ServerConn *s, ServerState st)
 {
 	Pool *p = s->pool;
+	bool was_idle = s->state == SV_IDLE;
 	list_del(&s->node);
 	s->state = st;
 	switch (st) {
@@ -78,6 +79,8 @@ void server_set_state(ServerConn *s, ServerState st)
 	case SV_FREE:
 		break;
 	}
+	if (was_idle != (st == SV_IDLE))
+		pool_idle_changed(p);
 }
 
 static void send_startup(ServerConn *s)
