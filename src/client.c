@@ -30,6 +30,7 @@
 #include "server.h"
 #include "sqllex.h"
 #include "stats.h"
+#include "template.h"
 #include "tenant.h"
 #include "tls.h"
 
@@ -279,6 +280,8 @@ void client_close(Client *c, const char *reason)
 		cancel_hash_del(c);
 	if (c->tenant && c->state != CL_LOGIN)
 		c->tenant->n_clients--;
+	if (c->login_ctx)
+		template_forget(c); /* a template check may be out for it */
 	client_set_state(c, CL_FREE);
 	conn_close(&c->conn);
 	if (c->scram) {
@@ -565,7 +568,9 @@ struct LoginCtx {
 	const char *secret;   /* from the auth file (not owned), or secret_buf */
 	char *secret_buf;     /* owned: from auth_query */
 	AuthqRequest *lookup; /* auth_query in flight: the login waits for it */
-	char fake[160];       /* the made-up secret of an unknown user */
+	bool tmpl_pending;    /* a template tenant's existence is being checked: same */
+	bool tmpl_checked;
+	char fake[160]; /* the made-up secret of an unknown user */
 	char bound_tenant[CONFIG_NAME_MAX + 1];
 	char login_user[64]; /* the user name as the client sent it (md5 hashes with it) */
 	char database[64];   /* the startup database, for "no tenant" errors */
@@ -967,9 +972,9 @@ static void login_process(Client *c)
 	Buf *in = &c->conn.in;
 
 	while (!c->closing && c->state == CL_LOGIN) {
-		if (c->login_ctx && c->login_ctx->lookup)
-			return; /* auth_query in flight: what the client sent waits for its answer
-			         */
+		if (c->login_ctx && (c->login_ctx->lookup || c->login_ctx->tmpl_pending))
+			return; /* auth_query or a template check in flight: what the client sent
+			           waits for its answer */
 		if (c->login_stage == LOGIN_STARTUP) {
 			uint32_t len;
 			if (buf_avail(in) < 4)
@@ -1124,12 +1129,53 @@ static void no_tenant_fatal(Client *c, const struct LoginCtx *ctx)
 	client_fatal(c, "3D000", msg, hint);
 }
 
+static bool template_sync; /* template_done runs inside template_check: login_finish goes on */
+
+/* Whether the tenant a template would serve exists: the login goes on either way. */
+static void template_done(void *arg, Tenant *t, const char *error)
+{
+	Client *c = arg;
+	struct LoginCtx *ctx = c->login_ctx;
+
+	ctx->tmpl_pending = false;
+	if (error) {
+		client_fatal(c, "08006", "could not check whether the tenant exists", NULL);
+		if (!template_sync)
+			client_maintain();
+		return;
+	}
+	if (t) {
+		c->tenant = t;
+		ctx->result = TENANT_OK;
+	}
+	if (template_sync)
+		return;
+	conn_want_read(&c->conn, true);
+	login_finish(c);
+	client_maintain();
+}
+
 static void login_finish(Client *c)
 {
 	struct LoginCtx *ctx = c->login_ctx;
-	Tenant *t = c->tenant;
+	Tenant *t;
 	char msg[300];
 
+	/* a name no section has may be a template's tenant: asked once, after authentication */
+	if (ctx && !c->console && ctx->result == TENANT_UNKNOWN && !ctx->tmpl_checked) {
+		ctx->tmpl_checked = true;
+		ctx->tmpl_pending = true;
+		template_sync = true;
+		bool later = template_check(ctx->bad, c->user, template_done, c);
+		template_sync = false;
+		if (later) {
+			conn_want_read(&c->conn, false);
+			return;
+		}
+		if (c->closing)
+			return;
+	}
+	t = c->tenant;
 	c->login_ctx = NULL;
 	if (!ctx) {
 		client_fatal(c, "XX000", "internal error: no login context", NULL);
