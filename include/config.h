@@ -163,6 +163,8 @@ typedef struct Config {
 	bool log_disconnections;
 	char *audit_log;
 	char *include_dir;
+	char *migrations_dir;
+	char *tenant_template_db;
 	usec_t template_idle_timeout; /* an implicit tenant without clients leaves memory after */
 	usec_t template_cache_ttl;    /* "the tenant exists" is believed this long */
 	usec_t template_negative_ttl; /* "it does not" this long */
@@ -286,6 +288,8 @@ usec_t config_read_your_writes(const Config *cfg); /* -1 resolves to max_replica
 int config_backend_replica_pool_size(const BackendConf *b);
 ServerTlsMode config_backend_server_tls_mode(const Config *cfg, const BackendConf *b);
 
+/* include_dir as the files read from it are named (relative to the main file); NULL: none. */
+char *config_include_path(const Config *cfg);
 /* The first [template] (file order) whose match accepts name, or NULL. */
 const TenantConf *config_template_for(const Config *cfg, const char *name);
 /* Does the glob (*, ?, [..]) match name? */

@@ -97,6 +97,7 @@ struct Tenant {
 	 */
 	const TenantConf *tmpl;
 	usec_t idle_since; /* implicit: since when it has had no clients (0: it has some) */
+	bool evict_soon;   /* implicit, dropped (DROP TENANT): leaves at the next sweep */
 	List implicit_node;
 };
 
@@ -175,6 +176,8 @@ void tenant_conf_free(TenantConf *tc);
 Tenant *tenant_adopt(const Config *cfg, const TenantConf *tmpl, const char *name);
 /* Frees implicit tenants that nothing has used for template_idle_timeout (the main tick). */
 void tenant_sweep_idle(void);
+/* An implicit tenant whose data is gone leaves memory as soon as nothing uses it. */
+void tenant_evict_soon(Tenant *t);
 /* Implicit tenants in memory. */
 int tenant_implicit_count(void);
 

@@ -21,6 +21,7 @@
 #include "authq.h"
 #include "control.h"
 #include "log.h"
+#include "onboard.h"
 #include "net.h"
 #include "pgtenant.h"
 #include "pool.h"
@@ -272,8 +273,10 @@ void client_close(Client *c, const char *reason)
 		client_log(LOG_LVL_INFO, c, "closing: %s", reason);
 	if (c->state == CL_WAITING)
 		pool_unwait(c);
-	if (c->console)
+	if (c->console) {
 		control_forget_console(c);
+		onboard_forget_console(c);
+	}
 	list_del(&c->throttle_node);
 	detach_server(c);
 	if (c->cancel_pid)

@@ -185,6 +185,10 @@ const ConfigKey config_keys[] = {
           "JSON-lines file of logins, refusals and console commands; empty = off"),
         G(include_dir, KEY_STRING, "", NULL, true, 0, 0,
           "directory whose *.ini files are read after this file, in name order"),
+        G(migrations_dir, KEY_STRING, "", NULL, true, 0, 0,
+          "folder of Flyway-named SQL migrations, used by pgtenant migrate and CREATE TENANT"),
+        G(tenant_template_db, KEY_STRING, "", NULL, true, 0, 0,
+          "CREATE TENANT in database mode copies this database; empty = PostgreSQL's default"),
         G(template_idle_timeout, KEY_DURATION, "60s", NULL, true, 0, NOMAX,
           "a tenant served by a [template] leaves memory after this long without clients"),
         G(template_cache_ttl, KEY_DURATION, "300s", NULL, true, 0, NOMAX,
@@ -1643,6 +1647,20 @@ static int cmp_str(const void *a, const void *b)
 	return strcmp(*(char *const *)a, *(char *const *)b);
 }
 
+char *config_include_path(const Config *cfg)
+{
+	if (!cfg->include_dir)
+		return NULL;
+	if (cfg->include_dir[0] == '/' || !strchr(cfg->path, '/'))
+		return xstrdup(cfg->include_dir);
+	const char *slash = strrchr(cfg->path, '/');
+	size_t dl = (size_t)(slash - cfg->path);
+	size_t len = dl + 1 + strlen(cfg->include_dir) + 1;
+	char *dir = xmalloc(len);
+	snprintf(dir, len, "%.*s/%s", (int)dl, cfg->path, cfg->include_dir);
+	return dir;
+}
+
 static void read_include_dir(LoadState *st)
 {
 	Config *cfg = st->cfg;
@@ -1655,15 +1673,7 @@ static void read_include_dir(LoadState *st)
 	struct stat main_st;
 	bool have_main_st;
 
-	if (cfg->include_dir[0] == '/' || !strchr(cfg->path, '/')) {
-		dir = xstrdup(cfg->include_dir);
-	} else {
-		const char *slash = strrchr(cfg->path, '/');
-		size_t dl = (size_t)(slash - cfg->path);
-		size_t len = dl + 1 + strlen(cfg->include_dir) + 1;
-		dir = xmalloc(len);
-		snprintf(dir, len, "%.*s/%s", (int)dl, cfg->path, cfg->include_dir);
-	}
+	dir = config_include_path(cfg);
 	d = opendir(dir);
 	if (!d) {
 		add_error(st, 0, line, "include_dir \"%s\": %s", dir, strerror(errno));

@@ -430,7 +430,9 @@ static bool implicit_idle(Tenant *t, usec_t limit)
 	}
 	if (!t->idle_since)
 		t->idle_since = g_now;
-	return g_now - t->idle_since >= limit && !t->paused && !t->disabled && !control_waits_on(t);
+	if (control_waits_on(t))
+		return false;
+	return t->evict_soon || (g_now - t->idle_since >= limit && !t->paused && !t->disabled);
 }
 
 /*
@@ -525,6 +527,12 @@ void tenant_sweep_idle(void)
 		tenant_release(t);
 	}
 	free(cand);
+}
+
+void tenant_evict_soon(Tenant *t)
+{
+	assert(t->tmpl);
+	t->evict_soon = true;
 }
 
 int tenant_implicit_count(void)

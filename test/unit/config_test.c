@@ -358,6 +358,8 @@ static void test_every_default_matches_spec(void)
 	        {"log_disconnections", "yes"},
 	        {"audit_log", ""},
 	        {"include_dir", ""},
+	        {"migrations_dir", ""},
+	        {"tenant_template_db", ""},
 	        {"template_idle_timeout", "60s"},
 	        {"template_cache_ttl", "300s"},
 	        {"template_negative_ttl", "5s"},
