@@ -813,17 +813,34 @@ static void login_drop(Client *c, const char *why)
 	client_close(c, NULL);
 }
 
-/* auth_query applies to a password login of a tenant's client whose user auth_file lacks. */
-static bool authq_applies(const Client *c, const struct LoginCtx *ctx)
+/*
+ * auth_query applies to a password login of a tenant's client whose user
+ * auth_file lacks: the lookup runs where that tenant's pool would connect.
+ * A name only a template may serve (not checked before authentication) is
+ * looked up where the template would serve it: *tmp is that conf, the
+ * caller's to free. NULL: auth_query does not apply.
+ */
+static const TenantConf *authq_target(const Client *c, const struct LoginCtx *ctx, TenantConf **tmp)
 {
-	return authq_enabled(g_cfg) && !c->console && c->tenant && ctx->result == TENANT_OK &&
-	       (g_cfg->auth_type == AUTH_MD5 || g_cfg->auth_type == AUTH_SCRAM);
+	const TenantConf *tmpl;
+
+	*tmp = NULL;
+	if (!authq_enabled(g_cfg) || c->console ||
+	    (g_cfg->auth_type != AUTH_MD5 && g_cfg->auth_type != AUTH_SCRAM))
+		return NULL;
+	if (c->tenant && ctx->result == TENANT_OK)
+		return c->tenant->conf;
+	tmpl = ctx->result == TENANT_UNKNOWN ? config_template_for(g_cfg, ctx->bad) : NULL;
+	if (!tmpl || !config_valid_name(ctx->bad))
+		return NULL;
+	*tmp = tenant_conf_from_template(tmpl, ctx->bad);
+	return *tmp;
 }
 
 /* The database the lookup runs in: the tenant's (database mode) or its backend's. */
-static const char *authq_dbname(const Tenant *t, const char *user)
+static const char *authq_dbname(const TenantConf *tc, const char *user)
 {
-	const char *db = config_tenant_dbname(g_cfg, t->conf);
+	const char *db = config_tenant_dbname(g_cfg, tc);
 	return db && *db ? db : user;
 }
 
@@ -949,13 +966,16 @@ static void handle_startup(Client *c, const uint8_t *body, size_t len)
 	ctx->secret = secret;
 	login_ctx_free(c->login_ctx);
 	c->login_ctx = ctx;
-	if (!secret && authq_applies(c, ctx)) {
+	TenantConf *tmp_conf;
+	const TenantConf *aq = secret ? NULL : authq_target(c, ctx, &tmp_conf);
+	if (aq) {
 		AuthqRequest *r;
 		conn_want_read(&c->conn, false); /* nothing is expected before the auth request */
 		authq_sync = true;
-		r = authq_lookup(g_cfg, config_tenant_backend(g_cfg, t->conf),
-		                 authq_dbname(t, c->user), c->user, authq_done, c);
+		r = authq_lookup(g_cfg, config_tenant_backend(g_cfg, aq), authq_dbname(aq, c->user),
+		                 c->user, authq_done, c);
 		authq_sync = false;
+		tenant_conf_free(tmp_conf);
 		if (r) /* else authq_done has run, and c may be closing: ctx is not to be touched */
 			ctx->lookup = r;
 		return;

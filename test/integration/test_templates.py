@@ -194,3 +194,48 @@ def test_template_config_errors_are_reported_with_file_and_line(pg, pgtenant, tm
     assert 'template "nomatch": match is required' in out
     assert 'template "sh": shared mode needs exists_query' in out
     assert "not in users" in out
+
+
+def test_auth_query_finds_users_of_a_template_tenant_before_it_is_in_memory(pg, pgtenant):
+    make_schemas(pg, ["s_t_aq"])
+    with pg.connect() as c:
+        c.execute("DROP ROLE IF EXISTS tq_user")
+        c.execute("SET password_encryption = 'scram-sha-256'")
+        c.execute("CREATE ROLE tq_user LOGIN PASSWORD 'tqpass'")
+    try:
+        p = pgtenant({"auth_user": "postgres"}, start=False,
+                     backends={"main": {"host": pg.sockdir, "port": pg.port, "dbname": "appdb",
+                                        "user": "app"}})
+        with open(p.ini, "a") as f:
+            f.write("\n" + SCHEMA_TEMPLATE)
+        p.start()
+        with psycopg.connect(p.conninfo(user="tq_user", dbname="t_aq", password="tqpass"),
+                             autocommit=True) as conn:
+            assert conn.execute("select current_schemas(false)::text").fetchone() == \
+                ("{s_t_aq,public}",)
+        e = pgt.startup_error(p.port, "tq_user", "t_aq", "wrong")
+        assert e.sqlstate == "28P01"
+    finally:
+        drop_schemas(pg, ["s_t_aq"])
+        with pg.connect() as c:
+            c.execute("DROP ROLE IF EXISTS tq_user")
+
+
+def test_database_template_serves_tenants_whose_database_exists(pg, pgtenant):
+    with pg.connect() as c:
+        c.execute("DROP DATABASE IF EXISTS db_one")
+        c.execute("CREATE DATABASE db_one OWNER app")
+    try:
+        p = start_with(pgtenant, """[template per_db]
+match = db_*
+mode = database
+backend = main
+dbname = {tenant}
+""")
+        with p.connect(user="app.db_one", dbname="db_one") as conn:
+            assert conn.execute("select current_database()").fetchone() == ("db_one",)
+        e = login_error(p, "db_two")
+        assert e.sqlstate == "3D000" and e.message == 'tenant "db_two" does not exist'
+    finally:
+        with pg.connect() as c:
+            c.execute("DROP DATABASE IF EXISTS db_one WITH (FORCE)")
