@@ -239,3 +239,25 @@ dbname = {tenant}
     finally:
         with pg.connect() as c:
             c.execute("DROP DATABASE IF EXISTS db_one WITH (FORCE)")
+
+
+def test_metrics_list_active_template_tenants_within_metrics_tenant_limit(pg, pgtenant):
+    import urllib.request
+    make_schemas(pg, ["s_t_m1", "s_t_m2", "s_t_m3"])
+    try:
+        port = pgt.free_port()
+        p = start_with(pgtenant, SCHEMA_TEMPLATE, {"metrics_listen": f"127.0.0.1:{port}",
+                                                   "metrics_tenant_limit": 2})
+        conns = [p.connect(dbname=n) for n in ("t_m1", "t_m2", "t_m3")]
+        for i, conn in enumerate(conns):
+            for _ in range(3 - i):  # t_m1 the busiest, t_m3 the least
+                conn.execute("select 1")
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=10) as r:
+            body = r.read().decode()
+        tenants = {line.split('tenant="')[1].split('"')[0]
+                   for line in body.splitlines() if line.startswith("pgtenant_queries_total{")}
+        assert tenants == {"t_m1", "t_m2", "_other"}, tenants
+        for conn in conns:
+            conn.close()
+    finally:
+        drop_schemas(pg, ["s_t_m1", "s_t_m2", "s_t_m3"])
