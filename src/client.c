@@ -573,7 +573,8 @@ struct LoginCtx {
 	AuthqRequest *lookup; /* auth_query in flight: the login waits for it */
 	bool tmpl_pending;    /* a template tenant's existence is being checked: same */
 	bool tmpl_checked;
-	char fake[160]; /* the made-up secret of an unknown user */
+	bool tmpl_beside; /* bad names a template's tenant beside the tenant another source named */
+	char fake[160];   /* the made-up secret of an unknown user */
 	char bound_tenant[CONFIG_NAME_MAX + 1];
 	char login_user[64]; /* the user name as the client sent it (md5 hashes with it) */
 	char database[64];   /* the startup database, for "no tenant" errors */
@@ -956,6 +957,10 @@ static void handle_startup(Client *c, const uint8_t *body, size_t len)
 	if (bad)
 		snprintf(ctx->bad, sizeof(ctx->bad), "%.*s", (int)(bad_len < 100 ? bad_len : 100),
 		         bad);
+	/* a template's tenant named beside a configured one: a mismatch if it exists (SPEC §3),
+	 * which is checked after authentication */
+	ctx->tmpl_beside = res == TENANT_OK && bad && config_template_for(g_cfg, ctx->bad) &&
+	                   strcmp(ctx->bad, t->name) != 0;
 	ctx->bound = bound;
 	strlcpy_safe(ctx->login_user, st.user, sizeof(ctx->login_user));
 	strlcpy_safe(ctx->database, st.database, sizeof(ctx->database));
@@ -1167,7 +1172,9 @@ static void template_done(void *arg, Tenant *t, const char *error)
 			client_maintain();
 		return;
 	}
-	if (t) {
+	if (t && ctx->tmpl_beside)
+		ctx->result = t == c->tenant ? TENANT_OK : TENANT_MISMATCH;
+	else if (t) {
 		c->tenant = t;
 		ctx->result = TENANT_OK;
 	}
@@ -1185,7 +1192,8 @@ static void login_finish(Client *c)
 	char msg[300];
 
 	/* a name no section has may be a template's tenant: asked once, after authentication */
-	if (ctx && !c->console && ctx->result == TENANT_UNKNOWN && !ctx->tmpl_checked) {
+	if (ctx && !c->console && (ctx->result == TENANT_UNKNOWN || ctx->tmpl_beside) &&
+	    !ctx->tmpl_checked) {
 		ctx->tmpl_checked = true;
 		ctx->tmpl_pending = true;
 		template_sync = true;

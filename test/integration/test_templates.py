@@ -261,3 +261,22 @@ def test_metrics_list_active_template_tenants_within_metrics_tenant_limit(pg, pg
             conn.close()
     finally:
         drop_schemas(pg, ["s_t_m1", "s_t_m2", "s_t_m3"])
+
+
+def test_a_template_tenant_named_beside_a_configured_one_is_a_mismatch_only_if_it_exists(
+        pg, pgtenant):
+    make_schemas(pg, ["s_t_a"])
+    try:
+        p = start_with(pgtenant, SCHEMA_TEMPLATE)
+        # user names t_a (exists, through the template), database names acme: mismatch,
+        # whether or not t_a is in memory yet
+        for _ in range(2):
+            e = pgt.startup_error(p.port, "app.t_a", "acme", pgt.APP_PASSWORD)
+            assert e.sqlstate == "28000" and "mismatch" in e.message
+            with p.connect(dbname="t_a"):
+                pass
+        # a name the template matches that does not exist names no tenant: acme decides
+        with p.connect(user="app.t_nosuch", dbname="acme") as conn:
+            assert conn.execute("select current_database()").fetchone() == ("acme",)
+    finally:
+        drop_schemas(pg, ["s_t_a"])
