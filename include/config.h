@@ -88,6 +88,11 @@ typedef struct TenantConf {
 	int read_routing;            /* -1: global */
 	usec_t log_min_duration;     /* -1: global; CONFIG_DURATION_OFF: off */
 	bool disabled;
+	/* [template NAME] only (is_template): a glob over tenant names, and shared mode's
+	 * existence check ($1 = the tenant_id) */
+	char *match;
+	char *exists_query;
+	bool is_template;
 	const char *file;
 	int line;
 } TenantConf;
@@ -158,11 +163,18 @@ typedef struct Config {
 	bool log_disconnections;
 	char *audit_log;
 	char *include_dir;
+	char *migrations_dir;
+	char *tenant_template_db;
+	usec_t template_idle_timeout; /* an implicit tenant without clients leaves memory after */
+	usec_t template_cache_ttl;    /* "the tenant exists" is believed this long */
+	usec_t template_negative_ttl; /* "it does not" this long */
 
 	BackendConf *backends;
 	int n_backends;
 	TenantConf *tenants;
 	int n_tenants;
+	TenantConf *templates; /* [template NAME] sections, in file order (is_template set) */
+	int n_templates;
 
 	char *path;   /* the main file as given */
 	char **files; /* every file read (main + include_dir), owned; messages point into these */
@@ -187,7 +199,8 @@ typedef enum {
 	KEY_HOSTPORT_LIST
 } KeyType;
 
-typedef enum { SECTION_GLOBAL = 0, SECTION_BACKEND, SECTION_TENANT } SectionKind;
+/* SECTION_TEMPLATE holds only the keys a [template] adds to those of [tenant]. */
+typedef enum { SECTION_GLOBAL = 0, SECTION_BACKEND, SECTION_TENANT, SECTION_TEMPLATE } SectionKind;
 
 typedef struct ConfigKey {
 	const char *name;
@@ -277,6 +290,15 @@ const char *config_tenant_server_password(const Config *cfg, const TenantConf *t
 usec_t config_read_your_writes(const Config *cfg); /* -1 resolves to max_replica_lag */
 int config_backend_replica_pool_size(const BackendConf *b);
 ServerTlsMode config_backend_server_tls_mode(const Config *cfg, const BackendConf *b);
+
+/* include_dir as the files read from it are named (relative to the main file); NULL: none. */
+char *config_include_path(const Config *cfg);
+/* The first [template] (file order) whose match accepts name, or NULL. */
+const TenantConf *config_template_for(const Config *cfg, const char *name);
+/* Does the glob (*, ?, [..]) match name? */
+bool config_glob_match(const char *glob, const char *name);
+/* A valid section or tenant name: letters, digits, _ and -, 1 to CONFIG_NAME_MAX long. */
+bool config_valid_name(const char *s);
 
 /* Is user in a comma list ("*" matches everyone)? Whitespace around items ignored. */
 bool config_list_contains(const char *list, const char *user);

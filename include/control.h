@@ -23,6 +23,8 @@ bool control_reload(ConfigErrors *errs);
 void control_pause(Tenant *t, Client *console);
 void control_resume(Tenant *t);
 bool control_is_paused(const Tenant *t);
+/* Does a console command (PAUSE, WAIT_CLOSE) wait on t? */
+bool control_waits_on(const Tenant *t);
 /* New logins refused (55000); connected clients closed after their current transaction. */
 void control_disable(Tenant *t);
 void control_enable(Tenant *t);

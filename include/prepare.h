@@ -59,6 +59,11 @@ void prep_server_error(ServerConn *s, void *stmt, const uint8_t *body, size_t le
 
 /* Does s hold statements under pgtenant's names? */
 bool prep_server_holds(const ServerConn *s);
+/*
+ * Marks used[i] when a statement still registered was prepared under tenant
+ * state states[i] (states sorted by address): that state text must stay.
+ */
+void prep_states_in_use(const char *const *states, int n, bool *used);
 /* The server lost every prepared statement (DISCARD ALL, DEALLOCATE ALL) or is going away. */
 void prep_server_reset(ServerConn *s);
 void prep_server_free(ServerConn *s);

@@ -88,6 +88,17 @@ struct Tenant {
 	usec_t tokens_at;
 	TenantStats logged; /* stats at the last periodic log line */
 	Tenant *hash_next;
+
+	/*
+	 * A tenant served by a [template] (implicit) has no section: it enters
+	 * the table at its first login and leaves it after template_idle_timeout
+	 * without clients. Its conf is built from tmpl ({tenant} substituted) and
+	 * owned here; explicit tenants have tmpl NULL.
+	 */
+	const TenantConf *tmpl;
+	usec_t idle_since; /* implicit: since when it has had no clients (0: it has some) */
+	bool evict_soon;   /* implicit, dropped (DROP TENANT): leaves at the next sweep */
+	List implicit_node;
 };
 
 /* Why resolution failed; the caller turns it into the SPEC §8 error. */
@@ -149,6 +160,26 @@ bool tenant_take_token(Tenant *t, usec_t *wait_us);
 
 /* The periodic per-tenant stats line (every stats_period), for tenants with traffic. */
 void tenant_log_stats(usec_t period);
+
+/*
+ * The tenant name gets from template tmpl: its TenantConf ({tenant} in schema,
+ * dbname, tenant_id and server_user replaced by name), owned by the caller
+ * (tenant_conf_free).
+ */
+TenantConf *tenant_conf_from_template(const TenantConf *tmpl, const char *name);
+void tenant_conf_free(TenantConf *tc);
+/*
+ * The implicit tenant name served by tmpl (a template of cfg), put in the
+ * table if it is not there yet; the same isolation as an explicit tenant
+ * (its state is built the same way).
+ */
+Tenant *tenant_adopt(const Config *cfg, const TenantConf *tmpl, const char *name);
+/* Frees implicit tenants that nothing has used for template_idle_timeout (the main tick). */
+void tenant_sweep_idle(void);
+/* An implicit tenant whose data is gone leaves memory as soon as nothing uses it. */
+void tenant_evict_soon(Tenant *t);
+/* Implicit tenants in memory. */
+int tenant_implicit_count(void);
 
 /* Splits user at the last tenant_separator: returns the suffix or NULL. */
 const char *tenant_user_suffix(const char *user, const char *sep, size_t *prefix_len);

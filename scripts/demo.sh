@@ -134,8 +134,16 @@ psql_admin -d postgres >/dev/null <<-'EOF'
 	ALTER ROLE app PASSWORD 'apppass';
 	SELECT 'CREATE DATABASE acme OWNER app' WHERE NOT EXISTS (SELECT FROM pg_database WHERE datname = 'acme') \gexec
 	SELECT 'CREATE DATABASE globex OWNER app' WHERE NOT EXISTS (SELECT FROM pg_database WHERE datname = 'globex') \gexec
-	SELECT 'CREATE DATABASE initech OWNER app' WHERE NOT EXISTS (SELECT FROM pg_database WHERE datname = 'initech') \gexec
+	SELECT 'CREATE DATABASE tenant_template OWNER app' WHERE NOT EXISTS (SELECT FROM pg_database WHERE datname = 'tenant_template') \gexec
+	-- README's "Onboarding a customer" creates initech (and cust_hooli) with CREATE TENANT
+	ALTER ROLE app CREATEDB;
+	DROP DATABASE IF EXISTS initech WITH (FORCE);
 EOF
+psql_admin -d acme >/dev/null <<-'EOF'
+	SET client_min_messages = warning;
+	DROP SCHEMA IF EXISTS cust_hooli CASCADE;
+EOF
+rm -f "$CONF_D/initech.ini"
 
 # The same table in both tenants' databases, with different rows: what a
 # client sees tells which tenant it reached.
@@ -149,8 +157,9 @@ seed() { # dbname, then rows as SQL VALUES
 }
 seed acme "(1, 'Wile E. Coyote', 'Mesa'), (2, 'Road Runner', 'Desert Rd'), (3, 'Acme Labs', 'Tucson')"
 seed globex "(1, 'Hank Scorpio', 'Cypress Creek'), (2, 'Homer Simpson', 'Springfield')"
-# initech is not a tenant yet: README's "Onboarding a customer" adds it with a reload
-seed initech "(1, 'Bill Lumbergh', 'Austin'), (2, 'Milton Waddams', 'Austin')"
+# every database CREATE TENANT makes is a copy of this one: the table, no rows
+seed tenant_template "(0, 'nobody', 'nowhere')"
+psql_admin -d tenant_template -c "DELETE FROM customers" >/dev/null
 
 cat >"$AUTH_FILE" <<-EOF
 	"app" "apppass"
@@ -171,8 +180,10 @@ cat >"$INI" <<-EOF
 	; every user of auth_file may connect as any tenant below
 	tenant_users = *
 	shutdown_timeout = 5s
-	; more tenants: every *.ini here, read at start and on RELOAD
+	; more tenants: every *.ini here, read at start and on RELOAD (CREATE TENANT writes here)
 	include_dir = $CONF_D
+	; CREATE TENANT ... MODE database copies this database
+	tenant_template_db = tenant_template
 
 	[backend main]
 	host = 127.0.0.1
@@ -219,8 +230,8 @@ cat <<EOF
 
     psql "host=127.0.0.1 port=$LISTEN_PORT dbname=pgtenant user=admin password=$ADMIN_PASSWORD"
 
-  New tenants go in $CONF_D/*.ini, then RELOAD (README: "Onboarding a
-  customer without a redeploy" adds the prepared database initech).
+  New tenants: CREATE TENANT on the console (README: "Onboarding a customer
+  without a redeploy" adds initech and cust_hooli).
 
   Ctrl-C stops pgtenant and the demo PostgreSQL.
 

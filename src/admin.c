@@ -28,6 +28,7 @@
 #include "control.h"
 #include "health.h"
 #include "log.h"
+#include "onboard.h"
 #include "pgtenant.h"
 #include "pool.h"
 #include "proto.h"
@@ -47,7 +48,7 @@
 /* Stop reading from a console that keeps sending while a PAUSE is pending. */
 #define ADMIN_MAX_PENDING_INPUT (1024 * 1024)
 #define ADMIN_MAX_STMTS         256
-#define ADMIN_MAX_TOKENS        8
+#define ADMIN_MAX_TOKENS        64 /* CREATE TENANT ... WITH (...) is the longest */
 #define ADMIN_LOG_CMD_MAX       1000
 
 #define OID_INT8 20
@@ -408,6 +409,10 @@ static const struct {
         {"RECONNECT [tenant]", "close server connections once released; new ones are opened"},
         {"WAIT_CLOSE [tenant]", "answer when the connections marked by RECONNECT have closed"},
         {"SET key = value", "change a reloadable global setting until the next RELOAD"},
+        {"CREATE TENANT name [TEMPLATE t | MODE m BACKEND b] [WITH (key = value, ...)]",
+         "create its schema or database, migrate it, write its section to include_dir, reload"},
+        {"DROP TENANT name [DROP DATA]",
+         "disable it, wait for its clients, remove its section (and its schema or database)"},
         {"SHUTDOWN", "stop accepting, let transactions finish, exit"},
 };
 
@@ -1464,8 +1469,8 @@ static ExecResult exec_set(ExecCtx *x, const Tok *toks, int ntoks)
 	return done(x, "SET");
 }
 
-/* PAUSE / WAIT_CLOSE: answered now if control.c completes at once, else later. */
-static ExecResult exec_later(ExecCtx *x, Tenant *t, bool pause)
+/* A command that may answer later is about to start (exec_later_end follows). */
+static void exec_later_begin(ExecCtx *x)
 {
 	AdminSession *s = x->s;
 
@@ -1475,10 +1480,13 @@ static ExecResult exec_later(ExecCtx *x, Tenant *t, bool pause)
 	s->failed = false;
 	free(s->pending_cmd);
 	s->pending_cmd = xstrdup(x->cmd);
-	if (pause)
-		control_pause(t, x->c);
-	else
-		control_wait_close(t, x->c);
+}
+
+/* It has started: answered now if it completed already, else later. */
+static ExecResult exec_later_end(ExecCtx *x)
+{
+	AdminSession *s = x->s;
+
 	s->in_call = false;
 	if (!s->completed)
 		return EXEC_PENDING;
@@ -1486,6 +1494,130 @@ static ExecResult exec_later(ExecCtx *x, Tenant *t, bool pause)
 	if (s->failed)
 		return fail(x, s->err_state, s->err_msg ? s->err_msg : "failed", NULL);
 	return done(x, s->done_tag);
+}
+
+/* PAUSE / WAIT_CLOSE: answered now if control.c completes at once, else later. */
+static ExecResult exec_later(ExecCtx *x, Tenant *t, bool pause)
+{
+	exec_later_begin(x);
+	if (pause)
+		control_pause(t, x->c);
+	else
+		control_wait_close(t, x->c);
+	return exec_later_end(x);
+}
+
+/* WITH ( key = value [, ...] ) from the raw text at p; values bare or 'quoted'. */
+static bool parse_with(const char *p, OnboardRequest *req)
+{
+	while (isspace((unsigned char)*p))
+		p++;
+	if (*p++ != '(')
+		return false;
+	for (;;) {
+		char key[64], value[1024];
+		size_t kn = 0, vn = 0;
+		while (isspace((unsigned char)*p))
+			p++;
+		while ((isalnum((unsigned char)*p) || *p == '_') && kn < sizeof(key) - 1)
+			key[kn++] = *p++;
+		key[kn] = '\0';
+		while (isspace((unsigned char)*p))
+			p++;
+		if (!kn || *p++ != '=')
+			return false;
+		while (isspace((unsigned char)*p))
+			p++;
+		if (*p == '\'') {
+			for (p++;; p++) {
+				if (!*p)
+					return false;
+				if (*p == '\'' && p[1] != '\'')
+					break;
+				if (*p == '\'')
+					p++;
+				if (vn < sizeof(value) - 1)
+					value[vn++] = *p;
+			}
+			p++;
+		} else {
+			while (*p && *p != ',' && *p != ')' && vn < sizeof(value) - 1)
+				value[vn++] = *p++;
+			while (vn > 0 && isspace((unsigned char)value[vn - 1]))
+				vn--;
+		}
+		value[vn] = '\0';
+		if (req->n_with == ONBOARD_MAX_WITH)
+			return false;
+		req->with_keys[req->n_with] = xstrdup(key);
+		req->with_values[req->n_with++] = xstrdup(value);
+		while (isspace((unsigned char)*p))
+			p++;
+		if (*p == ',') {
+			p++;
+			continue;
+		}
+		if (*p++ != ')')
+			return false;
+		while (isspace((unsigned char)*p))
+			p++;
+		return !*p;
+	}
+}
+
+/*
+ * CREATE TENANT name [TEMPLATE t | MODE m BACKEND b] [WITH (key = value, ...)]
+ * DROP TENANT name [DROP DATA]
+ */
+static ExecResult exec_tenant_ddl(ExecCtx *x, const Tok *toks, int ntoks, bool drop)
+{
+	OnboardRequest *req;
+	int i = 3;
+
+	if (ntoks < 3 || !tok_is(&toks[1], "tenant") ||
+	    (toks[2].kind != TOK_WORD && toks[2].kind != TOK_QUOTED))
+		return syntax_error(x);
+	req = xcalloc(1, sizeof(*req));
+	req->drop = drop;
+	req->mode = -1;
+	snprintf(req->name, sizeof(req->name), "%.*s", CONFIG_NAME_MAX, toks[2].text);
+	if (strlen(toks[2].text) > CONFIG_NAME_MAX)
+		req->name[0] = '\0'; /* reported as an invalid name */
+	if (drop) {
+		if (ntoks == 5 && tok_is(&toks[3], "drop") && tok_is(&toks[4], "data"))
+			req->drop_data = true;
+		else if (ntoks != 3)
+			goto bad;
+	} else {
+		if (i + 1 < ntoks && tok_is(&toks[i], "template")) {
+			snprintf(req->tmpl, sizeof(req->tmpl), "%.*s", CONFIG_NAME_MAX,
+			         toks[i + 1].text);
+			i += 2;
+		} else if (i + 3 < ntoks && tok_is(&toks[i], "mode") &&
+		           tok_is(&toks[i + 2], "backend")) {
+			static const char *const modes[] = {"shared", "schema", "database"};
+			for (int m = 0; m < 3; m++)
+				if (strcasecmp(toks[i + 1].text, modes[m]) == 0)
+					req->mode = m;
+			if (req->mode < 0) {
+				onboard_request_free(req);
+				return fail(x, "22023", "MODE is shared, schema or database", NULL);
+			}
+			snprintf(req->backend, sizeof(req->backend), "%.*s", CONFIG_NAME_MAX,
+			         toks[i + 3].text);
+			i += 4;
+		}
+		if (i < ntoks) {
+			if (!tok_is(&toks[i], "with") || !parse_with(x->cmd + toks[i].end, req))
+				goto bad;
+		}
+	}
+	exec_later_begin(x);
+	onboard_start(x->c, req);
+	return exec_later_end(x);
+bad:
+	onboard_request_free(req);
+	return syntax_error(x);
 }
 
 static void reset_queries_one(Tenant *t, void *arg)
@@ -1530,7 +1662,7 @@ static ExecResult exec_command(ExecCtx *x)
 
 	static const char *const known[] = {"reload",   "pause", "resume",    "disable",
 	                                    "enable",   "kill",  "reconnect", "wait_close",
-	                                    "shutdown", "reset"};
+	                                    "shutdown", "reset", "create",    "drop"};
 	bool is_known = false;
 	for (size_t i = 0; i < ARRAY_SIZE(known); i++)
 		if (strcasecmp(verb, known[i]) == 0)
@@ -1545,6 +1677,8 @@ static ExecResult exec_command(ExecCtx *x)
 			return syntax_error(x);
 		return exec_reload(x);
 	}
+	if (strcasecmp(verb, "create") == 0 || strcasecmp(verb, "drop") == 0)
+		return exec_tenant_ddl(x, toks, ntoks, strcasecmp(verb, "drop") == 0);
 	if (strcasecmp(verb, "shutdown") == 0) {
 		if (ntoks != 1)
 			return syntax_error(x);

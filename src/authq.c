@@ -15,9 +15,9 @@
 #include "auth.h"
 #include "conn.h"
 #include "log.h"
+#include "pgjob.h"
 #include "pgtenant.h"
 
-#include <arpa/inet.h>
 #include <event2/event.h>
 #include <libpq-fe.h>
 #include <stdio.h>
@@ -332,13 +332,6 @@ static void on_timeout(evutil_socket_t fd, short what, void *arg)
 	finish(arg, NULL, "timed out");
 }
 
-static const char *sslmode_name(ServerTlsMode m)
-{
-	static const char *const names[] = {"disable", "prefer", "require", "verify-ca",
-	                                    "verify-full"};
-	return (size_t)m < ARRAY_SIZE(names) ? names[m] : "disable";
-}
-
 /* auth_user's password: plain text from auth_file, else the backend's own when it is that role. */
 static const char *auth_user_password(const Config *cfg, const BackendConf *b)
 {
@@ -348,12 +341,6 @@ static const char *auth_user_password(const Config *cfg, const BackendConf *b)
 	if (b->user && b->password && strcmp(b->user, cfg->auth_user) == 0)
 		return b->password;
 	return NULL;
-}
-
-static bool is_address(const char *host)
-{
-	unsigned char buf[16];
-	return inet_pton(AF_INET, host, buf) == 1 || inet_pton(AF_INET6, host, buf) == 1;
 }
 
 AuthqRequest *authq_lookup(const Config *cfg, const BackendConf *b, const char *dbname,
@@ -384,7 +371,7 @@ AuthqRequest *authq_lookup(const Config *cfg, const BackendConf *b, const char *
 	snprintf(timeout_s, sizeof(timeout_s), "%lld",
 	         (long long)(cfg->server_connect_timeout + USEC_PER_SEC - 1) / USEC_PER_SEC);
 	keys[n] = "host", vals[n++] = b->host;
-	if (is_address(b->host)) /* no name to resolve: libpq would do it blocking */
+	if (pgjob_is_address(b->host)) /* no name to resolve: libpq would do it blocking */
 		keys[n] = "hostaddr", vals[n++] = b->host;
 	keys[n] = "port", vals[n++] = port;
 	keys[n] = "dbname", vals[n++] = dbname;
@@ -393,7 +380,7 @@ AuthqRequest *authq_lookup(const Config *cfg, const BackendConf *b, const char *
 	/* fixed, whatever the client sent or the role's defaults say (CVE-2025-12819) */
 	keys[n] = "options", vals[n++] = "-c search_path=pg_catalog";
 	keys[n] = "application_name", vals[n++] = "pgtenant auth_query";
-	keys[n] = "sslmode", vals[n++] = sslmode_name(config_backend_server_tls_mode(cfg, b));
+	keys[n] = "sslmode", vals[n++] = pgjob_sslmode(config_backend_server_tls_mode(cfg, b));
 	keys[n] = "sslrootcert", vals[n++] = cfg->server_tls_ca_file;
 	keys[n] = "connect_timeout", vals[n++] = timeout_s;
 	keys[n] = NULL, vals[n] = NULL;

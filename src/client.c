@@ -21,6 +21,7 @@
 #include "authq.h"
 #include "control.h"
 #include "log.h"
+#include "onboard.h"
 #include "net.h"
 #include "pgtenant.h"
 #include "pool.h"
@@ -30,6 +31,7 @@
 #include "server.h"
 #include "sqllex.h"
 #include "stats.h"
+#include "template.h"
 #include "tenant.h"
 #include "tls.h"
 
@@ -273,14 +275,18 @@ void client_close(Client *c, const char *reason)
 		client_log(LOG_LVL_INFO, c, "closing: %s", reason);
 	if (c->state == CL_WAITING)
 		pool_unwait(c);
-	if (c->console)
+	if (c->console) {
 		control_forget_console(c);
+		onboard_forget_console(c);
+	}
 	list_del(&c->throttle_node);
 	detach_server(c);
 	if (c->cancel_pid)
 		cancel_hash_del(c);
 	if (c->tenant && c->state != CL_LOGIN)
 		c->tenant->n_clients--;
+	if (c->login_ctx)
+		template_forget(c); /* a template check may be out for it */
 	client_set_state(c, CL_FREE);
 	conn_close(&c->conn);
 	if (c->scram) {
@@ -567,7 +573,10 @@ struct LoginCtx {
 	const char *secret;   /* from the auth file (not owned), or secret_buf */
 	char *secret_buf;     /* owned: from auth_query */
 	AuthqRequest *lookup; /* auth_query in flight: the login waits for it */
-	char fake[160];       /* the made-up secret of an unknown user */
+	bool tmpl_pending;    /* a template tenant's existence is being checked: same */
+	bool tmpl_checked;
+	bool tmpl_beside; /* bad names a template's tenant beside the tenant another source named */
+	char fake[160];   /* the made-up secret of an unknown user */
 	char bound_tenant[CONFIG_NAME_MAX + 1];
 	char login_user[64]; /* the user name as the client sent it (md5 hashes with it) */
 	char database[64];   /* the startup database, for "no tenant" errors */
@@ -807,17 +816,34 @@ static void login_drop(Client *c, const char *why)
 	client_close(c, NULL);
 }
 
-/* auth_query applies to a password login of a tenant's client whose user auth_file lacks. */
-static bool authq_applies(const Client *c, const struct LoginCtx *ctx)
+/*
+ * auth_query applies to a password login of a tenant's client whose user
+ * auth_file lacks: the lookup runs where that tenant's pool would connect.
+ * A name only a template may serve (not checked before authentication) is
+ * looked up where the template would serve it: *tmp is that conf, the
+ * caller's to free. NULL: auth_query does not apply.
+ */
+static const TenantConf *authq_target(const Client *c, const struct LoginCtx *ctx, TenantConf **tmp)
 {
-	return authq_enabled(g_cfg) && !c->console && c->tenant && ctx->result == TENANT_OK &&
-	       (g_cfg->auth_type == AUTH_MD5 || g_cfg->auth_type == AUTH_SCRAM);
+	const TenantConf *tmpl;
+
+	*tmp = NULL;
+	if (!authq_enabled(g_cfg) || c->console ||
+	    (g_cfg->auth_type != AUTH_MD5 && g_cfg->auth_type != AUTH_SCRAM))
+		return NULL;
+	if (c->tenant && ctx->result == TENANT_OK)
+		return c->tenant->conf;
+	tmpl = ctx->result == TENANT_UNKNOWN ? config_template_for(g_cfg, ctx->bad) : NULL;
+	if (!tmpl || !config_valid_name(ctx->bad))
+		return NULL;
+	*tmp = tenant_conf_from_template(tmpl, ctx->bad);
+	return *tmp;
 }
 
 /* The database the lookup runs in: the tenant's (database mode) or its backend's. */
-static const char *authq_dbname(const Tenant *t, const char *user)
+static const char *authq_dbname(const TenantConf *tc, const char *user)
 {
-	const char *db = config_tenant_dbname(g_cfg, t->conf);
+	const char *db = config_tenant_dbname(g_cfg, tc);
 	return db && *db ? db : user;
 }
 
@@ -933,6 +959,10 @@ static void handle_startup(Client *c, const uint8_t *body, size_t len)
 	if (bad)
 		snprintf(ctx->bad, sizeof(ctx->bad), "%.*s", (int)(bad_len < 100 ? bad_len : 100),
 		         bad);
+	/* a template's tenant named beside a configured one: a mismatch if it exists (SPEC §3),
+	 * which is checked after authentication */
+	ctx->tmpl_beside = res == TENANT_OK && bad && config_template_for(g_cfg, ctx->bad) &&
+	                   strcmp(ctx->bad, t->name) != 0;
 	ctx->bound = bound;
 	strlcpy_safe(ctx->login_user, st.user, sizeof(ctx->login_user));
 	strlcpy_safe(ctx->database, st.database, sizeof(ctx->database));
@@ -943,13 +973,16 @@ static void handle_startup(Client *c, const uint8_t *body, size_t len)
 	ctx->secret = secret;
 	login_ctx_free(c->login_ctx);
 	c->login_ctx = ctx;
-	if (!secret && authq_applies(c, ctx)) {
+	TenantConf *tmp_conf;
+	const TenantConf *aq = secret ? NULL : authq_target(c, ctx, &tmp_conf);
+	if (aq) {
 		AuthqRequest *r;
 		conn_want_read(&c->conn, false); /* nothing is expected before the auth request */
 		authq_sync = true;
-		r = authq_lookup(g_cfg, config_tenant_backend(g_cfg, t->conf),
-		                 authq_dbname(t, c->user), c->user, authq_done, c);
+		r = authq_lookup(g_cfg, config_tenant_backend(g_cfg, aq), authq_dbname(aq, c->user),
+		                 c->user, authq_done, c);
 		authq_sync = false;
+		tenant_conf_free(tmp_conf);
 		if (r) /* else authq_done has run, and c may be closing: ctx is not to be touched */
 			ctx->lookup = r;
 		return;
@@ -969,9 +1002,9 @@ static void login_process(Client *c)
 	Buf *in = &c->conn.in;
 
 	while (!c->closing && c->state == CL_LOGIN) {
-		if (c->login_ctx && c->login_ctx->lookup)
-			return; /* auth_query in flight: what the client sent waits for its answer
-			         */
+		if (c->login_ctx && (c->login_ctx->lookup || c->login_ctx->tmpl_pending))
+			return; /* auth_query or a template check in flight: what the client sent
+			           waits for its answer */
 		if (c->login_stage == LOGIN_STARTUP) {
 			uint32_t len;
 			if (buf_avail(in) < 4)
@@ -1126,12 +1159,56 @@ static void no_tenant_fatal(Client *c, const struct LoginCtx *ctx)
 	client_fatal(c, "3D000", msg, hint);
 }
 
+static bool template_sync; /* template_done runs inside template_check: login_finish goes on */
+
+/* Whether the tenant a template would serve exists: the login goes on either way. */
+static void template_done(void *arg, Tenant *t, const char *error)
+{
+	Client *c = arg;
+	struct LoginCtx *ctx = c->login_ctx;
+
+	ctx->tmpl_pending = false;
+	if (error) {
+		client_fatal(c, "08006", "could not check whether the tenant exists", NULL);
+		if (!template_sync)
+			client_maintain();
+		return;
+	}
+	if (t && ctx->tmpl_beside)
+		ctx->result = t == c->tenant ? TENANT_OK : TENANT_MISMATCH;
+	else if (t) {
+		c->tenant = t;
+		ctx->result = TENANT_OK;
+	}
+	if (template_sync)
+		return;
+	conn_want_read(&c->conn, true);
+	login_finish(c);
+	client_maintain();
+}
+
 static void login_finish(Client *c)
 {
 	struct LoginCtx *ctx = c->login_ctx;
-	Tenant *t = c->tenant;
+	Tenant *t;
 	char msg[300];
 
+	/* a name no section has may be a template's tenant: asked once, after authentication */
+	if (ctx && !c->console && (ctx->result == TENANT_UNKNOWN || ctx->tmpl_beside) &&
+	    !ctx->tmpl_checked) {
+		ctx->tmpl_checked = true;
+		ctx->tmpl_pending = true;
+		template_sync = true;
+		bool later = template_check(ctx->bad, c->user, template_done, c);
+		template_sync = false;
+		if (later) {
+			conn_want_read(&c->conn, false);
+			return;
+		}
+		if (c->closing)
+			return;
+	}
+	t = c->tenant;
 	c->login_ctx = NULL;
 	if (!ctx) {
 		client_fatal(c, "XX000", "internal error: no login context", NULL);

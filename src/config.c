@@ -185,6 +185,16 @@ const ConfigKey config_keys[] = {
           "JSON-lines file of logins, refusals and console commands; empty = off"),
         G(include_dir, KEY_STRING, "", NULL, true, 0, 0,
           "directory whose *.ini files are read after this file, in name order"),
+        G(migrations_dir, KEY_STRING, "", NULL, true, 0, 0,
+          "folder of Flyway-named SQL migrations, used by pgtenant migrate and CREATE TENANT"),
+        G(tenant_template_db, KEY_STRING, "", NULL, true, 0, 0,
+          "CREATE TENANT in database mode copies this database; empty = PostgreSQL's default"),
+        G(template_idle_timeout, KEY_DURATION, "60s", NULL, true, 0, NOMAX,
+          "a tenant served by a [template] leaves memory after this long without clients"),
+        G(template_cache_ttl, KEY_DURATION, "300s", NULL, true, 0, NOMAX,
+          "how long a template tenant found to exist is believed to exist"),
+        G(template_negative_ttl, KEY_DURATION, "5s", NULL, true, 0, NOMAX,
+          "how long a template tenant found missing is refused without asking again"),
 
         /* [backend NAME] */
         B("host", KEY_STRING, host, "(required)", NULL, true, 1, 0,
@@ -245,6 +255,13 @@ const ConfigKey config_keys[] = {
         T(log_min_duration, KEY_DURATION, "(global)", NULL, true, CONFIG_DURATION_OFF, NOMAX,
           "overrides log_min_duration"),
         T(disabled, KEY_BOOL, "no", NULL, false, 0, 0, "refuse new logins, as DISABLE does"),
+
+        /* [template NAME]: the keys of [tenant], {tenant} substituted, and these */
+        KEY(SECTION_TEMPLATE, TenantConf, "match", KEY_STRING, match, "(required)", NULL, true,
+            true, 1, 0, "glob over tenant names served by this template (* ? [...])"),
+        KEY(SECTION_TEMPLATE, TenantConf, "exists_query", KEY_STRING, exists_query,
+            "(required in shared mode)", NULL, true, true, 1, 0,
+            "shared mode: a query returning a row when tenant_id $1 exists"),
 };
 
 const int config_n_keys = (int)ARRAY_SIZE(config_keys);
@@ -1046,14 +1063,14 @@ void config_pending_names(char *out, size_t outlen)
  * The table is grouped by section; lookups scan only their section's run.
  * Found once, on first use, so the table can be edited freely.
  */
-static int section_begin[3], section_end[3];
+static int section_begin[4], section_end[4];
 static bool sections_ready;
 
 static void sections_init(void)
 {
 	if (sections_ready)
 		return;
-	for (int s = 0; s < 3; s++) {
+	for (int s = 0; s < 4; s++) {
 		section_begin[s] = config_n_keys;
 		section_end[s] = 0;
 	}
@@ -1063,7 +1080,7 @@ static void sections_init(void)
 			section_begin[s] = i;
 		section_end[s] = i + 1;
 	}
-	for (int s = 0; s < 3; s++)
+	for (int s = 0; s < 4; s++)
 		for (int i = section_begin[s]; i < section_end[s]; i++)
 			if (config_keys[i].section != (SectionKind)s)
 				abort(); /* config_keys[] must keep each section's keys together */
@@ -1197,7 +1214,7 @@ static int key_index(const ConfigKey *k)
 	return (int)(k - config_keys);
 }
 
-static bool valid_name(const char *s)
+bool config_valid_name(const char *s)
 {
 	size_t n = 0;
 
@@ -1214,7 +1231,9 @@ static const char *section_label(const LoadState *st, char *buf, size_t len)
 	else if (st->sect == SECTION_BACKEND)
 		snprintf(buf, len, "[backend %s]", st->cfg->backends[st->sect_index].name);
 	else
-		snprintf(buf, len, "[tenant %s]", st->cfg->tenants[st->sect_index].name);
+		snprintf(buf, len, "[%s %s]",
+		         st->cfg->tenants[st->sect_index].is_template ? "template" : "tenant",
+		         st->cfg->tenants[st->sect_index].name);
 	return buf;
 }
 
@@ -1238,19 +1257,25 @@ static void finish_section(LoadState *st)
 			          b->name);
 	} else if (st->sect == SECTION_TENANT) {
 		TenantConf *t = &st->cfg->tenants[st->sect_index];
+		const char *what = t->is_template ? "template" : "tenant";
 		if (!seen_in_section(st, SECTION_TENANT, "mode"))
 			add_error(st, st->file_idx, t->line,
-			          "tenant \"%s\": mode is required (shared, schema or database)",
+			          "%s \"%s\": mode is required (shared, schema or database)", what,
 			          t->name);
 		if (!seen_in_section(st, SECTION_TENANT, "backend"))
 			add_error(st, st->file_idx, t->line,
-			          "tenant \"%s\": backend is required (the name of a [backend] "
+			          "%s \"%s\": backend is required (the name of a [backend] "
 			          "section)",
+			          what, t->name);
+		if (t->is_template && !seen_in_section(st, SECTION_TEMPLATE, "match"))
+			add_error(st, st->file_idx, t->line,
+			          "template \"%s\": match is required (a glob over tenant names, "
+			          "e.g. *)",
 			          t->name);
 	}
 }
 
-static void open_section(LoadState *st, SectionKind kind, const char *name)
+static void open_section(LoadState *st, SectionKind kind, const char *name, bool is_template)
 {
 	Config *cfg = st->cfg;
 
@@ -1285,6 +1310,7 @@ static void open_section(LoadState *st, SectionKind kind, const char *name)
 		templates_init();
 		*t = tenant_template;
 		t->name = xstrdup(name);
+		t->is_template = is_template;
 		t->backend_index = -1;
 		t->file = cfg->files[st->file_idx];
 		t->line = st->lineno;
@@ -1336,23 +1362,24 @@ static void parse_section_header(LoadState *st, char *p)
 	}
 
 	if (strcmp(kind, "pgtenant") == 0 && !*name) {
-		open_section(st, SECTION_GLOBAL, NULL);
-	} else if (strcmp(kind, "backend") == 0 || strcmp(kind, "tenant") == 0) {
+		open_section(st, SECTION_GLOBAL, NULL, false);
+	} else if (strcmp(kind, "backend") == 0 || strcmp(kind, "tenant") == 0 ||
+	           strcmp(kind, "template") == 0) {
 		SectionKind sk = kind[0] == 'b' ? SECTION_BACKEND : SECTION_TENANT;
 		if (!*name)
 			add_error(st, st->file_idx, st->lineno,
 			          "section [%s] needs a name: [%s NAME]", kind, kind);
-		else if (!valid_name(name))
+		else if (!config_valid_name(name))
 			add_error(st, st->file_idx, st->lineno,
 			          "invalid %s name \"%s\" (use letters, digits, _ and -, at most "
 			          "%d characters)",
 			          kind, name, CONFIG_NAME_MAX);
 		else
-			open_section(st, sk, name);
+			open_section(st, sk, name, strcmp(kind, "template") == 0);
 	} else {
 		add_error(st, st->file_idx, st->lineno,
-		          "unknown section [%s%s%s] (expected [pgtenant], [backend NAME] or "
-		          "[tenant NAME])",
+		          "unknown section [%s%s%s] (expected [pgtenant], [backend NAME], "
+		          "[tenant NAME] or [template NAME])",
 		          kind, *name ? " " : "", name);
 	}
 }
@@ -1522,6 +1549,8 @@ static int config_handler(void *user, const char *section, const char *name, con
 		return 1;
 	}
 	k = config_find_key(st->sect, name);
+	if (!k && st->sect == SECTION_TENANT && st->cfg->tenants[st->sect_index].is_template)
+		k = config_find_key(SECTION_TEMPLATE, name);
 	if (!k) {
 		report_unknown_key(st, name);
 		return 1;
@@ -1618,6 +1647,20 @@ static int cmp_str(const void *a, const void *b)
 	return strcmp(*(char *const *)a, *(char *const *)b);
 }
 
+char *config_include_path(const Config *cfg)
+{
+	if (!cfg->include_dir)
+		return NULL;
+	if (cfg->include_dir[0] == '/' || !strchr(cfg->path, '/'))
+		return xstrdup(cfg->include_dir);
+	const char *slash = strrchr(cfg->path, '/');
+	size_t dl = (size_t)(slash - cfg->path);
+	size_t len = dl + 1 + strlen(cfg->include_dir) + 1;
+	char *dir = xmalloc(len);
+	snprintf(dir, len, "%.*s/%s", (int)dl, cfg->path, cfg->include_dir);
+	return dir;
+}
+
 static void read_include_dir(LoadState *st)
 {
 	Config *cfg = st->cfg;
@@ -1630,15 +1673,7 @@ static void read_include_dir(LoadState *st)
 	struct stat main_st;
 	bool have_main_st;
 
-	if (cfg->include_dir[0] == '/' || !strchr(cfg->path, '/')) {
-		dir = xstrdup(cfg->include_dir);
-	} else {
-		const char *slash = strrchr(cfg->path, '/');
-		size_t dl = (size_t)(slash - cfg->path);
-		size_t len = dl + 1 + strlen(cfg->include_dir) + 1;
-		dir = xmalloc(len);
-		snprintf(dir, len, "%.*s/%s", (int)dl, cfg->path, cfg->include_dir);
-	}
+	dir = config_include_path(cfg);
 	d = opendir(dir);
 	if (!d) {
 		add_error(st, 0, line, "include_dir \"%s\": %s", dir, strerror(errno));
@@ -1716,7 +1751,10 @@ static int cmp_backend_idx(const void *a, const void *b)
 static int cmp_tenant_idx(const void *a, const void *b)
 {
 	int x = *(const int *)a, y = *(const int *)b;
-	int c = strcmp(sort_cfg->tenants[x].name, sort_cfg->tenants[y].name);
+	/* templates and tenants have names of their own: sorted apart */
+	int c = (int)sort_cfg->tenants[x].is_template - (int)sort_cfg->tenants[y].is_template;
+	if (!c)
+		c = strcmp(sort_cfg->tenants[x].name, sort_cfg->tenants[y].name);
 	return c ? c : (x > y) - (x < y);
 }
 
@@ -1764,15 +1802,17 @@ static void report_duplicates(LoadState *st, const char *what, const int *order,
 #define DUP_NAME(i) (tenants ? cfg->tenants[order[i]].name : cfg->backends[order[i]].name)
 #define DUP_FILE(i) (tenants ? cfg->tenants[order[i]].file : cfg->backends[order[i]].file)
 #define DUP_LINE(i) (tenants ? cfg->tenants[order[i]].line : cfg->backends[order[i]].line)
+#define DUP_TMPL(i) (tenants && cfg->tenants[order[i]].is_template)
 	for (int i = 1; i < n; i++) {
-		if (strcmp(DUP_NAME(first), DUP_NAME(i)) != 0) {
+		if (strcmp(DUP_NAME(first), DUP_NAME(i)) != 0 || DUP_TMPL(first) != DUP_TMPL(i)) {
 			first = i;
 			continue;
 		}
 		add_error(st, file_index_of(cfg, DUP_FILE(i)), DUP_LINE(i),
-		          "%s \"%s\" is already defined at %s:%d", what, DUP_NAME(i),
-		          DUP_FILE(first), DUP_LINE(first));
+		          "%s \"%s\" is already defined at %s:%d", DUP_TMPL(i) ? "template" : what,
+		          DUP_NAME(i), DUP_FILE(first), DUP_LINE(first));
 	}
+#undef DUP_TMPL
 #undef DUP_NAME
 #undef DUP_FILE
 #undef DUP_LINE
@@ -1783,6 +1823,107 @@ static bool same_pool(const Config *cfg, const TenantConf *a, const TenantConf *
 	return a->backend_index == b->backend_index &&
 	       strcmp_null(tenant_pool_dbname(cfg, a), tenant_pool_dbname(cfg, b)) == 0 &&
 	       strcmp_null(tenant_pool_user(cfg, a), tenant_pool_user(cfg, b)) == 0;
+}
+
+/* What only a [template] needs: {tenant} where it means something, no reservations. */
+static void template_check(LoadState *st, const TenantConf *t, int fi)
+{
+	static const char *const no_subst[] = {"backend",         "users", "shared_schemas",
+	                                       "server_password", "match", "exists_query"};
+	const char *const vals[] = {t->backend,         t->users, t->shared_schemas,
+	                            t->server_password, t->match, t->exists_query};
+
+	if (t->mode == TENANT_MODE_SHARED && !t->exists_query)
+		add_error(st, fi, t->line,
+		          "template \"%s\": shared mode needs exists_query (e.g. SELECT 1 FROM "
+		          "tenants WHERE id = $1)",
+		          t->name);
+	if (t->reserved_conns > 0)
+		add_error(st, fi, t->line,
+		          "template \"%s\": reserved_conns cannot be given to every tenant a "
+		          "template may serve",
+		          t->name);
+	for (size_t i = 0; i < ARRAY_SIZE(no_subst); i++)
+		if (vals[i] && strstr(vals[i], "{tenant}"))
+			add_error(st, fi, t->line,
+			          "template \"%s\": {tenant} is only replaced in schema, dbname, "
+			          "tenant_id and server_user, not in %s",
+			          t->name, no_subst[i]);
+}
+
+/*
+ * Templates are parsed as tenant sections (same keys, same checks); once
+ * validated they move to cfg->templates, keeping their file order, which
+ * decides the first match.
+ */
+static void split_templates(Config *cfg)
+{
+	int n = 0;
+
+	for (int i = 0; i < cfg->n_tenants; i++)
+		n += cfg->tenants[i].is_template;
+	if (!n)
+		return;
+	cfg->templates = xmalloc(sizeof(TenantConf) * (size_t)n);
+	int kept = 0;
+	for (int i = 0; i < cfg->n_tenants; i++) {
+		if (cfg->tenants[i].is_template)
+			cfg->templates[cfg->n_templates++] = cfg->tenants[i];
+		else
+			cfg->tenants[kept++] = cfg->tenants[i];
+	}
+	cfg->n_tenants = kept;
+}
+
+bool config_glob_match(const char *glob, const char *name)
+{
+	const char *star = NULL, *resume = NULL;
+
+	while (*name) {
+		if (*glob == '*') {
+			star = glob++;
+			resume = name;
+			continue;
+		}
+		if (*glob == '[') {
+			const char *p = glob + 1;
+			bool neg = *p == '!' || *p == '^', hit = false;
+			if (neg)
+				p++;
+			for (; *p && (*p != ']' || p == glob + 1 + neg); p++) {
+				if (p[1] == '-' && p[2] && p[2] != ']') {
+					hit = hit || (*name >= p[0] && *name <= p[2]);
+					p += 2;
+				} else {
+					hit = hit || *name == *p;
+				}
+			}
+			if (*p == ']' && hit != neg) {
+				glob = p + 1;
+				name++;
+				continue;
+			}
+		} else if (*glob && (*glob == '?' || *glob == *name)) {
+			glob++;
+			name++;
+			continue;
+		}
+		if (!star)
+			return false;
+		glob = star + 1;
+		name = ++resume;
+	}
+	while (*glob == '*')
+		glob++;
+	return !*glob;
+}
+
+const TenantConf *config_template_for(const Config *cfg, const char *name)
+{
+	for (int i = 0; i < cfg->n_templates; i++)
+		if (config_glob_match(cfg->templates[i].match, name))
+			return &cfg->templates[i];
+	return NULL;
 }
 
 static void validate(LoadState *st)
@@ -1823,7 +1964,9 @@ static void validate(LoadState *st)
 		TenantConf *t = &cfg->tenants[i];
 		int fi = file_index_of(cfg, t->file);
 
-		if (cfg->admin_db && strcmp(t->name, cfg->admin_db) == 0)
+		if (t->is_template) {
+			template_check(st, t, fi);
+		} else if (cfg->admin_db && strcmp(t->name, cfg->admin_db) == 0)
 			add_error(st, fi, t->line,
 			          "tenant \"%s\" has the name of admin_db; clients could not reach "
 			          "it",
@@ -1935,6 +2078,7 @@ Config *config_load(const char *path, ConfigErrors *errs)
 	if (cfg->include_dir)
 		read_include_dir(&st);
 	validate(&st);
+	split_templates(cfg);
 
 	free(st.linebuf);
 	free(st.seen_gen);
@@ -1969,9 +2113,16 @@ void config_free(Config *cfg)
 	free(cfg->backends);
 	for (int i = 0; i < cfg->n_tenants; i++) {
 		free_fields(SECTION_TENANT, &cfg->tenants[i]);
+		free_fields(SECTION_TEMPLATE, &cfg->tenants[i]);
 		free(cfg->tenants[i].name);
 	}
 	free(cfg->tenants);
+	for (int i = 0; i < cfg->n_templates; i++) {
+		free_fields(SECTION_TENANT, &cfg->templates[i]);
+		free_fields(SECTION_TEMPLATE, &cfg->templates[i]);
+		free(cfg->templates[i].name);
+	}
+	free(cfg->templates);
 	free_fields(SECTION_GLOBAL, cfg);
 	for (int i = 0; i < cfg->n_files; i++)
 		free(cfg->files[i]);

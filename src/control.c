@@ -17,6 +17,7 @@
 #include "pgtenant.h"
 #include "pool.h"
 #include "server.h"
+#include "template.h"
 #include "tenant.h"
 #include "tls.h"
 
@@ -58,6 +59,14 @@ void control_forget_console(Client *console)
 			pp = &(*pp)->next;
 		}
 	}
+}
+
+bool control_waits_on(const Tenant *t)
+{
+	for (const Waiter *w = waiters; w; w = w->next)
+		if (w->tenant == t)
+			return true;
+	return false;
 }
 
 bool control_is_paused(const Tenant *t)
@@ -178,6 +187,7 @@ bool control_reload(ConfigErrors *errs)
 	g_auth = af;
 	pool_backends_build(cfg);
 	tenant_registry_build(cfg);
+	template_cache_drop(NULL); /* templates may have changed what exists where */
 	pool_reservations_build();
 	authq_cache_clear(); /* auth_user, auth_query or a backend may have changed */
 	log_open(cfg->log_file);

@@ -17,6 +17,7 @@
 #include "pgtenant.h"
 #include "pool.h"
 #include "server.h"
+#include "template.h"
 #include "tenant.h"
 #include "tls.h"
 
@@ -155,8 +156,10 @@ static void on_tick(evutil_socket_t fd, short what, void *arg)
 	control_maintain();
 	stats_tick();
 	static usec_t last_stats;
-	if (++ticks % 10 == 0)
+	if (++ticks % 10 == 0) {
 		client_idle_timeouts();
+		template_maintain();
+	}
 	if (!last_stats)
 		last_stats = g_now;
 	if (g_cfg->stats_period > 0 && g_now - last_stats >= g_cfg->stats_period) {
@@ -169,6 +172,8 @@ static void on_tick(evutil_socket_t fd, short what, void *arg)
 			event_base_loopbreak(g_base);
 	}
 	client_maintain();
+	if (ticks % 10 == 5)
+		tenant_sweep_idle(); /* after client_maintain: closed clients are gone */
 }
 
 static bool daemonize(void)

@@ -137,6 +137,27 @@ static void stmt_unref(PreparedStmt *p)
 	free(p);
 }
 
+static int cmp_ptr(const void *a, const void *b)
+{
+	uintptr_t x = (uintptr_t) * (const char *const *)a,
+	          y = (uintptr_t) * (const char *const *)b;
+	return (x > y) - (x < y);
+}
+
+void prep_states_in_use(const char *const *states, int n, bool *used)
+{
+	for (size_t i = 0; n > 0 && i < registry_size; i++) {
+		for (const PreparedStmt *p = registry[i]; p; p = p->hash_next) {
+			const char *const *hit;
+			if (!p->state_sql)
+				continue;
+			hit = bsearch(&p->state_sql, states, (size_t)n, sizeof(*states), cmp_ptr);
+			if (hit)
+				used[hit - states] = true;
+		}
+	}
+}
+
 /* ---- a client's names ---- */
 
 typedef struct NameEntry {

@@ -8,20 +8,29 @@
  */
 #include "tenant.h"
 
+#include "client.h"
 #include "control.h"
 #include "log.h"
 #include "param.h"
 #include "pgtenant.h"
 #include "pool.h"
 #include "pktbuf.h"
+#include "prepare.h"
+#include "server.h"
 #include "stats.h"
 
+#include <assert.h>
 #include <stdlib.h>
 #include <string.h>
 
 static Tenant **table;
 static size_t table_size; /* power of two */
 static int n_tenants;
+static List implicit_tenants = {&implicit_tenants, &implicit_tenants}; /* Tenant.implicit_node */
+static int n_implicit;
+
+/* marked_by of a server whose marking tenant has left memory: never anyone's own */
+static Tenant tenant_gone;
 
 /* A removed tenant's object, at exit (clients may point at it until then). */
 static void tenant_release(void *p)
@@ -37,6 +46,8 @@ static void tenant_release(void *p)
 	free((void *)t->state.sql);
 	free((void *)t->state.msgs);
 	free(t->name);
+	if (t->tmpl)
+		tenant_conf_free((TenantConf *)t->conf);
 	free(t);
 }
 
@@ -266,10 +277,273 @@ void tenant_resolve_all(const Config *cfg)
 			resolve_settings(t, cfg);
 }
 
+static void table_link(Tenant *t)
+{
+	size_t slot = hash_name(t->name, strlen(t->name)) & (table_size - 1);
+	t->hash_next = table[slot];
+	table[slot] = t;
+	n_tenants++;
+}
+
+static void table_unlink(Tenant *t)
+{
+	Tenant **pp = &table[hash_name(t->name, strlen(t->name)) & (table_size - 1)];
+	while (*pp != t)
+		pp = &(*pp)->hash_next;
+	*pp = t->hash_next;
+	n_tenants--;
+}
+
+/* Keeps the table at most half full as implicit tenants come in. */
+static void table_make_room(void)
+{
+	if ((size_t)(n_tenants + 1) * 2 <= table_size)
+		return;
+	Tenant **old = table;
+	size_t old_size = table_size;
+	table_size *= 2;
+	table = xcalloc(table_size, sizeof(Tenant *));
+	n_tenants = 0;
+	for (size_t b = 0; b < old_size; b++) {
+		for (Tenant *t = old[b], *next; t; t = next) {
+			next = t->hash_next;
+			table_link(t);
+		}
+	}
+	free(old);
+}
+
+/* Settings, state and pool of t from its (new) conf. */
+static void tenant_setup(Tenant *t, const Config *cfg, const TenantConf *tc)
+{
+	t->removed = false;
+	t->conf = tc;
+	t->disabled = tc->disabled;
+	build_state(t, cfg);
+	/* database mode: see mark_shared_pools; an implicit one is lexed in any case (its pool
+	 * may be shared with its template's other tenants) */
+	t->analyze = tc->mode != TENANT_MODE_DATABASE || t->tmpl;
+	resolve_settings(t, cfg);
+	t->pool = NULL; /* recomputed on next use: backend or credentials may have changed */
+}
+
+static char *substitute(const char *v, const char *name)
+{
+	static const char var[] = "{tenant}";
+	const size_t vl = sizeof(var) - 1, nl = strlen(name);
+	Buf b;
+
+	if (!v)
+		return NULL;
+	buf_init(&b);
+	for (const char *p = v, *hit; *p; p = hit + vl) {
+		hit = strstr(p, var);
+		if (!hit) {
+			buf_puts(&b, p);
+			break;
+		}
+		buf_append(&b, p, (size_t)(hit - p));
+		buf_append(&b, name, nl);
+	}
+	buf_append(&b, "", 1);
+	return (char *)b.data;
+}
+
+TenantConf *tenant_conf_from_template(const TenantConf *tmpl, const char *name)
+{
+	TenantConf *tc = xmalloc(sizeof(*tc));
+
+	assert(tmpl->is_template);
+	*tc = *tmpl; /* the other strings are the template's: it outlives its tenants' confs */
+	tc->is_template = false;
+	tc->match = NULL;
+	tc->exists_query = NULL;
+	tc->name = xstrdup(name);
+	tc->schema = substitute(tmpl->schema, name);
+	tc->tenant_id = substitute(tmpl->tenant_id, name);
+	tc->dbname = substitute(tmpl->dbname, name);
+	tc->server_user = substitute(tmpl->server_user, name);
+	return tc;
+}
+
+void tenant_conf_free(TenantConf *tc)
+{
+	if (!tc)
+		return;
+	free(tc->name);
+	free(tc->schema);
+	free(tc->tenant_id);
+	free(tc->dbname);
+	free(tc->server_user);
+	free(tc);
+}
+
+/* t's conf comes from template tmpl of cfg; the old one is retired (servers' clients may read it).
+ */
+static void implicit_setup(Tenant *t, const Config *cfg, const TenantConf *tmpl)
+{
+	const TenantConf *old = t->tmpl ? t->conf : NULL;
+	if (!t->tmpl) {
+		list_append(&implicit_tenants, &t->implicit_node);
+		n_implicit++;
+	}
+	t->tmpl = tmpl;
+	tenant_setup(t, cfg, tenant_conf_from_template(tmpl, t->name));
+	if (old)
+		retire((void *)old, (void (*)(void *))tenant_conf_free);
+}
+
+Tenant *tenant_adopt(const Config *cfg, const TenantConf *tmpl, const char *name)
+{
+	Tenant *t = tenant_lookup(name);
+
+	if (t)
+		return t;
+	table_make_room();
+	t = xcalloc(1, sizeof(*t));
+	t->name = xstrdup(name);
+	list_init(&t->implicit_node);
+	implicit_setup(t, cfg, tmpl);
+	t->idle_since = g_now;
+	table_link(t);
+	return t;
+}
+
+static int cmp_ptr(const void *a, const void *b)
+{
+	uintptr_t x = (uintptr_t) * (void *const *)a, y = (uintptr_t) * (void *const *)b;
+	return (x > y) - (x < y);
+}
+
+/* Is p in the array sorted by address? */
+static bool among(const void *const *sorted, int n, const void *p)
+{
+	return p && bsearch(&p, sorted, (size_t)n, sizeof(*sorted), cmp_ptr);
+}
+
+/* Nothing may point at t: it is idle, no login, console command or statement refers to it. */
+static bool implicit_idle(Tenant *t, usec_t limit)
+{
+	if (t->n_clients > 0 || t->n_servers > 0 || t->cl_waiting > 0) {
+		t->idle_since = 0;
+		return false;
+	}
+	if (!t->idle_since)
+		t->idle_since = g_now;
+	if (control_waits_on(t))
+		return false;
+	return t->evict_soon || (g_now - t->idle_since >= limit && !t->paused && !t->disabled);
+}
+
+/*
+ * Servers may still hold an evicted tenant's state text (committed or in
+ * flight) and mark: the state becomes unknown (applied again before use) and
+ * the mark one no tenant owns (reset before anyone's use). Both arrays are
+ * sorted by address.
+ */
+static void forget_on_servers(const char *const *states, int n_states, Tenant *const *gone,
+                              int n_gone)
+{
+	List *pit, *it;
+	list_for_each(pit, &g_pools)
+	{
+		Pool *p = list_entry(pit, Pool, node);
+		List *lists[] = {&p->idle, &p->active, &p->login, &p->busy};
+		for (size_t l = 0; l < ARRAY_SIZE(lists); l++) {
+			list_for_each(it, lists[l])
+			{
+				ServerConn *s = list_entry(it, ServerConn, node);
+				if (among((const void *const *)states, n_states, s->st_sql) ||
+				    among((const void *const *)states, n_states, s->st_pending_sql))
+					server_state_unknown(s);
+				if (among((const void *const *)gone, n_gone, s->marked_by))
+					s->marked_by = &tenant_gone;
+			}
+		}
+	}
+}
+
+void tenant_sweep_idle(void)
+{
+	usec_t limit = g_cfg->template_idle_timeout;
+	Tenant **cand;
+	int n = 0;
+	List *it;
+
+	if (!n_implicit)
+		return;
+	/* clients still logging in may point at their tenant */
+	list_for_each(it, &g_login_clients)
+	{
+		Client *c = list_entry(it, Client, node);
+		if (c->tenant && c->tenant->tmpl)
+			c->tenant->idle_since = 0;
+	}
+	cand = xmalloc(sizeof(*cand) * (size_t)n_implicit);
+	list_for_each(it, &implicit_tenants)
+	{
+		Tenant *t = list_entry(it, Tenant, implicit_node);
+		if (implicit_idle(t, limit))
+			cand[n++] = t;
+	}
+	if (n) {
+		/* statements prepared under a tenant's state keep it in memory until they go */
+		const char **states = xmalloc(sizeof(*states) * (size_t)n);
+		bool *used = xcalloc((size_t)n, sizeof(bool));
+		Tenant **by_state = xmalloc(sizeof(*by_state) * (size_t)n);
+		for (int i = 0; i < n; i++)
+			states[i] = cand[i]->state.sql;
+		qsort(states, (size_t)n, sizeof(*states), cmp_ptr);
+		prep_states_in_use(states, n, used);
+		int kept = 0;
+		for (int i = 0; i < n; i++) {
+			const char *st = cand[i]->state.sql;
+			const char **hit =
+			        st ? bsearch(&st, states, (size_t)n, sizeof(*states), cmp_ptr)
+			           : NULL;
+			if (!hit || !used[hit - states])
+				by_state[kept++] = cand[i];
+		}
+		n = kept;
+		memcpy(cand, by_state, sizeof(*cand) * (size_t)n);
+		kept = 0;
+		for (int i = 0; i < n; i++)
+			if (cand[i]->state.sql)
+				states[kept++] = cand[i]->state.sql;
+		qsort(states, (size_t)kept, sizeof(*states), cmp_ptr);
+		qsort(by_state, (size_t)n, sizeof(*by_state), cmp_ptr);
+		forget_on_servers(states, kept, by_state, n);
+		free(states);
+		free(used);
+		free(by_state);
+	}
+	for (int i = 0; i < n; i++) {
+		Tenant *t = cand[i];
+		log_debug("tenant %s: no clients for %lld s, leaves memory", t->name,
+		          (long long)(limit / USEC_PER_SEC));
+		table_unlink(t);
+		list_del(&t->implicit_node);
+		n_implicit--;
+		tenant_release(t);
+	}
+	free(cand);
+}
+
+void tenant_evict_soon(Tenant *t)
+{
+	assert(t->tmpl);
+	t->evict_soon = true;
+}
+
+int tenant_implicit_count(void)
+{
+	return n_implicit;
+}
+
 void tenant_registry_build(const Config *cfg)
 {
 	size_t size = 64;
-	while (size < (size_t)cfg->n_tenants * 2)
+	while (size < ((size_t)cfg->n_tenants + (size_t)n_implicit) * 2)
 		size *= 2;
 	Tenant **old = table;
 	size_t old_size = table_size;
@@ -294,25 +568,34 @@ void tenant_registry_build(const Config *cfg)
 		if (!t) {
 			t = xcalloc(1, sizeof(*t));
 			t->name = xstrdup(tc->name);
+			list_init(&t->implicit_node);
 		}
-		t->removed = false;
-		t->conf = tc;
-		t->disabled = tc->disabled;
-		build_state(t, cfg);
-		t->analyze =
-		        tc->mode != TENANT_MODE_DATABASE; /* database mode: see mark_shared_pools */
-		resolve_settings(t, cfg);
-		t->pool =
-		        NULL; /* recomputed on next use: backend or credentials may have changed */
-		size_t slot = hash_name(t->name, strlen(t->name)) & (size - 1);
-		t->hash_next = table[slot];
-		table[slot] = t;
-		n_tenants++;
+		if (t->tmpl) {
+			/* a section now overrides the template that served it */
+			retire((void *)t->conf, (void (*)(void *))tenant_conf_free);
+			list_del(&t->implicit_node);
+			n_implicit--;
+			t->tmpl = NULL;
+		}
+		tenant_setup(t, cfg, tc);
+		table_link(t);
 	}
 	/* Tenants that disappeared keep their objects while clients point at them (never freed:
-	 * removals are rare); control_reload closes those clients after their transaction. */
+	 * removals are rare); control_reload closes those clients after their transaction. An
+	 * implicit tenant stays while a template of the new file still serves it. */
 	for (size_t b = 0; old && b < old_size; b++) {
-		for (Tenant *t = old[b]; t; t = t->hash_next) {
+		for (Tenant *t = old[b], *next; t; t = next) {
+			next = t->hash_next;
+			const TenantConf *tmpl = t->tmpl ? config_template_for(cfg, t->name) : NULL;
+			if (tmpl) {
+				implicit_setup(t, cfg, tmpl);
+				table_link(t);
+				continue;
+			}
+			if (t->tmpl) {
+				list_del(&t->implicit_node);
+				n_implicit--;
+			}
 			t->removed = true;
 			retire(t, tenant_release);
 		}
@@ -370,6 +653,15 @@ TenantResult tenant_resolve(const Config *cfg, const TenantQuery *q, Tenant **ou
 				}
 				if (name)
 					t = lookup_n(name, n);
+				if (name && !t && !*unknown_name && n <= CONFIG_NAME_MAX) {
+					char copy[CONFIG_NAME_MAX + 1];
+					memcpy(copy, name, n);
+					copy[n] = '\0';
+					if (config_template_for(cfg, copy)) {
+						*unknown_name = name;
+						*unknown_len = n;
+					}
+				}
 			}
 			break;
 		case TENANT_SRC_USER: {
@@ -393,6 +685,13 @@ TenantResult tenant_resolve(const Config *cfg, const TenantQuery *q, Tenant **ou
 		case TENANT_SRC_DATABASE:
 			if (q->database)
 				t = tenant_lookup(q->database);
+			/* no tenant of a section: maybe a template's (checked after authentication)
+			 */
+			if (q->database && !t && !*unknown_name &&
+			    config_template_for(cfg, q->database)) {
+				*unknown_name = q->database;
+				*unknown_len = strlen(q->database);
+			}
 			break;
 		case TENANT_SRC_OPTIONS:
 			if (q->options_tenant) {

@@ -358,6 +358,11 @@ static void test_every_default_matches_spec(void)
 	        {"log_disconnections", "yes"},
 	        {"audit_log", ""},
 	        {"include_dir", ""},
+	        {"migrations_dir", ""},
+	        {"tenant_template_db", ""},
+	        {"template_idle_timeout", "60s"},
+	        {"template_cache_ttl", "300s"},
+	        {"template_negative_ttl", "5s"},
 	};
 	static const char *const backend_keys[] = {
 	        "host",
@@ -824,6 +829,44 @@ static void test_multiple_errors_are_all_reported_in_file_order(void)
 	config_errors_free(&errs);
 }
 
+static void test_template_globs_match_as_documented(void)
+{
+	static const struct {
+		const char *glob, *name;
+		bool match;
+	} cases[] = {
+	        {"*", "acme", true},        {"t_*", "t_1", true},       {"t_*", "t_", true},
+	        {"t_*", "x_1", false},      {"t_?", "t_12", false},     {"t_??", "t_12", true},
+	        {"*_eu", "acme_eu", true},  {"*_eu", "acme_us", false}, {"[a-c]*", "beta", true},
+	        {"[a-c]*", "delta", false}, {"[!a-c]*", "delta", true}, {"a*b*c", "axxbyyc", true},
+	        {"a*b*c", "axxbyy", false}, {"acme", "acme", true},     {"acme", "acme2", false},
+	};
+	for (size_t i = 0; i < ARRAY_SIZE(cases); i++)
+		CHECK_MSG(config_glob_match(cases[i].glob, cases[i].name) == cases[i].match,
+		          "glob %s against %s", cases[i].glob, cases[i].name);
+}
+
+static void test_templates_load_in_file_order_apart_from_tenants(void)
+{
+	Config *cfg;
+
+	write_file("tmpl.ini", "[pgtenant]\ntenant_users = *\n[backend main]\nhost = h\n"
+	                       "[template eu]\nmatch = *_eu\nmode = schema\nbackend = main\n"
+	                       "schema = s_{tenant}\n"
+	                       "[tenant eu]\nmode = shared\nbackend = main\n"
+	                       "[template all]\nmatch = *\nmode = database\nbackend = main\n"
+	                       "dbname = db_{tenant}\n");
+	cfg = load_good("tmpl.ini");
+	if (!cfg)
+		return;
+	CHECK(cfg->n_tenants == 1 && strcmp(cfg->tenants[0].name, "eu") == 0);
+	CHECK(cfg->n_templates == 2);
+	CHECK(config_template_for(cfg, "acme_eu") == &cfg->templates[0]);
+	CHECK(config_template_for(cfg, "acme") == &cfg->templates[1]);
+	CHECK(cfg->templates[0].backend_index == 0 && cfg->templates[0].is_template);
+	config_free(cfg);
+}
+
 static void test_include_dir_is_read_in_name_order_relative_to_main_file(void)
 {
 	Config *cfg;
@@ -1117,6 +1160,8 @@ int main(void)
 	test_global_rules();
 	test_syntax_problems_are_all_reported();
 	test_multiple_errors_are_all_reported_in_file_order();
+	test_template_globs_match_as_documented();
+	test_templates_load_in_file_order_apart_from_tenants();
 	test_include_dir_is_read_in_name_order_relative_to_main_file();
 	test_duplicate_tenant_across_files_names_both_places();
 	test_reserved_conns_of_a_shared_pool_must_fit();
