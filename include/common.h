@@ -30,6 +30,8 @@ extern usec_t g_now;
 void time_update(void);
 
 void *xmalloc(size_t n);
+/* n bytes at an address that is a multiple of align (a power of two); free() frees them. */
+void *xaligned(size_t align, size_t n);
 void *xcalloc(size_t count, size_t n);
 void *xrealloc(void *p, size_t n);
 char *xstrdup(const char *s);

@@ -45,6 +45,15 @@ void *xmalloc(size_t n)
 	return p;
 }
 
+void *xaligned(size_t align, size_t n)
+{
+	size_t size = (n + align - 1) / align * align; /* aligned_alloc wants a multiple */
+	void *p = aligned_alloc(align, size ? size : align);
+	if (!p)
+		out_of_memory(size);
+	return p;
+}
+
 void *xcalloc(size_t count, size_t n)
 {
 	void *p = calloc(count ? count : 1, n ? n : 1);

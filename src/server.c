@@ -343,6 +343,8 @@ static void server_on_read(evutil_socket_t fd, short what, void *arg)
 		client_maintain();
 		return;
 	}
+	if (s->client && s->client->sx)
+		__builtin_prefetch(s->client->sx); /* statistics of the reply: cold, wanted soon */
 	st = conn_read(&s->conn);
 	if (st == IO_EOF || st == IO_ERROR) {
 		server_close(s,

@@ -533,6 +533,16 @@ SqlTokType sqllex_next(SqlLexer *lx, SqlToken *tok)
 		return lex_simple(lx, tok, SQLTOK_COMMA, p, p + 1);
 	if (c == ';')
 		return lex_simple(lx, tok, SQLTOK_SEMI, p, p + 1);
+	if (c == '=' && !lex_is_op_char(s[p + 1]))
+		return lex_simple(lx, tok, SQLTOK_OP, p, p + 1);
+	if (lex_is_digit(c)) {
+		/* digits up to a byte that can continue no number (., e, _, x, a name) */
+		size_t end = p + 1;
+		while (end < n && lex_is_digit(s[end]))
+			end++;
+		if (end == n || !(lex_is_ident_cont(s[end]) || s[end] == '.'))
+			return lex_simple(lx, tok, SQLTOK_NUMBER, p, end);
+	}
 	return lex_general(lx, tok);
 }
 
@@ -2276,7 +2286,7 @@ void sql_analyze_norm(const char *sql, size_t len, const char *tenant_guc,
 
 void sql_norm_init(SqlNorm *n, char *buf, size_t cap)
 {
-	memset(n, 0, sizeof(*n));
+	*n = (SqlNorm){0};
 	n->buf = cap ? buf : NULL;
 	n->cap = buf ? cap : 0;
 	n->hash = NORM_FNV_OFFSET;
