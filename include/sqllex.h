@@ -62,6 +62,9 @@ typedef struct SqlLexer {
 void sqllex_init(SqlLexer *lx, const char *s, size_t len);
 /* Next token; SQLTOK_EOF at the end, SQLTOK_ERROR when a quote or comment never ends. */
 SqlTokType sqllex_next(SqlLexer *lx, SqlToken *tok);
+/* sqllex_next() without its inline path for names, numbers and one-byte tokens: every
+ * token drawn the general way (for the test that both draw the same). */
+SqlTokType sqllex_next_general(SqlLexer *lx, SqlToken *tok);
 /* Case-insensitive comparison of an IDENT token with a lower-case word. */
 bool sqltok_is(const SqlToken *tok, const char *word);
 /*

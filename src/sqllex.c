@@ -546,6 +546,13 @@ SqlTokType sqllex_next(SqlLexer *lx, SqlToken *tok)
 	return lex_general(lx, tok);
 }
 
+SqlTokType sqllex_next_general(SqlLexer *lx, SqlToken *tok)
+{
+	if (lx->failed)
+		return lex_fail(lx, tok, lx->len);
+	return lex_general(lx, tok);
+}
+
 bool sqltok_is(const SqlToken *tok, const char *word)
 {
 	size_t n = strlen(word);

@@ -853,6 +853,70 @@ static void bench_pgbench_select(void)
 	CHECK(sink == 2u * (unsigned)n);
 }
 
+/*
+ * sqllex_next() takes names, plain numbers, '=', ',' and ';' on an inline path and leaves
+ * the rest to the general one: on random text made of the bytes and words where the two
+ * could part (prefixes, quotes, comments, number forms, operators, the end of input),
+ * every token, its marks and the lexer's state must be the same both ways.
+ */
+static void test_inline_path_draws_what_the_general_path_draws(void)
+{
+	static const char bytes[] = "aeEuUxXbBnN_$&'\"-/*;,.()=<>+!~ \n\t0123456789:\\";
+	static const char *const words[] = {
+	        "select ", "e'",  "u&'", "U&\"", "$$", "$a$", "--",  "/*", "*/", "1.5e3",
+	        "0x1F",    "1_0", "12.", "1..2", "=>", "<=",  "a$1", "x'", "b'", "n'",
+	};
+	unsigned seed = 12345;
+	char buf[160];
+	int differ = 0;
+
+	for (int it = 0; it < 200000; it++) {
+		size_t len = 0;
+		seed = seed * 1103515245u + 12345u;
+		int k = (int)(seed >> 16) % 14 + 1;
+		for (int j = 0; j < k && len < sizeof(buf) - 8; j++) {
+			seed = seed * 1103515245u + 12345u;
+			unsigned r = seed >> 16;
+			if (r & 1) {
+				buf[len++] = bytes[(r >> 1) % (sizeof(bytes) - 1)];
+			} else {
+				const char *w = words[(r >> 1) % ARRAY_SIZE(words)];
+				memcpy(buf + len, w, strlen(w));
+				len += strlen(w);
+			}
+		}
+		char *copy = malloc(len ? len : 1); /* exact size: reads past the end show */
+		if (!copy)
+			abort();
+		memcpy(copy, buf, len);
+		SqlLexer a, b;
+		SqlToken ta, tb;
+		sqllex_init(&a, copy, len);
+		sqllex_init(&b, copy, len);
+		for (;;) {
+			SqlTokType x = sqllex_next(&a, &ta), y = sqllex_next_general(&b, &tb);
+			bool same = x == y && ta.text == tb.text && ta.len == tb.len &&
+			            ta.offset == tb.offset && ta.depth == tb.depth &&
+			            ta.escaped_string == tb.escaped_string &&
+			            ta.backslash_quote == tb.backslash_quote &&
+			            ta.prefix == tb.prefix && ta.uescape == tb.uescape &&
+			            a.pos == b.pos && a.depth == b.depth && a.failed == b.failed &&
+			            a.hint_replica == b.hint_replica &&
+			            a.hint_primary == b.hint_primary;
+			if (!same) {
+				if (differ++ < 3)
+					CHECK_MSG(false, "[%.*s]: token at %zu differs", (int)len,
+					          copy, tb.offset);
+				break;
+			}
+			if (x == SQLTOK_EOF || x == SQLTOK_ERROR)
+				break;
+		}
+		free(copy);
+	}
+	CHECK_MSG(differ == 0, "%d inputs drawn differently", differ);
+}
+
 int main(int argc, char **argv)
 {
 	test_lexer_draws_postgresql_token_boundaries();
@@ -864,6 +928,7 @@ int main(int argc, char **argv)
 	test_leading_comment_hints();
 	test_statement_count_and_max_param();
 	test_every_prefix_is_safe();
+	test_inline_path_draws_what_the_general_path_draws();
 	/* Under valgrind, pass "--no-bench" to skip the timing loop. */
 	if (!(argc > 1 && strcmp(argv[1], "--no-bench") == 0))
 		bench_pgbench_select();
