@@ -158,6 +158,7 @@ typedef struct Config {
 	bool log_disconnections;
 	char *audit_log;
 	char *include_dir;
+	char *migrations_dir; /* as written; config_relative_path() resolves it */
 
 	BackendConf *backends;
 	int n_backends;
@@ -274,6 +275,9 @@ const char *config_tenant_server_password(const Config *cfg, const TenantConf *t
 usec_t config_read_your_writes(const Config *cfg); /* -1 resolves to max_replica_lag */
 int config_backend_replica_pool_size(const BackendConf *b);
 ServerTlsMode config_backend_server_tls_mode(const Config *cfg, const BackendConf *b);
+
+/* p as given when absolute, else relative to the main file's directory (malloc'ed). */
+char *config_relative_path(const Config *cfg, const char *p);
 
 /* Is user in a comma list ("*" matches everyone)? Whitespace around items ignored. */
 bool config_list_contains(const char *list, const char *user);

@@ -185,6 +185,8 @@ const ConfigKey config_keys[] = {
           "JSON-lines file of logins, refusals and console commands; empty = off"),
         G(include_dir, KEY_STRING, "", NULL, true, 0, 0,
           "directory whose *.ini files are read after this file, in name order"),
+        G(migrations_dir, KEY_STRING, "", NULL, true, 0, 0,
+          "folder of versioned SQL files (V1__name.sql) that pgtenant migrate applies"),
 
         /* [backend NAME] */
         B("host", KEY_STRING, host, "(required)", NULL, true, 1, 0,
@@ -1618,6 +1620,18 @@ static int cmp_str(const void *a, const void *b)
 	return strcmp(*(char *const *)a, *(char *const *)b);
 }
 
+char *config_relative_path(const Config *cfg, const char *p)
+{
+	if (p[0] == '/' || !strchr(cfg->path, '/'))
+		return xstrdup(p);
+	const char *slash = strrchr(cfg->path, '/');
+	size_t dl = (size_t)(slash - cfg->path);
+	size_t len = dl + 1 + strlen(p) + 1;
+	char *out = xmalloc(len);
+	snprintf(out, len, "%.*s/%s", (int)dl, cfg->path, p);
+	return out;
+}
+
 static void read_include_dir(LoadState *st)
 {
 	Config *cfg = st->cfg;
@@ -1630,15 +1644,7 @@ static void read_include_dir(LoadState *st)
 	struct stat main_st;
 	bool have_main_st;
 
-	if (cfg->include_dir[0] == '/' || !strchr(cfg->path, '/')) {
-		dir = xstrdup(cfg->include_dir);
-	} else {
-		const char *slash = strrchr(cfg->path, '/');
-		size_t dl = (size_t)(slash - cfg->path);
-		size_t len = dl + 1 + strlen(cfg->include_dir) + 1;
-		dir = xmalloc(len);
-		snprintf(dir, len, "%.*s/%s", (int)dl, cfg->path, cfg->include_dir);
-	}
+	dir = config_relative_path(cfg, cfg->include_dir);
 	d = opendir(dir);
 	if (!d) {
 		add_error(st, 0, line, "include_dir \"%s\": %s", dir, strerror(errno));
