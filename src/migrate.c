@@ -51,7 +51,7 @@ MigrateNameResult migrate_parse_name(const char *name, MigrateFile *f)
 	if (name[0] != 'V' || len < 4 || strcmp(name + len - 4, ".sql") != 0)
 		return MIGRATE_NAME_IGNORED;
 	const char *sep = strstr(name, "__");
-	if (!sep || sep == name + 1 || sep + 2 > name + len - 4)
+	if (!sep || sep == name + 1 || sep + 2 >= name + len - 4)
 		return MIGRATE_NAME_BAD;
 
 	/* version: digits in parts separated by '.' or '_' (Flyway reads V1_2 as 1.2) */

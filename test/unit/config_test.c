@@ -358,6 +358,7 @@ static void test_every_default_matches_spec(void)
 	        {"log_disconnections", "yes"},
 	        {"audit_log", ""},
 	        {"include_dir", ""},
+	        {"migrations_dir", ""},
 	};
 	static const char *const backend_keys[] = {
 	        "host",
