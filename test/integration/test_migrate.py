@@ -9,6 +9,8 @@ import itertools
 import json
 import os
 
+import pytest
+
 import pgt
 
 _seq = itertools.count()
@@ -219,7 +221,36 @@ def test_a_no_transaction_file_runs_outside_a_transaction(pg, pgtenant, tmp_path
         fx.drop()
 
 
-def test_pause_traffic_holds_clients_instead_of_failing_them(pg, pgtenant, tmp_path):
+def test_a_migration_that_waits_for_a_lock_is_retried(pg, pgtenant, tmp_path):
+    fx = Fixture(pg, pgtenant, tmp_path, schemas=("la",), shared=(), databases=())
+    try:
+        fx.q("set role app; create table la.orders (id int)")
+        write(fx.dir, {"V1__add.sql": "alter table orders add column note text;\n"})
+        with pg.connect(fx.main, autocommit=False) as holder:
+            holder.execute("lock table la.orders in access exclusive mode")
+            run = pgt.spawn([pgt.PGTENANT_BIN, "migrate", fx.p.ini, "run", "--lock-timeout",
+                             "200ms"], stdout=pgt.subprocess.PIPE, stderr=pgt.subprocess.PIPE,
+                            text=True)
+            pgt.time.sleep(1.0)  # the first attempt and a retry time out meanwhile
+            holder.rollback()
+        out, err = run.communicate(timeout=60)
+        assert run.returncode == 0, out + err
+        assert history(fx, "la") == [("1", True)]
+        # held longer than every retry: the tenant fails with 55P03
+        write(fx.dir, {"V2__add.sql": "alter table orders add column more text;\n"})
+        with pg.connect(fx.main, autocommit=False) as holder:
+            holder.execute("lock table la.orders in access exclusive mode")
+            res = migrate(fx.p, "run", "--lock-timeout", "100ms")
+            holder.rollback()
+        assert res.returncode == 1
+        assert "55P03" in res.stderr, res.stderr
+        assert history(fx, "la") == [("1", True), ("2", False)]
+    finally:
+        fx.drop()
+
+
+@pytest.mark.parametrize("pause", [True, False], ids=["paused", "control"])
+def test_pause_traffic_holds_clients_instead_of_failing_them(pg, pgtenant, tmp_path, pause):
     fx = Fixture(pg, pgtenant, tmp_path, schemas=("pa",), shared=(), databases=(),
                  globals_={"admin_users": "admin"}, start=False)
     fx.p.users["admin"] = "adminpass"
@@ -242,19 +273,24 @@ def test_pause_traffic_holds_clients_instead_of_failing_them(pg, pgtenant, tmp_p
                           stderr=pgt.subprocess.PIPE, text=True)
         try:
             pgt.time.sleep(1.0)
-            res = migrate(fx.p, "run", "--pause-traffic")
+            res = migrate(fx.p, "run", *(["--pause-traffic"] if pause else []))
             out, err = bench.communicate(timeout=60)
         finally:
             if bench.poll() is None:
                 bench.kill()
         assert res.returncode == 0, res.stdout + res.stderr
+        assert history(fx, "pa") == [("1", True)]
+        if not pause:
+            # without the pause, clients meet the half-migrated schema
+            assert bench.returncode != 0 and "does not exist" in err, out + err
+            return
         assert bench.returncode == 0, out + err
         r = pgt.parse_pgbench(out)
         assert r.get("processed", 0) > 0, out
         assert r.get("failed", 0) == 0, out
         assert "aborted" not in err, err
-        assert history(fx, "pa") == [("1", True)]
         with fx.p.connect(user="app", dbname="pa") as c:
             assert c.execute("show search_path").fetchone()[0].startswith('"pa"')
+            assert c.execute("select count(*) from orders").fetchone()[0] == 1
     finally:
         fx.drop()
