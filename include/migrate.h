@@ -73,8 +73,8 @@ typedef struct MigrateTargets {
 
 /*
  * Adds t (copied: every string is duplicated). A shared-mode target whose
- * backend, database and user match one already there joins it: its members
- * are added to that target's.
+ * backend and database match one already there joins it: its members are
+ * added to that target's (which keeps its own login).
  */
 void migrate_target_add(MigrateTargets *ts, const MigrateTarget *t);
 void migrate_targets_free(MigrateTargets *ts);

@@ -277,7 +277,9 @@ void migrate_target_add(MigrateTargets *ts, const MigrateTarget *t)
 	if (t->mode == TENANT_MODE_SHARED) {
 		for (int i = 0; i < ts->n; i++) {
 			MigrateTarget *o = &ts->v[i];
-			if (o->mode == TENANT_MODE_SHARED && same_login(o, t)) {
+			/* one history per backend database: the first member's login serves all */
+			if (o->mode == TENANT_MODE_SHARED && o->backend_index == t->backend_index &&
+			    same_str(o->dbname, t->dbname)) {
 				for (int m = 0; m < t->n_members; m++)
 					add_member(o, t->members[m]);
 				return;
