@@ -438,6 +438,7 @@ typedef struct Runner {
 	int *login_id; /* targets with equal ids log in the same way (a connection serves both) */
 	int *open;     /* connections open per backend */
 	int *limit;    /* min(jobs, pool_size) per backend */
+	int *finished; /* target indexes in the order they finished, n_done of them */
 	int n_done, n_failed, max_open_seen;
 	pthread_mutex_t mu;
 	pthread_cond_t cv;
@@ -1149,7 +1150,7 @@ static void *job_main(void *arg)
 		}
 		res->usec = time_mono_usec() - t0;
 		pthread_mutex_lock(&r->mu);
-		r->n_done++;
+		r->finished[r->n_done++] = i;
 		if (res->status != RES_OK)
 			r->n_failed++;
 		pthread_cond_broadcast(&r->cv);
@@ -1194,6 +1195,8 @@ static void print_plain(const Runner *r, int i)
 		fprintf(stderr, "pgtenant migrate: %s: %s\n", t->name, res->error);
 		return;
 	}
+	if (o->json)
+		return;
 	if (o->action == ACT_RUN && o->dry_run)
 		printf("%s: at %s, would apply %s\n", t->name, at,
 		       res->n_applied ? buf_str(applied) : "nothing");
@@ -1441,9 +1444,24 @@ static int run_targets(Runner *r)
 		jobs[k].login = -1;
 		pthread_create(&threads[k], NULL, job_main, &jobs[k]);
 	}
-	/* lines come in target order as they finish; the bar redraws every 200 ms */
+	/* a line per target as it finishes (status: a table at the end); the bar every 200 ms */
 	pthread_mutex_lock(&r->mu);
-	while (r->n_done < r->n_targets) {
+	while (printed < r->n_targets) {
+		while (printed < r->n_done) {
+			int i = r->finished[printed++];
+			pthread_mutex_unlock(&r->mu); /* a finished result no longer changes */
+			if (o->json || o->action != ACT_STATUS) {
+				if (tty)
+					fputs("\r\033[K", stderr);
+				print_plain(r, i);
+				fflush(stdout);
+			}
+			pthread_mutex_lock(&r->mu);
+		}
+		if (tty)
+			progress_draw(r, false);
+		if (printed == r->n_targets)
+			break;
 		struct timespec ts;
 		clock_gettime(CLOCK_REALTIME, &ts);
 		ts.tv_nsec += 200 * 1000 * 1000;
@@ -1452,8 +1470,6 @@ static int run_targets(Runner *r)
 			ts.tv_nsec -= 1000000000;
 		}
 		pthread_cond_timedwait(&r->cv, &r->mu, &ts);
-		if (tty)
-			progress_draw(r, false);
 	}
 	pthread_mutex_unlock(&r->mu);
 	for (int k = 0; k < n_jobs; k++)
@@ -1465,19 +1481,15 @@ static int run_targets(Runner *r)
 	int bad = 0;
 	if (o->action == ACT_STATUS && !o->json)
 		printf("%-20s %-10s %-30s %s\n", "TENANT", "VERSION", "DESCRIPTION", "STATE");
-	for (int i = 0; i < r->n_targets; i++, printed++) {
+	for (int i = 0; i < r->n_targets; i++) {
 		Result *res = &r->results[i];
 		if (res->status != RES_OK)
 			bad++;
-		if (o->json) {
-			if (res->status != RES_OK)
-				fprintf(stderr, "pgtenant migrate: %s: %s\n", r->targets[i].name,
-				        res->error);
-			continue;
+		if (o->action == ACT_STATUS && !o->json) {
+			if (res->report.len)
+				fwrite(res->report.data, 1, res->report.len, stdout);
+			print_plain(r, i);
 		}
-		if (o->action == ACT_STATUS && res->report.len)
-			fwrite(res->report.data, 1, res->report.len, stdout);
-		print_plain(r, i);
 	}
 	if (o->json)
 		print_json(r, secs);
@@ -1537,6 +1549,7 @@ int migrate_main(int argc, char **argv)
 	r.n_targets = ts.n;
 	r.results = xcalloc((size_t)ts.n + 1, sizeof(Result));
 	r.claimed = xcalloc((size_t)ts.n + 1, sizeof(bool));
+	r.finished = xcalloc((size_t)ts.n + 1, sizeof(int));
 	r.login_id = xcalloc((size_t)ts.n + 1, sizeof(int));
 	r.open = xcalloc((size_t)cfg->n_backends + 1, sizeof(int));
 	r.limit = xcalloc((size_t)cfg->n_backends + 1, sizeof(int));
@@ -1573,6 +1586,7 @@ int migrate_main(int argc, char **argv)
 	free(r.files);
 	free(r.results);
 	free(r.claimed);
+	free(r.finished);
 	free(r.login_id);
 	free(r.open);
 	free(r.limit);
