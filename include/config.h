@@ -163,7 +163,7 @@ typedef struct Config {
 	bool log_disconnections;
 	char *audit_log;
 	char *include_dir;
-	char *migrations_dir;
+	char *migrations_dir; /* as written; config_relative_path() resolves it */
 	char *tenant_template_db;
 	usec_t template_idle_timeout; /* an implicit tenant without clients leaves memory after */
 	usec_t template_cache_ttl;    /* "the tenant exists" is believed this long */
@@ -299,6 +299,8 @@ const TenantConf *config_template_for(const Config *cfg, const char *name);
 bool config_glob_match(const char *glob, const char *name);
 /* A valid section or tenant name: letters, digits, _ and -, 1 to CONFIG_NAME_MAX long. */
 bool config_valid_name(const char *s);
+/* p as given when absolute, else relative to the main file's directory (malloc'ed). */
+char *config_relative_path(const Config *cfg, const char *p);
 
 /* Is user in a comma list ("*" matches everyone)? Whitespace around items ignored. */
 bool config_list_contains(const char *list, const char *user);

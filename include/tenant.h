@@ -128,6 +128,12 @@ int tenant_count(void);
 void tenant_foreach(void (*fn)(Tenant *t, void *arg), void *arg);
 /* "shared", "schema" or "database" (SHOW TENANTS, /tenants.json). */
 const char *tenant_mode_name(TenantMode m);
+/*
+ * A schema tenant's search_path as pgtenant sets it, NUL not included:
+ * its schema, its shared_schemas, then pg_temp, each a quoted identifier.
+ * path is initialised here; the caller frees it.
+ */
+void tenant_search_path(const TenantConf *tc, Buf *path);
 /* "disabled", "paused" or "active". */
 const char *tenant_state_name(const Tenant *t);
 

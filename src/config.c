@@ -186,7 +186,8 @@ const ConfigKey config_keys[] = {
         G(include_dir, KEY_STRING, "", NULL, true, 0, 0,
           "directory whose *.ini files are read after this file, in name order"),
         G(migrations_dir, KEY_STRING, "", NULL, true, 0, 0,
-          "folder of Flyway-named SQL migrations, used by pgtenant migrate and CREATE TENANT"),
+          "folder of versioned SQL files (V1__name.sql) that pgtenant migrate and CREATE TENANT "
+          "apply"),
         G(tenant_template_db, KEY_STRING, "", NULL, true, 0, 0,
           "CREATE TENANT in database mode copies this database; empty = PostgreSQL's default"),
         G(template_idle_timeout, KEY_DURATION, "60s", NULL, true, 0, NOMAX,
@@ -1647,18 +1648,21 @@ static int cmp_str(const void *a, const void *b)
 	return strcmp(*(char *const *)a, *(char *const *)b);
 }
 
-char *config_include_path(const Config *cfg)
+char *config_relative_path(const Config *cfg, const char *p)
 {
-	if (!cfg->include_dir)
-		return NULL;
-	if (cfg->include_dir[0] == '/' || !strchr(cfg->path, '/'))
-		return xstrdup(cfg->include_dir);
+	if (p[0] == '/' || !strchr(cfg->path, '/'))
+		return xstrdup(p);
 	const char *slash = strrchr(cfg->path, '/');
 	size_t dl = (size_t)(slash - cfg->path);
-	size_t len = dl + 1 + strlen(cfg->include_dir) + 1;
-	char *dir = xmalloc(len);
-	snprintf(dir, len, "%.*s/%s", (int)dl, cfg->path, cfg->include_dir);
-	return dir;
+	size_t len = dl + 1 + strlen(p) + 1;
+	char *out = xmalloc(len);
+	snprintf(out, len, "%.*s/%s", (int)dl, cfg->path, p);
+	return out;
+}
+
+char *config_include_path(const Config *cfg)
+{
+	return cfg->include_dir ? config_relative_path(cfg, cfg->include_dir) : NULL;
 }
 
 static void read_include_dir(LoadState *st)
@@ -1673,7 +1677,7 @@ static void read_include_dir(LoadState *st)
 	struct stat main_st;
 	bool have_main_st;
 
-	dir = config_include_path(cfg);
+	dir = config_relative_path(cfg, cfg->include_dir);
 	d = opendir(dir);
 	if (!d) {
 		add_error(st, 0, line, "include_dir \"%s\": %s", dir, strerror(errno));

@@ -13,6 +13,7 @@
 #include "listener.h"
 #include "audit.h"
 #include "metrics.h"
+#include "migrate.h"
 #include "log.h"
 #include "pgtenant.h"
 #include "pool.h"
@@ -39,7 +40,8 @@ static void usage(FILE *fp)
 {
 	fprintf(fp,
 	        "pgtenant %s - a tenant-aware PostgreSQL connection pooler\n\n"
-	        "Usage: pgtenant [options] CONFIG.ini\n\n"
+	        "Usage: pgtenant [options] CONFIG.ini\n"
+	        "       pgtenant migrate CONFIG.ini [status|run|validate] [options]\n\n"
 	        "Options:\n"
 	        "  -d, --daemon    run in the background (writes pid_file)\n"
 	        "  -v              more logging (repeat for more)\n"
@@ -226,6 +228,10 @@ int main(int argc, char **argv)
 	int verbosity = 0, opt;
 	ConfigErrors errs = {0};
 	char err[512] = "";
+
+	/* a subcommand of its own: it never starts the event loop */
+	if (argc > 1 && strcmp(argv[1], "migrate") == 0)
+		return migrate_main(argc - 1, argv + 1);
 
 	while ((opt = getopt_long(argc, argv, "dvqVh", opts, NULL)) != -1) {
 		switch (opt) {

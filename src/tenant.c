@@ -168,6 +168,29 @@ static void state_build(TenantState *st, const Config *cfg, const char *search_p
 	st->msgs_len = msgs.len;
 }
 
+void tenant_search_path(const TenantConf *tc, Buf *path)
+{
+	/* schema, then shared_schemas, then pg_temp (no temporary table shadows a tenant's) */
+	const char *shared = config_tenant_shared_schemas(tc);
+	buf_init(path);
+	param_quote_ident(path, config_tenant_schema(tc));
+	char *list = xstrdup(shared ? shared : "");
+	char *save = NULL;
+	for (char *item = strtok_r(list, ",", &save); item; item = strtok_r(NULL, ",", &save)) {
+		while (*item == ' ' || *item == '\t')
+			item++;
+		char *end = item + strlen(item);
+		while (end > item && (end[-1] == ' ' || end[-1] == '\t'))
+			*--end = '\0';
+		if (!*item)
+			continue;
+		buf_append(path, ", ", 2);
+		param_quote_ident(path, item);
+	}
+	free(list);
+	buf_append(path, ", pg_temp", 10);
+}
+
 /* t's state (SPEC §4): none in database mode. */
 static void build_state(Tenant *t, const Config *cfg)
 {
@@ -183,26 +206,8 @@ static void build_state(Tenant *t, const Config *cfg)
 		state_build(&t->state, cfg, NULL, NULL, config_tenant_id(tc));
 		return;
 	}
-	/* schema, then shared_schemas, then pg_temp (no temporary table shadows a tenant's) */
-	const char *shared = config_tenant_shared_schemas(tc);
 	Buf path;
-	buf_init(&path);
-	param_quote_ident(&path, config_tenant_schema(tc));
-	char *list = xstrdup(shared ? shared : "");
-	char *save = NULL;
-	for (char *item = strtok_r(list, ",", &save); item; item = strtok_r(NULL, ",", &save)) {
-		while (*item == ' ' || *item == '\t')
-			item++;
-		char *end = item + strlen(item);
-		while (end > item && (end[-1] == ' ' || end[-1] == '\t'))
-			*--end = '\0';
-		if (!*item)
-			continue;
-		buf_append(&path, ", ", 2);
-		param_quote_ident(&path, item);
-	}
-	free(list);
-	buf_append(&path, ", pg_temp", 10);
+	tenant_search_path(tc, &path);
 	state_build(&t->state, cfg, (const char *)path.data, config_tenant_schema(tc), NULL);
 	buf_free(&path);
 }
