@@ -324,7 +324,10 @@ static bool write_atomically(const char *path, const char *text, char *err, size
 	struct stat st;
 	int fd;
 
-	snprintf(tmp, sizeof(tmp), "%.*s/.%s.tmp", (int)(slash - path), path, slash + 1);
+	if (slash)
+		snprintf(tmp, sizeof(tmp), "%.*s/.%s.tmp", (int)(slash - path), path, slash + 1);
+	else
+		snprintf(tmp, sizeof(tmp), ".%s.tmp", path);
 	if (lstat(path, &st) == 0) {
 		snprintf(err, errlen, "%s already exists", path);
 		return false;
