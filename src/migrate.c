@@ -1638,40 +1638,48 @@ int migrate_main(int argc, char **argv)
 	char err[1024] = "";
 	MigrateTargets ts = {0};
 	Runner r = {0};
-	int rc;
+	Config *cfg = NULL;
+	AuthFile *auth = NULL;
+	int rc = EXIT_USAGE;
 
+	/* every way out goes through `out`, which frees what was made (nothing leaks) */
 	if (!parse_args(argc, argv, &o, err, sizeof(err))) {
 		if (*err)
 			fail("%s", err);
 		usage(stderr);
-		return EXIT_USAGE;
+		goto out;
 	}
 	time_update();
-	Config *cfg = config_load(o.config, &errs);
+	cfg = config_load(o.config, &errs);
 	if (!cfg) {
 		for (int i = 0; i < errs.n; i++)
 			fprintf(stderr, "%s\n", errs.msgs[i]);
 		config_errors_free(&errs);
-		return EXIT_USAGE;
+		goto out;
 	}
-	AuthFile *auth = NULL;
 	if (cfg->auth_file && *cfg->auth_file &&
-	    !(auth = authfile_load(cfg->auth_file, err, sizeof(err))))
-		return fail("%s", err);
+	    !(auth = authfile_load(cfg->auth_file, err, sizeof(err)))) {
+		rc = fail("%s", err);
+		goto out;
+	}
 	if (!o.dir) {
-		if (!cfg->migrations_dir)
-			return fail("no migrations folder: give --dir or set migrations_dir in %s",
-			            o.config);
+		if (!cfg->migrations_dir) {
+			rc = fail("no migrations folder: give --dir or set migrations_dir in %s",
+			          o.config);
+			goto out;
+		}
 		o.dir = config_relative_path(cfg, cfg->migrations_dir);
 	}
 	for (size_t s = 0; s < sizeof(migrate_sources) / sizeof(migrate_sources[0]); s++)
-		if (!migrate_sources[s](cfg, auth, &ts, err, sizeof(err)))
-			return fail("%s", err);
-	if (!select_targets(&ts, &o, err, sizeof(err)))
-		return fail("%s", err);
-	if (!load_files(o.dir, &r.files, &r.n_files, err, sizeof(err)))
-		return fail("%s", err);
-
+		if (!migrate_sources[s](cfg, auth, &ts, err, sizeof(err))) {
+			rc = fail("%s", err);
+			goto out;
+		}
+	if (!select_targets(&ts, &o, err, sizeof(err)) ||
+	    !load_files(o.dir, &r.files, &r.n_files, err, sizeof(err))) {
+		rc = fail("%s", err);
+		goto out;
+	}
 	r.opt = &o;
 	r.cfg = cfg;
 	r.auth = auth;
@@ -1711,6 +1719,7 @@ int migrate_main(int argc, char **argv)
 		buf_free(&res->changed);
 		buf_free(&res->report);
 	}
+out:
 	for (int i = 0; i < r.n_files; i++)
 		migrate_file_free(&r.files[i]);
 	free(r.files);
@@ -1725,6 +1734,7 @@ int migrate_main(int argc, char **argv)
 	free(o.tenants);
 	if (auth)
 		authfile_free(auth);
-	config_free(cfg);
+	if (cfg)
+		config_free(cfg);
 	return rc;
 }
