@@ -175,7 +175,8 @@ def test_jobs_never_open_more_connections_to_a_backend_than_its_pool_size(pg, pg
         assert s.max == 2, f"saw {s.max} connections, pool_size is 2"
         assert json.loads(res.stdout)["max_connections_per_backend"] == 2
         # with room in the pool, --jobs is the bound
-        write(fx.dir, {"V2__slow.sql": "select pg_sleep(0.3);\n"})
+        # long enough that the three jobs overlap even on a loaded machine (sanitizers)
+        write(fx.dir, {"V2__slow.sql": "select pg_sleep(1.0);\n"})
         fx.p.backends["main"]["pool_size"] = 20
         with open(fx.p.ini, "w") as f:
             f.write(pgt.render_ini(fx.p.globals, fx.p.backends, fx.p.tenants))
