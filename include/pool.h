@@ -26,7 +26,7 @@ typedef enum { REPLICA_UNKNOWN = 0, REPLICA_UP, REPLICA_DOWN, REPLICA_LAGGING } 
 typedef struct PoolTarget {
 	List idle_pools; /* Pool.idle_node: pools with an idle server */
 	List wait_pools; /* Pool.wait_node: pools with clients waiting for a server or a welcome,
-	                  * in the order they began to wait; one served by a hand-over goes last */
+	                  * in the order they began to wait; those a hand-over looked at go last */
 } PoolTarget;
 
 /* A read replica of a backend; objects live as long as the process (pools point at them). */

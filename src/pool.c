@@ -424,8 +424,8 @@ static bool hand_over(ServerConn *s)
 	Pool *to = NULL, *looked[HAND_OVER_LOOK];
 	int n_looked = 0;
 	List *it;
-	/* the first few pools that began to wait, not all of them: those looked at go last, so
-	 * every waiting pool comes to the front in turn */
+	/* the first few waiting pools, not all of them: those looked at go last, so every
+	 * waiting pool comes to the front in turn */
 	list_for_each(it, &tg->wait_pools)
 	{
 		Pool *o = list_entry(it, Pool, wait_node);
@@ -442,12 +442,13 @@ static bool hand_over(ServerConn *s)
 		if (n_looked == HAND_OVER_LOOK)
 			break;
 	}
-	if (!to)
-		return false;
+	/* whether one was chosen or not: a pool further back is looked at next time */
 	for (int i = 0; i < n_looked; i++) {
 		list_del(&looked[i]->wait_node);
 		list_append(&tg->wait_pools, &looked[i]->wait_node);
 	}
+	if (!to)
+		return false;
 	server_close(s, "handed over to another pool");
 	pool_maybe_connect(to);
 	return true;
