@@ -15,6 +15,9 @@
 #include "common.h"
 #include "config.h"
 
+#include <event2/event.h>
+#include <libpq-fe.h>
+
 typedef struct PgJob PgJob;
 
 /*
@@ -39,6 +42,12 @@ bool pgjob_idle(const PgJob *j);
 bool pgjob_broken(const PgJob *j);
 /* Closes the connection; queued statements are dropped without an answer. */
 void pgjob_close(PgJob *j);
+
+/*
+ * Points *io at pg's socket, for reading or writing, calling cb(arg) (libpq may have
+ * moved to a new socket, so the event is made afresh). false: no socket, or no event.
+ */
+bool pgjob_watch(struct event **io, PGconn *pg, bool write, event_callback_fn cb, void *arg);
 
 /* libpq's sslmode for a ServerTlsMode. */
 const char *pgjob_sslmode(ServerTlsMode m);

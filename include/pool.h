@@ -174,24 +174,21 @@ static inline void pool_idle_changed(Pool *p)
 		list_del(&p->idle_node);
 }
 
-/* A client of p began (d = 1) or stopped (d = -1) waiting for a server or a welcome. */
-static inline void pool_wait_changed(Pool *p, int d)
-{
-	p->n_wait_all += d;
-	if (p->replica)
-		p->replica->n_waiting += d;
-	else
-		p->backend->n_waiting += d;
-	if (d > 0 && p->n_wait_all == d)
-		list_append(&pool_target(p)->wait_pools, &p->wait_node);
-	else if (d < 0 && p->n_wait_all == 0)
-		list_del(&p->wait_node);
-}
-
 /* Clients waiting in every pool on p's target. */
 static inline int *pool_target_waiting(Pool *p)
 {
 	return p->replica ? &p->replica->n_waiting : &p->backend->n_waiting;
+}
+
+/* A client of p began (d = 1) or stopped (d = -1) waiting for a server or a welcome. */
+static inline void pool_wait_changed(Pool *p, int d)
+{
+	p->n_wait_all += d;
+	*pool_target_waiting(p) += d;
+	if (d > 0 && p->n_wait_all == d)
+		list_append(&pool_target(p)->wait_pools, &p->wait_node);
+	else if (d < 0 && p->n_wait_all == 0)
+		list_del(&p->wait_node);
 }
 
 void pool_backends_build(const Config *cfg);

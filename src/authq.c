@@ -195,12 +195,7 @@ static void on_io(evutil_socket_t fd, short what, void *arg);
 /* Waits for the socket to be readable or writable (libpq may have a new socket). */
 static bool wait_for(AuthqRequest *r, bool write)
 {
-	int fd = PQsocket(r->pg);
-
-	if (r->io)
-		event_free(r->io);
-	r->io = fd < 0 ? NULL : event_new(g_base, fd, write ? EV_WRITE : EV_READ, on_io, r);
-	return r->io && event_add(r->io, NULL) == 0;
+	return pgjob_watch(&r->io, r->pg, write, on_io, r);
 }
 
 /*

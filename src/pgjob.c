@@ -134,14 +134,19 @@ static void job_break(PgJob *j, const char *why)
 
 static void on_io(evutil_socket_t fd, short what, void *arg);
 
+bool pgjob_watch(struct event **io, PGconn *pg, bool write, event_callback_fn cb, void *arg)
+{
+	int fd = PQsocket(pg);
+
+	if (*io)
+		event_free(*io);
+	*io = fd < 0 ? NULL : event_new(g_base, fd, write ? EV_WRITE : EV_READ, cb, arg);
+	return *io && event_add(*io, NULL) == 0;
+}
+
 static bool wait_for(PgJob *j, bool write)
 {
-	int fd = PQsocket(j->pg);
-
-	if (j->io)
-		event_free(j->io);
-	j->io = fd < 0 ? NULL : event_new(g_base, fd, write ? EV_WRITE : EV_READ, on_io, j);
-	return j->io && event_add(j->io, NULL) == 0;
+	return pgjob_watch(&j->io, j->pg, write, on_io, j);
 }
 
 /* Puts the head statement on the wire, if the connection is free for it. */
