@@ -166,6 +166,15 @@ void sql_normalize(const char *sql, size_t len, SqlNorm *n);
 void sql_analyze_norm(const char *sql, size_t len, const char *tenant_guc,
                       const char *extra_ro_functions, SqlInfo *out, SqlNorm *norm);
 
+/*
+ * The fast path of sql_analyze() (and of sql_analyze_norm() without norm): true, with
+ * out filled as sql_analyze() would fill it, when sql is a plain SELECT of the shape
+ * src/sqllex.c describes; false (out untouched) for anything else.
+ */
+bool sql_screen(const char *sql, size_t len, SqlInfo *out);
+/* The analyzer's i-th keyword (for tests), NULL past the last. */
+const char *sql_keyword_name(size_t i);
+
 /* A short description of a guard verdict for error messages ("search_path", "role", ...). */
 const char *sql_guard_name(SqlGuard g, const char *tenant_guc);
 

@@ -13,6 +13,7 @@
  */
 #include "sqllex.h"
 
+#include <assert.h>
 #include <ctype.h>
 #include <limits.h>
 #include <string.h>
@@ -855,6 +856,7 @@ enum {
 	KW_WITH,
 	KW_WRITE,
 	KW_ZONE,
+	KW_COUNT
 };
 
 typedef struct SqlKeyword {
@@ -2070,6 +2072,21 @@ static void stmt_with(Analyzer *an, Stmt *st, int d)
 	}
 }
 
+/*
+ * The keywords stmt_keyword() acts on wherever they stand; every other keyword is
+ * looked at only as a statement's lead, beside a '(' or by an acting keyword's
+ * look-around. stmt_token() calls stmt_keyword() for these alone, so a case added
+ * there without its entry here never runs (and its test fails); sql_screen() relies
+ * on the others doing nothing.
+ */
+static const bool kw_acts[KW_COUNT] = {
+        [KW_INSERT] = true, [KW_UPDATE] = true,       [KW_DELETE] = true, [KW_MERGE] = true,
+        [KW_SELECT] = true, [KW_VALUES] = true,       [KW_TABLE] = true,  [KW_INTO] = true,
+        [KW_FOR] = true,    [KW_SERIALIZABLE] = true, [KW_ONLY] = true,   [KW_WRITE] = true,
+        [KW_WITH] = true,   [KW_BEGIN] = true,        [KW_CASE] = true,   [KW_END] = true,
+};
+
+/* What an acting keyword (kw_acts) does to the statement it stands in. */
 static void stmt_keyword(Analyzer *an, Stmt *st, const Tok *t)
 {
 	const Tok *p0 = stmt_prev(st, 0);
@@ -2141,6 +2158,7 @@ static void stmt_keyword(Analyzer *an, Stmt *st, const Tok *t)
 			st->atomic--;
 		break;
 	default:
+		assert(!"kw_acts names a keyword stmt_keyword has no case for");
 		break;
 	}
 }
@@ -2151,7 +2169,7 @@ static void stmt_token(Analyzer *an, Stmt *st, const Tok *t)
 
 	switch (t->t.type) {
 	case SQLTOK_IDENT:
-		if (t->kw != KW_NONE)
+		if (kw_acts[t->kw])
 			stmt_keyword(an, st, t);
 		break;
 	case SQLTOK_STRING:
@@ -2227,6 +2245,367 @@ static void stmt_finish(Analyzer *an, Stmt *st, bool *all_ro)
 		*all_ro = false;
 }
 
+const char *sql_keyword_name(size_t i)
+{
+	return i < ARRAY_SIZE(sql_keywords) ? sql_keywords[i].name : NULL;
+}
+
+/* ---------------------------------------------------------------- screen */
+
+/*
+ * Most traffic is a plain SELECT: "SELECT abalance FROM pgbench_accounts WHERE aid = 12345;".
+ * sql_screen() recognises that shape without drawing tokens: a leading SELECT, then only
+ * names, digits, whitespace, $n, simple '' strings and the operators of sc_class; no
+ * parenthesis, comment, quoted name, dollar quote, backslash, byte >= 0x80 outside a string,
+ * and no ';' but trailing ones. For every such text sql_analyze() gives the same answer
+ * whatever the names are, provided none is a keyword the screen refuses (sc_refuses): one
+ * read-only statement, no flags, no guard, the highest $n. Why:
+ *  - no '(' means no call (set_config, advisory locks, non-read-only functions) and no
+ *    depth, so stmt_lparen/stmt_call never run;
+ *  - keywords outside kw_acts do nothing in stmt_token (by construction) and are read
+ *    otherwise only as the lead, beside a '(' or by an acting keyword's look-around;
+ *  - of the acting ones, ONLY and WRITE need a transaction statement, BEGIN, CASE and END
+ *    a routine body, and SELECT/VALUES/TABLE clear a CTE mark that only a '(' reads: with
+ *    SELECT as the lead they do nothing. The rest (INSERT, UPDATE, DELETE, MERGE, INTO,
+ *    FOR, SERIALIZABLE, WITH) are refused, and DOT acts only under CREATE;
+ *  - no quote but '' strings without backslashes, and no comment, so the screen's words
+ *    are the lexer's names: nothing hides a keyword from it, and no '' string hides text
+ *    the lexer would read (a quote inside a comment would, but comments are refused).
+ * Anything else returns false and sql_analyze() runs as before. Builds with
+ * PGTENANT_VERIFY_SCREEN (the sanitizer build) check every text it takes against the full
+ * analysis; the unit and fuzz tests compare the two on random text.
+ */
+enum {
+	SC_BAD = 0, /* anything the screen does not take: the full analysis decides */
+	SC_SPACE,
+	SC_OP, /* an operator byte that can start neither a comment nor a quote */
+	SC_MINUS,
+	SC_SLASH,
+	SC_WORD = 8, /* SC_WORD and SC_DIGIT differ in the lowest bit only */
+	SC_DIGIT = 9,
+	SC_QUOTE,
+	SC_DOLLAR,
+	SC_SEMI,
+};
+
+static const uint8_t sc_class[256] = {
+        [' '] = SC_SPACE,        ['\t'] = SC_SPACE,
+        ['\n'] = SC_SPACE,       ['\r'] = SC_SPACE,
+        ['\f'] = SC_SPACE,       ['\v'] = SC_SPACE,
+        ['a' ... 'z'] = SC_WORD, ['A' ... 'Z'] = SC_WORD,
+        ['_'] = SC_WORD,         ['0' ... '9'] = SC_DIGIT,
+        ['\''] = SC_QUOTE,       ['$'] = SC_DOLLAR,
+        [';'] = SC_SEMI,         ['-'] = SC_MINUS,
+        ['/'] = SC_SLASH,        ['='] = SC_OP,
+        ['<'] = SC_OP,           ['>'] = SC_OP,
+        ['+'] = SC_OP,           ['*'] = SC_OP,
+        [','] = SC_OP,           ['.'] = SC_OP,
+        [':'] = SC_OP,           ['%'] = SC_OP,
+        ['['] = SC_OP,           [']'] = SC_OP,
+        ['|'] = SC_OP,           ['~'] = SC_OP,
+        ['!'] = SC_OP,           ['@'] = SC_OP,
+        ['^'] = SC_OP,           ['#'] = SC_OP,
+};
+
+/* Names and plain numbers continue with these; anything else after them is a new token. */
+static inline bool sc_word_byte(unsigned char c)
+{
+	return (sc_class[c] & ~1u) == SC_WORD;
+}
+
+/* A byte that continues the lexer's name or number beyond what the screen reads as one. */
+static inline bool sc_joins(const unsigned char *p, const unsigned char *e)
+{
+	return p < e && (sc_word_byte(*p) || *p == '$' || *p >= 0x80);
+}
+
+/*
+ * The keywords the screen refuses (see above), as the first eight bytes folded and the
+ * length; sc_refuse_lens has bit n set when one is n bytes long, so most names cost one
+ * test. Filled from sql_keywords and kw_acts before main().
+ */
+#define SC_REFUSE_LEN 32 /* names this long or longer are no refused keyword */
+#define SC_REFUSE_PER 4  /* refused keywords of one length, at most */
+static uint64_t sc_refuse_head[SC_REFUSE_LEN][SC_REFUSE_PER];
+static uint8_t sc_refuse_n[SC_REFUSE_LEN];
+static uint32_t sc_refuse_lens;
+
+/* The first letters of the keywords the screen refuses: the vector screen looks at names
+ * starting with these only (sql_screen_build checks the keywords). */
+#define SC_FIRST_LETTERS "dfimsuw"
+
+static bool sc_inert(int kw)
+{
+	return kw == KW_SELECT || kw == KW_VALUES || kw == KW_TABLE || kw == KW_ONLY ||
+	       kw == KW_WRITE || kw == KW_BEGIN || kw == KW_CASE || kw == KW_END;
+}
+
+__attribute__((constructor)) static void sql_screen_build(void)
+{
+	for (size_t i = 0; i < ARRAY_SIZE(sql_keywords); i++) {
+		uint64_t w[KW_WORDS];
+		size_t len = strlen(sql_keywords[i].name);
+		if (!kw_acts[sql_keywords[i].id] || sc_inert(sql_keywords[i].id))
+			continue;
+		assert(len < SC_REFUSE_LEN && sc_refuse_n[len] < SC_REFUSE_PER);
+		kw_pack(sql_keywords[i].name, len, 0, w);
+#ifdef __SSE2__
+		assert(strchr(SC_FIRST_LETTERS, sql_keywords[i].name[0]) != NULL);
+#endif
+		sc_refuse_head[len][sc_refuse_n[len]++] = w[0];
+		sc_refuse_lens |= 1u << len;
+	}
+}
+
+/* Is the name of len (< SC_REFUSE_LEN) bytes loaded into x (not yet masked or folded) one
+ * the screen refuses? */
+static inline bool sc_refuses_word(uint64_t x, size_t len)
+{
+	if (len < 8)
+		x &= (1ULL << (8 * len)) - 1;
+	x = fold_word(x);
+	for (unsigned i = 0; i < sc_refuse_n[len]; i++)
+		if (sc_refuse_head[len][i] == x)
+			return true;
+	return false;
+}
+
+/*
+ * Is the name of len bytes at w (room bytes readable) one the screen refuses? A longer name
+ * that shares a refused keyword's length and first eight bytes is refused too: the full
+ * analysis then decides.
+ */
+static inline bool sc_refuses(const unsigned char *w, size_t len, size_t room)
+{
+	uint64_t x = 0;
+
+	if (len >= SC_REFUSE_LEN || !(sc_refuse_lens & (1u << len)))
+		return false;
+	if (room >= 8)
+		memcpy(&x, w, 8);
+	else
+		memcpy(&x, w, len);
+	return sc_refuses_word(x, len);
+}
+
+/* The screen byte by byte, from p (just after the lead SELECT) to e; *max_param as it goes. */
+static bool sc_scalar(const unsigned char *p, const unsigned char *e, int *max_param)
+{
+	while (p < e) {
+		const unsigned char *w = p;
+		switch (sc_class[*p]) {
+		case SC_SPACE:
+		case SC_OP:
+			p++;
+			break;
+		case SC_MINUS: /* not "--" */
+		case SC_SLASH: /* not a block comment */
+			if (p + 1 < e && p[1] == (*p == '-' ? '-' : '*'))
+				return false;
+			p++;
+			break;
+		case SC_WORD:
+			do
+				p++;
+			while (p < e && sc_word_byte(*p));
+			/* "name$" and non-ASCII names: the lexer's name goes on */
+			if (sc_joins(p, e) || sc_refuses(w, (size_t)(p - w), (size_t)(e - w)))
+				return false;
+			break;
+		case SC_DIGIT:
+			do
+				p++;
+			while (p < e && sc_class[*p] == SC_DIGIT);
+			/* 1e5, 0x1f, 1_000, "1into": the lexer's own number rules */
+			if (sc_joins(p, e))
+				return false;
+			break;
+		case SC_QUOTE:
+			/* E'', B'', X'', N'' and U&'' have a name or & right before */
+			if (sc_word_byte(p[-1]))
+				return false;
+			for (p++;; p++) {
+				const unsigned char *q = memchr(p, '\'', (size_t)(e - p));
+				if (!q || memchr(p, '\\', (size_t)(q - p)))
+					return false;
+				p = q + 1;
+				if (p == e || *p != '\'')
+					break;
+			}
+			break;
+		case SC_DOLLAR: {
+			/* $n: a parameter; anything else is a dollar quote or part of a name */
+			int v = 0;
+			if (sc_word_byte(p[-1]))
+				return false;
+			for (p++; p < e && sc_class[*p] == SC_DIGIT; p++)
+				v = v > (INT_MAX - 9) / 10 ? INT_MAX : v * 10 + (*p - '0');
+			if (p == w + 1 || sc_joins(p, e))
+				return false;
+			if (v > *max_param)
+				*max_param = v;
+			break;
+		}
+		case SC_SEMI:
+			/* the statement ends; only more ';' and whitespace may follow */
+			for (; p < e; p++)
+				if (*p != ';' && sc_class[*p] != SC_SPACE)
+					return false;
+			break;
+		default:
+			return false;
+		}
+	}
+	return true;
+}
+
+#ifdef __SSE2__
+#include <emmintrin.h>
+
+#define SC_VEC_MAX 64 /* bytes the vector screen takes; longer texts go byte by byte */
+
+/* 0xff in each byte of x within [lo, hi]: x - lo, unsigned, is at most hi - lo. */
+static inline __m128i sc_range(__m128i x, char lo, char hi)
+{
+	__m128i d = _mm_sub_epi8(x, _mm_set1_epi8(lo));
+	return _mm_cmpeq_epi8(_mm_min_epu8(d, _mm_set1_epi8((char)(hi - lo))), d);
+}
+
+typedef struct ScMasks {
+	uint64_t word;  /* names and numbers: [A-Za-z0-9_] */
+	uint64_t digit; /* [0-9] */
+	uint64_t first; /* letters of SC_FIRST_LETTERS, either case */
+	bool odd;       /* a byte that is neither those, whitespace nor = < > * + , . : */
+} ScMasks;
+
+/* Classifies the sixteen bytes at q into m, their bits from bit `at` on. */
+__attribute__((always_inline)) static inline void sc_chunk(const unsigned char *q, unsigned at,
+                                                           ScMasks *m)
+{
+	__m128i x = _mm_loadu_si128((const __m128i *)q);
+	__m128i lower = _mm_or_si128(x, _mm_set1_epi8(0x20));
+	__m128i dig = sc_range(x, '0', '9');
+	__m128i wrd = _mm_or_si128(_mm_or_si128(sc_range(lower, 'a', 'z'), dig),
+	                           _mm_cmpeq_epi8(x, _mm_set1_epi8('_')));
+	__m128i plain = _mm_or_si128(
+	        _mm_or_si128(wrd, _mm_cmpeq_epi8(x, _mm_set1_epi8(' '))),
+	        _mm_or_si128(_mm_or_si128(sc_range(x, '\t', '\r'), sc_range(x, '<', '>')),
+	                     _mm_or_si128(sc_range(x, '*', '.'),
+	                                  _mm_cmpeq_epi8(x, _mm_set1_epi8(':')))));
+	/* '-' (0x2d) lies among the operators taken; it starts comments */
+	plain = _mm_andnot_si128(_mm_cmpeq_epi8(x, _mm_set1_epi8('-')), plain);
+	__m128i fl =
+	        _mm_or_si128(_mm_or_si128(_mm_or_si128(_mm_cmpeq_epi8(lower, _mm_set1_epi8('d')),
+	                                               _mm_cmpeq_epi8(lower, _mm_set1_epi8('f'))),
+	                                  _mm_or_si128(_mm_cmpeq_epi8(lower, _mm_set1_epi8('i')),
+	                                               _mm_cmpeq_epi8(lower, _mm_set1_epi8('m')))),
+	                     _mm_or_si128(_mm_or_si128(_mm_cmpeq_epi8(lower, _mm_set1_epi8('s')),
+	                                               _mm_cmpeq_epi8(lower, _mm_set1_epi8('u'))),
+	                                  _mm_cmpeq_epi8(lower, _mm_set1_epi8('w'))));
+	m->odd |= (unsigned)_mm_movemask_epi8(plain) != 0xffff;
+	m->word |= (uint64_t)(unsigned)_mm_movemask_epi8(wrd) << at;
+	m->digit |= (uint64_t)(unsigned)_mm_movemask_epi8(dig) << at;
+	m->first |= (uint64_t)(unsigned)_mm_movemask_epi8(_mm_and_si128(fl, wrd)) << at;
+}
+
+/* The name of len bytes at p + at (p holds n bytes) in one word, as sc_refuses wants it. */
+static inline bool sc_refuses_in(const unsigned char *p, size_t n, size_t at, size_t len)
+{
+	uint64_t x;
+
+	if (len >= SC_REFUSE_LEN || !(sc_refuse_lens & (1u << len)))
+		return false;
+	if (n - at >= 8 || n < 8)
+		return sc_refuses(p + at, len, n - at);
+	/* near the end: the text's last eight bytes, shifted down to the name */
+	memcpy(&x, p + n - 8, 8);
+	x >>= 8 * (at - (n - 8));
+	return sc_refuses_word(x, len);
+}
+
+/*
+ * The vector screen of p..p+n (the text after the lead SELECT, trailing ';' and whitespace
+ * taken off, at most SC_VEC_MAX bytes): 1 taken, 0 refused, -1 not its kind of text (the
+ * byte-by-byte screen decides). Only the runs of name bytes that could matter are looked
+ * at: numbers (digits only), and names that begin with the first letter of a refused keyword.
+ */
+static int sc_vector(const unsigned char *p, size_t n)
+{
+	ScMasks m = {0, 0, 0, false};
+	size_t i = 0;
+
+	for (; i + 16 <= n; i += 16)
+		sc_chunk(p + i, (unsigned)i, &m);
+	if (i < n && n >= 16) {
+		sc_chunk(p + n - 16, (unsigned)(n - 16), &m); /* overlaps: the same bits again */
+	} else if (i < n) {
+		unsigned char tail[16];
+		memset(tail, ' ', sizeof(tail)); /* padding: plain, no name */
+		memcpy(tail, p, n);
+		sc_chunk(tail, 0, &m);
+		m.word &= (1ULL << n) - 1;
+	}
+	if (m.odd)
+		return -1;
+	uint64_t starts = m.word & ~(m.word << 1);
+	for (uint64_t c = starts & (m.digit | m.first); c; c &= c - 1) {
+		unsigned at = (unsigned)__builtin_ctzll(c);
+		uint64_t rest = ~(m.word >> at);
+		unsigned len = rest ? (unsigned)__builtin_ctzll(rest) : 64 - at;
+		if (m.digit >> at & 1) {
+			uint64_t run = (len == 64 ? ~0ULL : (1ULL << len) - 1) << at;
+			if ((m.digit & run) != run)
+				return 0; /* a number: digits only (1e5, 1into) */
+		} else if (sc_refuses_in(p, n, at, len)) {
+			return 0;
+		}
+	}
+	return 1;
+}
+#endif
+
+bool sql_screen(const char *sql, size_t len, SqlInfo *out)
+{
+	const unsigned char *s = (const unsigned char *)sql, *e = s + len, *p;
+	int max_param = 0;
+
+	if (!sql)
+		return false;
+	while (s < e && sc_class[*s] == SC_SPACE)
+		s++;
+	if (e - s < 6)
+		return false;
+	uint32_t lead4;
+	uint16_t lead2;
+	memcpy(&lead4, s, 4);
+	memcpy(&lead2, s + 4, 2);
+	/* | 0x20 folds a letter and maps no other byte onto one */
+	if ((lead4 | 0x20202020u) != ('s' | 'e' << 8 | 'l' << 16 | (uint32_t)'e' << 24) ||
+	    (lead2 | 0x2020u) != ('c' | 't' << 8))
+		return false;
+	p = s + 6;
+	if (sc_joins(p, e))
+		return false; /* "selectx": another name */
+#ifdef __SSE2__
+	const unsigned char *end = e;
+	while (end > p && (end[-1] == ';' || sc_class[end[-1]] == SC_SPACE))
+		end--;
+	int v = end - p <= SC_VEC_MAX ? sc_vector(p, (size_t)(end - p)) : -1;
+	if (v == 0)
+		return false;
+	if (v < 0 && !sc_scalar(p, e, &max_param))
+		return false;
+#else
+	if (!sc_scalar(p, e, &max_param))
+		return false;
+#endif
+	memset(out, 0, sizeof(*out));
+	out->n_statements = 1;
+	out->max_param = max_param;
+	out->read_only = true;
+	return true;
+}
+
 void sql_analyze(const char *sql, size_t len, const char *tenant_guc,
                  const char *extra_ro_functions, SqlInfo *out)
 {
@@ -2241,6 +2620,16 @@ void sql_analyze_norm(const char *sql, size_t len, const char *tenant_guc,
 	Tok t;
 	bool in_stmt = false, all_ro = true;
 
+	if (!norm && sql_screen(sql, len, out)) {
+#ifdef PGTENANT_VERIFY_SCREEN
+		SqlInfo full;
+		SqlNorm n;
+		sql_norm_init(&n, NULL, 0);
+		sql_analyze_norm(sql, len, tenant_guc, extra_ro_functions, &full, &n);
+		assert(memcmp(&full, out, sizeof(full)) == 0);
+#endif
+		return;
+	}
 	memset(out, 0, sizeof(*out));
 	if (norm) {
 		norm->sql = sql;

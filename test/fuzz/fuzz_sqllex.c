@@ -8,7 +8,8 @@
  * it could not parse, that the guard refuses or that may change the tenant
  * state (SPEC §4, §5: anything unsure goes to the primary). The statement
  * normaliser (SHOW QUERIES) stays inside its buffer, always terminates it,
- * and gives the same text and hash alongside sql_analyze as on its own.
+ * and gives the same text and hash alongside sql_analyze as on its own. The
+ * screen (sql_screen, sql_analyze's fast path) agrees with the full analysis.
  */
 #include "sqllex.h"
 
@@ -70,6 +71,17 @@ static void fuzz_analyze(const char *s, size_t len, const char *extra_ro)
 	}
 	if (info.flags & (SQLF_UNPARSED | SQLF_STATE_UNKNOWN | SQLF_SESSION_STATE))
 		FUZZ_ASSERT(!info.read_only);
+
+	/* the screen (sql_analyze's fast path) says what the full analysis says, or nothing */
+	SqlInfo screened, full;
+	SqlNorm n;
+	memset(&screened, 0, sizeof(screened));
+	memset(&full, 0, sizeof(full));
+	sql_norm_init(&n, NULL, 0);
+	sql_analyze_norm(s, len, "app.tenant_id", extra_ro, &full, &n); /* never screened */
+	FUZZ_ASSERT(memcmp(&info, &full, sizeof(info)) == 0);
+	if (sql_screen(s, len, &screened))
+		FUZZ_ASSERT(memcmp(&screened, &full, sizeof(full)) == 0);
 }
 
 static void fuzz_normalize(const char *s, size_t len)

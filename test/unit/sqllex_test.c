@@ -917,6 +917,176 @@ static void test_inline_path_draws_what_the_general_path_draws(void)
 	CHECK_MSG(differ == 0, "%d inputs drawn differently", differ);
 }
 
+/* The analysis without the screen: sql_analyze_norm() with a norm takes the full path. */
+static void analyze_full(const char *sql, size_t len, SqlInfo *info)
+{
+	SqlNorm n;
+	sql_norm_init(&n, NULL, 0);
+	sql_analyze_norm(sql, len, TENANT_GUC, "my_ro", info, &n);
+}
+
+/* Screened and full analysis of sql (exact-size copy) agree; returns whether the screen took it.
+ */
+static bool screen_agrees(const char *sql, size_t len, int *differ)
+{
+	char *copy = malloc(len ? len : 1);
+	SqlInfo a, b, c;
+	if (!copy)
+		abort();
+	memcpy(copy, sql, len);
+	bool took = sql_screen(copy, len, &c);
+	sql_analyze(copy, len, TENANT_GUC, "my_ro", &a);
+	analyze_full(copy, len, &b);
+	bool same = memcmp(&a, &b, sizeof(a)) == 0 && (!took || memcmp(&c, &b, sizeof(c)) == 0);
+	if (!same && (*differ)++ < 5)
+		CHECK_MSG(false, "screen and analysis differ on [%.*s] (screened: %d)", (int)len,
+		          copy, took);
+	free(copy);
+	return took;
+}
+
+/*
+ * sql_screen() takes plain SELECTs and nothing it cannot vouch for: what it takes, the full
+ * analysis says too, for hand-picked texts, every keyword in every position, and random
+ * text made of the pieces where the two could part.
+ */
+static void test_screen_agrees_with_the_analysis(void)
+{
+	static const char *const taken[] = {
+	        "SELECT abalance FROM pgbench_accounts WHERE aid = 12345;",
+	        "select * from t where a = $1 and b = 'x''y' and c <> $12",
+	        "  SELECT a, b FROM t ORDER BY a DESC LIMIT 10;; \n",
+	        "SELECT CASE WHEN a THEN 1 ELSE 2 END FROM t",
+	        "SELECT 1 UNION SELECT 2",
+	        "SELECT x::text, 'é' FROM only t",
+	        "SELECT 1.5, -2, a/b, a-b FROM t",
+	        "SeLeCt\t*FROM t",
+	        "SELECT",
+	};
+	static const char *const refused[] = {
+	        "SELECT 1 -- c",
+	        "SELECT /* c */ 1",
+	        "selectx FROM t",
+	        "select1",
+	        "SELECT 1into t",
+	        "SELECT * INTO t FROM u",
+	        "SELECT * FROM t FOR UPDATE",
+	        "SELECT E'a'",
+	        "SELECT U&'a'",
+	        "SELECT \"a\"",
+	        "SELECT $$a$$",
+	        "SELECT a$b",
+	        "SELECT f(1)",
+	        "SELECT set_config('search_path', 'x', false)",
+	        "SELECT 1; SELECT 2",
+	        "SELECT 'a\\'",
+	        "SELECT 'unterminated",
+	        "WITH x AS (SELECT 1) SELECT 1",
+	        "SELECT é",
+	        "SELECT 1e5",
+	        "SELECT $1a",
+	        "SELECT $",
+	        "SELECT 1 --'\n; SET search_path = x; --'",
+	        "SELECT 1 /*'*/; SET search_path = x; --'",
+	        "SELECT * FROM t WHERE a = 1 ISOLATION LEVEL SERIALIZABLE",
+	        "SET search_path = x",
+	        "SELECT a FROM t; SET search_path = x",
+	        "INSERT INTO t VALUES (1)",
+	        "SELECT * FROM t WHERE x = 1 & 2",
+	};
+	int differ = 0;
+
+	for (size_t i = 0; i < ARRAY_SIZE(taken); i++)
+		CHECK_MSG(screen_agrees(taken[i], strlen(taken[i]), &differ),
+		          "the screen should take \"%s\"", taken[i]);
+	for (size_t i = 0; i < ARRAY_SIZE(refused); i++)
+		CHECK_MSG(!screen_agrees(refused[i], strlen(refused[i]), &differ),
+		          "the screen should leave \"%s\" to the analysis", refused[i]);
+
+	/* every keyword, wherever a plain SELECT may hold it */
+	static const char *const forms[] = {
+	        "SELECT %s",       "SELECT a %s b",         "SELECT a, %s",
+	        "SELECT 'x' %s 1", "SELECT a FROM t %s $1", "SELECT a %s;"};
+	int kw_taken = 0;
+	for (size_t i = 0; sql_keyword_name(i); i++) {
+		for (size_t f = 0; f < ARRAY_SIZE(forms); f++) {
+			char text[128];
+			int n = snprintf(text, sizeof(text), forms[f], sql_keyword_name(i));
+			kw_taken += screen_agrees(text, (size_t)n, &differ);
+		}
+	}
+	CHECK_MSG(kw_taken > 100, "only %d keyword texts taken by the screen", kw_taken);
+
+	/* random text */
+	static const char *const pieces[] = {
+	        "SELECT ", "select ", " ",           "\n",         "a",
+	        "b1",      "_x",      "12",          "0",          "=",
+	        "<>",      ",",       ".",           "::",         "*",
+	        "-",       "/",       "+",           "'",          "''",
+	        "'s'",     "\\",      "\"",          "$",          "$1",
+	        "$a$",     "--",      "/*",          "*/",         "(",
+	        ")",       ";",       "E'",          "U&'",        "&",
+	        "é",       "1e5",     "into ",       "for ",       "with ",
+	        "from ",   "where ",  "update",      "set ",       "case ",
+	        "end ",    "only ",   "search_path", "set_config", "serializable",
+	        "temp ",   "do ",
+	};
+	unsigned seed = 4242;
+	char buf[200];
+	int rnd_taken = 0, total = 300000;
+	for (int it = 0; it < total; it++) {
+		size_t len = 0;
+		seed = seed * 1103515245u + 12345u;
+		int k = (int)(seed >> 16) % 12 + 1;
+		if (seed & 0x10000000u) {
+			memcpy(buf, "SELECT ", 7);
+			len = 7;
+		}
+		for (int j = 0; j < k && len < sizeof(buf) - 16; j++) {
+			seed = seed * 1103515245u + 12345u;
+			const char *w = pieces[(seed >> 16) % ARRAY_SIZE(pieces)];
+			memcpy(buf + len, w, strlen(w));
+			len += strlen(w);
+		}
+		rnd_taken += screen_agrees(buf, len, &differ);
+	}
+	/* long plain texts (the vector screen's blocks and tails), now and then one odd piece */
+	static const char *const plain[] = {
+	        "a",  "bc_1", "_x", "12",   "0",     " ",   "\n",  "=",    "<>",   ",",      ".",
+	        "::", "*",    "+",  "from", "where", "and", "end", "case", "only", "selectx"};
+	static const char *const odd[] = {"into", "for", "with", "1e5", "-",  "--",          "'s'",
+	                                  "$1",   "(",   ";",    "é",   "a$", "serializable"};
+	int long_taken = 0, long_total = 100000;
+	for (int it = 0; it < long_total; it++) {
+		size_t len = 7;
+		memcpy(buf, "SELECT ", 7);
+		seed = seed * 1103515245u + 12345u;
+		size_t want = 8 + (seed >> 16) % 180;
+		bool one_odd = (seed >> 8) & 1;
+		while (len < want) {
+			seed = seed * 1103515245u + 12345u;
+			const char *w = plain[(seed >> 16) % ARRAY_SIZE(plain)];
+			if (one_odd && (seed & 0x3f000) == 0) {
+				w = odd[(seed >> 20) % ARRAY_SIZE(odd)];
+				one_odd = false;
+			}
+			memcpy(buf + len, w, strlen(w));
+			len += strlen(w);
+		}
+		if ((seed >> 24) & 1)
+			buf[len++] = ';';
+		long_taken += screen_agrees(buf, len, &differ);
+	}
+	CHECK_MSG(long_taken > long_total / 4, "the screen took only %d of %d long texts",
+	          long_taken, long_total);
+
+	CHECK_MSG(differ == 0, "%d texts analysed differently with the screen", differ);
+	CHECK_MSG(rnd_taken > total / 50, "the screen took only %d of %d random texts", rnd_taken,
+	          total);
+	printf("sqllex screen: took %d of %d random texts, %d of %d long ones, %d keyword texts\n",
+	       rnd_taken, total, long_taken, long_total, kw_taken);
+}
+
 int main(int argc, char **argv)
 {
 	test_lexer_draws_postgresql_token_boundaries();
@@ -929,6 +1099,7 @@ int main(int argc, char **argv)
 	test_statement_count_and_max_param();
 	test_every_prefix_is_safe();
 	test_inline_path_draws_what_the_general_path_draws();
+	test_screen_agrees_with_the_analysis();
 	/* Under valgrind, pass "--no-bench" to skip the timing loop. */
 	if (!(argc > 1 && strcmp(argv[1], "--no-bench") == 0))
 		bench_pgbench_select();
