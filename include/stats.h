@@ -33,10 +33,14 @@ typedef struct Hist {
 	uint64_t b[HIST_BUCKETS]; /* not cumulative: b[i] counts bounds[i-1] < v <= bounds[i] */
 } Hist;
 
-/* The bucket us falls in. */
+/* hist_from[k]: the first bucket whose bound is at least 2^k (stats.c fills it before main). */
+extern uint8_t hist_from[64];
+
+/* The bucket us falls in: every bound before hist_from[log2(us)] is below us, and the bounds
+ * (1-2-5 per decade) leave at most two more to compare. */
 static inline int hist_bucket(uint64_t us)
 {
-	int i = 0;
+	int i = us ? hist_from[63 - __builtin_clzll(us)] : 0;
 	while (i < HIST_BOUNDS && us > hist_bounds_us[i])
 		i++;
 	return i;
@@ -78,8 +82,7 @@ typedef struct QueryEntry {
 
 /* ---- data path (client.c, server.c, pool.c) ---- */
 
-/* Is anything per statement wanted for this tenant (statement statistics or the slow log)? */
-bool stats_statements_on(const Tenant *t);
+/* stats_statements_on(t), in tenant.h (inline: it is asked for every message). */
 /* A scratch normaliser for the statement at hand (static storage; one statement at a time). */
 struct SqlNorm *stats_norm_begin(void);
 /* A Query was forwarded; norm: its normalised text (NULL: not normalised). */

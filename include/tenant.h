@@ -8,6 +8,7 @@
 
 #include "config.h"
 #include "list.h"
+#include "pgtenant.h"
 #include "pool.h"
 #include "stats.h"
 #include "types.h"
@@ -186,6 +187,12 @@ void tenant_sweep_idle(void);
 void tenant_evict_soon(Tenant *t);
 /* Implicit tenants in memory. */
 int tenant_implicit_count(void);
+
+/* Is anything per statement wanted for this tenant (statement statistics or the slow log)? */
+static inline bool stats_statements_on(const Tenant *t)
+{
+	return g_cfg->query_stats || config_tenant_log_min_duration(g_cfg, t->conf) >= 0;
+}
 
 /* Splits user at the last tenant_separator: returns the suffix or NULL. */
 const char *tenant_user_suffix(const char *user, const char *sep, size_t *prefix_len);

@@ -2472,10 +2472,11 @@ static inline __m128i sc_range(__m128i x, char lo, char hi)
 }
 
 typedef struct ScMasks {
-	uint64_t word;  /* names and numbers: [A-Za-z0-9_] */
-	uint64_t digit; /* [0-9] */
-	uint64_t first; /* letters of SC_FIRST_LETTERS, either case */
-	bool odd;       /* a byte that is neither those, whitespace nor = < > * + , . : */
+	uint64_t word;   /* names and numbers: [A-Za-z0-9_] */
+	uint64_t digit;  /* [0-9] */
+	uint64_t first;  /* letters of SC_FIRST_LETTERS, either case */
+	uint64_t dollar; /* '$' */
+	bool odd;        /* a byte that is none of those, whitespace nor = < > * + , . : */
 } ScMasks;
 
 /* Classifies the sixteen bytes at q into m, their bits from bit `at` on. */
@@ -2494,6 +2495,8 @@ __attribute__((always_inline)) static inline void sc_chunk(const unsigned char *
 	                                  _mm_cmpeq_epi8(x, _mm_set1_epi8(':')))));
 	/* '-' (0x2d) lies among the operators taken; it starts comments */
 	plain = _mm_andnot_si128(_mm_cmpeq_epi8(x, _mm_set1_epi8('-')), plain);
+	__m128i dol = _mm_cmpeq_epi8(x, _mm_set1_epi8('$'));
+	plain = _mm_or_si128(plain, dol);
 	__m128i fl =
 	        _mm_or_si128(_mm_or_si128(_mm_or_si128(_mm_cmpeq_epi8(lower, _mm_set1_epi8('d')),
 	                                               _mm_cmpeq_epi8(lower, _mm_set1_epi8('f'))),
@@ -2506,6 +2509,7 @@ __attribute__((always_inline)) static inline void sc_chunk(const unsigned char *
 	m->word |= (uint64_t)(unsigned)_mm_movemask_epi8(wrd) << at;
 	m->digit |= (uint64_t)(unsigned)_mm_movemask_epi8(dig) << at;
 	m->first |= (uint64_t)(unsigned)_mm_movemask_epi8(_mm_and_si128(fl, wrd)) << at;
+	m->dollar |= (uint64_t)(unsigned)_mm_movemask_epi8(dol) << at;
 }
 
 /* The name of len bytes at p + at (p holds n bytes) in one word, as sc_refuses wants it. */
@@ -2527,11 +2531,12 @@ static inline bool sc_refuses_in(const unsigned char *p, size_t n, size_t at, si
  * The vector screen of p..p+n (the text after the lead SELECT, trailing ';' and whitespace
  * taken off, at most SC_VEC_MAX bytes): 1 taken, 0 refused, -1 not its kind of text (the
  * byte-by-byte screen decides). Only the runs of name bytes that could matter are looked
- * at: numbers (digits only), and names that begin with the first letter of a refused keyword.
+ * at: numbers (digits only), names that begin with the first letter of a refused keyword,
+ * and the digits of each $n (*max_param).
  */
-static int sc_vector(const unsigned char *p, size_t n)
+static int sc_vector(const unsigned char *p, size_t n, int *max_param)
 {
-	ScMasks m = {0, 0, 0, false};
+	ScMasks m = {0, 0, 0, 0, false};
 	size_t i = 0;
 
 	for (; i + 16 <= n; i += 16)
@@ -2548,6 +2553,22 @@ static int sc_vector(const unsigned char *p, size_t n)
 	if (m.odd)
 		return -1;
 	uint64_t starts = m.word & ~(m.word << 1);
+	if (m.dollar) {
+		/* $n only: a '$' after a name (p[-1] is the lead's 't'), one not followed by a
+		 * number or followed by '$' after it is a name's or a dollar quote's */
+		uint64_t after = m.dollar << 1;
+		if ((m.dollar & 1) || (m.dollar & (m.word << 1)) || (after & ~(m.digit & starts)) ||
+		    (m.dollar >> 63))
+			return 0;
+		for (uint64_t d = after; d; d &= d - 1) {
+			unsigned at = (unsigned)__builtin_ctzll(d);
+			int v = 0;
+			for (size_t j = at; j < n && p[j] >= '0' && p[j] <= '9'; j++)
+				v = v > (INT_MAX - 9) / 10 ? INT_MAX : v * 10 + (p[j] - '0');
+			if (v > *max_param)
+				*max_param = v;
+		}
+	}
 	for (uint64_t c = starts & (m.digit | m.first); c; c &= c - 1) {
 		unsigned at = (unsigned)__builtin_ctzll(c);
 		uint64_t rest = ~(m.word >> at);
@@ -2590,7 +2611,7 @@ bool sql_screen(const char *sql, size_t len, SqlInfo *out)
 	const unsigned char *end = e;
 	while (end > p && (end[-1] == ';' || sc_class[end[-1]] == SC_SPACE))
 		end--;
-	int v = end - p <= SC_VEC_MAX ? sc_vector(p, (size_t)(end - p)) : -1;
+	int v = end - p <= SC_VEC_MAX ? sc_vector(p, (size_t)(end - p), &max_param) : -1;
 	if (v == 0)
 		return false;
 	if (v < 0 && !sc_scalar(p, e, &max_param))

@@ -34,6 +34,18 @@ const uint64_t hist_bounds_us[HIST_BOUNDS] = {
         100000, 200000, 500000, 1000000, 2000000, 5000000, 10000000, 20000000, 30000000,
 };
 
+uint8_t hist_from[64];
+
+__attribute__((constructor)) static void hist_from_build(void)
+{
+	for (int k = 0; k < 64; k++) {
+		int i = 0;
+		while (i < HIST_BOUNDS && hist_bounds_us[i] < (1ULL << k))
+			i++;
+		hist_from[k] = (uint8_t)i;
+	}
+}
+
 void hist_add(Hist *dst, const Hist *src)
 {
 	dst->count += src->count;
@@ -269,11 +281,6 @@ static QueryEntry *table_entry(Tenant *t, uint64_t fp, const SqlNorm *norm)
 /* ------------------------------------------------------------------------------------------
  * Data path.
  */
-
-bool stats_statements_on(const Tenant *t)
-{
-	return g_cfg->query_stats || config_tenant_log_min_duration(g_cfg, t->conf) >= 0;
-}
 
 static SqlNorm norm_scratch;
 

@@ -232,6 +232,40 @@ static void bench_normalise(void)
 	CHECK(sink <= 2 * (uint64_t)n);
 }
 
+/* hist_bucket (a table by log2, then at most a few compares) is the plain search over bounds. */
+static void test_hist_bucket_is_the_linear_search(void)
+{
+	int wrong = 0;
+	uint64_t vals[4 * HIST_BOUNDS + 70];
+	size_t n = 0;
+	for (int i = 0; i < HIST_BOUNDS; i++) {
+		vals[n++] = hist_bounds_us[i] - 1;
+		vals[n++] = hist_bounds_us[i];
+		vals[n++] = hist_bounds_us[i] + 1;
+	}
+	for (int k = 0; k < 64; k++)
+		vals[n++] = 1ULL << k;
+	vals[n++] = 0;
+	vals[n++] = UINT64_MAX;
+	for (size_t j = 0; j < n; j++) {
+		int want = 0;
+		while (want < HIST_BOUNDS && vals[j] > hist_bounds_us[want])
+			want++;
+		if (hist_bucket(vals[j]) != want && wrong++ < 3)
+			CHECK_MSG(false, "hist_bucket(%llu) = %d, want %d",
+			          (unsigned long long)vals[j], hist_bucket(vals[j]), want);
+	}
+	for (uint64_t us = 0; us < 40000000; us += 997) {
+		int want = 0;
+		while (want < HIST_BOUNDS && us > hist_bounds_us[want])
+			want++;
+		if (hist_bucket(us) != want && wrong++ < 3)
+			CHECK_MSG(false, "hist_bucket(%llu) = %d, want %d", (unsigned long long)us,
+			          hist_bucket(us), want);
+	}
+	CHECK_MSG(wrong == 0, "%d values in the wrong bucket", wrong);
+}
+
 int main(int argc, char **argv)
 {
 	test_normaliser_folds_literals_case_space_and_comments();
@@ -240,6 +274,7 @@ int main(int argc, char **argv)
 	test_analyze_norm_matches_the_lexer_only_pass();
 	test_fingerprint_is_the_same_with_and_without_the_text();
 	test_histogram_buckets_and_quantiles();
+	test_hist_bucket_is_the_linear_search();
 	if (!(argc > 1 && strcmp(argv[1], "--no-bench") == 0))
 		bench_normalise();
 	return unit_finish("stats");
