@@ -2587,11 +2587,13 @@ static int sc_vector(const unsigned char *p, size_t n, int *max_param)
 
 bool sql_screen(const char *sql, size_t len, SqlInfo *out)
 {
-	const unsigned char *s = (const unsigned char *)sql, *e = s + len, *p;
+	const unsigned char *s, *e, *p;
 	int max_param = 0;
 
 	if (!sql)
 		return false;
+	s = (const unsigned char *)sql;
+	e = s + len;
 	while (s < e && sc_class[*s] == SC_SPACE)
 		s++;
 	if (e - s < 6)
