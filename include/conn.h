@@ -23,6 +23,7 @@
 #ifndef PGTENANT_CONN_H
 #define PGTENANT_CONN_H
 
+#include "list.h"
 #include "pktbuf.h"
 
 #include <event2/event.h>
@@ -35,9 +36,14 @@
  * An empty buffer of an idle connection goes back to the block cache (pktbuf.c), so
  * 10,000 idle clients hold none. A server connection (keep_bufs) keeps one block each
  * way: servers are few (pool sizes bound them) and busy, and handing the blocks back
- * after every reply cost more than the memory.
+ * after every reply cost more than the memory. A client keeps its blocks while it is
+ * "warm": a buffer of it emptied within CONN_WARM_USEC (conn_cool_idle, every tick, hands
+ * the others' back), and it is one of the last CONN_WARM_MAX to become warm. So a busy
+ * client does not fetch and return two blocks per transaction, and the most this holds is
+ * CONN_WARM_MAX * 2 blocks (8 MB).
  */
-#define CONN_KEEP_BUF 0
+#define CONN_WARM_MAX  256
+#define CONN_WARM_USEC 1000000
 
 typedef enum { IO_OK = 0, IO_AGAIN, IO_EOF, IO_ERROR } IoStatus;
 
@@ -50,6 +56,9 @@ typedef struct Conn {
 	bool watch_close; /* while not reading, watch for the peer hanging up (clients) */
 	bool close_armed; /* ... and the read event waits for that now (EV_CLOSED) */
 	bool keep_bufs;   /* empty buffers keep one block (server connections) */
+	bool warm;        /* on the warm list: empty buffers keep their block for now */
+	usec_t warm_at;   /* when a buffer of it last emptied */
+	List warm_node;
 	Buf in;
 	Buf out;
 	struct ssl_st *ssl;        /* NULL: plain socket */
@@ -76,8 +85,21 @@ static inline bool conn_out_full(const Conn *c)
 {
 	return buf_avail(&c->out) > CONN_HIGH_WATER;
 }
-/* Frees the buffers of an idle connection if they grew (memory per idle client stays small). */
-void conn_shrink(Conn *c);
+/* conn_shrink's slow path. */
+void conn_shrink_buffers(Conn *c);
+/* Frees the buffers of an idle connection if they grew (memory per idle client stays small);
+ * a warm client's empty buffers keep their one block each (once per transaction: inline). */
+static inline void conn_shrink(Conn *c)
+{
+	if (c->warm && !buf_avail(&c->in) && !buf_avail(&c->out) && c->in.cap <= CONN_READ_CHUNK &&
+	    c->out.cap <= CONN_READ_CHUNK) {
+		c->warm_at = g_now;
+		return;
+	}
+	conn_shrink_buffers(c);
+}
+/* Hands back the blocks of clients not warm any more (CONN_WARM_USEC); every tick. */
+void conn_cool_idle(void);
 /*
  * One step of the TLS handshake on c->ssl, arming whichever event it waits
  * for: IO_OK when done, IO_AGAIN to be called again on the next event,

@@ -40,6 +40,15 @@ typedef enum {
  */
 PrepResult prep_client_message(Client *c, ServerConn *s, uint8_t type, const uint8_t *body,
                                size_t len, unsigned flags);
+/* Could the Query text body be a DEALLOCATE (prep_client_message's 'Q' case)? Its first
+ * letter, after whitespace, is a d: every other Query passes without a call. */
+static inline bool prep_query_may_deallocate(const uint8_t *body, size_t len)
+{
+	size_t i = 0;
+	while (i < len && (body[i] == ' ' || body[i] == '\t' || body[i] == '\n' || body[i] == '\r'))
+		i++;
+	return i < len && (body[i] | 0x20) == 'd';
+}
 /*
  * A named Parse followed directly by Sync from a client without a server
  * (libpq's PQprepare): recorded and answered without taking a server; the

@@ -1878,7 +1878,8 @@ again:
 				buf_reserve(in, total - buf_avail(in));
 				break;
 			}
-			if (prep_client_message(c, s, 'Q', buf_head(in) + MSG_HEADER_LEN, len - 4,
+			if (prep_query_may_deallocate(buf_head(in) + MSG_HEADER_LEN, len - 4) &&
+			    prep_client_message(c, s, 'Q', buf_head(in) + MSG_HEADER_LEN, len - 4,
 			                        0) == PREP_ANSWERED) {
 				buf_consume(in, total);
 				continue;

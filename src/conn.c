@@ -5,6 +5,7 @@
 
 #include "tls.h"
 
+#include <assert.h>
 #include <errno.h>
 #include <limits.h>
 #include <openssl/err.h>
@@ -20,6 +21,7 @@ void conn_init(Conn *c, int fd, event_callback_fn on_read, event_callback_fn on_
 {
 	c->fd = fd;
 	c->read_armed = c->write_armed = c->close_armed = c->watch_close = c->keep_bufs = false;
+	c->warm = false;
 	c->ssl = NULL;
 	c->ssl_failed = c->ssl_read_wants_write = c->ssl_write_wants_read = false;
 	buf_init(&c->in);
@@ -28,8 +30,65 @@ void conn_init(Conn *c, int fd, event_callback_fn on_read, event_callback_fn on_
 	event_assign(&c->ev_write, g_base, fd, EV_WRITE | EV_PERSIST, on_write, arg);
 }
 
+/* The clients whose emptied buffers keep their blocks, in the order they became warm. */
+static List warm = {&warm, &warm};
+static unsigned n_warm;
+
+/* c leaves the warm list; its empty buffers hand their blocks back. */
+static void conn_cool(Conn *c)
+{
+	assert(c->warm && n_warm > 0);
+	list_del(&c->warm_node);
+	n_warm--;
+	c->warm = false;
+	if (!buf_avail(&c->in))
+		buf_reset(&c->in, 0);
+	if (!buf_avail(&c->out))
+		buf_reset(&c->out, 0);
+}
+
+/* c becomes warm; past CONN_WARM_MAX, the one warm the longest goes cold. */
+static void conn_warm(Conn *c)
+{
+	c->warm = true;
+	n_warm++;
+	list_append(&warm, &c->warm_node);
+	if (n_warm > CONN_WARM_MAX)
+		conn_cool(list_entry(warm.next, Conn, warm_node));
+}
+
+/*
+ * The buffer b of c went empty: a server's keeps its block; a client's keeps it while the
+ * client is warm (conn.h). Every transaction passes here: a store when c is warm already.
+ */
+static inline void conn_rest(Conn *c, Buf *b)
+{
+	buf_reset(b, CONN_READ_CHUNK); /* a buffer that grew past one block goes back now */
+	if (c->keep_bufs || !b->data)
+		return;
+	c->warm_at = g_now;
+	if (!c->warm)
+		conn_warm(c);
+}
+
+void conn_cool_idle(void)
+{
+	List *it, *tmp;
+	list_for_each_safe(it, &warm, tmp)
+	{
+		Conn *c = list_entry(it, Conn, warm_node);
+		if (g_now - c->warm_at >= CONN_WARM_USEC)
+			conn_cool(c);
+	}
+}
+
 void conn_close(Conn *c)
 {
+	if (c->warm) {
+		list_del(&c->warm_node);
+		n_warm--;
+		c->warm = false;
+	}
 	if (c->fd < 0)
 		return;
 	if (c->read_armed || c->close_armed)
@@ -161,12 +220,6 @@ static IoStatus ssl_read(Conn *c)
 	return IO_OK;
 }
 
-/* What an emptied buffer may keep (CONN_KEEP_BUF). */
-static size_t conn_keep(const Conn *c)
-{
-	return c->keep_bufs ? CONN_READ_CHUNK : CONN_KEEP_BUF;
-}
-
 static IoStatus ssl_flush(Conn *c)
 {
 	if (c->ssl_read_wants_write) {
@@ -187,7 +240,7 @@ static IoStatus ssl_flush(Conn *c)
 	}
 	want_write(c, false);
 	/* all sent: the block goes back to the cache until there is more to send */
-	buf_reset(&c->out, conn_keep(c));
+	conn_rest(c, &c->out);
 	return IO_OK;
 }
 
@@ -265,14 +318,14 @@ IoStatus conn_flush(Conn *c)
 	}
 	want_write(c, false);
 	/* all sent: the block goes back to the cache until there is more to send */
-	buf_reset(&c->out, conn_keep(c));
+	conn_rest(c, &c->out);
 	return IO_OK;
 }
 
-void conn_shrink(Conn *c)
+void conn_shrink_buffers(Conn *c)
 {
 	if (!buf_avail(&c->in))
-		buf_reset(&c->in, conn_keep(c));
+		conn_rest(c, &c->in);
 	if (!buf_avail(&c->out))
-		buf_reset(&c->out, conn_keep(c));
+		conn_rest(c, &c->out);
 }

@@ -155,6 +155,7 @@ static void on_tick(evutil_socket_t fd, short what, void *arg)
 	static unsigned ticks;
 	pool_maintain();
 	server_maintain();
+	conn_cool_idle();
 	control_maintain();
 	stats_tick();
 	static usec_t last_stats;

@@ -532,11 +532,7 @@ PrepResult prep_client_message(Client *c, ServerConn *s, uint8_t type, const uin
 	case 'Q': {
 		char name[128];
 		bool all = false;
-		size_t i = 0;
-		while (i < len &&
-		       (body[i] == ' ' || body[i] == '\t' || body[i] == '\n' || body[i] == '\r'))
-			i++;
-		if (i == len || (body[i] | 0x20) != 'd')
+		if (!prep_query_may_deallocate(body, len))
 			return PREP_PASS; /* the common case: not a DEALLOCATE, nothing to scan */
 		const uint8_t *nul = memchr(body, 0, len);
 		if (!nul || !parse_deallocate((const char *)body, (size_t)(nul - body), name,

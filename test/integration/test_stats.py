@@ -324,3 +324,31 @@ def test_top_tenants_orders_by_query_time_and_by_wait_time(pgtenant):
     assert ranking("wait_time_1min")[0] == "globex", rows
     w = [r for r in rows if r["ranking"] == "wait_time_total" and r["tenant"] == "globex"][0]
     assert float(w["time_ms"]) >= 300, w
+
+
+def test_busy_clients_keep_their_buffers_idle_ones_hand_them_back(pgtenant):
+    """A client keeps its buffer blocks for a second after its last transaction (no fetch
+    and return of two blocks per transaction), then hands them back: idle clients hold
+    none (conn.h, SHOW MEM's client_buffers)."""
+    p = admin_start(pgtenant)
+    conns = [p.raw(user="app", dbname="acme") for _ in range(10)]
+    try:
+        for c in conns:
+            assert c.query("select 1") == [["1"]]
+        _, mem = psql_rows(p, "SHOW MEM")
+        warm = int(row_for(mem, "name", "client_buffers")["memtotal"])
+        assert warm >= 10 * 2 * 16384, mem
+        deadline = time.time() + 10
+        while True:
+            time.sleep(0.5)
+            _, mem = psql_rows(p, "SHOW MEM")
+            cold = int(row_for(mem, "name", "client_buffers")["memtotal"])
+            # only the console connection asking holds blocks now
+            if cold <= 2 * 16384 or time.time() > deadline:
+                break
+        assert cold <= 2 * 16384, (warm, cold)
+        for c in conns:  # and they come back for the next transaction
+            assert c.query("select 2") == [["2"]]
+    finally:
+        for c in conns:
+            c.close()
