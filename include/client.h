@@ -70,6 +70,7 @@ struct Client {
 		SqlInfo info;
 	} sql_seen[4];
 	unsigned sql_seen_next;
+	SqlShape *shape; /* the last plain SELECT the screen took (sql_analyze_shaped), or NULL */
 
 	Client *cancel_next;        /* cancel key hash chain (client.c) */
 	char *deferred_begin;       /* a BEGIN answered locally; sent with the transaction's first

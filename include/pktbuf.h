@@ -42,6 +42,8 @@ void buf_free(Buf *b);
 void buf_grow(Buf *b, size_t n);
 /* buf_reset's slow path: hands the allocation back. */
 void buf_release(Buf *b);
+/* Frees the calling thread's cached blocks (a thread that used Bufs, before it ends). */
+void buf_cache_drain(void);
 
 /*
  * The three calls every forwarded message makes are inline: room at the tail is

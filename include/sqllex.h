@@ -172,6 +172,26 @@ void sql_analyze_norm(const char *sql, size_t len, const char *tenant_guc,
  * src/sqllex.c describes; false (out untouched) for anything else.
  */
 bool sql_screen(const char *sql, size_t len, SqlInfo *out);
+/*
+ * A plain SELECT the screen took, kept per client so the next text of the same shape is
+ * known without the screen: sql_analyze_shaped() takes a text equal to it but for its
+ * numbers (each a plain number again) as having its answer. A client repeating a statement
+ * with other literals, as simple-protocol programs do, pays a comparison instead.
+ */
+#define SQL_SHAPE_MAX 64
+typedef struct SqlShape {
+	uint8_t len;   /* 0: none yet */
+	uint64_t nums; /* bit i: a number starts at text[i] (digits after neither a name nor $) */
+	SqlInfo info;
+	char text[SQL_SHAPE_MAX];
+} SqlShape;
+
+/* sql_analyze() with a client's shape (updated when the screen takes a new text). */
+void sql_analyze_shaped(const char *sql, size_t len, const char *tenant_guc,
+                        const char *extra_ro_functions, SqlInfo *out, SqlShape *shape);
+/* Would shape answer for sql (for tests)? */
+bool sql_shape_matches(const SqlShape *shape, const char *sql, size_t len);
+
 /* The analyzer's i-th keyword (for tests), NULL past the last. */
 const char *sql_keyword_name(size_t i);
 

@@ -299,6 +299,8 @@ void client_close(Client *c, const char *reason)
 	c->login_ctx = NULL;
 	prep_client_free(c);
 	stats_client_free(c);
+	free(c->shape);
+	c->shape = NULL;
 	free(c->deferred_begin);
 	c->deferred_begin = NULL;
 	g_n_clients--;
@@ -1511,7 +1513,17 @@ static void sql_info(Client *c, const char *sql, size_t len, SqlInfo *out, SqlNo
 			return;
 		}
 	}
-	sql_analyze_norm(sql, len, g_cfg->tenant_guc, g_cfg->read_only_functions, out, norm);
+	if (norm) {
+		sql_analyze_norm(sql, len, g_cfg->tenant_guc, g_cfg->read_only_functions, out,
+		                 norm);
+	} else {
+		if (!c->shape) {
+			c->shape = xmalloc(sizeof(SqlShape));
+			c->shape->len = 0;
+		}
+		sql_analyze_shaped(sql, len, g_cfg->tenant_guc, g_cfg->read_only_functions, out,
+		                   c->shape);
+	}
 	unsigned slot = c->sql_seen_next++ % ARRAY_SIZE(c->sql_seen);
 	c->sql_seen[slot].at = at;
 	c->sql_seen[slot].len = len;

@@ -1289,6 +1289,7 @@ static void *job_main(void *arg)
 	job_close(j);
 	if (j->admin)
 		PQfinish(j->admin);
+	buf_cache_drain(); /* this thread's block stack (pktbuf.c) dies with it */
 	return NULL;
 }
 

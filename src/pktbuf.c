@@ -14,13 +14,21 @@
 /*
  * Blocks of BUF_BLOCK bytes are recycled through a small stack, so a connection
  * can hand its buffers back whenever it is idle (10,000 idle clients hold no
- * buffers) and take them again for the next query without a malloc.
+ * buffers) and take them again for the next query without a malloc. Each thread
+ * has its own stack (pgtenant migrate's jobs build their SQL in Bufs beside each
+ * other); a thread that ends hands its blocks back with buf_cache_drain().
  */
 #define BUF_BLOCK     16384
 #define BUF_CACHE_MAX 1024
 
-static void *block_cache[BUF_CACHE_MAX];
-static int block_cached;
+static __thread void *block_cache[BUF_CACHE_MAX];
+static __thread int block_cached;
+
+void buf_cache_drain(void)
+{
+	while (block_cached > 0)
+		free(block_cache[--block_cached]);
+}
 
 static void block_put(void *p)
 {

@@ -2629,6 +2629,123 @@ bool sql_screen(const char *sql, size_t len, SqlInfo *out)
 	return true;
 }
 
+/* ---------------------------------------------------------------- shapes */
+
+/* How many bytes a and b (na, nb long) begin with alike. */
+static inline size_t sh_common(const unsigned char *a, size_t na, const unsigned char *b, size_t nb)
+{
+	size_t n = na < nb ? na : nb, k = 0;
+#if __BYTE_ORDER__ == __ORDER_LITTLE_ENDIAN__
+	for (; k + 8 <= n; k += 8) {
+		uint64_t x, y;
+		memcpy(&x, a + k, 8);
+		memcpy(&y, b + k, 8);
+		if (x != y)
+			return k + (size_t)__builtin_ctzll(x ^ y) / 8;
+	}
+#endif
+	while (k < n && a[k] == b[k])
+		k++;
+	return k;
+}
+
+static inline bool sh_digit(unsigned char c)
+{
+	return sc_class[c] == SC_DIGIT;
+}
+
+/*
+ * Is t (lt bytes) the shape's text with some of its numbers (sh->nums) written otherwise,
+ * each again a run of digits only? Then the screen would take t as it took the shape's
+ * text, with the same answer: every byte class it looks at is the same (a digit for a
+ * digit, and the byte after a number is the shape's, neither a name's nor '$'), and no
+ * number is a $n (nums leaves those out), so max_param is the same too.
+ */
+bool sql_shape_matches(const SqlShape *sh, const char *sql, size_t lt)
+{
+	const unsigned char *pt = (const unsigned char *)sh->text, *t = (const unsigned char *)sql;
+	size_t lp = sh->len, i = 0, j = 0;
+
+	if (!lp || !sql)
+		return false;
+	for (;;) {
+		size_t k = sh_common(pt + i, lp - i, t + j, lt - j);
+		i += k;
+		j += k;
+		if (i == lp && j == lt)
+			return true;
+		/* they part at i (j in t): inside, or just after, one of the shape's numbers */
+		size_t s = i;
+		while (s > 0 && sh_digit(pt[s - 1]))
+			s--;
+		if (s >= lp || !(sh->nums >> s & 1))
+			return false;
+		size_t ep = s, et = j;
+		while (ep < lp && sh_digit(pt[ep]))
+			ep++;
+		while (et < lt && sh_digit(t[et]))
+			et++;
+		/* t's number begins where the shape's does (the bytes between are alike) */
+		if (et == j - (i - s))
+			return false; /* no digits there in t */
+		i = ep;
+		j = et;
+		/* what follows each number must be alike again at once: the byte after it in
+		 * the shape ends a number */
+		if (i == lp || j == lt || pt[i] != t[j])
+			return i == lp && j == lt;
+	}
+}
+
+/* Keeps a text the screen took as the client's shape: short ones without quotes. */
+static void sh_keep(SqlShape *sh, const char *sql, size_t len, const SqlInfo *info)
+{
+	const unsigned char *t = (const unsigned char *)sql;
+
+	sh->len = 0;
+	if (len > SQL_SHAPE_MAX || memchr(sql, '\'', len))
+		return;
+	sh->nums = 0;
+	for (size_t i = 0; i < len; i++)
+		if (sh_digit(t[i]) && (i == 0 || (!sc_word_byte(t[i - 1]) && t[i - 1] != '$')))
+			sh->nums |= 1ULL << i;
+	memcpy(sh->text, sql, len);
+	sh->info = *info;
+	sh->len = (uint8_t)len;
+}
+
+#ifdef PGTENANT_VERIFY_SCREEN
+static void sc_verify(const char *sql, size_t len, const char *tenant_guc,
+                      const char *extra_ro_functions, const SqlInfo *out)
+{
+	SqlInfo full;
+	SqlNorm n;
+	sql_norm_init(&n, NULL, 0);
+	sql_analyze_norm(sql, len, tenant_guc, extra_ro_functions, &full, &n);
+	assert(memcmp(&full, out, sizeof(full)) == 0);
+}
+#endif
+
+void sql_analyze_shaped(const char *sql, size_t len, const char *tenant_guc,
+                        const char *extra_ro_functions, SqlInfo *out, SqlShape *shape)
+{
+	if (shape && sql_shape_matches(shape, sql, len)) {
+		*out = shape->info;
+#ifdef PGTENANT_VERIFY_SCREEN
+		sc_verify(sql, len, tenant_guc, extra_ro_functions, out);
+#endif
+		return;
+	}
+	if (shape && sql_screen(sql, len, out)) {
+#ifdef PGTENANT_VERIFY_SCREEN
+		sc_verify(sql, len, tenant_guc, extra_ro_functions, out);
+#endif
+		sh_keep(shape, sql, len, out);
+		return;
+	}
+	sql_analyze_norm(sql, len, tenant_guc, extra_ro_functions, out, NULL);
+}
+
 void sql_analyze(const char *sql, size_t len, const char *tenant_guc,
                  const char *extra_ro_functions, SqlInfo *out)
 {
@@ -2645,11 +2762,7 @@ void sql_analyze_norm(const char *sql, size_t len, const char *tenant_guc,
 
 	if (!norm && sql_screen(sql, len, out)) {
 #ifdef PGTENANT_VERIFY_SCREEN
-		SqlInfo full;
-		SqlNorm n;
-		sql_norm_init(&n, NULL, 0);
-		sql_analyze_norm(sql, len, tenant_guc, extra_ro_functions, &full, &n);
-		assert(memcmp(&full, out, sizeof(full)) == 0);
+		sc_verify(sql, len, tenant_guc, extra_ro_functions, out);
 #endif
 		return;
 	}

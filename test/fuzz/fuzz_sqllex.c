@@ -100,6 +100,32 @@ static void fuzz_normalize(const char *s, size_t len)
 	FUZZ_ASSERT(na.hash == nb.hash && strcmp(a, b) == 0);
 }
 
+/*
+ * The input up to its first '|' as a client's last plain SELECT, the rest as its next text:
+ * when the shape kept from the first answers for the second, the full analysis agrees.
+ */
+static void fuzz_shape(const char *s, size_t len)
+{
+	const char *bar = memchr(s, '|', len);
+	SqlShape sh;
+	SqlInfo first, next, full;
+	SqlNorm n;
+
+	if (!bar)
+		return;
+	sh.len = 0;
+	sql_analyze_shaped(s, (size_t)(bar - s), "app.tenant_id", NULL, &first, &sh);
+	const char *t = bar + 1;
+	size_t tl = len - (size_t)(t - s);
+	bool answered = sql_shape_matches(&sh, t, tl);
+	sql_analyze_shaped(t, tl, "app.tenant_id", NULL, &next, &sh);
+	sql_norm_init(&n, NULL, 0);
+	sql_analyze_norm(t, tl, "app.tenant_id", NULL, &full, &n);
+	FUZZ_ASSERT(memcmp(&next, &full, sizeof(full)) == 0);
+	if (answered)
+		FUZZ_ASSERT(sh.len > 0);
+}
+
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
 	/* exact-size copy: the lexer takes (pointer, length) and must not look past the end */
@@ -109,6 +135,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	fuzz_analyze(s, size, NULL);
 	fuzz_analyze(s, size, "my_report, public.f2");
 	fuzz_normalize(s, size);
+	fuzz_shape(s, size);
 	free(s);
 	return 0;
 }

@@ -14,6 +14,16 @@
 
 #define TENANT_GUC "app.tenant_id"
 
+/* A heap copy of the n bytes at p, exactly n long: reads past the end show under valgrind. */
+static char *exact_bytes(const char *p, size_t n)
+{
+	char *copy = malloc(n ? n : 1);
+	if (!copy)
+		abort();
+	memcpy(copy, p, n);
+	return copy;
+}
+
 static char *exact_copy(const char *s, size_t *len)
 {
 	char *p;
@@ -885,10 +895,7 @@ static void test_inline_path_draws_what_the_general_path_draws(void)
 				len += strlen(w);
 			}
 		}
-		char *copy = malloc(len ? len : 1); /* exact size: reads past the end show */
-		if (!copy)
-			abort();
-		memcpy(copy, buf, len);
+		char *copy = exact_bytes(buf, len);
 		SqlLexer a, b;
 		SqlToken ta, tb;
 		sqllex_init(&a, copy, len);
@@ -929,11 +936,8 @@ static void analyze_full(const char *sql, size_t len, SqlInfo *info)
  */
 static bool screen_agrees(const char *sql, size_t len, int *differ)
 {
-	char *copy = malloc(len ? len : 1);
+	char *copy = exact_bytes(sql, len);
 	SqlInfo a, b, c;
-	if (!copy)
-		abort();
-	memcpy(copy, sql, len);
 	bool took = sql_screen(copy, len, &c);
 	sql_analyze(copy, len, TENANT_GUC, "my_ro", &a);
 	analyze_full(copy, len, &b);
@@ -1089,6 +1093,128 @@ static void test_screen_agrees_with_the_analysis(void)
 	       rnd_taken, total, long_taken, long_total, kw_taken);
 }
 
+/* A shape made from text (as sql_analyze_shaped keeps one); false when the screen refuses it. */
+static bool shape_of(const char *text, SqlShape *sh)
+{
+	SqlInfo info;
+	sh->len = 0;
+	sql_analyze_shaped(text, strlen(text), TENANT_GUC, "my_ro", &info, sh);
+	return sh->len > 0;
+}
+
+/*
+ * A shape answers for a text that differs from its own only in numbers (each again plain
+ * digits, not a $n), and for nothing else; what it answers is what the full analysis says.
+ */
+static void test_shapes_answer_only_for_other_numbers(void)
+{
+	static const struct {
+		const char *shape, *text;
+		bool match;
+	} cases[] = {
+	        {"SELECT abalance FROM pgbench_accounts WHERE aid = 12345;",
+	         "SELECT abalance FROM pgbench_accounts WHERE aid = 7;", true},
+	        {"SELECT abalance FROM pgbench_accounts WHERE aid = 12345;",
+	         "SELECT abalance FROM pgbench_accounts WHERE aid = 123456789;", true},
+	        {"select a from t where b = 1 and c = 22",
+	         "select a from t where b = 333 and c = 4", true},
+	        {"SELECT 1", "SELECT 12", true},
+	        {"SELECT 12", "SELECT 1", true},
+	        {"SELECT 1.5 FROM t", "SELECT 2.75 FROM t", true},
+	        {"SELECT a FROM t1 WHERE b = 1", "SELECT a FROM t2 WHERE b = 1", false},
+	        {"SELECT a FROM t WHERE b = $1", "SELECT a FROM t WHERE b = $2", false},
+	        {"SELECT a FROM t WHERE b = 1", "SELECT a FROM t WHERE b = 1e5", false},
+	        {"SELECT a FROM t WHERE b = 1", "SELECT a FROM t WHERE b = 1into", false},
+	        {"SELECT a FROM t WHERE b = 1", "SELECT a FROM t WHERE b = 1 into x", false},
+	        {"SELECT a FROM t WHERE b = 1", "SELECT a FROM t WHERE b = x", false},
+	        {"SELECT a FROM t WHERE b = 1", "SELECT a FROM t WHERE b = ", false},
+	        {"SELECT a FROM t WHERE b = 1", "SELECT a FROM t WHERE b = 1; SET search_path = x",
+	         false},
+	        {"SELECT a FROM t WHERE b = 1", "SELECT a FROM t WHERE b = 1$", false},
+	        {"SELECT a FROM t WHERE b = 1", " SELECT a FROM t WHERE b = 1", false},
+	        {"SELECT 1", "SELECT 1 FOR UPDATE", false},
+	        {"SELECT 1", "SELECT", false},
+	};
+	int differ = 0;
+
+	for (size_t i = 0; i < ARRAY_SIZE(cases); i++) {
+		SqlShape sh;
+		CHECK_MSG(shape_of(cases[i].shape, &sh), "no shape kept for \"%s\"",
+		          cases[i].shape);
+		bool m = sql_shape_matches(&sh, cases[i].text, strlen(cases[i].text));
+		CHECK_MSG(m == cases[i].match, "shape \"%s\" %s \"%s\"", cases[i].shape,
+		          m ? "answered for" : "did not answer for", cases[i].text);
+	}
+	SqlShape sh;
+	CHECK(!shape_of("SELECT a FROM t WHERE b = 'x'", &sh)); /* quotes: no shape */
+	CHECK(!shape_of("SELECT f(1)", &sh));                   /* the screen refuses it */
+
+	/* random plain texts, then the same with numbers rewritten and now and then a piece
+	 * changed: whenever the shape answers, the full analysis agrees */
+	static const char *const plain[] = {"a",   "bc_1", "_x", " ",   "=",    "<>",    ",",
+	                                    ".",   "::",   "*",  "+",   "from", "where", "and",
+	                                    " 12", " 0",   "=7", " $1", "(",    "for",   "into"};
+	static const char *const odd[] = {"x", "1e5", "'s'", "$", "$2", "into", "(",
+	                                  ";", "--",  "é",   "a", "_",  "for"};
+	unsigned seed = 777;
+	int matched = 0, total = 200000;
+	for (int it = 0; it < total; it++) {
+		char p[SQL_SHAPE_MAX + 1], t[2 * SQL_SHAPE_MAX + 32];
+		size_t lp = 7, lt = 0;
+		memcpy(p, "SELECT ", 7);
+		seed = seed * 1103515245u + 12345u;
+		size_t want = 8 + (seed >> 16) % 50;
+		while (lp < want) {
+			seed = seed * 1103515245u + 12345u;
+			const char *w = plain[(seed >> 16) % ARRAY_SIZE(plain)];
+			if (lp + strlen(w) > SQL_SHAPE_MAX)
+				break;
+			memcpy(p + lp, w, strlen(w));
+			lp += strlen(w);
+		}
+		p[lp] = '\0';
+		if (!shape_of(p, &sh))
+			continue;
+		/* t: p with each digit run rewritten (sometimes not), maybe one odd piece */
+		for (size_t i = 0; i < lp;) {
+			seed = seed * 1103515245u + 12345u;
+			if (p[i] >= '0' && p[i] <= '9') {
+				size_t e = i;
+				while (e < lp && p[e] >= '0' && p[e] <= '9')
+					e++;
+				int n = (int)((seed >> 16) % 4);
+				for (int d = 0; d < n; d++)
+					t[lt++] = (char)('0' + (seed >> (20 + d)) % 10);
+				if (n == 0)
+					for (size_t k = i; k < e; k++)
+						t[lt++] = p[k];
+				i = e;
+			} else {
+				t[lt++] = p[i++];
+			}
+			if ((seed & 0x3f00) == 0) {
+				const char *w = odd[(seed >> 24) % ARRAY_SIZE(odd)];
+				memcpy(t + lt, w, strlen(w));
+				lt += strlen(w);
+			}
+		}
+		char *copy = exact_bytes(t, lt);
+		if (sql_shape_matches(&sh, copy, lt)) {
+			SqlInfo full;
+			matched++;
+			analyze_full(copy, lt, &full);
+			if (memcmp(&full, &sh.info, sizeof(full)) != 0 && differ++ < 5)
+				CHECK_MSG(false,
+				          "shape [%s] answered for [%.*s], the analysis differs", p,
+				          (int)lt, copy);
+		}
+		free(copy);
+	}
+	CHECK_MSG(differ == 0, "%d texts a shape answered for wrongly", differ);
+	CHECK_MSG(matched > total / 10, "shapes answered for only %d of %d texts", matched, total);
+	printf("sqllex shapes: answered for %d of %d rewritten texts\n", matched, total);
+}
+
 int main(int argc, char **argv)
 {
 	test_lexer_draws_postgresql_token_boundaries();
@@ -1102,6 +1228,7 @@ int main(int argc, char **argv)
 	test_every_prefix_is_safe();
 	test_inline_path_draws_what_the_general_path_draws();
 	test_screen_agrees_with_the_analysis();
+	test_shapes_answer_only_for_other_numbers();
 	/* Under valgrind, pass "--no-bench" to skip the timing loop. */
 	if (!(argc > 1 && strcmp(argv[1], "--no-bench") == 0))
 		bench_pgbench_select();
