@@ -178,10 +178,11 @@ bool sql_screen(const char *sql, size_t len, SqlInfo *out);
  * numbers (each a plain number again) as having its answer. A client repeating a statement
  * with other literals, as simple-protocol programs do, pays a comparison instead.
  */
-#define SQL_SHAPE_MAX 64
+#define SQL_SHAPE_MAX 64 /* texts shorter than this are kept */
 typedef struct SqlShape {
 	uint8_t len;   /* 0: none yet */
 	uint64_t nums; /* bit i: a number starts at text[i] (digits after neither a name nor $) */
+	uint64_t ends; /* bit i: a number ends just before text[i] */
 	SqlInfo info;
 	char text[SQL_SHAPE_MAX];
 } SqlShape;
@@ -191,6 +192,9 @@ void sql_analyze_shaped(const char *sql, size_t len, const char *tenant_guc,
                         const char *extra_ro_functions, SqlInfo *out, SqlShape *shape);
 /* Would shape answer for sql (for tests)? */
 bool sql_shape_matches(const SqlShape *shape, const char *sql, size_t len);
+/* When shape answers for sql, its answer in out (true); else false and out untouched. */
+bool sql_shape_answer(const SqlShape *shape, const char *sql, size_t len, const char *tenant_guc,
+                      const char *extra_ro_functions, SqlInfo *out);
 
 /* The analyzer's i-th keyword (for tests), NULL past the last. */
 const char *sql_keyword_name(size_t i);

@@ -1503,6 +1503,10 @@ static void sql_info(Client *c, const char *sql, size_t len, SqlInfo *out, SqlNo
 		                 norm);
 		return;
 	}
+	if (!norm && c->shape &&
+	    sql_shape_answer(c->shape, sql, len, g_cfg->tenant_guc, g_cfg->read_only_functions,
+	                     out))
+		return; /* cheaper than a look at sql_seen, and as good for the next ask */
 	uint64_t at = in->consumed + (uint64_t)(p - buf_head(in)) + 1;
 	for (size_t i = 0; i < ARRAY_SIZE(c->sql_seen); i++) {
 		if (c->sql_seen[i].at == at && c->sql_seen[i].len == len &&

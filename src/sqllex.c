@@ -2635,6 +2635,15 @@ bool sql_screen(const char *sql, size_t len, SqlInfo *out)
 static inline size_t sh_common(const unsigned char *a, size_t na, const unsigned char *b, size_t nb)
 {
 	size_t n = na < nb ? na : nb, k = 0;
+#ifdef __SSE2__
+	for (; k + 16 <= n; k += 16) {
+		unsigned m = (unsigned)_mm_movemask_epi8(
+		        _mm_cmpeq_epi8(_mm_loadu_si128((const __m128i *)(a + k)),
+		                       _mm_loadu_si128((const __m128i *)(b + k))));
+		if (m != 0xffff)
+			return k + (size_t)__builtin_ctz(~m);
+	}
+#endif
 #if __BYTE_ORDER__ == __ORDER_LITTLE_ENDIAN__
 	for (; k + 8 <= n; k += 8) {
 		uint64_t x, y;
@@ -2675,14 +2684,13 @@ bool sql_shape_matches(const SqlShape *sh, const char *sql, size_t lt)
 		if (i == lp && j == lt)
 			return true;
 		/* they part at i (j in t): inside, or just after, one of the shape's numbers */
-		size_t s = i;
-		while (s > 0 && sh_digit(pt[s - 1]))
-			s--;
-		if (s >= lp || !(sh->nums >> s & 1))
+		uint64_t below = sh->nums & (i >= 63 ? ~0ULL : (2ULL << i) - 1);
+		if (!below)
 			return false;
-		size_t ep = s, et = j;
-		while (ep < lp && sh_digit(pt[ep]))
-			ep++;
+		size_t s = 63 - (size_t)__builtin_clzll(below);
+		size_t ep = s + (size_t)__builtin_ctzll(sh->ends >> s), et = j;
+		if (i > ep)
+			return false;
 		while (et < lt && sh_digit(t[et]))
 			et++;
 		/* t's number begins where the shape's does (the bytes between are alike) */
@@ -2703,12 +2711,19 @@ static void sh_keep(SqlShape *sh, const char *sql, size_t len, const SqlInfo *in
 	const unsigned char *t = (const unsigned char *)sql;
 
 	sh->len = 0;
-	if (len > SQL_SHAPE_MAX || memchr(sql, '\'', len))
+	if (len >= SQL_SHAPE_MAX || memchr(sql, '\'', len))
 		return;
-	sh->nums = 0;
-	for (size_t i = 0; i < len; i++)
-		if (sh_digit(t[i]) && (i == 0 || (!sc_word_byte(t[i - 1]) && t[i - 1] != '$')))
+	sh->nums = sh->ends = 0;
+	for (size_t i = 0; i < len; i++) {
+		if (sh_digit(t[i]) && (i == 0 || (!sc_word_byte(t[i - 1]) && t[i - 1] != '$'))) {
+			size_t e = i;
+			while (e < len && sh_digit(t[e]))
+				e++;
 			sh->nums |= 1ULL << i;
+			sh->ends |= 1ULL << e;
+			i = e;
+		}
+	}
 	memcpy(sh->text, sql, len);
 	sh->info = *info;
 	sh->len = (uint8_t)len;
@@ -2726,16 +2741,23 @@ static void sc_verify(const char *sql, size_t len, const char *tenant_guc,
 }
 #endif
 
+bool sql_shape_answer(const SqlShape *shape, const char *sql, size_t len, const char *tenant_guc,
+                      const char *extra_ro_functions, SqlInfo *out)
+{
+	if (!sql_shape_matches(shape, sql, len))
+		return false;
+	*out = shape->info;
+#ifdef PGTENANT_VERIFY_SCREEN
+	sc_verify(sql, len, tenant_guc, extra_ro_functions, out);
+#endif
+	return true;
+}
+
 void sql_analyze_shaped(const char *sql, size_t len, const char *tenant_guc,
                         const char *extra_ro_functions, SqlInfo *out, SqlShape *shape)
 {
-	if (shape && sql_shape_matches(shape, sql, len)) {
-		*out = shape->info;
-#ifdef PGTENANT_VERIFY_SCREEN
-		sc_verify(sql, len, tenant_guc, extra_ro_functions, out);
-#endif
+	if (shape && sql_shape_answer(shape, sql, len, tenant_guc, extra_ro_functions, out))
 		return;
-	}
 	if (shape && sql_screen(sql, len, out)) {
 #ifdef PGTENANT_VERIFY_SCREEN
 		sc_verify(sql, len, tenant_guc, extra_ro_functions, out);
