@@ -476,7 +476,7 @@ void pool_server_ready(ServerConn *s)
 	assert(p->n_wait_all == p->n_waiting + list_count(&p->welcome_wait));
 	if (*pool_target_waiting(p) > p->n_wait_all && hand_over(s))
 		return;
-	if (hand_to_waiter(s))
+	if (p->n_queues > 0 && hand_to_waiter(s))
 		return;
 	s->last_used = g_now;
 	server_set_state(s, SV_IDLE);
