@@ -5,7 +5,11 @@
  *
  * Invariants:
  * - Nothing is matched in raw text: only tokens are compared, so a keyword
- *   inside a comment, a string or a dollar-quoted body is inert.
+ *   inside a comment, a string or a dollar-quoted body is inert. The one
+ *   exception, the screen (sql_screen) and the shapes built on it, reads bytes
+ *   but takes only texts with no comment, quoted name or dollar quote, where
+ *   its words are the lexer's names; it gives the full analysis's answer or
+ *   none, which the sanitizer build asserts.
  * - Every doubt resolves to the safe side: a statement the classifier does
  *   not understand marks the tenant state unknown and is not read-only.
  * - sql_analyze() runs on every query: it allocates nothing and looks ahead
