@@ -187,7 +187,8 @@ typedef struct SqlShape {
 	char text[SQL_SHAPE_MAX];
 } SqlShape;
 
-/* sql_analyze() with a client's shape (updated when the screen takes a new text). */
+/* sql_analyze() that keeps sql as the client's shape when the screen takes it (the screen
+ * runs once); ask sql_shape_answer() first. */
 void sql_analyze_shaped(const char *sql, size_t len, const char *tenant_guc,
                         const char *extra_ro_functions, SqlInfo *out, SqlShape *shape);
 /* Would shape answer for sql (for tests)? */

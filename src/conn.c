@@ -34,13 +34,19 @@ void conn_init(Conn *c, int fd, event_callback_fn on_read, event_callback_fn on_
 static List warm = {&warm, &warm};
 static unsigned n_warm;
 
-/* c leaves the warm list; its empty buffers hand their blocks back. */
-static void conn_cool(Conn *c)
+/* c leaves the warm list. */
+static void conn_unwarm(Conn *c)
 {
 	assert(c->warm && n_warm > 0);
 	list_del(&c->warm_node);
 	n_warm--;
 	c->warm = false;
+}
+
+/* c leaves the warm list; its empty buffers hand their blocks back. */
+static void conn_cool(Conn *c)
+{
+	conn_unwarm(c);
 	if (!buf_avail(&c->in))
 		buf_reset(&c->in, 0);
 	if (!buf_avail(&c->out))
@@ -84,11 +90,8 @@ void conn_cool_idle(void)
 
 void conn_close(Conn *c)
 {
-	if (c->warm) {
-		list_del(&c->warm_node);
-		n_warm--;
-		c->warm = false;
-	}
+	if (c->warm)
+		conn_unwarm(c);
 	if (c->fd < 0)
 		return;
 	if (c->read_armed || c->close_armed)

@@ -2733,17 +2733,21 @@ static void sh_keep(SqlShape *sh, const char *sql, size_t len, const SqlInfo *in
 	sh->len = (uint8_t)len;
 }
 
-#ifdef PGTENANT_VERIFY_SCREEN
-static void sc_verify(const char *sql, size_t len, const char *tenant_guc,
-                      const char *extra_ro_functions, const SqlInfo *out)
+static void analyze_tokens(const char *sql, size_t len, const char *tenant_guc,
+                           const char *extra_ro_functions, SqlInfo *out, SqlNorm *norm);
+
+/* Builds with PGTENANT_VERIFY_SCREEN (check-asan) assert that a fast answer is the full one. */
+static inline void sc_verify(const char *sql, size_t len, const char *tenant_guc,
+                             const char *extra_ro_functions, const SqlInfo *out)
 {
+#ifdef PGTENANT_VERIFY_SCREEN
 	SqlInfo full;
-	SqlNorm n;
-	sql_norm_init(&n, NULL, 0);
-	sql_analyze_norm(sql, len, tenant_guc, extra_ro_functions, &full, &n);
+	analyze_tokens(sql, len, tenant_guc, extra_ro_functions, &full, NULL);
 	assert(memcmp(&full, out, sizeof(full)) == 0);
-}
+#else
+	(void)sql, (void)len, (void)tenant_guc, (void)extra_ro_functions, (void)out;
 #endif
+}
 
 bool sql_shape_answer(const SqlShape *shape, const char *sql, size_t len, const char *tenant_guc,
                       const char *extra_ro_functions, SqlInfo *out)
@@ -2751,25 +2755,19 @@ bool sql_shape_answer(const SqlShape *shape, const char *sql, size_t len, const 
 	if (!sql_shape_matches(shape, sql, len))
 		return false;
 	*out = shape->info;
-#ifdef PGTENANT_VERIFY_SCREEN
 	sc_verify(sql, len, tenant_guc, extra_ro_functions, out);
-#endif
 	return true;
 }
 
 void sql_analyze_shaped(const char *sql, size_t len, const char *tenant_guc,
                         const char *extra_ro_functions, SqlInfo *out, SqlShape *shape)
 {
-	if (shape && sql_shape_answer(shape, sql, len, tenant_guc, extra_ro_functions, out))
-		return;
-	if (shape && sql_screen(sql, len, out)) {
-#ifdef PGTENANT_VERIFY_SCREEN
+	if (sql_screen(sql, len, out)) {
 		sc_verify(sql, len, tenant_guc, extra_ro_functions, out);
-#endif
 		sh_keep(shape, sql, len, out);
 		return;
 	}
-	sql_analyze_norm(sql, len, tenant_guc, extra_ro_functions, out, NULL);
+	analyze_tokens(sql, len, tenant_guc, extra_ro_functions, out, NULL);
 }
 
 void sql_analyze(const char *sql, size_t len, const char *tenant_guc,
@@ -2781,17 +2779,22 @@ void sql_analyze(const char *sql, size_t len, const char *tenant_guc,
 void sql_analyze_norm(const char *sql, size_t len, const char *tenant_guc,
                       const char *extra_ro_functions, SqlInfo *out, SqlNorm *norm)
 {
+	if (!norm && sql_screen(sql, len, out)) {
+		sc_verify(sql, len, tenant_guc, extra_ro_functions, out);
+		return;
+	}
+	analyze_tokens(sql, len, tenant_guc, extra_ro_functions, out, norm);
+}
+
+/* The analysis proper: every token drawn (norm, when given, fed each one). */
+static void analyze_tokens(const char *sql, size_t len, const char *tenant_guc,
+                           const char *extra_ro_functions, SqlInfo *out, SqlNorm *norm)
+{
 	Analyzer an;
 	Stmt st;
 	Tok t;
 	bool in_stmt = false, all_ro = true;
 
-	if (!norm && sql_screen(sql, len, out)) {
-#ifdef PGTENANT_VERIFY_SCREEN
-		sc_verify(sql, len, tenant_guc, extra_ro_functions, out);
-#endif
-		return;
-	}
 	memset(out, 0, sizeof(*out));
 	if (norm) {
 		norm->sql = sql;
