@@ -89,7 +89,7 @@ fuzz: config.mk
 check-asan: deps
 	$(MAKE) clean
 	PGTENANT_SANITIZED=1 $(MAKE) OPT=-O1 CFLAGS_USER=-g \
-		EXTRA_CFLAGS="-fsanitize=address,undefined -fno-omit-frame-pointer -DPGTENANT_VERIFY_SCREEN" \
+		EXTRA_CFLAGS="-fsanitize=address,undefined -fno-omit-frame-pointer -DPGTENANT_VERIFY_FAST" \
 		EXTRA_LDFLAGS="-fsanitize=address,undefined" pgtenant unit-check integration-check \
 		isolation-check ISO_SECONDS=30
 

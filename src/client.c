@@ -1375,7 +1375,7 @@ void client_welcome(Client *c, const Params *server_params)
  * The data path, client side.
  */
 
-static bool known_frontend_type(uint8_t t)
+static inline bool known_frontend_type(uint8_t t)
 {
 	switch (t) {
 	case 'Q':
@@ -1488,12 +1488,15 @@ static bool forward_refused_parse(Client *c, ServerConn *s, const uint8_t *body,
 	return true;
 }
 
-/*
- * client_sql_info, and with norm the statement's normalised text too (statement
- * statistics): from the same lexer pass when the analysis runs now, from a
- * lexer-only pass when it was taken from the cache.
- */
-static void sql_info(Client *c, const char *sql, size_t len, SqlInfo *out, SqlNorm *norm)
+/* The answer of the client's shape for sql, when it has one for it (true). */
+static inline bool shape_info(Client *c, const char *sql, size_t len, SqlInfo *out)
+{
+	return c->shape && sql_shape_answer(c->shape, sql, len, g_cfg->tenant_guc,
+	                                    g_cfg->read_only_functions, out);
+}
+
+/* sql_info without asking the shape (the caller asked it). */
+static void sql_info_unshaped(Client *c, const char *sql, size_t len, SqlInfo *out, SqlNorm *norm)
 {
 	const Buf *in = &c->conn.in;
 	const uint8_t *p = (const uint8_t *)sql;
@@ -1503,10 +1506,6 @@ static void sql_info(Client *c, const char *sql, size_t len, SqlInfo *out, SqlNo
 		                 norm);
 		return;
 	}
-	if (!norm && c->shape &&
-	    sql_shape_answer(c->shape, sql, len, g_cfg->tenant_guc, g_cfg->read_only_functions,
-	                     out))
-		return; /* cheaper than a look at sql_seen, and as good for the next ask */
 	uint64_t at = in->consumed + (uint64_t)(p - buf_head(in)) + 1;
 	for (size_t i = 0; i < ARRAY_SIZE(c->sql_seen); i++) {
 		if (c->sql_seen[i].at == at && c->sql_seen[i].len == len &&
@@ -1535,6 +1534,19 @@ static void sql_info(Client *c, const char *sql, size_t len, SqlInfo *out, SqlNo
 	c->sql_seen[slot].info = *out;
 }
 
+/*
+ * client_sql_info, and with norm the statement's normalised text too (statement
+ * statistics): from the same lexer pass when the analysis runs now, from a
+ * lexer-only pass when it was taken from the cache.
+ */
+static void sql_info(Client *c, const char *sql, size_t len, SqlInfo *out, SqlNorm *norm)
+{
+	/* the shape is cheaper than a look at sql_seen, and as good for the next ask */
+	if (!norm && shape_info(c, sql, len, out))
+		return;
+	sql_info_unshaped(c, sql, len, out, norm);
+}
+
 void client_sql_info(Client *c, const char *sql, size_t len, SqlInfo *out)
 {
 	sql_info(c, sql, len, out, NULL);
@@ -1554,11 +1566,16 @@ static bool inspect_statement(Client *c, ServerConn *s, uint8_t type, const uint
 
 	*replaced = false;
 	if (type == 'Q') {
-		const uint8_t *nul = len ? memchr(body, 0, len) : NULL;
-		if (!nul)
+		/* a Query is its text and a NUL (client_forward refused any other) */
+		if (!len || body[len - 1] != 0)
 			return false;
 		sql = (const char *)body;
-		sql_len = (size_t)(nul - body);
+		sql_len = len - 1;
+		/* a text the shape answers for holds no NUL: it is the Query's whole text */
+		if (norm || !shape_info(c, sql, sql_len, &info)) {
+			sql_len = strlen(sql);
+			sql_info_unshaped(c, sql, sql_len, &info, norm);
+		}
 	} else {
 		MsgReader r;
 		const char *name, *query;
@@ -1567,8 +1584,8 @@ static bool inspect_statement(Client *c, ServerConn *s, uint8_t type, const uint
 			return false;
 		sql = query;
 		sql_len = strlen(query);
+		sql_info(c, sql, sql_len, &info, norm);
 	}
-	sql_info(c, sql, sql_len, &info, norm);
 	*flags = info.flags;
 	if (type == 'P' && c->reset_in_unit && info.guard == SQL_GUARD_OK &&
 	    info.n_statements > 0) {

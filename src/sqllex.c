@@ -2276,7 +2276,7 @@ const char *sql_keyword_name(size_t i)
  *    are the lexer's names: nothing hides a keyword from it, and no '' string hides text
  *    the lexer would read (a quote inside a comment would, but comments are refused).
  * Anything else returns false and sql_analyze() runs as before. Builds with
- * PGTENANT_VERIFY_SCREEN (the sanitizer build) check every text it takes against the full
+ * PGTENANT_VERIFY_FAST (the sanitizer build) check every text it takes against the full
  * analysis; the unit and fuzz tests compare the two on random text.
  */
 enum {
@@ -2635,31 +2635,52 @@ bool sql_screen(const char *sql, size_t len, SqlInfo *out)
 
 /* ---------------------------------------------------------------- shapes */
 
-/* How many bytes a and b (na, nb long) begin with alike. */
-static inline size_t sh_common(const unsigned char *a, size_t na, const unsigned char *b, size_t nb)
-{
-	size_t n = na < nb ? na : nb, k = 0;
 #ifdef __SSE2__
-	for (; k + 16 <= n; k += 16) {
-		unsigned m = (unsigned)_mm_movemask_epi8(
-		        _mm_cmpeq_epi8(_mm_loadu_si128((const __m128i *)(a + k)),
-		                       _mm_loadu_si128((const __m128i *)(b + k))));
-		if (m != 0xffff)
-			return k + (size_t)__builtin_ctz(~m);
-	}
+/* Bits of the sixteen bytes at a and at b that are alike. */
+static inline unsigned sh_alike16(const unsigned char *a, const unsigned char *b)
+{
+	return (unsigned)_mm_movemask_epi8(_mm_cmpeq_epi8(_mm_loadu_si128((const __m128i *)a),
+	                                                  _mm_loadu_si128((const __m128i *)b)));
+}
+
+/* Bits of the sixteen bytes at p that are digits. */
+static inline unsigned sh_digits16(const unsigned char *p)
+{
+	return (unsigned)_mm_movemask_epi8(sc_range(_mm_loadu_si128((const __m128i *)p), '0', '9'));
+}
 #endif
-#if __BYTE_ORDER__ == __ORDER_LITTLE_ENDIAN__
-	for (; k + 8 <= n; k += 8) {
-		uint64_t x, y;
-		memcpy(&x, a + k, 8);
-		memcpy(&y, b + k, 8);
-		if (x != y)
-			return k + (size_t)__builtin_ctzll(x ^ y) / 8;
+
+/*
+ * Are the n bytes at a + i and b + j alike (a holding na bytes, b nb; i + n <= na and
+ * j + n <= nb; n < SQL_SHAPE_MAX, a piece of the shape)? Sixteen bytes at a time, the last
+ * sixteen overlapping the ones before; a piece shorter than sixteen is compared inside
+ * sixteen that end where it ends, or else begin where it begins, when both texts hold
+ * them: no byte outside either text is read.
+ */
+static inline bool sh_alike(const unsigned char *a, size_t i, size_t na, const unsigned char *b,
+                            size_t j, size_t nb, size_t n)
+{
+#ifdef __SSE2__
+	assert(n < SQL_SHAPE_MAX && SQL_SHAPE_MAX <= 64);
+	if (n >= 16) {
+		unsigned m = sh_alike16(a + i + n - 16, b + j + n - 16);
+		if (n > 16)
+			m &= sh_alike16(a + i, b + j);
+		if (n > 32)
+			m &= sh_alike16(a + i + 16, b + j + 16);
+		if (n > 48)
+			m &= sh_alike16(a + i + 32, b + j + 32);
+		return m == 0xffff;
 	}
+	unsigned want = (1u << n) - 1;
+	if (i + n >= 16 && j + n >= 16)
+		return sh_alike16(a + i + n - 16, b + j + n - 16) >> (16 - n) == want;
+	if (i + 16 <= na && j + 16 <= nb)
+		return (sh_alike16(a + i, b + j) & want) == want;
+#else
+	(void)na, (void)nb;
 #endif
-	while (k < n && a[k] == b[k])
-		k++;
-	return k;
+	return memcmp(a + i, b + j, n) == 0;
 }
 
 static inline bool sh_digit(unsigned char c)
@@ -2667,46 +2688,57 @@ static inline bool sh_digit(unsigned char c)
 	return sc_class[c] == SC_DIGIT;
 }
 
+/* Where the run of digits at t + j (t holding n bytes) ends, read as sh_alike reads. */
+static inline size_t sh_digits_end(const unsigned char *t, size_t j, size_t n)
+{
+#ifdef __SSE2__
+	for (; j + 16 <= n; j += 16) {
+		unsigned d = sh_digits16(t + j);
+		if (d != 0xffff)
+			return j + (size_t)__builtin_ctz(~d);
+	}
+	if (j < n && n >= 16)
+		return j + (size_t)__builtin_ctz(~(sh_digits16(t + n - 16) >> (16 - (n - j))));
+#endif
+	while (j < n && sh_digit(t[j]))
+		j++;
+	return j;
+}
+
 /*
  * Is t (lt bytes) the shape's text with some of its numbers (sh->nums) written otherwise,
  * each again a run of digits only? Then the screen would take t as it took the shape's
  * text, with the same answer: every byte class it looks at is the same (a digit for a
  * digit, and the byte after a number is the shape's, neither a name's nor '$'), and no
- * number is a $n (nums leaves those out), so max_param is the same too.
+ * number is a $n (nums leaves those out), so max_param is the same too. Neither t nor the
+ * shape's text holds a NUL byte then (the screen takes none).
  */
-bool sql_shape_matches(const SqlShape *sh, const char *sql, size_t lt)
+static inline bool sh_matches(const SqlShape *sh, const char *sql, size_t lt)
 {
 	const unsigned char *pt = (const unsigned char *)sh->text, *t = (const unsigned char *)sql;
-	size_t lp = sh->len, i = 0, j = 0;
+	size_t lp = sh->len, i = 0, j = 0; /* i: where the shape goes on, j: where t does */
 
 	if (!lp || !sql)
 		return false;
-	for (;;) {
-		size_t k = sh_common(pt + i, lp - i, t + j, lt - j);
-		i += k;
-		j += k;
-		if (i == lp && j == lt)
-			return true;
-		/* they part at i (j in t): inside, or just after, one of the shape's numbers */
-		uint64_t below = sh->nums & (i >= 63 ? ~0ULL : (2ULL << i) - 1);
-		if (!below)
+	for (uint64_t q = sh->nums; q; q &= q - 1) {
+		/* the shape's next number is at s..e; what comes before it must be alike */
+		size_t s = (size_t)__builtin_ctzll(q),
+		       e = s + (size_t)__builtin_ctzll(sh->ends >> s);
+		if (s - i > lt - j || !sh_alike(pt, i, lp, t, j, lt, s - i))
 			return false;
-		size_t s = 63 - (size_t)__builtin_clzll(below);
-		size_t ep = s + (size_t)__builtin_ctzll(sh->ends >> s), et = j;
-		if (i > ep)
-			return false;
-		while (et < lt && sh_digit(t[et]))
-			et++;
-		/* t's number begins where the shape's does (the bytes between are alike) */
-		if (et == j - (i - s))
+		j += s - i;
+		size_t et = sh_digits_end(t, j, lt);
+		if (et == j)
 			return false; /* no digits there in t */
-		i = ep;
-		j = et;
-		/* what follows each number must be alike again at once: the byte after it in
-		 * the shape ends a number */
-		if (i == lp || j == lt || pt[i] != t[j])
-			return i == lp && j == lt;
+		i = e;
+		j = et; /* the byte after it, in both, begins the next piece (neither is a digit) */
 	}
+	return lp - i == lt - j && sh_alike(pt, i, lp, t, j, lt, lp - i);
+}
+
+bool sql_shape_matches(const SqlShape *sh, const char *sql, size_t lt)
+{
+	return sh_matches(sh, sql, lt);
 }
 
 /* Keeps a text the screen took as the client's shape: short ones without quotes. */
@@ -2736,11 +2768,11 @@ static void sh_keep(SqlShape *sh, const char *sql, size_t len, const SqlInfo *in
 static void analyze_tokens(const char *sql, size_t len, const char *tenant_guc,
                            const char *extra_ro_functions, SqlInfo *out, SqlNorm *norm);
 
-/* Builds with PGTENANT_VERIFY_SCREEN (check-asan) assert that a fast answer is the full one. */
+/* Builds with PGTENANT_VERIFY_FAST (check-asan) assert that a fast answer is the full one. */
 static inline void sc_verify(const char *sql, size_t len, const char *tenant_guc,
                              const char *extra_ro_functions, const SqlInfo *out)
 {
-#ifdef PGTENANT_VERIFY_SCREEN
+#ifdef PGTENANT_VERIFY_FAST
 	SqlInfo full;
 	analyze_tokens(sql, len, tenant_guc, extra_ro_functions, &full, NULL);
 	assert(memcmp(&full, out, sizeof(full)) == 0);
@@ -2752,7 +2784,7 @@ static inline void sc_verify(const char *sql, size_t len, const char *tenant_guc
 bool sql_shape_answer(const SqlShape *shape, const char *sql, size_t len, const char *tenant_guc,
                       const char *extra_ro_functions, SqlInfo *out)
 {
-	if (!sql_shape_matches(shape, sql, len))
+	if (!sh_matches(shape, sql, len))
 		return false;
 	*out = shape->info;
 	sc_verify(sql, len, tenant_guc, extra_ro_functions, out);
