@@ -95,7 +95,7 @@ write_userlist
 
 {
 	pgt_ini_head "$PGT_PORT" trust
-	printf 'default_pool_size = %s\nmax_client_conn = 100\n' "$POOL_SIZE"
+	printf 'default_pool_size = %s\nmax_client_conn = %s\n' "$POOL_SIZE" $((2 * CLIENTS + 100))
 	[ -n "$PGT_EXTRA" ] && printf '%b\n' "$PGT_EXTRA"
 	pgt_ini_backend "$POOL_SIZE"
 	if [ "$TENANT_MODE" = database ]; then
@@ -116,7 +116,7 @@ write_userlist
 				"${TNAMES[$i]}" "$(backend_host)" "$PG_PORT" "$DB" "${SCHEMAS[$i]}"
 		done
 	fi
-	pgb_ini_head "$PGB_PORT" "$POOL_SIZE" 100 trust
+	pgb_ini_head "$PGB_PORT" "$POOL_SIZE" $((2 * CLIENTS + 100)) trust
 } >"$DIR/pgbouncer.ini"
 
 listening() { [ -n "$(ss -Hltn "sport = :$1" 2>/dev/null)" ]; }

@@ -79,7 +79,6 @@ const char *client_state_name(ClientState st)
 	log_at(lvl, "C-%p %s/%s@%s:%d " fmt, (void *)(c), (c)->tenant ? (c)->tenant->name : "-",   \
 	       (c)->user[0] ? (c)->user : "-", (c)->addr, (c)->port, ##__VA_ARGS__)
 
-/* The one place a client changes state: unlink from the old list, link to the new one. */
 /* The per-tenant count a state is counted in (SHOW TENANTS, metrics), or NULL. */
 static int *tenant_state_count(Client *c, ClientState st)
 {
@@ -98,6 +97,7 @@ static int *tenant_state_count(Client *c, ClientState st)
 	}
 }
 
+/* The one place a client changes state: unlink from the old list, link to the new one. */
 void client_set_state(Client *c, ClientState st)
 {
 	Pool *p = c->pool;

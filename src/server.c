@@ -1060,11 +1060,9 @@ again:
 			s->fwd_remain -= n;
 			continue;
 		}
-		if (c && forward_run(s, c)) {
-			if (pause_if_full(s, c))
-				break;
-			continue;
-		}
+		/* what the run left (a partial message or one of another kind) goes on below */
+		if (c && forward_run(s, c) && pause_if_full(s, c))
+			break;
 		if (buf_avail(in) < MSG_HEADER_LEN)
 			break;
 		uint8_t type = buf_head(in)[0];
