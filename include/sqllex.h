@@ -174,7 +174,7 @@ void sql_analyze_norm(const char *sql, size_t len, const char *tenant_guc,
 bool sql_screen(const char *sql, size_t len, SqlInfo *out);
 /*
  * A plain SELECT the screen took, kept per client so the next text of the same shape is
- * known without the screen: sql_analyze_shaped() takes a text equal to it but for its
+ * known without the screen: sql_shape_answer() takes a text equal to it but for its
  * numbers (each a plain number again) as having its answer. A client repeating a statement
  * with other literals, as simple-protocol programs do, pays a comparison instead.
  */

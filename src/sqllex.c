@@ -2752,9 +2752,7 @@ static void sh_keep(SqlShape *sh, const char *sql, size_t len, const SqlInfo *in
 	sh->nums = sh->ends = 0;
 	for (size_t i = 0; i < len; i++) {
 		if (sh_digit(t[i]) && (i == 0 || (!sc_word_byte(t[i - 1]) && t[i - 1] != '$'))) {
-			size_t e = i;
-			while (e < len && sh_digit(t[e]))
-				e++;
+			size_t e = sh_digits_end(t, i, len);
 			sh->nums |= 1ULL << i;
 			sh->ends |= 1ULL << e;
 			i = e;
